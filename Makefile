@@ -1,0 +1,50 @@
+# Everything bootstraps .venv itself: a fresh machine needs only Python 3.11, pip, make and git.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LAKE   ?= demo-lake
+
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: venv demo test lint typecheck unit integration infra bench build clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/auditlake demo --lake $(LAKE)
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/core/auditlake functions bench
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+infra: $(STAMP)
+	$(BIN)/python -m pytest -q tests/infra
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
+
+# sam runs the per-resource Makefiles (BuildMethod: makefile) with this PATH, so they use the venv's pip.
+build: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template-file template.yaml
+
+clean:
+	rm -rf $(VENV) .aws-sam $(LAKE) .bench .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,46 @@
+"""How each deployed function assembles the core from settings and the clients its adapter built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .landing import Landing
+from .pipeline import AuditPipeline, PipelineConfig
+from .policy_source import PolicySource
+from .registry import DynamoRegistry
+from .settings import Settings
+from .stores.s3 import S3Store
+from .webhook import AuditWebhook, MetricsSink
+
+
+def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline:
+    if not settings.policy_parameter:
+        return AuditPipeline(PipelineConfig(None, settings.redaction))
+    if ssm is None:
+        raise ValueError("a policy parameter is configured but no SSM client was given")
+    from aws_lambda_powertools.utilities.parameters import SSMProvider  # only when a policy is configured
+
+    provider = SSMProvider(boto3_client=ssm)
+    name, max_age = settings.policy_parameter, settings.policy_cache_seconds
+
+    def fetch() -> str | None:
+        value = provider.get(name, max_age=max_age)
+        return value if isinstance(value, str) or value is None else str(value)
+
+    return AuditPipeline(PolicySource(fetch, settings.redaction))
+
+
+def build_webhook(
+    settings: Settings,
+    *,
+    s3: Any,
+    dynamodb: Any,
+    ssm: Any | None = None,
+    metrics: MetricsSink | None = None,
+) -> AuditWebhook:
+    return AuditWebhook(
+        DynamoRegistry(dynamodb, settings.state_table, cache_seconds=settings.token_cache_seconds),
+        pipeline_from_settings(settings, ssm),
+        Landing(S3Store(s3, settings.raw_bucket), "audit"),
+        metrics=metrics,
+    )

@@ -1,0 +1,504 @@
+"""The ``auditlake`` command line: the same core as the Lambda functions, on a local lake or AWS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .ingest import FileIngest, IngestStats
+from .jsonio import dumps_str
+from .kubeconfig import DEFAULT_KUBECONFIG_PATH, DEFAULT_POLICY_PATH, apiserver_flags, render_kubeconfig
+from .landing import Landing, valid_cluster_name
+from .model import SOURCE_WEBHOOK
+from .parse import iter_jsonl
+from .pipeline import AuditPipeline, PipelineConfig
+from .policy import PolicyError, attributes_of, load_policy
+from .policy_lint import lint
+from .redact import RedactionConfig
+from .registry import DynamoRegistry, RegistryError, StaticTokens, new_token, token_hash
+from .stores.local import LocalStore
+from .summary import LakeSummary, summarise
+
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise SystemExit(1)
+
+
+@click.group()
+@click.version_option(__version__)
+def main() -> None:
+    """auditlake: Kubernetes audit events and Events into a queryable, tamper-evident lake."""
+
+
+# ---------------------------------------------------------------- shared options
+
+
+def pipeline_options(func: F) -> F:
+    func = click.option(
+        "--redact",
+        "redact",
+        multiple=True,
+        metavar="RESOURCE",
+        help="Also drop bodies of this resource (resource[.group][/subresource]); repeatable.",
+    )(func)
+    func = click.option(
+        "--redact-configmaps/--keep-configmaps",
+        default=True,
+        show_default=True,
+        help="Drop configmap bodies (they often hold credentials).",
+    )(func)
+    func = click.option(
+        "--policy",
+        "policy_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Pipeline audit policy (audit.k8s.io/v1). Default: keep every event as received.",
+    )(func)
+    return func
+
+
+def build_pipeline(policy_file: Path | None, redact_configmaps: bool, redact: tuple[str, ...]) -> AuditPipeline:
+    try:
+        redaction = RedactionConfig.build(configmaps=redact_configmaps, extra=redact)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--redact") from None
+    policy = None
+    if policy_file is not None:
+        try:
+            policy = load_policy(policy_file.read_bytes())
+        except PolicyError as exc:
+            _fail(f"{policy_file}: " + "; ".join(exc.errors))
+        for warning in policy.warnings if policy else ():
+            err.print(f"[yellow]policy warning:[/yellow] {warning}")
+    return AuditPipeline(PipelineConfig(policy, redaction))
+
+
+def lake_option(func: F) -> F:
+    return click.option(
+        "--lake",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Local lake directory (created if missing).",
+    )(func)
+
+
+def cluster_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not valid_cluster_name(value):
+        raise click.BadParameter("use a DNS label: a-z, 0-9 and '-', at most 63 characters")
+    return value
+
+
+def _bytes_progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err)
+
+
+# ---------------------------------------------------------------- cluster
+
+
+@main.group()
+def cluster() -> None:
+    """Register clusters that send audit events."""
+
+
+@cluster.command("add")
+@click.argument("name", callback=cluster_name)
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake (for `serve`).")
+@click.option("--table", help="State table of a deployed stack.")
+@click.option("--stack", help="Deployed stack name: its state table and webhook URL are looked up.")
+@click.option("--url", help="Webhook URL (default: the stack's WebhookUrl, or the local serve URL).")
+@click.option("--region", help="AWS region (default: the SDK's).")
+@click.option(
+    "--kubeconfig-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the webhook kubeconfig here (mode 0600) instead of stdout.",
+)
+@click.option("--policy-path", default=DEFAULT_POLICY_PATH, show_default=True, help="Policy path on the node.")
+@click.option(
+    "--kubeconfig-path",
+    default=DEFAULT_KUBECONFIG_PATH,
+    show_default=True,
+    help="Kubeconfig path on the node.",
+)
+def cluster_add(
+    name: str,
+    lake: Path | None,
+    table: str | None,
+    stack: str | None,
+    url: str | None,
+    region: str | None,
+    kubeconfig_out: Path | None,
+    policy_path: str,
+    kubeconfig_path: str,
+) -> None:
+    """Create a token for cluster NAME and print its webhook kubeconfig and kube-apiserver flags.
+
+    Only the token's SHA-256 is stored. The kubeconfig goes to stdout (or --kubeconfig-out);
+    instructions go to stderr, so `auditlake cluster add c1 --stack s > c1.kubeconfig` works.
+    """
+    if sum(x is not None for x in (lake, table, stack)) != 1:
+        raise click.UsageError("give exactly one of --lake, --table, --stack")
+    token = new_token()
+    if lake is not None:
+        token_file = lake / "tokens" / f"{name}.token"
+        if token_file.exists():
+            _fail(f"{token_file} exists: cluster {name!r} is already registered in this lake")
+        _write_private(token_file, token + "\n")
+        url = url or "http://127.0.0.1:8080/v1/audit"
+        err.print(f"token written to {token_file} (0600)")
+        err.print(
+            f"serve it with: auditlake serve --lake {lake} --port 8080 --cluster {name} --token-file {token_file}"
+        )
+    else:
+        import boto3
+
+        session = boto3.session.Session(region_name=region)
+        if stack is not None:
+            outputs = _stack_outputs(session, stack)
+            table = outputs.get("StateTableName")
+            url = url or outputs.get("WebhookUrl")
+            if not table or not url:
+                _fail(f"stack {stack} has no StateTableName/WebhookUrl outputs")
+        if not url:
+            raise click.UsageError("--url is required with --table")
+        try:
+            DynamoRegistry(session.client("dynamodb"), str(table)).add_cluster(
+                name, token_hash(token), created_at=datetime.now(UTC).isoformat()
+            )
+        except RegistryError as exc:
+            _fail(str(exc))
+        err.print(f"cluster {name!r} registered in {table} (token stored as SHA-256 only)")
+    kubeconfig = render_kubeconfig(str(url), token)
+    if kubeconfig_out is not None:
+        _write_private(kubeconfig_out, kubeconfig)
+        err.print(f"webhook kubeconfig written to {kubeconfig_out} (0600)")
+    else:
+        click.echo(kubeconfig, nl=False)
+    err.print(f"\nCopy the kubeconfig to {kubeconfig_path} on each control-plane node, the policy")
+    err.print(f"(infra/kubernetes/audit-policy.yaml) to {policy_path}, and add to kube-apiserver:")
+    for flag in apiserver_flags(policy_path, kubeconfig_path):
+        err.print(f"  {flag}", highlight=False, soft_wrap=True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _stack_outputs(session: Any, stack: str) -> dict[str, str]:
+    stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+# ---------------------------------------------------------------- serve
+
+
+@main.command()
+@lake_option
+@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--cluster", "cluster_", required=True, callback=cluster_name, help="Cluster the token maps to.")
+@click.option(
+    "--token-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the bearer token.",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this cert.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@pipeline_options
+def serve(
+    lake: Path,
+    port: int,
+    host: str,
+    cluster_: str,
+    token_file: Path,
+    tls_cert: str | None,
+    tls_key: str | None,
+    policy_file: Path | None,
+    redact_configmaps: bool,
+    redact: tuple[str, ...],
+) -> None:
+    """Run a local audit webhook (POST /v1/audit) writing to the local lake."""
+    from .serve import PATH, make_server
+    from .webhook import AuditWebhook, Reply
+
+    token = token_file.read_text().strip()
+    if not token:
+        _fail(f"{token_file} is empty")
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    webhook = AuditWebhook(
+        StaticTokens({token_hash(token): cluster_}),
+        build_pipeline(policy_file, redact_configmaps, redact),
+        Landing(LocalStore(lake), "audit"),
+        source=SOURCE_WEBHOOK,
+    )
+
+    def on_reply(reply: Reply) -> None:
+        fields = " ".join(f"{k}={v}" for k, v in reply.body.items() if k != "batch")
+        click.echo(f"{datetime.now(UTC):%H:%M:%S} {reply.status} {fields}", err=True)
+
+    server = make_server(
+        webhook, host, port, on_reply=on_reply, tls=(tls_cert, tls_key) if tls_cert and tls_key else None
+    )
+    scheme = "https" if tls_cert else "http"
+    bound_port = server.server_address[1]
+    click.echo(f"listening on {scheme}://{host}:{bound_port}{PATH}", nl=True)
+    sys.stdout.flush()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()  # waits for requests in flight: their 2xx means stored
+
+
+# ---------------------------------------------------------------- ingest
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--cluster", "cluster_", required=True, callback=cluster_name)
+@lake_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "eventlist"]), default="jsonl", show_default=True)
+@pipeline_options
+def ingest(
+    files: tuple[Path, ...],
+    cluster_: str,
+    lake: Path,
+    fmt: str,
+    policy_file: Path | None,
+    redact_configmaps: bool,
+    redact: tuple[str, ...],
+) -> None:
+    """Import audit log files (JSON Lines or EventList) into the local lake."""
+    pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+    total = IngestStats()
+    with _bytes_progress() as progress:
+        for path in files:
+            task = progress.add_task(path.name, total=path.stat().st_size)
+
+            def advance(done: int, task: TaskID = task) -> None:
+                progress.update(task, completed=done)
+
+            importer = FileIngest(pipeline, Landing(LocalStore(lake), "audit"), cluster_, progress=advance)
+            total.add(importer.jsonl(path) if fmt == "jsonl" else importer.eventlist(path))
+    _print_counts("ingested", vars(total))
+
+
+def _print_counts(title: str, counts: dict[str, int]) -> None:
+    err.print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
+
+
+# ---------------------------------------------------------------- replay
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", required=True, help="Webhook URL, e.g. https://.../v1/audit")
+@click.option("--token-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA bundle to verify the server.")
+@click.option("--batch-size", default=400, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--attempts", default=5, show_default=True, type=click.IntRange(1, 20))
+@click.option("--initial-backoff", default=1.0, show_default=True, type=float, help="Seconds; grows 1.5x.")
+def replay(
+    file: Path,
+    url: str,
+    token_file: Path,
+    ca_file: str | None,
+    batch_size: int,
+    attempts: int,
+    initial_backoff: float,
+) -> None:
+    """Send a JSON Lines audit log to a webhook as kube-apiserver does (EventList batches, retries)."""
+    from .replay import Replayer, ReplayError, batches
+
+    replayer = Replayer(
+        url,
+        token_file.read_text().strip(),
+        ca_file=ca_file,
+        attempts=attempts,
+        initial_backoff=initial_backoff,
+    )
+    skipped = 0
+
+    def events(handle: Any) -> Iterator[dict[str, Any]]:
+        nonlocal skipped
+        for line in iter_jsonl(handle):
+            if isinstance(line.value, dict):
+                yield line.value
+            else:
+                skipped += 1
+
+    with _bytes_progress() as progress, file.open("rb") as handle:
+        task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
+        try:
+            for batch in batches(events(handle), max_events=batch_size):
+                replayer.send(batch)
+                progress.update(task, completed=handle.tell())
+        except ReplayError as exc:
+            _fail(str(exc))
+    stats = replayer.stats
+    _print_counts(
+        "replayed",
+        {
+            "batches": stats.batches,
+            "events": stats.events,
+            "retries": stats.retries,
+            "splits": stats.splits,
+            "rejected batches": stats.rejected,
+            "skipped lines": skipped,
+            **stats.totals,
+        },
+    )
+
+
+# ---------------------------------------------------------------- synth
+
+
+@main.command()
+@click.option("--minutes", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Events/s.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
+    help="UTC start (default: now - minutes).",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def synth(minutes: float, rate: float, seed: int, start: datetime | None, out: Path) -> None:
+    """Write realistic synthetic audit traffic with planted incidents as JSON Lines."""
+    from .synth import Synth
+
+    generator = Synth(minutes=minutes, rate=rate, seed=seed, start=start.replace(tzinfo=UTC) if start else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with out.open("w", encoding="utf-8") as handle:
+        for event in generator.events():
+            handle.write(dumps_str(event) + "\n")
+            count += 1
+    err.print(f"wrote {count} audit events ({minutes:g} min from {generator.start:%Y-%m-%dT%H:%M}Z) to {out}")
+
+
+# ---------------------------------------------------------------- policy
+
+
+@main.group()
+def policy() -> None:
+    """Evaluate and check audit policies."""
+
+
+@policy.command("eval")
+@click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--events", "events_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policy_eval(policy_file: Path, events_file: Path) -> None:
+    """One JSON line per event: the level the policy gives it and whether its stage is omitted."""
+    try:
+        compiled = load_policy(policy_file.read_bytes())
+    except PolicyError as exc:
+        _fail("; ".join(exc.errors))
+        return
+    with events_file.open("rb") as handle:
+        for line in iter_jsonl(handle):
+            event = line.value
+            if line.error is not None or not isinstance(event, dict):
+                click.echo(dumps_str({"line": line.number, "error": line.error or "not an object"}))
+                continue
+            decision = compiled.evaluate(attributes_of(event))
+            stage = event.get("stage")
+            click.echo(
+                dumps_str(
+                    {
+                        "auditID": event.get("auditID"),
+                        "stage": stage,
+                        "level": decision.level,
+                        "omitted": decision.drops(str(stage)),
+                        "rule": decision.rule_index,
+                    }
+                )
+            )
+
+
+@policy.command("lint")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+def policy_lint(file: Path, strict: bool) -> None:
+    """Warn about secret bodies logged, RequestReceived kept, and rules shadowed by earlier ones."""
+    try:
+        warnings = lint(load_policy(file.read_bytes()))
+    except PolicyError as exc:
+        for error in exc.errors:
+            err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise SystemExit(1) from None
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if not warnings:
+        err.print(f"{file}: no findings")
+    if warnings and strict:
+        raise SystemExit(1)
+
+
+# ---------------------------------------------------------------- summary and demo
+
+
+@main.command()
+@lake_option
+def summary(lake: Path) -> None:
+    """Counts of what the local lake holds."""
+    print_summary(summarise(LocalStore(lake)))
+
+
+def print_summary(s: LakeSummary, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"{s.records} audit records in {s.raw_objects} raw objects", show_header=False)
+    table.add_row("clusters", _top(s.clusters))
+    table.add_row("by level", _top(s.levels))
+    table.add_row("by stage", _top(s.stages))
+    table.add_row("by verb", _top(s.verbs, 8))
+    table.add_row("redacted (secret bodies removed)", str(s.redacted))
+    table.add_row("403 responses", str(s.forbidden))
+    table.add_row("quarantined items", f"{s.quarantined_items} in {s.quarantined_batches} batches")
+    for reason, count in s.quarantine_reasons.most_common(5):
+        table.add_row("  quarantine reason", f"{count} x {reason}")
+    console.print(table)
+
+
+def _top(counter: Any, n: int = 6) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counter.most_common(n)) or "-"
+
+
+@main.command()
+@lake_option
+@click.option("--minutes", default=30.0, show_default=True, type=float)
+@click.option("--rate", default=20.0, show_default=True, type=float)
+@click.option("--seed", default=7, show_default=True, type=int)
+def demo(lake: Path, minutes: float, rate: float, seed: int) -> None:
+    """synth -> serve (real HTTP) <- replay -> local lake, then a summary."""
+    from .demo import run_demo
+
+    run_demo(lake, minutes=minutes, rate=rate, seed=seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Raw landing and quarantine: the only writers of ingest output.
+
+Raw: ``raw/<kind>/<cluster>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.ndjson.zst``, one object per batch,
+one normalised record per line. The batch id is a hash of (cluster, source, payload), so a batch the
+sender retries lands on the same key in the same hour: a duplicate delivery rewrites identical bytes
+instead of adding a copy (and the compactor deduplicates whatever still arrives twice).
+
+Quarantine: ``quarantine/<kind>/<cluster>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.json`` explains what went
+wrong (item index, auditID, stage, reason, the item without secret bodies); ``<batch-id>.body`` holds
+the original bytes unchanged when the payload could not be read at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import zstandard
+
+from .jsonio import dumps
+from .pipeline import ItemFailure
+from .stores import Store
+from .timestamps import format_utc
+
+KINDS = ("audit", "events")
+NDJSON_ZSTD = "application/x-ndjson"
+_CLUSTER = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def valid_cluster_name(name: str) -> bool:
+    """DNS-1123 label: safe in S3 keys, file names and queries."""
+    return bool(_CLUSTER.match(name))
+
+
+def batch_id(cluster: str, source: str, payload: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (cluster.encode(), b"\0", source.encode(), b"\0", payload):
+        digest.update(part)
+    return digest.hexdigest()[:32]
+
+
+def encode_lines(lines: Sequence[bytes]) -> bytes:
+    return zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n")
+
+
+def decode_lines(data: bytes) -> list[bytes]:
+    text = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return [line for line in text.split(b"\n") if line]
+
+
+@dataclass(frozen=True)
+class Written:
+    raw_key: str | None
+    quarantine_keys: tuple[str, ...]
+
+
+class Landing:
+    def __init__(self, store: Store, kind: str = "audit") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
+        self.store = store
+        self.kind = kind
+
+    def _prefix(self, area: str, cluster: str, at: datetime) -> str:
+        if not valid_cluster_name(cluster):
+            raise ValueError(f"invalid cluster name {cluster!r}")
+        return f"{area}/{self.kind}/{cluster}/{at:%Y/%m/%d/%H}"
+
+    def raw_key(self, cluster: str, at: datetime, batch: str) -> str:
+        return f"{self._prefix('raw', cluster, at)}/{batch}.ndjson.zst"
+
+    def write_raw(self, cluster: str, at: datetime, batch: str, lines: Sequence[bytes]) -> str | None:
+        if not lines:
+            return None
+        key = self.raw_key(cluster, at, batch)
+        self.store.put(key, encode_lines(lines), NDJSON_ZSTD)
+        return key
+
+    def quarantine(
+        self,
+        cluster: str,
+        at: datetime,
+        batch: str,
+        *,
+        source: str,
+        reason: str,
+        payload: bytes | None = None,
+        failures: Sequence[ItemFailure] = (),
+    ) -> tuple[str, ...]:
+        """Store the reasons (and, when given or needed, the payload bytes unchanged)."""
+        prefix = f"{self._prefix('quarantine', cluster, at)}/{batch}"
+        keep_payload = payload is not None and (not failures or any(not f.intact for f in failures))
+        keys: list[str] = []
+        manifest: dict[str, object] = {
+            "cluster": cluster,
+            "kind": self.kind,
+            "source": source,
+            "received_at": format_utc(at),
+            "batch_id": batch,
+            "reason": reason,
+        }
+        if payload is not None:
+            manifest["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+            manifest["payload_bytes"] = len(payload)
+        if keep_payload and payload is not None:
+            body_key = f"{prefix}.body"
+            self.store.put(body_key, payload, "application/octet-stream")
+            manifest["payload_key"] = body_key
+            keys.append(body_key)
+        manifest["items"] = [_failure_doc(f) for f in failures]
+        manifest_key = f"{prefix}.json"
+        self.store.put(manifest_key, dumps(manifest), "application/json")
+        keys.append(manifest_key)
+        return tuple(keys)
+
+
+def _failure_doc(failure: ItemFailure) -> dict[str, object]:
+    doc: dict[str, object] = {"index": failure.index, "reason": failure.reason}
+    if failure.audit_id is not None:
+        doc["auditID"] = failure.audit_id
+    if failure.stage is not None:
+        doc["stage"] = failure.stage
+    if failure.raw is not None:
+        try:
+            doc["line"] = failure.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            doc["line_hex"] = failure.raw.hex()
+    elif failure.intact:
+        doc["item"] = failure.item
+    else:
+        doc["item_unreadable"] = "see payload_key"
+    return doc

@@ -1,0 +1,70 @@
+"""One settings model for every function, validated at cold start. Environment variable names
+live here and nowhere else. No credential is ever read from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .redact import RedactionConfig
+
+RAW_BUCKET = "AUDITLAKE_RAW_BUCKET"
+STATE_TABLE = "AUDITLAKE_STATE_TABLE"
+POLICY_PARAMETER = "AUDITLAKE_POLICY_PARAMETER"
+POLICY_CACHE_SECONDS = "AUDITLAKE_POLICY_CACHE_SECONDS"
+REDACT_CONFIGMAPS = "AUDITLAKE_REDACT_CONFIGMAPS"
+REDACT_RESOURCES = "AUDITLAKE_REDACT_RESOURCES"
+TOKEN_CACHE_SECONDS = "AUDITLAKE_TOKEN_CACHE_SECONDS"  # noqa: S105 - a variable name
+
+DEFAULT_REDACTION = RedactionConfig.build()
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    raw_bucket: str = ""
+    state_table: str = ""
+    policy_parameter: str = ""
+    policy_cache_seconds: int = 300
+    redaction: RedactionConfig = DEFAULT_REDACTION
+    token_cache_seconds: int = 60
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, *, required: tuple[str, ...] = ()) -> Settings:
+        """Read and validate; every problem is reported at once, by variable name."""
+        problems: list[str] = []
+        for name in required:
+            if not env.get(name, "").strip():
+                problems.append(f"{name} is required")
+        configmaps = env.get(REDACT_CONFIGMAPS, "true").strip().lower()
+        if configmaps not in _TRUE | _FALSE:
+            problems.append(f"{REDACT_CONFIGMAPS} must be true or false, got {configmaps!r}")
+        extra = [part for part in env.get(REDACT_RESOURCES, "").split(",") if part.strip()]
+        redaction = DEFAULT_REDACTION
+        try:
+            redaction = RedactionConfig.build(configmaps=configmaps not in _FALSE, extra=extra)
+        except ValueError as exc:
+            problems.append(f"{REDACT_RESOURCES}: {exc}")
+        numbers = {}
+        for name, default in ((TOKEN_CACHE_SECONDS, 60), (POLICY_CACHE_SECONDS, 300)):
+            raw = env.get(name, str(default)).strip()
+            if not raw.isdigit():
+                problems.append(f"{name} must be a whole number of seconds, got {raw!r}")
+                raw = str(default)
+            numbers[name] = int(raw)
+        if problems:
+            raise SettingsError("invalid configuration: " + "; ".join(problems))
+        return cls(
+            raw_bucket=env.get(RAW_BUCKET, "").strip(),
+            state_table=env.get(STATE_TABLE, "").strip(),
+            policy_parameter=env.get(POLICY_PARAMETER, "").strip(),
+            policy_cache_seconds=numbers[POLICY_CACHE_SECONDS],
+            redaction=redaction,
+            token_cache_seconds=numbers[TOKEN_CACHE_SECONDS],
+        )

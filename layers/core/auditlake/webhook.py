@@ -1,0 +1,167 @@
+"""What the audit webhook answers, independent of Lambda or the local server.
+
+kube-apiserver retries a batch on *any* error (5 attempts, 10 s backoff growing 1.5x) and then drops
+it, so the answers are chosen for that sender:
+
+* 401 - no or unknown token (no detail why); nothing is stored.
+* 413 - body over the limit, with the flags that keep batches under it.
+* 400 - not an EventList at all (invalid JSON, wrong kind, not UTF-8, too deep); bytes quarantined.
+* 200 - envelope valid: good events stored, bad ones quarantined, counts in the body.
+* 503 - storage or registry failed: nothing acknowledged, the sender retries.
+* 500 - an unexpected error; the body is quarantined first when storage allows.
+
+2xx is only sent after every object of the batch is durably stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .landing import Landing, batch_id
+from .parse import EnvelopeError, parse_eventlist
+from .pipeline import AuditPipeline
+from .registry import RegistryError, TokenRegistry, bearer_token, token_hash
+from .stores import StoreError
+from .timestamps import format_utc
+
+logger = logging.getLogger(__name__)
+
+# Lambda's synchronous payload limit is 6 MB including the event envelope.
+MAX_BODY_BYTES = 6_000_000
+# What `auditlake cluster add` configures: safely under MAX_BODY_BYTES.
+TRUNCATE_MAX_BATCH_BYTES = 4 * 1024 * 1024
+TRUNCATE_FLAGS = (
+    f"--audit-webhook-truncate-enabled=true --audit-webhook-truncate-max-batch-size={TRUNCATE_MAX_BATCH_BYTES}"
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+
+
+class MetricsSink(Protocol):
+    def add_metric(self, name: str, unit: str, value: float) -> None: ...
+
+
+class _NoMetrics:
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        return None
+
+
+class AuditWebhook:
+    def __init__(
+        self,
+        registry: TokenRegistry,
+        pipeline: AuditPipeline,
+        landing: Landing,
+        *,
+        source: str = "webhook",
+        max_body_bytes: int = MAX_BODY_BYTES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: MetricsSink | None = None,
+    ) -> None:
+        self.registry = registry
+        self.pipeline = pipeline
+        self.landing = landing
+        self.source = source
+        self.max_body_bytes = max_body_bytes
+        self.clock = clock
+        self.metrics = metrics or _NoMetrics()
+
+    def _authorise(self, authorization: str | None) -> str | Reply:
+        """The cluster the bearer token belongs to, or the reply that refuses the request."""
+        token = bearer_token(authorization)
+        if token is None:
+            return Reply(401, {"message": "Unauthorized"})
+        try:
+            cluster = self.registry.cluster_for(token_hash(token))
+        except RegistryError:
+            logger.exception("token registry unavailable")
+            return Reply(503, {"message": "registry unavailable, retry"})
+        if cluster is None:
+            self.metrics.add_metric("UnknownToken", "Count", 1)
+            return Reply(401, {"message": "Unauthorized"})
+        return cluster
+
+    def handle_oversize(self, authorization: str | None, size: int) -> Reply:
+        """Answer a request whose declared length is over the limit without reading its body."""
+        cluster = self._authorise(authorization)
+        if isinstance(cluster, Reply):
+            return cluster
+        self.metrics.add_metric("RequestsTooLarge", "Count", 1)
+        logger.warning("batch too large", extra={"cluster": cluster, "bytes": size})
+        return Reply(
+            413,
+            {
+                "message": f"batch of {size} bytes exceeds the {self.max_body_bytes}-byte limit",
+                "fix": f"run kube-apiserver with {TRUNCATE_FLAGS}",
+            },
+        )
+
+    def handle(self, authorization: str | None, body: bytes) -> Reply:
+        if len(body) > self.max_body_bytes:
+            return self.handle_oversize(authorization, len(body))
+        cluster = self._authorise(authorization)
+        if isinstance(cluster, Reply):
+            return cluster
+        self.metrics.add_metric("BatchBytes", "Bytes", len(body))
+        at = self.clock()
+        batch = batch_id(cluster, self.source, body)
+        try:
+            return self._ingest(cluster, body, at, batch)
+        except StoreError:
+            logger.exception("storage failed", extra={"cluster": cluster, "batch": batch})
+            self.metrics.add_metric("StorageFailures", "Count", 1)
+            return Reply(503, {"message": "storage unavailable, retry"})
+        except Exception:
+            logger.exception("unexpected error", extra={"cluster": cluster, "batch": batch})
+            self.metrics.add_metric("InternalErrors", "Count", 1)
+            try:
+                self.landing.quarantine(cluster, at, batch, source=self.source, reason="internal error", payload=body)
+            except Exception:
+                logger.exception("quarantine failed too", extra={"cluster": cluster, "batch": batch})
+            return Reply(500, {"message": "internal error"})
+
+    def _ingest(self, cluster: str, body: bytes, at: datetime, batch: str) -> Reply:
+        try:
+            items = parse_eventlist(body)
+        except EnvelopeError as exc:
+            self.landing.quarantine(cluster, at, batch, source=self.source, reason=exc.reason, payload=body)
+            self.metrics.add_metric("BatchesRejected", "Count", 1)
+            logger.warning("not an EventList", extra={"cluster": cluster, "batch": batch, "reason": exc.reason})
+            return Reply(400, {"message": exc.reason, "batch": batch, "quarantined": True})
+        result = self.pipeline.process(items, cluster=cluster, source=self.source, ingested_at=format_utc(at))
+        raw_key = self.landing.write_raw(cluster, at, batch, result.lines)
+        if result.failures:
+            self.landing.quarantine(
+                cluster,
+                at,
+                batch,
+                source=self.source,
+                reason=f"{len(result.failures)} of {len(items)} items could not be normalised",
+                payload=body,
+                failures=result.failures,
+            )
+        counts = {
+            "accepted": result.accepted,
+            "quarantined": len(result.failures),
+            "filtered": result.filtered,
+            "redacted": result.redacted,
+            "forbidden": result.forbidden,
+        }
+        for name, metric in (
+            ("accepted", "EventsAccepted"),
+            ("quarantined", "EventsQuarantined"),
+            ("filtered", "EventsFiltered"),
+            ("redacted", "EventsRedacted"),
+            ("forbidden", "Forbidden403Seen"),
+        ):
+            self.metrics.add_metric(metric, "Count", counts[name])
+        logger.info("batch stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
+        return Reply(200, {"batch": batch, **counts})
