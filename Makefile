@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 LAKE   ?= demo-lake
 
 export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: venv demo test lint typecheck unit integration infra bench build clean
 

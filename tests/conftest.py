@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = (ROOT / ".." / "shared" / "corpus").resolve()
 EVENTS = ROOT / "tests" / "events"
+COMPLETE_AUDIT_FILES = (
+    "audit/falcosecurity__falco__trace_files_k8s_audit.jsonl",
+    "audit/kubernetes__kubernetes__issue126466_watch_RequestReceived.jsonl",
+    "audit/liggitt__audit2rbac__demo_v1.jsonl",
+    "audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl",
+    "audit/openshift__openshift-docs__audit-log-basic-viewing.jsonl",
+    "audit/panther-labs__panther-analysis__eks_k8s_rule_tests__complete_events.jsonl",
+)
 
 
 def corpus_path(relative: str) -> Path:
@@ -22,17 +33,109 @@ def corpus_path(relative: str) -> Path:
     return path
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def fixture(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 
 
+def eventlist_body(items: list[dict[str, Any]]) -> bytes:
+    """An EventList as kube-apiserver sends it: items without their own kind/apiVersion."""
+    stripped = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items]
+    return json.dumps(
+        {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": stripped}
+    ).encode()
+
+
+def complete_events(relative: str) -> list[dict[str, Any]]:
+    """The corpus' complete audit events (auditID, level and stage present)."""
+    return [e for e in read_jsonl(corpus_path(relative)) if all(k in e for k in ("auditID", "level", "stage"))]
+
+
+def nested(depth: int) -> bytes:
+    return b'{"kind":"EventList","items":[' + b"[" * depth + b"]" * depth + b"]}"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "auditlake-test"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:auditlake-test"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+
+# ---------------------------------------------------------------- moto in server mode
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto in server mode on a free port: the S3/DynamoDB/SSM adapters talk real HTTP to it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in _AWS_ENV}
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+    )
+    yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+_AWS_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+)
+
+
+@dataclass
+class AwsStack:
+    """The resources template.yaml creates, made on moto for one test."""
+
+    s3: Any
+    dynamodb: Any
+    ssm: Any
+    bucket: str
+    table: str
+
+
 @pytest.fixture
-def corpus() -> Path:
-    return CORPUS
+def aws(moto_endpoint: str) -> AwsStack:
+    import boto3
+
+    suffix = uuid.uuid4().hex[:10]
+    s3 = boto3.client("s3")
+    dynamodb = boto3.client("dynamodb")
+    bucket, table = f"raw-{suffix}", f"state-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    dynamodb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    return AwsStack(s3, dynamodb, boto3.client("ssm"), bucket, table)

@@ -1,0 +1,66 @@
+"""Raw landing keys, encoding, and the local store's safety."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from auditlake.landing import Landing, batch_id, decode_lines, encode_lines, valid_cluster_name
+from auditlake.stores import StoreError
+from auditlake.stores.local import LocalStore
+
+AT = datetime(2026, 3, 4, 7, 59, tzinfo=UTC)
+
+
+def test_raw_key_layout(tmp_path: Path) -> None:
+    landing = Landing(LocalStore(tmp_path), "audit")
+    key = landing.write_raw("prod-eu", AT, "abc", [b'{"a":1}', b'{"a":2}'])
+    assert key == "raw/audit/prod-eu/2026/03/04/07/abc.ndjson.zst"
+    assert decode_lines(LocalStore(tmp_path).get(key)) == [b'{"a":1}', b'{"a":2}']
+    assert landing.write_raw("prod-eu", AT, "empty", []) is None
+
+
+def test_zstd_round_trip_and_frame() -> None:
+    data = encode_lines([b"x" * 1000] * 100)
+    assert data[:4] == b"\x28\xb5\x2f\xfd" and len(data) < 1000  # a zstd frame, compressed
+    assert decode_lines(data) == [b"x" * 1000] * 100
+
+
+def test_batch_id_depends_on_cluster_source_and_bytes() -> None:
+    ids = {
+        batch_id("a", "webhook", b"x"),
+        batch_id("b", "webhook", b"x"),
+        batch_id("a", "file", b"x"),
+        batch_id("a", "webhook", b"y"),
+    }
+    assert len(ids) == 4 and batch_id("a", "webhook", b"x") == batch_id("a", "webhook", b"x")
+
+
+@pytest.mark.parametrize("name", ["prod", "prod-eu-1", "a", "x" * 63])
+def test_valid_cluster_names(name: str) -> None:
+    assert valid_cluster_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "Prod", "-a", "a-", "a_b", "a/b", "../x", "x" * 64, "a.b"])
+def test_invalid_cluster_names(name: str, tmp_path: Path) -> None:
+    assert not valid_cluster_name(name)
+    with pytest.raises(ValueError, match="invalid cluster name"):
+        Landing(LocalStore(tmp_path)).write_raw(name, AT, "b", [b"{}"])
+
+
+def test_local_store_refuses_keys_outside_the_lake(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "lake")
+    for key in ("../escape", "/etc/passwd", "raw/../../x"):
+        with pytest.raises(StoreError):
+            store.put(key, b"x")
+
+
+def test_local_store_writes_atomically_and_lists_in_order(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put("raw/b", b"2")
+    store.put("raw/a", b"1")
+    (tmp_path / "raw" / ".tmp-partial").write_bytes(b"half")  # a crashed writer's leftover
+    assert list(store.list("raw/")) == ["raw/a", "raw/b"]
+    assert list(store.list("nothing/")) == []

@@ -1,0 +1,196 @@
+"""The webhook's answers, as kube-apiserver (which retries every error, then drops) sees them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditlake.landing import Landing, decode_lines
+from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.registry import RegistryError, StaticTokens, token_hash
+from auditlake.stores import StoreError
+from auditlake.stores.local import LocalStore
+from auditlake.webhook import AuditWebhook
+from tests.conftest import complete_events, corpus_path, eventlist_body, fixture, nested
+
+TOKEN = "alk_test-token"
+NOW = datetime(2026, 11, 21, 5, 30, tzinfo=UTC)
+
+
+class FlakyStore(LocalStore):
+    """Fails the first ``failures`` writes, like S3 having a bad minute."""
+
+    def __init__(self, root: Path, failures: int = 1, match: str = "") -> None:
+        super().__init__(root)
+        self.failures = failures
+        self.match = match
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        if self.failures and self.match in key:
+            self.failures -= 1
+            raise StoreError("S3 is having a bad minute")
+        super().put(key, data, content_type)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        self.values[name] = self.values.get(name, 0) + value
+
+
+def make(store: LocalStore, metrics: Metrics | None = None) -> AuditWebhook:
+    return AuditWebhook(
+        StaticTokens({token_hash(TOKEN): "prod-eu"}),
+        AuditPipeline(PipelineConfig()),
+        Landing(store),
+        clock=lambda: NOW,
+        metrics=metrics,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path)
+
+
+def keys(store: LocalStore, prefix: str = "") -> list[str]:
+    return list(store.list(prefix))
+
+
+def records(store: LocalStore) -> Iterator[dict[str, Any]]:
+    for key in keys(store, "raw/"):
+        for line in decode_lines(store.get(key)):
+            yield json.loads(line)
+
+
+GOOD = eventlist_body(complete_events("audit/liggitt__audit2rbac__demo_v1.jsonl"))
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Basic dXNlcjpwYXNz", "Bearer wrong", f"Token {TOKEN}"])
+def test_unauthorised_requests_get_401_and_store_nothing(store: LocalStore, authorization: str | None) -> None:
+    reply = make(store).handle(authorization, GOOD)
+    assert reply.status == 401
+    assert reply.body == {"message": "Unauthorized"}  # no detail about why
+    assert keys(store) == []
+
+
+def test_valid_batch_is_stored_under_the_tokens_cluster(store: LocalStore) -> None:
+    metrics = Metrics()
+    reply = make(store, metrics).handle(f"Bearer {TOKEN}", GOOD)
+    assert reply.status == 200
+    assert reply.body["accepted"] == 37 and reply.body["quarantined"] == 0
+    assert reply.body["forbidden"] == 11
+    (key,) = keys(store, "raw/")
+    assert key.startswith("raw/audit/prod-eu/2026/11/21/05/") and key.endswith(".ndjson.zst")
+    assert {r["cluster"] for r in records(store)} == {"prod-eu"}
+    assert metrics.values["EventsAccepted"] == 37 and metrics.values["Forbidden403Seen"] == 11
+    assert metrics.values["BatchBytes"] == len(GOOD)
+
+
+def test_a_duplicated_batch_is_harmless(store: LocalStore) -> None:
+    webhook = make(store)
+    first = webhook.handle(f"Bearer {TOKEN}", GOOD)
+    landed = {k: store.get(k) for k in keys(store)}
+    second = webhook.handle(f"Bearer {TOKEN}", GOOD)
+    assert first.body == second.body
+    # Same key, same bytes: the retry rewrote the object instead of adding a copy.
+    assert {k: store.get(k) for k in keys(store)} == landed
+
+
+def test_empty_eventlist_is_accepted_without_writing(store: LocalStore) -> None:
+    for body in (b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":null}', eventlist_body([])):
+        assert make(store).handle(f"Bearer {TOKEN}", body).body["accepted"] == 0
+    assert keys(store) == []
+
+
+def _bad_body(case: dict[str, Any]) -> bytes:
+    if "body" in case:
+        return str(case["body"]).encode()
+    if "body_base64" in case:
+        return base64.b64decode(case["body_base64"])
+    if "corpus" in case:
+        return corpus_path(case["corpus"]).read_bytes()
+    return nested(case["nesting"])
+
+
+@pytest.mark.parametrize("case", fixture("bad_bodies.json"), ids=lambda c: c["name"])
+def test_not_an_eventlist_gets_400_and_the_bytes_are_quarantined_unchanged(
+    store: LocalStore, case: dict[str, Any]
+) -> None:
+    body = _bad_body(case)
+    reply = make(store).handle(f"Bearer {TOKEN}", body)
+    assert reply.status == 400
+    assert case["reason"] in reply.body["message"]
+    assert keys(store, "raw/") == []
+    (body_key,) = [k for k in keys(store, "quarantine/") if k.endswith(".body")]
+    assert store.get(body_key) == body
+    manifest = json.loads(store.get(body_key.removesuffix(".body") + ".json"))
+    assert case["reason"] in manifest["reason"]
+    assert manifest["cluster"] == "prod-eu" and manifest["payload_bytes"] == len(body)
+
+
+def test_bad_items_are_quarantined_and_good_ones_stored(store: LocalStore) -> None:
+    good = complete_events("audit/openshift__openshift-docs__audit-log-basic-viewing.jsonl")
+    bad_time = {**good[0], "requestReceivedTimestamp": "yesterday"}
+    items = [*good, {"auditID": "no-stage"}, "not an object", bad_time]
+    body = json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}).encode()
+    reply = make(store).handle(f"Bearer {TOKEN}", body)
+    assert reply.status == 200
+    assert (reply.body["accepted"], reply.body["quarantined"]) == (4, 3)
+    (manifest_key,) = [k for k in keys(store, "quarantine/") if k.endswith(".json")]
+    manifest = json.loads(store.get(manifest_key))
+    reasons = {item["index"]: item["reason"] for item in manifest["items"]}
+    assert reasons[4] == "stage missing or unknown: None"
+    assert "not an audit event object" in reasons[5]
+    assert reasons[6].startswith("requestReceivedTimestamp: not an RFC 3339 timestamp")
+    assert manifest["items"][2]["auditID"] == good[0]["auditID"]
+    assert manifest["items"][2]["item"] == bad_time  # the item itself is kept for inspection
+
+
+def test_body_over_the_limit_gets_413_with_the_fix(store: LocalStore) -> None:
+    webhook = make(store)
+    webhook.max_body_bytes = 1000
+    reply = webhook.handle(f"Bearer {TOKEN}", GOOD)
+    assert reply.status == 413
+    assert "--audit-webhook-truncate-enabled=true" in reply.body["fix"]
+    assert webhook.handle_oversize("Bearer nope", 10**9).status == 401  # the token is checked first
+    assert keys(store) == []
+
+
+@pytest.mark.parametrize("match", ["raw/", "quarantine/"])
+def test_storage_failure_answers_503_then_the_retry_lands_once(tmp_path: Path, match: str) -> None:
+    store = FlakyStore(tmp_path, failures=1, match=match)
+    body = eventlist_body([*complete_events("audit/liggitt__audit2rbac__demo_v1.jsonl"), {"auditID": "bad"}])
+    webhook = make(store)
+    assert webhook.handle(f"Bearer {TOKEN}", body).status == 503
+    assert webhook.handle(f"Bearer {TOKEN}", body).status == 200
+    assert len(keys(store, "raw/")) == 1
+    assert len([r for r in records(store)]) == 37
+
+
+def test_registry_failure_answers_503(store: LocalStore) -> None:
+    class DownRegistry:
+        def cluster_for(self, token_sha256: str) -> str | None:
+            raise RegistryError("DynamoDB unavailable")
+
+    webhook = AuditWebhook(DownRegistry(), AuditPipeline(PipelineConfig()), Landing(store))
+    assert webhook.handle(f"Bearer {TOKEN}", GOOD).status == 503
+
+
+def test_unexpected_error_quarantines_the_body_and_answers_500(store: LocalStore) -> None:
+    class Broken(AuditPipeline):
+        def process(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("bug")
+
+    webhook = AuditWebhook(StaticTokens({token_hash(TOKEN): "c"}), Broken(PipelineConfig()), Landing(store))
+    assert webhook.handle(f"Bearer {TOKEN}", GOOD).status == 500
+    (body_key,) = [k for k in keys(store, "quarantine/") if k.endswith(".body")]
+    assert store.get(body_key) == GOOD
