@@ -38,6 +38,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def as_row(line: bytes | dict[str, Any]) -> dict[str, Any]:
+    """A raw record as the archive reads it with the schema: every column, null where absent."""
+    from auditlake.model import AUDIT_COLUMN_NAMES
+
+    record = json.loads(line) if isinstance(line, bytes) else line
+    unknown = set(record) - set(AUDIT_COLUMN_NAMES)
+    assert not unknown, f"record has keys outside the schema: {unknown}"
+    return {column: record.get(column) for column in AUDIT_COLUMN_NAMES}
+
+
 def fixture(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 

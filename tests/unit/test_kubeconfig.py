@@ -10,11 +10,16 @@ from tests.conftest import ROOT
 
 
 def test_kubeconfig_points_at_the_webhook_with_the_token() -> None:
-    config = yaml.safe_load(render_kubeconfig("https://x.execute-api.eu-west-1.amazonaws.com/v1/audit", "alk_abc"))
+    text = render_kubeconfig("https://x.execute-api.eu-west-1.amazonaws.com/v1/audit", "alk_abc")
+    config = yaml.safe_load(text)
     assert config["current-context"] == "auditlake"
     assert config["clusters"][0]["cluster"] == {"server": "https://x.execute-api.eu-west-1.amazonaws.com/v1/audit"}
     assert config["users"][0]["user"] == {"token": "alk_abc"}
-    assert "insecure-skip-tls-verify" not in yaml.safe_dump(config)
+    assert "insecure-skip-tls-verify" not in text
+
+
+def test_the_token_appears_exactly_once() -> None:
+    assert render_kubeconfig("https://hook.example/v1/audit", "alk_unique-token").count("alk_unique-token") == 1
 
 
 def test_flags_keep_batches_under_the_lambda_limit() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig
 from auditlake.policy import policy_from_dict
-from tests.conftest import complete_events
+from tests.conftest import as_row, complete_events
 
 TS = "2026-11-21T00:00:00.000000Z"
 
@@ -42,7 +42,7 @@ def pod_event(level: str = "RequestResponse", stage: str = "ResponseComplete", *
 
 def only(result: BatchResult) -> dict[str, Any]:
     (line,) = result.lines
-    return json.loads(line)
+    return as_row(line)
 
 
 def test_no_policy_keeps_every_event_as_received() -> None:
@@ -117,9 +117,7 @@ def test_integers_beyond_64_bits_are_kept_exactly() -> None:
     big = 2**70 + 1
     event = pod_event(requestObject={"kind": "Widget", "spec": {"size": big}})
     body = json.dumps({"kind": "EventList", "items": [event]}).encode()
-    from auditlake.parse import parse_eventlist
-
-    record = only(run(parse_eventlist(body), PipelineConfig()))
+    record = only(AuditPipeline(PipelineConfig()).eventlist(body, cluster="c", source="webhook", ingested_at=TS))
     assert json.loads(record["request_object"])["spec"]["size"] == big
 
 

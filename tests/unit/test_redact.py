@@ -10,7 +10,7 @@ import pytest
 from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig
 from auditlake.redact import RedactionConfig, ResourceSpec
 from auditlake.synth import PLANTED_SECRET_VALUE, Synth
-from tests.conftest import complete_events
+from tests.conftest import as_row, complete_events
 
 FALCO = "audit/falcosecurity__falco__trace_files_k8s_audit.jsonl"
 
@@ -22,7 +22,7 @@ def run(events: list[Any], config: PipelineConfig | None = None) -> BatchResult:
 
 
 def records(result: BatchResult) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.lines]
+    return [as_row(line) for line in result.lines]
 
 
 def secret_values(node: Any) -> set[str]:
@@ -155,8 +155,8 @@ def test_hostile_nesting_quarantines_instead_of_crashing() -> None:
     for _ in range(230):
         deep = {"kind": "Wrapper", "inner": deep}
     (failure,) = run([event("objects", deep, group="example.com")]).failures
-    assert "cannot be stored" in failure.reason or "deeper than" in failure.reason
-    assert failure.item is None and not failure.intact  # kept as original bytes by the caller, never half-redacted
+    assert "deeper than 200 levels" in failure.reason and "kept as received" in failure.reason
+    assert failure.item is None and failure.raw  # its original bytes, never half-redacted
 
 
 def test_quarantined_items_do_not_keep_secret_bodies() -> None:

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from auditlake import synth
-from auditlake.normalise import check_identity
+from auditlake.pipeline import AuditPipeline, PipelineConfig
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -29,8 +29,8 @@ def test_shape() -> None:
     assert stages["RequestReceived"] == stages["ResponseComplete"] and stages["ResponseStarted"] > 0
     assert [e["stageTimestamp"] for e in out] == sorted(e["stageTimestamp"] for e in out)
     assert all(START.isoformat()[:13] <= e["requestReceivedTimestamp"][:13] for e in out)
-    for event in out[:500]:
-        check_identity(event)
+    result = AuditPipeline(PipelineConfig()).process(out[:500], cluster="c", source="file", ingested_at="x")
+    assert result.accepted == 500
     assert not any("requestObject" in e for e in out if e["stage"] == "RequestReceived")
 
 

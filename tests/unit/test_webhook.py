@@ -17,7 +17,7 @@ from auditlake.registry import RegistryError, StaticTokens, token_hash
 from auditlake.stores import StoreError
 from auditlake.stores.local import LocalStore
 from auditlake.webhook import AuditWebhook
-from tests.conftest import complete_events, corpus_path, eventlist_body, fixture, nested
+from tests.conftest import as_row, complete_events, corpus_path, eventlist_body, fixture, nested
 
 TOKEN = "alk_test-token"
 NOW = datetime(2026, 11, 21, 5, 30, tzinfo=UTC)
@@ -68,7 +68,7 @@ def keys(store: LocalStore, prefix: str = "") -> list[str]:
 def records(store: LocalStore) -> Iterator[dict[str, Any]]:
     for key in keys(store, "raw/"):
         for line in decode_lines(store.get(key)):
-            yield json.loads(line)
+            yield as_row(line)
 
 
 GOOD = eventlist_body(complete_events("audit/liggitt__audit2rbac__demo_v1.jsonl"))
@@ -148,7 +148,7 @@ def test_bad_items_are_quarantined_and_good_ones_stored(store: LocalStore) -> No
     (manifest_key,) = [k for k in keys(store, "quarantine/") if k.endswith(".json")]
     manifest = json.loads(store.get(manifest_key))
     reasons = {item["index"]: item["reason"] for item in manifest["items"]}
-    assert reasons[4] == "stage missing or unknown: None"
+    assert reasons[4] == "Object missing required field `level`"
     assert "not an audit event object" in reasons[5]
     assert reasons[6].startswith("requestReceivedTimestamp: not an RFC 3339 timestamp")
     assert manifest["items"][2]["auditID"] == good[0]["auditID"]
@@ -187,7 +187,7 @@ def test_registry_failure_answers_503(store: LocalStore) -> None:
 
 def test_unexpected_error_quarantines_the_body_and_answers_500(store: LocalStore) -> None:
     class Broken(AuditPipeline):
-        def process(self, *args: Any, **kwargs: Any) -> Any:
+        def eventlist(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("bug")
 
     webhook = AuditWebhook(StaticTokens({token_hash(TOKEN): "c"}), Broken(PipelineConfig()), Landing(store))

@@ -17,11 +17,11 @@ from rich.table import Table
 
 from . import __version__
 from .ingest import FileIngest, IngestStats
-from .jsonio import dumps_str
+from .jsonio import JSONError, dumps_str, loads
 from .kubeconfig import DEFAULT_KUBECONFIG_PATH, DEFAULT_POLICY_PATH, apiserver_flags, render_kubeconfig
 from .landing import Landing, valid_cluster_name
 from .model import SOURCE_WEBHOOK
-from .parse import iter_jsonl
+from .parse import iter_lines
 from .pipeline import AuditPipeline, PipelineConfig
 from .policy import PolicyError, attributes_of, load_policy
 from .policy_lint import lint
@@ -345,9 +345,13 @@ def replay(
 
     def events(handle: Any) -> Iterator[dict[str, Any]]:
         nonlocal skipped
-        for line in iter_jsonl(handle):
-            if isinstance(line.value, dict):
-                yield line.value
+        for line in iter_lines(handle):
+            try:
+                value = loads(line.raw)
+            except JSONError:
+                value = None
+            if isinstance(value, dict):
+                yield value
             else:
                 skipped += 1
 
@@ -420,10 +424,14 @@ def policy_eval(policy_file: Path, events_file: Path) -> None:
         _fail("; ".join(exc.errors))
         return
     with events_file.open("rb") as handle:
-        for line in iter_jsonl(handle):
-            event = line.value
-            if line.error is not None or not isinstance(event, dict):
-                click.echo(dumps_str({"line": line.number, "error": line.error or "not an object"}))
+        for line in iter_lines(handle):
+            try:
+                event = loads(line.raw)
+            except JSONError as exc:
+                click.echo(dumps_str({"line": line.number, "error": exc.reason}))
+                continue
+            if not isinstance(event, dict):
+                click.echo(dumps_str({"line": line.number, "error": "not a JSON object"}))
                 continue
             decision = compiled.evaluate(attributes_of(event))
             stage = event.get("stage")

@@ -1,20 +1,21 @@
 """``auditlake ingest``: existing audit log files through the same pipeline as the webhook.
 
 Files are streamed in chunks (one raw object per chunk), so a multi-gigabyte log never sits in
-memory. A line that is not JSON is quarantined with its bytes unchanged, with its line number.
+memory. A line that is not JSON is quarantined byte for byte, with its line number.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .landing import Landing
 from .model import SOURCE_FILE
-from .parse import EnvelopeError, Line, iter_jsonl, parse_eventlist
+from .parse import EnvelopeError, eventlist_raw_items, iter_lines
 from .pipeline import AuditPipeline, ItemFailure
 from .timestamps import format_utc
 
@@ -55,72 +56,71 @@ class FileIngest:
         self.progress = progress or (lambda _bytes: None)
 
     def jsonl(self, path: Path) -> IngestStats:
+        """One Event per line, as the audit log backend writes; a line may also hold an EventList."""
         stats = IngestStats()
-        chunk: list[Line] = []
+        raws: list[Any] = []
+        numbers: list[int] = []
+        refused: list[ItemFailure] = []
         with path.open("rb") as handle:
-            for line in iter_jsonl(handle):
-                chunk.append(line)
-                if len(chunk) >= self.chunk_events:
-                    stats.add(self._chunk(chunk))
+            for line in iter_lines(handle):
+                if b'"EventList"' in line.raw:
+                    try:
+                        items = eventlist_raw_items(line.raw)
+                    except EnvelopeError as exc:
+                        refused.append(ItemFailure(line.number, exc.reason, raw=line.raw))
+                        continue
+                    raws += items
+                    numbers += [line.number] * len(items)
+                else:
+                    raws.append(line.raw)
+                    numbers.append(line.number)
+                if len(raws) >= self.chunk_events:
+                    stats.add(self._chunk(raws, numbers, refused))
+                    raws, numbers, refused = [], [], []
                     self.progress(handle.tell())
-                    chunk = []
-            if chunk:
-                stats.add(self._chunk(chunk))
+            if raws or refused:
+                stats.add(self._chunk(raws, numbers, refused))
             self.progress(handle.tell())
         return stats
 
     def eventlist(self, path: Path) -> IngestStats:
+        """A file holding one EventList (e.g. a saved webhook body)."""
         data = path.read_bytes()
         try:
-            items = parse_eventlist(data)
+            items = eventlist_raw_items(data)
         except EnvelopeError as exc:
-            at = self.clock()
             self.landing.quarantine(
-                self.cluster, at, _digest(data), source=SOURCE_FILE, reason=exc.reason, payload=data
+                self.cluster, self.clock(), _digest(data), source=SOURCE_FILE, reason=exc.reason, payload=data
             )
             self.progress(len(data))
             return IngestStats(events=1, quarantined=1)
         stats = IngestStats()
         for start in range(0, len(items), self.chunk_events):
             part = items[start : start + self.chunk_events]
-            lines = [Line(start + i + 1, b"", value=item) for i, item in enumerate(part)]
-            stats.add(self._chunk(lines, salt=f"{_digest(data)}:{start}".encode(), whole=data))
+            stats.add(self._chunk(part, range(start, start + len(part)), []))
         self.progress(len(data))
         return stats
 
-    def _chunk(self, lines: list[Line], salt: bytes = b"", whole: bytes | None = None) -> IngestStats:
-        """One raw object. ``whole`` is the complete file when lines carry no bytes of their own."""
+    def _chunk(self, raws: Sequence[Any], numbers: Sequence[int], refused: list[ItemFailure]) -> IngestStats:
+        """One raw object, and one quarantine manifest if anything failed."""
         at = self.clock()
-        good = [line for line in lines if line.error is None]
-        failures = [ItemFailure(line.number, line.error or "", raw=line.raw) for line in lines if line.error]
-        result = self.pipeline.process(
-            [line.value for line in good],
-            cluster=self.cluster,
-            source=SOURCE_FILE,
-            ingested_at=format_utc(at),
+        result = self.pipeline.items(
+            raws, cluster=self.cluster, source=SOURCE_FILE, ingested_at=format_utc(at), numbers=numbers
         )
-        unreadable = []
-        for failure in result.failures:
-            line = good[failure.index]
-            failure.index = line.number  # report file line numbers
-            if not failure.intact:
-                unreadable.append(line.raw)
-        failures += result.failures
-        batch = _digest(salt + b"\n".join(line.raw for line in lines))
+        failures = refused + result.failures
+        batch = _digest(b"\n".join(bytes(raw) for raw in raws) + b"".join(f.raw or b"" for f in refused))
         raw_key = self.landing.write_raw(self.cluster, at, batch, result.lines)
         if failures:
-            payload = (whole if whole is not None else b"\n".join(unreadable)) if unreadable else None
             self.landing.quarantine(
                 self.cluster,
                 at,
                 batch,
                 source=SOURCE_FILE,
-                reason=f"{len(failures)} of {len(lines)} lines could not be ingested",
-                payload=payload,
+                reason=f"{len(failures)} of {len(raws) + len(refused)} items could not be ingested",
                 failures=failures,
             )
         return IngestStats(
-            events=len(lines),
+            events=len(raws) + len(refused),
             accepted=result.accepted,
             quarantined=len(failures),
             filtered=result.filtered,

@@ -1,7 +1,8 @@
 """Raw landing and quarantine: the only writers of ingest output.
 
 Raw: ``raw/<kind>/<cluster>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.ndjson.zst``, one object per batch,
-one normalised record per line. The batch id is a hash of (cluster, source, payload), so a batch the
+one normalised record per line; columns that are null are left out of the line (a reader with the
+schema sees null). The batch id is a hash of (cluster, source, payload), so a batch the
 sender retries lands on the same key in the same hour: a duplicate delivery rewrites identical bytes
 instead of adding a copy (and the compactor deduplicates whatever still arrives twice).
 
@@ -90,9 +91,9 @@ class Landing:
         payload: bytes | None = None,
         failures: Sequence[ItemFailure] = (),
     ) -> tuple[str, ...]:
-        """Store the reasons (and, when given or needed, the payload bytes unchanged)."""
+        """Store the reasons; without ``failures`` (the payload as a whole was refused) also the payload
+        bytes unchanged. With failures, each failed item is kept in the manifest itself."""
         prefix = f"{self._prefix('quarantine', cluster, at)}/{batch}"
-        keep_payload = payload is not None and (not failures or any(not f.intact for f in failures))
         keys: list[str] = []
         manifest: dict[str, object] = {
             "cluster": cluster,
@@ -105,7 +106,7 @@ class Landing:
         if payload is not None:
             manifest["payload_sha256"] = hashlib.sha256(payload).hexdigest()
             manifest["payload_bytes"] = len(payload)
-        if keep_payload and payload is not None:
+        if payload is not None and not failures:
             body_key = f"{prefix}.body"
             self.store.put(body_key, payload, "application/octet-stream")
             manifest["payload_key"] = body_key
@@ -128,8 +129,6 @@ def _failure_doc(failure: ItemFailure) -> dict[str, object]:
             doc["line"] = failure.raw.decode("utf-8")
         except UnicodeDecodeError:
             doc["line_hex"] = failure.raw.hex()
-    elif failure.intact:
-        doc["item"] = failure.item
     else:
-        doc["item_unreadable"] = "see payload_key"
+        doc["item"] = failure.item
     return doc

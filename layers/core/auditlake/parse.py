@@ -1,4 +1,4 @@
-"""Reading audit input: webhook ``EventList`` bodies, single ``Event`` documents, JSON Lines logs."""
+"""Reading audit input: webhook ``EventList`` bodies and JSON Lines audit logs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+import msgspec
+
 from .jsonio import JSONError, loads
+from .k8s_audit import EventList, RawEventList, eventlist_decoder, raw_eventlist_decoder
 
 _EVENTLIST_API_VERSIONS = frozenset({None, "audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"})
+
+
+_UNREADABLE = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 class EnvelopeError(ValueError):
@@ -19,60 +25,83 @@ class EnvelopeError(ValueError):
         self.reason = reason
 
 
-def parse_eventlist(body: bytes) -> list[Any]:
-    """Return the items of an ``audit.k8s.io`` EventList; EnvelopeError when the body is not one."""
+def decode_eventlist(body: bytes) -> EventList | RawEventList:
+    """The typed EventList when every item fits the schema (the fast path), else the same list with
+    each item as raw bytes, to be handled one by one. EnvelopeError when it is not an EventList."""
+    check_utf8(body)
+    try:
+        doc: EventList | RawEventList = eventlist_decoder.decode(body)
+    except msgspec.ValidationError:
+        try:
+            doc = raw_eventlist_decoder.decode(body)
+        except _UNREADABLE:
+            _explain(body)  # raises the precise reason
+            raise
+    except _UNREADABLE:
+        _explain(body)
+        raise
+    check_envelope(doc.kind, doc.apiVersion)
+    return doc
+
+
+def eventlist_raw_items(body: bytes) -> list[msgspec.Raw]:
+    """The items of an EventList as raw bytes each (file ingest); EnvelopeError when it is not one."""
+    check_utf8(body)
+    try:
+        doc = raw_eventlist_decoder.decode(body)
+    except _UNREADABLE:
+        _explain(body)
+        raise
+    check_envelope(doc.kind, doc.apiVersion)
+    return doc.items or []
+
+
+def check_utf8(body: bytes) -> None:
+    """JSON is UTF-8. msgspec does not look inside the raw bodies it hands back, so check up front;
+    isascii() runs at memory speed, and only other bodies pay for a full decode."""
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
+
+
+def check_envelope(kind: Any, api_version: Any) -> None:
+    if kind != "EventList":
+        raise EnvelopeError(f"expected kind EventList, got {kind!r}")
+    if api_version not in _EVENTLIST_API_VERSIONS:
+        raise EnvelopeError(f"expected apiVersion audit.k8s.io/v1, got {api_version!r}")
+
+
+def _explain(body: bytes) -> None:
+    """Raise EnvelopeError with the reason the body is not an EventList (slow path, errors only)."""
     try:
         doc = loads(body)
     except JSONError as exc:
         raise EnvelopeError(exc.reason) from None
-    return eventlist_items(doc)
-
-
-def eventlist_items(doc: Any) -> list[Any]:
     if not isinstance(doc, dict):
         raise EnvelopeError(f"expected a JSON object of kind EventList, got a JSON {type(doc).__name__}")
-    kind = doc.get("kind")
-    if kind != "EventList":
-        raise EnvelopeError(f"expected kind EventList, got {kind!r}")
-    if doc.get("apiVersion") not in _EVENTLIST_API_VERSIONS:
-        raise EnvelopeError(f"expected apiVersion audit.k8s.io/v1, got {doc.get('apiVersion')!r}")
-    items = doc.get("items")
-    if items is None:  # Go serialises an empty slice as null
-        return []
-    if not isinstance(items, list):
+    check_envelope(doc.get("kind"), doc.get("apiVersion"))
+    if not isinstance(doc.get("items"), list | None):
         raise EnvelopeError("items must be a list")
-    return items
+    raise EnvelopeError("not an EventList")
+
+
+def legacy_hint(raw: bytes) -> str:
+    """A line of ``--audit-log-format=legacy`` text is worth naming as such in the reason."""
+    return " (legacy text audit format?)" if b" AUDIT: id=" in raw else ""
 
 
 @dataclass(frozen=True)
 class Line:
-    """One line of a JSON Lines file: the parsed value, or the reason it could not be parsed."""
+    """One non-blank line of a JSON Lines file, as bytes."""
 
     number: int
     raw: bytes
-    value: Any = None
-    error: str | None = None
 
 
-def iter_jsonl(stream: IO[bytes]) -> Iterator[Line]:
-    """Yield every non-blank line; an ``EventList`` line is expanded into its items."""
+def iter_lines(stream: IO[bytes]) -> Iterator[Line]:
     for number, raw in enumerate(stream, start=1):
         text = raw.strip()
-        if not text:
-            continue
-        try:
-            value = loads(text)
-        except JSONError as exc:
-            hint = " (legacy text audit format?)" if b" AUDIT: id=" in text else ""
-            yield Line(number, text, error=exc.reason + hint)
-            continue
-        if isinstance(value, dict) and value.get("kind") == "EventList":
-            try:
-                items = eventlist_items(value)
-            except EnvelopeError as exc:
-                yield Line(number, text, error=exc.reason)
-                continue
-            for item in items:
-                yield Line(number, text, value=item)
-        else:
-            yield Line(number, text, value=value)
+        if text:
+            yield Line(number, text)

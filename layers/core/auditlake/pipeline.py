@@ -1,23 +1,34 @@
 """The ingest core: policy, redaction and normalisation of a batch, event-shape agnostic.
 
-Every ingest path (webhook, ``auditlake serve``, ``auditlake ingest``) calls ``AuditPipeline.process``
-once per batch and gets back serialised records plus the items that must go to quarantine.
+Every ingest path (webhook, ``auditlake serve``, ``auditlake ingest``) hands a batch to
+``AuditPipeline`` and gets back serialised records plus the items that must go to quarantine.
+
+Fast path: the whole EventList decodes into the typed schema in one C call. Otherwise each item is
+decoded on its own; an item with fields the schema does not know takes the lenient path (those
+fields go to ``extra``); an item that still does not fit is quarantined with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .jsonio import dumps
-from .model import LEVEL_RANK
-from .normalise import Invalid, check_identity, normalise
-from .policy import Policy, attributes_of, lower_level
-from .redact import RedactionConfig, TooDeep, may_hold_secret, redact_nested_secrets
+import msgspec
 
-_REQUEST = LEVEL_RANK["Request"]
-_REQUEST_RESPONSE = LEVEL_RANK["RequestResponse"]
+from .jsonio import JSONError, encode, loads
+from .k8s_audit import EVENT_FIELDS, OBJECT_REF_FIELDS, STATUS_FIELDS, USER_FIELDS, AuditEvent, event_decoder
+from .normalise import Invalid, normalise
+from .parse import EnvelopeError, EventList, check_utf8, decode_eventlist, legacy_hint
+from .policy import Policy
+from .redact import RedactionConfig, TooDeep, redact_nested_secrets
+
+_NESTED = (
+    ("user", USER_FIELDS),
+    ("impersonatedUser", USER_FIELDS),
+    ("objectRef", OBJECT_REF_FIELDS),
+    ("responseStatus", STATUS_FIELDS),
+)
 
 
 @dataclass(frozen=True)
@@ -30,9 +41,8 @@ class PipelineConfig:
 
 @dataclass
 class ItemFailure:
-    """An item that goes to quarantine. ``item`` is the parsed value with secret bodies removed;
-    ``raw`` the original bytes when the item never parsed. ``intact`` is False when the item could
-    not be serialised at all; then the whole original body is quarantined with it."""
+    """An item that goes to quarantine: ``item`` is the parsed value with secret bodies removed, or,
+    when it cannot be parsed or is too deep to redact, ``raw`` holds its original bytes."""
 
     index: int
     reason: str
@@ -40,11 +50,11 @@ class ItemFailure:
     stage: str | None = None
     item: Any = None
     raw: bytes | None = None
-    intact: bool = True
 
 
 @dataclass
 class BatchResult:
+    items: int = 0
     lines: list[bytes] = field(default_factory=list)
     failures: list[ItemFailure] = field(default_factory=list)
     filtered: int = 0
@@ -64,133 +74,113 @@ class AuditPipeline:
     def config(self) -> PipelineConfig:
         return self._config()
 
-    def process(
-        self, items: Iterable[Any], *, cluster: str, source: str, ingested_at: str, first_index: int = 0
-    ) -> BatchResult:
-        config = self._config()
-        result = BatchResult()
-        for index, item in enumerate(items, start=first_index):
-            try:
-                line = self._one(item, config, result, cluster=cluster, source=source, ingested_at=ingested_at)
-            except (Invalid, TooDeep) as exc:
-                result.failures.append(quarantine_item(index, str(exc), item, config.redaction))
-                continue
-            if line is not None:
-                result.lines.append(line)
-        return result
+    def eventlist(self, body: bytes, *, cluster: str, source: str, ingested_at: str) -> BatchResult:
+        """A webhook body. Raises parse.EnvelopeError when it is not an EventList at all."""
+        doc = decode_eventlist(body)
+        if isinstance(doc, EventList):
+            return self._typed(doc.items or [], cluster, source, ingested_at)
+        return self.items(doc.items or [], cluster=cluster, source=source, ingested_at=ingested_at)
 
-    def _one(
+    def items(
         self,
-        event: Any,
-        config: PipelineConfig,
-        result: BatchResult,
+        raws: Sequence[Any],
         *,
         cluster: str,
         source: str,
         ingested_at: str,
-    ) -> bytes | None:
-        _audit_id, stage, level = check_identity(event)
-        omit_managed = False
-        if config.policy is not None:
-            decision = config.policy.evaluate(attributes_of(event))
-            if decision.drops(stage):
-                result.filtered += 1
-                return None
-            level = lower_level(level, decision.level)
-            omit_managed = decision.omit_managed_fields
-        rank = LEVEL_RANK[level]
-        request = event.get("requestObject") if rank >= _REQUEST else None
-        response = event.get("responseObject") if rank >= _REQUEST_RESPONSE else None
-        if omit_managed:
-            _drop_managed_fields(request)
-            _drop_managed_fields(response)
-        redactions: list[str] = []
-        if (request is not None or response is not None) and _covered(event.get("objectRef"), config.redaction):
-            if request is not None:
-                redactions.append("requestObject")
-            if response is not None:
-                redactions.append("responseObject")
-            request = response = None
-        record = normalise(
-            event,
-            cluster=cluster,
-            source=source,
-            ingested_at=ingested_at,
-            level=level,
-            request_object=_body(request, "requestObject", redactions),
-            response_object=_body(response, "responseObject", redactions),
-            redactions=redactions,
-        )
-        if redactions:
+        numbers: Sequence[int] | None = None,
+    ) -> BatchResult:
+        """Items given as JSON bytes (or msgspec.Raw), each decoded on its own. ``numbers`` are the
+        positions reported for quarantined items (file line numbers; default: index in ``raws``)."""
+        config = self._config()
+        result = BatchResult(items=len(raws))
+        for index, raw in enumerate(raws):
+            extra = None
+            try:
+                try:
+                    check_utf8(bytes(raw))  # also inside the raw bodies, which msgspec does not decode
+                    event = event_decoder.decode(raw)
+                except (EnvelopeError, msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+                    event, extra = _lenient(raw)
+                self._add(result, event, extra, config, cluster, source, ingested_at)
+            except (Invalid, TooDeep) as exc:
+                number = numbers[index] if numbers is not None else index
+                result.failures.append(quarantine_item(number, str(exc), bytes(raw), config.redaction))
+        return result
+
+    def process(self, items: Iterable[Any], *, cluster: str, source: str, ingested_at: str) -> BatchResult:
+        """Items already parsed as Python values (tools and tests): encoded, then as ``items``."""
+        return self.items([encode(item) for item in items], cluster=cluster, source=source, ingested_at=ingested_at)
+
+    def _typed(self, events: list[AuditEvent], cluster: str, source: str, ingested_at: str) -> BatchResult:
+        config = self._config()
+        result = BatchResult(items=len(events))
+        for index, event in enumerate(events):
+            try:
+                self._add(result, event, None, config, cluster, source, ingested_at)
+            except (Invalid, TooDeep) as exc:
+                result.failures.append(quarantine_item(index, str(exc), encode(event), config.redaction))
+        return result
+
+    @staticmethod
+    def _add(  # noqa: PLR0917 - per event
+        result: BatchResult,
+        event: AuditEvent,
+        extra: dict[str, Any] | None,
+        config: PipelineConfig,
+        cluster: str,
+        source: str,
+        ingested_at: str,
+    ) -> None:
+        record = normalise(event, extra, cluster, source, ingested_at, config.policy, config.redaction)
+        if record is None:
+            result.filtered += 1
+            return
+        if record.redactions:
             result.redacted += 1
-        if record["response_code"] == 403:
+        if record.response_code == 403:
             result.forbidden += 1
-        return dumps(record)
+        result.lines.append(encode(record))
 
 
-def _covered(ref: Any, redaction: RedactionConfig) -> bool:
-    if not isinstance(ref, dict):
-        return False
-    resource = ref.get("resource")
-    if not isinstance(resource, str):
-        return False
-    return redaction.covers(ref.get("apiGroup") or "", resource, ref.get("subresource") or "")
-
-
-def _body(body: Any, path: str, redactions: list[str]) -> str | None:
-    if body is None:
-        return None
-    data = _serialise(body, path)
-    if may_hold_secret(data):
-        found: list[str] = []
-        body = redact_nested_secrets(body, path, found)
-        if found:
-            redactions.extend(found)
-            data = _serialise(body, path)
-    return data.decode("utf-8")
-
-
-def _serialise(body: Any, path: str) -> bytes:
+def _lenient(raw: Any) -> tuple[AuditEvent, dict[str, Any]]:
+    """An item with fields the schema does not know: those go to ``extra``, the rest is validated."""
     try:
-        return dumps(body)
-    except (TypeError, ValueError) as exc:  # orjson refuses > 254 levels of nesting
-        raise Invalid(f"{path} cannot be stored: {exc}") from None
+        value = loads(bytes(raw))
+    except JSONError as exc:
+        raise Invalid(exc.reason + legacy_hint(bytes(raw))) from None
+    if not isinstance(value, dict):
+        raise Invalid(f"item is a JSON {type(value).__name__}, not an audit event object")
+    extra = {key: value.pop(key) for key in value.keys() - EVENT_FIELDS}
+    for name, known in _NESTED:
+        nested = value.get(name)
+        if isinstance(nested, dict) and not known.issuperset(nested):
+            for key in nested.keys() - known:
+                extra[f"{name}.{key}"] = nested.pop(key)
+    try:
+        return event_decoder.decode(encode(value)), extra
+    except msgspec.ValidationError as exc:
+        raise Invalid(str(exc)) from None
 
 
-def _drop_managed_fields(body: Any) -> None:
-    """omitManagedFields: drop metadata.managedFields of the object, or of each item of a list."""
-    if not isinstance(body, dict):
-        return
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict):
-        metadata.pop("managedFields", None)
-    items = body.get("items")
-    if isinstance(items, list):
-        for item in items:
-            if isinstance(item, dict) and isinstance(item.get("metadata"), dict):
-                item["metadata"].pop("managedFields", None)
-
-
-def quarantine_item(index: int, reason: str, item: Any, redaction: RedactionConfig) -> ItemFailure:
+def quarantine_item(index: int, reason: str, raw: bytes, redaction: RedactionConfig) -> ItemFailure:
     """Keep a bad item for inspection, without the secret material it may still hold."""
-    audit_id = item.get("auditID") if isinstance(item, dict) else None
-    stage = item.get("stage") if isinstance(item, dict) else None
-    failure = ItemFailure(
-        index,
-        reason,
-        audit_id if isinstance(audit_id, str) else None,
-        stage if isinstance(stage, str) else None,
-    )
+    try:
+        item = loads(raw)
+    except JSONError:
+        return ItemFailure(index, reason, raw=raw)  # not JSON: nothing to redact, kept byte for byte
+    failure = ItemFailure(index, reason)
     if isinstance(item, dict):
-        item = dict(item)
-        if _covered(item.get("objectRef"), redaction):
+        audit_id, stage = item.get("auditID"), item.get("stage")
+        failure.audit_id = audit_id if isinstance(audit_id, str) else None
+        failure.stage = stage if isinstance(stage, str) else None
+        if redaction.covers_ref(item.get("objectRef")):
             for key in ("requestObject", "responseObject"):
                 if item.pop(key, None) is not None:
                     failure.reason += f"; {key} redacted"
     try:
-        found: list[str] = []
-        failure.item = redact_nested_secrets(item, "item", found)
-        dumps(failure.item)
-    except (TooDeep, TypeError, ValueError):
-        failure.item, failure.intact = None, False
+        failure.item = redact_nested_secrets(item, "item", [])
+    except TooDeep:
+        failure.raw = raw
+        failure.reason += "; kept as received (too deep to redact)"
     return failure

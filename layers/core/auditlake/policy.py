@@ -14,11 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
-import yaml
-
-from .model import LEVEL_RANK, LEVELS, STAGES
+from .model import LEVELS, STAGES
 
 API_VERSION = "audit.k8s.io/v1"
 _RULE_FIELDS = {
@@ -46,9 +45,10 @@ class PolicyError(ValueError):
         self.errors = list(errors)
 
 
-@dataclass(frozen=True)
-class RequestAttributes:
-    """The authorizer attributes a rule is matched against. ``user_name is None`` = no user."""
+class RequestAttributes(NamedTuple):
+    """The authorizer attributes a rule is matched against. ``user_name is None`` = no user.
+
+    A NamedTuple: cheap to build once per event, and hashable, so decisions can be cached."""
 
     user_name: str | None
     user_groups: tuple[str, ...]
@@ -138,12 +138,56 @@ class Decision:
         return self.level == "None" or stage in self.omit_stages
 
 
+_CACHE_SIZE = 16_384
+
+
 @dataclass(frozen=True)
 class Policy:
     rules: tuple[PolicyRule, ...]
     omit_stages: frozenset[str] = frozenset()
     omit_managed_fields: bool = False
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # Audit traffic repeats itself (kubelets, controllers): decisions are cached per attributes.
+    _cache: dict[tuple[Any, ...], Decision] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def uses_names(self) -> bool:
+        return any(gr.resource_names for rule in self.rules for gr in rule.resources)
+
+    def decide(  # noqa: PLR0917 - positional: called once per event
+        self,
+        user_name: str | None,
+        groups: list[str] | None,
+        verb: str | None,
+        resource: str | None,
+        subresource: str | None,
+        namespace: str | None,
+        api_group: str | None,
+        name: str | None,
+        uri: str | None,
+    ) -> Decision:
+        """The decision for one audit event, from its typed fields; cached.
+
+        The cache key is the raw values; those no rule reads are left out (the path of a resource
+        request, the name when no rule has resourceNames). Raw values can only cost a cache miss
+        (None vs ""), never a wrong decision: attributes are derived properly on a miss.
+        """
+        group_key = tuple(groups) if groups else ()
+        if resource:
+            named = name if self.uses_names else None
+            key: tuple[Any, ...] = (user_name, group_key, verb, resource, subresource, namespace, api_group, named)
+        else:
+            key = (user_name, group_key, verb, uri.split("?", 1)[0] if uri else "")
+        decision = self._cache.get(key)
+        if decision is None:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            attrs = request_attributes(
+                user_name, groups, verb, resource, subresource, namespace, api_group, name, uri,
+                keep_name=self.uses_names,
+            )  # fmt: skip
+            decision = self._cache[key] = self.evaluate(attrs)
+        return decision
 
     def evaluate(self, attrs: RequestAttributes) -> Decision:
         for index, rule in enumerate(self.rules):
@@ -158,15 +202,13 @@ class Policy:
         return Decision("None", self.omit_stages, self.omit_managed_fields, None)
 
 
-def lower_level(a: str, b: str) -> str:
-    return a if LEVEL_RANK[a] <= LEVEL_RANK[b] else b
-
-
 # ---------------------------------------------------------------- loading and validation
 
 
 def load_policy(text: str | bytes) -> Policy:
     """Parse YAML/JSON text as kube-apiserver's policy loader does; PolicyError lists every problem."""
+    import yaml  # only functions configured with a policy pay for importing it
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -303,45 +345,55 @@ def _warn_unknown(raw: Mapping[str, Any], known: set[str], where: str, warnings:
 # ---------------------------------------------------------------- attributes of an audit event
 
 
-def attributes_of(event: Mapping[str, Any]) -> RequestAttributes:
-    """Rebuild the authorizer attributes kube-apiserver evaluated from a recorded audit event."""
-    user = event.get("user")
-    user_name: str | None = None
-    groups: tuple[str, ...] = ()
-    if isinstance(user, Mapping):
-        raw_groups = user.get("groups")
-        if isinstance(raw_groups, list):
-            groups = tuple(g for g in raw_groups if isinstance(g, str))
-        name = user.get("username")
-        # Failed authentication is audited with an empty user: no user, so no users/userGroups match.
-        if isinstance(name, str) and (name or groups):
-            user_name = name
-    verb = event.get("verb")
-    verb = verb if isinstance(verb, str) else ""
-    uri = event.get("requestURI")
-    path = uri.split("?", 1)[0] if isinstance(uri, str) else ""
-    ref = event.get("objectRef")
-    if not isinstance(ref, Mapping) or not ref.get("resource"):
-        return RequestAttributes(user_name, groups, verb, False, path)
-    subresource = _str(ref.get("subresource"))
-    name = _str(ref.get("name"))
-    if verb == "create" and not subresource:
-        # objectRef.name of a create is back-filled from the body; the authorizer saw none.
-        name = ""
-    return RequestAttributes(
-        user_name,
-        groups,
-        verb,
-        True,
-        path,
-        namespace=_str(ref.get("namespace")),
-        api_group=_str(ref.get("apiGroup")),
-        api_version=_str(ref.get("apiVersion")),
-        resource=_str(ref.get("resource")),
-        subresource=subresource,
-        name=name,
+def attributes_of(event: Mapping[str, Any], *, keep_name: bool = True) -> RequestAttributes:
+    """The authorizer attributes of a recorded audit event given as parsed JSON (any shape)."""
+
+    def text(value: Any) -> str | None:
+        return value if type(value) is str else None
+
+    user: Mapping[str, Any] = event.get("user") if type(event.get("user")) is dict else {}  # type: ignore[assignment]
+    ref: Mapping[str, Any] = event.get("objectRef") if type(event.get("objectRef")) is dict else {}  # type: ignore[assignment]
+    groups = user.get("groups")
+    return request_attributes(
+        text(user.get("username")),
+        [g for g in groups if type(g) is str] if type(groups) is list else None,
+        text(event.get("verb")),
+        text(ref.get("resource")),
+        text(ref.get("subresource")),
+        text(ref.get("namespace")),
+        text(ref.get("apiGroup")),
+        text(ref.get("name")),
+        text(event.get("requestURI")),
+        keep_name=keep_name,
     )
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+def request_attributes(  # noqa: PLR0917 - mirrors the event's fields
+    user_name: str | None,
+    groups: list[str] | None,
+    verb: str | None,
+    resource: str | None,
+    subresource: str | None,
+    namespace: str | None,
+    api_group: str | None,
+    name: str | None,
+    uri: str | None,
+    *,
+    keep_name: bool = True,
+) -> RequestAttributes:
+    """Rebuild the authorizer attributes kube-apiserver evaluated for a recorded request.
+
+    Resource requests carry no path (no resource rule reads it); ``keep_name=False`` drops the object
+    name, which only rules with resourceNames read.
+    """
+    group_tuple = tuple(groups or ())
+    # Failed authentication is audited with an empty user: no user, so no users/userGroups match.
+    user = user_name if user_name is not None and (user_name or group_tuple) else None
+    if not resource:
+        return RequestAttributes(user, group_tuple, verb or "", False, (uri or "").split("?", 1)[0])
+    sub = subresource or ""
+    # objectRef.name of a create is back-filled from the body; the authorizer saw none.
+    kept_name = (name or "") if keep_name and (sub or verb != "create") else ""
+    return RequestAttributes(
+        user, group_tuple, verb or "", True, "", namespace or "", api_group or "", "", resource, sub, kept_name
+    )

@@ -19,11 +19,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+import msgspec
+
+from .jsonio import encode
+
 DEFAULT_RESOURCES = ("secrets", "tokenreviews.authentication.k8s.io", "serviceaccounts/token")
 CONFIGMAPS = "configmaps"
 SECRET_KINDS = frozenset({"Secret", "SecretList"})
-# orjson and our fallback both write compact JSON, so a Secret kind always appears as this run of bytes.
-_SECRET_MARK = b'"kind":"Secret'
+# The start of a JSON string value "Secret..." (SecretList, and kinds merely starting with Secret).
+_SECRET_MARK = b'"Secret'
 # Walking deeper than this is refused: such a body is quarantined instead of half-redacted.
 MAX_DEPTH = 200
 
@@ -67,6 +71,15 @@ class RedactionConfig:
     def covers(self, group: str, resource: str, subresource: str) -> bool:
         return any(spec.matches(group, resource, subresource) for spec in self.specs)
 
+    def covers_ref(self, ref: Any) -> bool:
+        """Does an objectRef (as a JSON object) name a resource whose bodies are dropped?"""
+        if type(ref) is not dict:
+            return False
+        resource = ref.get("resource")
+        if type(resource) is not str:
+            return False
+        return self.covers(ref.get("apiGroup") or "", resource, ref.get("subresource") or "")
+
     def describe(self) -> list[str]:
         out = []
         for spec in self.specs:
@@ -75,9 +88,66 @@ class RedactionConfig:
         return out
 
 
-def may_hold_secret(serialised: bytes) -> bool:
-    """Cheap pre-check on a body's compact JSON: only bodies that pass it are walked."""
-    return _SECRET_MARK in serialised
+def redact_bodies(
+    request: Any,
+    response: Any,
+    ref: Any,
+    config: RedactionConfig,
+    redactions: list[str],
+    *,
+    omit_managed: bool = False,
+) -> tuple[str | None, str | None]:
+    """Bodies (raw JSON bytes) as the JSON text to store, after both rules and omitManagedFields.
+
+    ``ref`` is the event's objectRef (anything with resource/apiGroup/subresource attributes).
+    What was removed is appended to ``redactions``.
+    """
+    if ref.resource is not None and config.covers(ref.apiGroup or "", ref.resource, ref.subresource or ""):
+        if request is not None:
+            redactions.append("requestObject")
+        if response is not None:
+            redactions.append("responseObject")
+        return None, None
+    return (
+        _body(request, "requestObject", redactions, omit_managed),
+        _body(response, "responseObject", redactions, omit_managed),
+    )
+
+
+def _body(raw: Any, path: str, redactions: list[str], omit_managed: bool) -> str | None:
+    if raw is None:
+        return None
+    data = bytes(raw)
+    if data == b"null":
+        return None
+    # Most bodies are stored as received. Parse only those that may hold a Secret (a "Secret... value,
+    # or an escape that could spell one) or whose managedFields must go.
+    if _SECRET_MARK in data or b"\\u" in data or (omit_managed and b'"managedFields"' in data):
+        try:
+            value = msgspec.json.decode(data)
+        except RecursionError:
+            raise TooDeep(f"{path} is nested too deep to inspect") from None
+        if omit_managed:
+            drop_managed_fields(value)
+        found: list[str] = []
+        value = redact_nested_secrets(value, path, found)
+        redactions.extend(found)
+        data = encode(value)
+    return data.decode("utf-8")
+
+
+def drop_managed_fields(body: Any) -> None:
+    """omitManagedFields: drop metadata.managedFields of the object, or of each item of a list."""
+    if type(body) is not dict:
+        return
+    metadata = body.get("metadata")
+    if type(metadata) is dict:
+        metadata.pop("managedFields", None)
+    items = body.get("items")
+    if type(items) is list:
+        for item in items:
+            if type(item) is dict and type(item.get("metadata")) is dict:
+                item["metadata"].pop("managedFields", None)
 
 
 def redact_nested_secrets(body: Any, path: str, found: list[str]) -> Any:

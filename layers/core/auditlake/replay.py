@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from .jsonio import dumps
+from .jsonio import JSONError, dumps, loads
 from .webhook import TRUNCATE_MAX_BATCH_BYTES
 
 MAX_EVENTS = 400
@@ -129,7 +127,7 @@ class Replayer:
 
 def _json(data: bytes) -> dict[str, Any]:
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        value = loads(data)
+    except JSONError:
         return {"message": data[:200].decode("utf-8", "replace")}
     return value if isinstance(value, dict) else {"message": str(value)}

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import orjson
-
+from .jsonio import loads
 from .landing import decode_lines
 from .stores import Store
 
@@ -33,18 +32,18 @@ def summarise(store: Store, kind: str = "audit") -> LakeSummary:
             continue
         out.raw_objects += 1
         for line in decode_lines(store.get(key)):
-            record = orjson.loads(line)
+            record = loads(line)
             out.records += 1
             out.clusters[record["cluster"]] += 1
             out.levels[record["level"]] += 1
-            out.verbs[record["verb"] or "-"] += 1
+            out.verbs[record.get("verb") or "-"] += 1
             out.stages[record["stage"]] += 1
             out.redacted += bool(record["redactions"])
-            out.forbidden += record["response_code"] == 403
+            out.forbidden += record.get("response_code") == 403
     for key in store.list(f"quarantine/{kind}/"):
         if not key.endswith(".json"):
             continue
-        manifest = orjson.loads(store.get(key))
+        manifest = loads(store.get(key))
         out.quarantined_batches += 1
         items = manifest.get("items") or []
         if not items:  # the whole payload was refused

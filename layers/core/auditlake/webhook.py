@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .landing import Landing, batch_id
-from .parse import EnvelopeError, parse_eventlist
+from .parse import EnvelopeError
 from .pipeline import AuditPipeline
 from .registry import RegistryError, TokenRegistry, bearer_token, token_hash
 from .stores import StoreError
@@ -78,6 +78,7 @@ class AuditWebhook:
         """The cluster the bearer token belongs to, or the reply that refuses the request."""
         token = bearer_token(authorization)
         if token is None:
+            self.metrics.add_metric("UnauthorizedRequests", "Count", 1)
             return Reply(401, {"message": "Unauthorized"})
         try:
             cluster = self.registry.cluster_for(token_hash(token))
@@ -85,7 +86,7 @@ class AuditWebhook:
             logger.exception("token registry unavailable")
             return Reply(503, {"message": "registry unavailable, retry"})
         if cluster is None:
-            self.metrics.add_metric("UnknownToken", "Count", 1)
+            self.metrics.add_metric("UnauthorizedRequests", "Count", 1)
             return Reply(401, {"message": "Unauthorized"})
         return cluster
 
@@ -130,13 +131,12 @@ class AuditWebhook:
 
     def _ingest(self, cluster: str, body: bytes, at: datetime, batch: str) -> Reply:
         try:
-            items = parse_eventlist(body)
+            result = self.pipeline.eventlist(body, cluster=cluster, source=self.source, ingested_at=format_utc(at))
         except EnvelopeError as exc:
             self.landing.quarantine(cluster, at, batch, source=self.source, reason=exc.reason, payload=body)
             self.metrics.add_metric("BatchesRejected", "Count", 1)
             logger.warning("not an EventList", extra={"cluster": cluster, "batch": batch, "reason": exc.reason})
             return Reply(400, {"message": exc.reason, "batch": batch, "quarantined": True})
-        result = self.pipeline.process(items, cluster=cluster, source=self.source, ingested_at=format_utc(at))
         raw_key = self.landing.write_raw(cluster, at, batch, result.lines)
         if result.failures:
             self.landing.quarantine(
@@ -144,7 +144,7 @@ class AuditWebhook:
                 at,
                 batch,
                 source=self.source,
-                reason=f"{len(result.failures)} of {len(items)} items could not be normalised",
+                reason=f"{len(result.failures)} of {result.items} items could not be normalised",
                 payload=body,
                 failures=result.failures,
             )

@@ -1,0 +1,198 @@
+"""`make bench`: ingest throughput against a same-run ceiling, and the webhook's import time.
+
+The last line of output is one JSON object; later issues add keys to it.
+
+* ingest_events_per_sec - the webhook core path in-process (parse the EventList, evaluate the
+  pipeline policy, redact, normalise, serialise, compress; storage excluded) on synthetic traffic
+  with ~10% RequestResponse events. The policy is the recommended one with every rule kept at
+  Metadata or above and no omitted stage, so every event is matched, normalised and written.
+* ingest_ratio_to_ceiling - that rate / the rate of orjson loads + dumps + the same zstd
+  compression of the same bodies, measured interleaved in the same run (target >= 0.5). Only the
+  EventList bodies are alive while timing, as in a webhook invocation.
+* webhook_import_ms - importing functions/webhook/app.py in a fresh interpreter (median of 7),
+  including building its boto3 clients, as a cold start does (init time is when AWS advises building
+  them: the CPU is boosted, SnapStart can snapshot them). Measured in an environment shaped like the
+  function's: boto3 precompiled as in the runtime, the layer's pinned packages, no dev tools. The
+  layer carries byte code only if the build machine has a Python 3.13 (layers/core/Makefile), so
+  both figures are measured and webhook_import_ms is the one this machine's build ships.
+  webhook_import_boto3_baseline_ms is boto3 plus the same two clients alone, in that environment.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import venv
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+import zstandard
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "layers" / "core"))
+
+from auditlake.kubeconfig import asset  # noqa: E402
+from auditlake.pipeline import AuditPipeline, PipelineConfig  # noqa: E402
+from auditlake.policy import load_policy, policy_from_dict  # noqa: E402
+from auditlake.replay import batches, eventlist  # noqa: E402
+from auditlake.synth import Synth  # noqa: E402
+
+ROUNDS = 5
+IMPORT_RUNS = 7
+
+
+def keep_all_policy() -> PipelineConfig:
+    doc = yaml.safe_load(asset("audit-policy.yaml"))
+    doc.pop("omitStages", None)
+    for rule in doc["rules"]:
+        if rule["level"] == "None":
+            rule["level"] = "Metadata"
+    return PipelineConfig(policy_from_dict(doc))
+
+
+def ours(config: PipelineConfig) -> Callable[[list[bytes]], int]:
+    pipeline = AuditPipeline(config)
+
+    def run(bodies: list[bytes]) -> int:
+        written = 0
+        for body in bodies:
+            result = pipeline.eventlist(
+                body, cluster="bench", source="webhook", ingested_at="2026-11-21T00:00:00.000000Z"
+            )
+            written += len(zstandard.ZstdCompressor(level=3).compress(b"\n".join(result.lines) + b"\n"))
+        return written
+
+    return run
+
+
+def ceiling(bodies: list[bytes]) -> int:
+    written = 0
+    for body in bodies:
+        items = orjson.loads(body)["items"]
+        data = b"\n".join(orjson.dumps(item) for item in items) + b"\n"
+        written += len(zstandard.ZstdCompressor(level=3).compress(data))
+    return written
+
+
+def timed(run: Callable[[list[bytes]], int], bodies: list[bytes]) -> float:
+    started = time.perf_counter()
+    run(bodies)
+    return time.perf_counter() - started
+
+
+IMPORT_HARNESS = """
+import time
+started = time.perf_counter()
+{statement}
+print((time.perf_counter() - started) * 1000)
+"""
+LAMBDA_ENV = ROOT / ".bench" / "lambda"
+
+
+def lambda_shaped_env() -> tuple[Path, list[Path]]:
+    """Interpreter and sys.path of a function-like environment, built once per requirements change."""
+    requirements = ROOT / "layers" / "core" / "requirements.txt"
+    key = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    stamp, python, layer = LAMBDA_ENV / "stamp", LAMBDA_ENV / "venv" / "bin" / "python", LAMBDA_ENV / "layer"
+    if not stamp.exists() or stamp.read_text() != key:
+        print("building the Lambda-shaped environment for the import measurement (once)")
+        shutil.rmtree(LAMBDA_ENV, ignore_errors=True)
+        venv.create(LAMBDA_ENV / "venv", with_pip=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "boto3"], check=True)
+        subprocess.run([*pip, "--no-compile", "--target", str(layer), "-r", str(requirements)], check=True)
+        stamp.write_text(key)
+    return python, [ROOT / "functions" / "webhook", layer, ROOT / "layers" / "core"]
+
+
+def import_ms(python: Path, statement: str, path: list[Path], *, bytecode: bool = False) -> float:
+    """Median import time; without ``bytecode`` the layer is compiled at import, as shipped today."""
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join(str(p) for p in path),
+        "AUDITLAKE_RAW_BUCKET": "bench-raw",
+        "AUDITLAKE_STATE_TABLE": "bench-state",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "webhook",
+        "POWERTOOLS_METRICS_NAMESPACE": "bench",
+    }
+    if bytecode:  # what a layer built on a machine with python3.13 would ship (see layers/core/Makefile)
+        compiled = LAMBDA_ENV / "compiled"
+        shutil.rmtree(compiled, ignore_errors=True)
+        path = [Path(shutil.copytree(p, compiled / str(i))) for i, p in enumerate(path)]
+        subprocess.run([str(python), "-m", "compileall", "-q", str(compiled)], check=True, capture_output=True)
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in path)
+    harness = IMPORT_HARNESS.format(statement=statement)
+    runs = []
+    for _ in range(IMPORT_RUNS + 1):  # the first run warms the file cache; discarded
+        out = subprocess.run([str(python), "-c", harness], env=env, capture_output=True, text=True, check=True)
+        runs.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(runs[1:])
+
+
+def main() -> None:
+    events = list(Synth(minutes=20, rate=50, seed=11, start=datetime(2026, 11, 1, tzinfo=UTC)).events())
+    rr = sum(e["level"] == "RequestResponse" for e in events) / len(events)
+    bodies = [eventlist(batch) for batch in batches(events)]
+    count = len(events)
+    megabytes = sum(map(len, bodies)) / 2**20
+    print(f"{count} synthetic events ({rr:.1%} RequestResponse) in {len(bodies)} EventLists, {megabytes:.1f} MiB")
+    # A webhook invocation holds one batch, not the whole data set: free the generated events, or
+    # the garbage collector's passes over them would slow both sides (the ceiling most).
+    del events
+    gc.collect()
+
+    keep_all = ours(keep_all_policy())
+    recommended = ours(PipelineConfig(load_policy(asset("audit-policy.yaml"))))
+    timings: dict[str, list[float]] = {"ceiling": [], "ours": [], "recommended": []}
+    for round_ in range(ROUNDS):  # interleaved, so machine noise hits all three alike
+        timings["ceiling"].append(timed(ceiling, bodies))
+        timings["ours"].append(timed(keep_all, bodies))
+        timings["recommended"].append(timed(recommended, bodies))
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in timings.items()))
+    rate = {k: count / min(v) for k, v in timings.items()}
+
+    python, path = lambda_shaped_env()
+    source_only = import_ms(python, "import app", path)
+    compiled = import_ms(python, "import app", path, bytecode=True)
+    # The layer gets byte code when the build machine has a Python 3.13 (layers/core/Makefile).
+    python313 = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "layers" / "core"), "python313"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    webhook = compiled if python313 else source_only
+    baseline = import_ms(python, "import boto3; boto3.client('s3'); boto3.client('dynamodb')", path)
+    print(f"ingest (keep-all policy): {rate['ours']:,.0f} events/s; ceiling {rate['ceiling']:,.0f} events/s")
+    print(f"ingest (recommended policy, most events filtered): {rate['recommended']:,.0f} input events/s")
+    print(
+        f"webhook import: {compiled:.0f} ms with byte code, {source_only:.0f} ms without; this machine's build "
+        f"ships {'with' if python313 else 'without'} it (boto3 + its two clients alone: {baseline:.0f} ms)"
+    )
+    result: dict[str, Any] = {
+        "ingest_events_per_sec": round(rate["ours"]),
+        "ingest_ratio_to_ceiling": round(rate["ours"] / rate["ceiling"], 3),
+        "webhook_import_ms": round(webhook, 1),
+        "ceiling_events_per_sec": round(rate["ceiling"]),
+        "ingest_events_per_sec_recommended_policy": round(rate["recommended"]),
+        "webhook_import_with_bytecode_ms": round(compiled, 1),
+        "webhook_import_without_bytecode_ms": round(source_only, 1),
+        "webhook_import_boto3_baseline_ms": round(baseline, 1),
+        "bench_events": count,
+        "bench_request_response_fraction": round(rr, 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""`sam build` succeeds for the target platform, and every function fits Lambda's 250 MB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from samcli.yamlhelper import yaml_parse
+
+LIMIT = 250 * 1024 * 1024
+AARCH64 = 183  # ELF e_machine
+
+
+def size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_each_function_with_its_layers_fits_the_limit(built: Path) -> None:
+    template = yaml_parse((built / "template.yaml").read_text())
+    functions = {n: r for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions
+    for name, function in functions.items():
+        total = size(built / name) + sum(
+            size(built / layer["Ref"]) for layer in function["Properties"].get("Layers", [])
+        )
+        assert total < LIMIT, f"{name}: {total / 2**20:.0f} MB unzipped"
+
+
+def test_native_code_is_built_for_arm64(built: Path) -> None:
+    libraries = list((built / "CoreLayer" / "python").rglob("*.so"))
+    assert libraries
+    for library in libraries:
+        header = library.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == AARCH64, library.name
+    assert not list((built / "CoreLayer" / "python" / "zstandard").glob("_cffi*"))
+
+
+def test_layer_holds_the_core_and_the_function_only_its_adapter(built: Path) -> None:
+    layer = built / "CoreLayer" / "python"
+    assert (layer / "auditlake" / "webhook.py").exists() and (
+        layer / "auditlake" / "assets" / "audit-policy.yaml"
+    ).exists()
+    assert not (layer / "boto3").exists()  # the runtime's own boto3 is used
+    # Byte code only for the target's Python (written when a Python 3.13 is at hand at build time).
+    assert {p.name.split(".")[-2] for p in layer.rglob("*.pyc")} <= {"cpython-313"}
+    assert sorted(p.name for p in (built / "WebhookFunction").iterdir()) == ["app.py"]

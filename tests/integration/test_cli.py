@@ -1,0 +1,188 @@
+"""The `auditlake` CLI: cluster registration on AWS (moto server), ingest, policy tools, synth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from auditlake.cli import main
+from auditlake.kubeconfig import asset
+from auditlake.landing import decode_lines
+from auditlake.registry import DynamoRegistry, token_hash
+from auditlake.stores.local import LocalStore
+from tests.conftest import AwsStack, as_row, complete_events, corpus_path
+
+
+def run(*args: str) -> Any:
+    return CliRunner(mix_stderr=False).invoke(main, list(args), catch_exceptions=False)
+
+
+def records(lake: Path) -> list[dict[str, Any]]:
+    store = LocalStore(lake)
+    return [as_row(line) for key in store.list("raw/") for line in decode_lines(store.get(key))]
+
+
+def manifests(lake: Path) -> list[dict[str, Any]]:
+    store = LocalStore(lake)
+    return [json.loads(store.get(k)) for k in store.list("quarantine/") if k.endswith(".json")]
+
+
+# ---------------------------------------------------------------- cluster add
+
+
+def test_cluster_add_on_a_table_stores_only_the_hash(aws: AwsStack) -> None:
+    result = run("cluster", "add", "prod-eu", "--table", aws.table, "--url", "https://hook.example/v1/audit")
+    assert result.exit_code == 0, result.output
+    kubeconfig = yaml.safe_load(result.stdout)
+    token = kubeconfig["users"][0]["user"]["token"]
+    assert (
+        token.startswith("alk_") and kubeconfig["clusters"][0]["cluster"]["server"] == "https://hook.example/v1/audit"
+    )
+    assert "--audit-webhook-truncate-enabled=true" in result.stderr
+    registry = DynamoRegistry(aws.dynamodb, aws.table)
+    assert registry.cluster_for(token_hash(token)) == "prod-eu"
+    assert token not in json.dumps(aws.dynamodb.scan(TableName=aws.table)["Items"])
+    again = run("cluster", "add", "prod-eu", "--table", aws.table, "--url", "https://hook.example/v1/audit")
+    assert again.exit_code == 1 and "already registered" in again.stderr
+
+
+def test_cluster_add_from_stack_outputs(aws: AwsStack, tmp_path: Path) -> None:
+    import boto3
+
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "StateTableName": {"Value": aws.table},
+            "WebhookUrl": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/v1/audit"},
+        },
+    }
+    boto3.client("cloudformation").create_stack(StackName="auditlake-test", TemplateBody=json.dumps(template))
+    out = tmp_path / "hook.kubeconfig"
+    result = run("cluster", "add", "edge", "--stack", "auditlake-test", "--kubeconfig-out", str(out))
+    assert result.exit_code == 0, result.output
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    assert "abc.execute-api" in out.read_text() and result.stdout == ""
+
+
+def test_cluster_add_refuses_bad_names_and_ambiguous_targets(tmp_path: Path) -> None:
+    assert run("cluster", "add", "Prod_EU", "--lake", str(tmp_path)).exit_code == 2
+    assert run("cluster", "add", "a", "--lake", str(tmp_path), "--table", "t").exit_code == 2
+
+
+def test_cluster_add_for_a_local_lake(tmp_path: Path) -> None:
+    result = run("cluster", "add", "kind", "--lake", str(tmp_path))
+    assert result.exit_code == 0
+    token_file = tmp_path / "tokens" / "kind.token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    assert yaml.safe_load(result.stdout)["users"][0]["user"]["token"] == token_file.read_text().strip()
+    assert run("cluster", "add", "kind", "--lake", str(tmp_path)).exit_code == 1
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def test_ingest_jsonl_files(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    files = [
+        corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl"),
+        corpus_path("audit/kubernetes__kubernetes__pr110112_panic_legacy_format.log"),
+        corpus_path("audit/panther-labs__panther-analysis__eks_k8s_rule_tests__partial_events.jsonl"),
+    ]
+    result = run("ingest", *map(str, files), "--cluster", "lab", "--lake", str(lake))
+    assert result.exit_code == 0, result.output
+    assert len(records(lake)) == 757
+    items = [item for manifest in manifests(lake) for item in manifest["items"]]
+    assert len(items) == 1 + 168
+    (legacy,) = [item for item in items if "line" in item]
+    # A line that is not JSON is kept byte for byte, with its line number and a hint.
+    assert legacy["line"] == corpus_path(files[1].relative_to(corpus_path("."))).read_text().strip()
+    assert legacy["index"] == 1 and "legacy text audit format" in legacy["reason"]
+    # Ingesting the same files again rewrites the same objects.
+    before = sorted(LocalStore(lake).list(""))
+    run("ingest", *map(str, files), "--cluster", "lab", "--lake", str(lake))
+    assert sorted(LocalStore(lake).list("")) == before
+
+
+def test_ingest_eventlist_files(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    listing = tmp_path / "list.json"
+    events = complete_events("audit/falcosecurity__falco__trace_files_k8s_audit.jsonl")
+    listing.write_text(json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events}))
+    malformed = corpus_path("audit/falcosecurity__falco__malformed_fal_01_003.json")
+    result = run(
+        "ingest", str(listing), str(malformed), "--format", "eventlist", "--cluster", "lab", "--lake", str(lake)
+    )
+    assert result.exit_code == 0, result.output
+    assert len(records(lake)) == 51
+    store = LocalStore(lake)
+    (body_key,) = [k for k in store.list("quarantine/") if k.endswith(".body")]
+    assert store.get(body_key) == malformed.read_bytes()
+
+
+def test_ingest_applies_the_pipeline_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(asset("audit-policy.yaml"))
+    lake = tmp_path / "lake"
+    log = corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl")
+    result = run("ingest", str(log), "--cluster", "lab", "--lake", str(lake), "--policy", str(policy))
+    assert result.exit_code == 0
+    landed = records(lake)
+    assert landed and not [r for r in landed if r["stage"] == "RequestReceived"]
+    assert "filtered 320" in result.stderr
+
+
+# ---------------------------------------------------------------- policy tools
+
+
+def test_policy_eval_reports_level_and_omission_per_event(tmp_path: Path) -> None:
+    result = run(
+        "policy",
+        "eval",
+        "--policy",
+        str(corpus_path("policy/liggitt-audit2rbac__demo-policy.yaml")),
+        "--events",
+        str(corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl")),
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 757
+    assert {(line["level"], line["omitted"]) for line in lines if line["stage"] == "RequestReceived"} == {
+        ("Metadata", True)
+    }
+    assert {(line["level"], line["omitted"]) for line in lines if line["stage"] == "ResponseComplete"} == {
+        ("Metadata", False)
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "code", "text"),
+    [
+        ("kubernetes-website__audit-policy.yaml", [], 0, "logs Request bodies of configmaps"),
+        ("kubernetes-website__audit-policy.yaml", ["--strict"], 1, "warning"),
+        ("kubernetes-gce__configure-helper__audit-policy.heredoc.yaml", [], 1, "must be a list"),
+        ("openshift-library-go__base-policy.yaml", ["--strict"], 0, "no findings"),
+    ],
+)
+def test_policy_lint_exit_codes(name: str, args: list[str], code: int, text: str) -> None:
+    result = run("policy", "lint", str(corpus_path(f"policy/{name}")), *args)
+    assert result.exit_code == code and text in result.stderr
+
+
+def test_synth_then_summary(tmp_path: Path) -> None:
+    out = tmp_path / "synth.jsonl"
+    assert (
+        run(
+            "synth", "--minutes", "1", "--rate", "20", "--seed", "1", "--start", "2026-11-01T00:00", "--out", str(out)
+        ).exit_code
+        == 0
+    )
+    lines = out.read_text().splitlines()
+    assert 1100 < len(lines) < 1300 and json.loads(lines[0])["requestReceivedTimestamp"].startswith("2026-11-01T00:00")
+    lake = tmp_path / "lake"
+    run("ingest", str(out), "--cluster", "synthetic", "--lake", str(lake))
+    summary = run("summary", "--lake", str(lake))
+    assert f"{len(lines)} audit records" in summary.stdout and "synthetic" in summary.stdout

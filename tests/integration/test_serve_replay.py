@@ -1,0 +1,133 @@
+"""`auditlake serve` and `auditlake replay` as real processes talking real HTTP(S)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from auditlake.landing import decode_lines
+from auditlake.stores.local import LocalStore
+from tests.conftest import as_row, corpus_path
+
+LOG = corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl")
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditlake", *args], capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+class Server:
+    def __init__(self, lake: Path, token_file: Path, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "auditlake", "serve", "--lake", str(lake), "--port", "0", "--cluster", "lab",
+             "--token-file", str(token_file), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        assert line.startswith("listening on "), self.process.stderr.read() if self.process.stderr else line
+        self.url = line.removeprefix("listening on ")
+
+    def stop(self) -> str:
+        self.process.terminate()
+        _, err = self.process.communicate(timeout=30)
+        return err
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text("alk_serve-test-token\n")
+    return path
+
+
+@pytest.fixture
+def server(lake: Path, token_file: Path) -> Iterator[Server]:
+    running = Server(lake, token_file)
+    yield running
+    running.stop()
+
+
+def landed(lake: Path) -> list[dict[str, Any]]:
+    store = LocalStore(lake)
+    return [as_row(line) for key in store.list("raw/") for line in decode_lines(store.get(key))]
+
+
+def test_replay_into_serve_lands_every_event(server: Server, lake: Path, token_file: Path) -> None:
+    result = cli("replay", str(LOG), "--url", server.url, "--token-file", str(token_file))
+    assert "batches 2, events 757" in result.stderr and "accepted 757" in result.stderr
+    records = landed(lake)
+    assert len(records) == 757 and {r["cluster"] for r in records} == {"lab"}
+    log = server.stop()
+    assert log.count(" 200 ") == 2  # one line per batch, no bodies
+
+
+def test_wrong_token_is_refused(server: Server, tmp_path: Path, lake: Path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("alk_nope")
+    result = cli("replay", str(LOG), "--url", server.url, "--token-file", str(wrong), check=False)
+    assert result.returncode == 1 and "401" in result.stderr
+    assert landed(lake) == []
+
+
+def test_oversized_request_is_answered_without_reading_the_body(server: Server, token_file: Path) -> None:
+    host, port = server.url.removeprefix("http://").split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /v1/audit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + token_file.read_text().strip().encode() + b"\r\n"
+            b"Content-Length: 50000000\r\n\r\n"
+        )
+        reply = conn.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 413") and "audit-webhook-truncate-max-batch-size" in reply
+
+
+def test_tls_is_verified(tmp_path: Path, lake: Path, token_file: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = Server(lake, token_file, "--tls-cert", str(cert_file), "--tls-key", str(key_file))
+    try:
+        assert server.url.startswith("https://")
+        untrusted = cli("replay", str(LOG), "--url", server.url, "--token-file", str(token_file),
+                        "--attempts", "1", check=False)  # fmt: skip
+        assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        trusted = cli(
+            "replay", str(LOG), "--url", server.url, "--token-file", str(token_file), "--ca-file", str(ca_file)
+        )
+        assert "accepted 757" in trusted.stderr
+    finally:
+        server.stop()
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    lake = tmp_path / "demo"
+    result = cli("demo", "--lake", str(lake), "--minutes", "5", "--rate", "20")
+    assert "planted secret values in the lake: none" in result.stdout
+    assert "403 responses" in result.stdout and "quarantined items" in result.stdout
+    records = landed(lake)
+    assert any(r["verb"] == "delete" and r["object_name"] == "db-pass" for r in records)
+    # A second run replaces the demo lake; a directory that is not a demo lake is never deleted.
+    cli("demo", "--lake", str(lake), "--minutes", "1")
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "keep").write_text("x")
+    refused = cli("demo", "--lake", str(other), check=False)
+    assert refused.returncode != 0 and (other / "keep").exists()
