@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = (ROOT / ".." / "shared" / "corpus").resolve()
+# The shared sample corpus sits beside the repository; AUDITLAKE_CORPUS points elsewhere.
+CORPUS = Path(os.environ.get("AUDITLAKE_CORPUS", ROOT / ".." / "shared" / "corpus")).resolve()
 EVENTS = ROOT / "tests" / "events"
 COMPLETE_AUDIT_FILES = (
     "audit/falcosecurity__falco__trace_files_k8s_audit.jsonl",
