@@ -187,6 +187,14 @@ def test_every_column_holds_its_own_field() -> None:
     }
 
 
+def test_event_timestamps_are_stored_in_canonical_form() -> None:
+    record = _record(
+        _event(requestReceivedTimestamp="2021-03-08 18:06:42.512619Z", stageTimestamp="2021-03-08 18:06:43Z")
+    )
+    assert record["request_received_at"] == "2021-03-08T18:06:42.512619Z"
+    assert record["stage_at"] == "2021-03-08T18:06:43.000000Z"
+
+
 def test_only_events_without_any_timestamp_are_quarantined_from_the_corpus() -> None:
     reasons = []
     for relative in COMPLETE_AUDIT_FILES:

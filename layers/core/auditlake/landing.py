@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import zstandard
@@ -50,12 +49,6 @@ def encode_lines(lines: Sequence[bytes]) -> bytes:
 def decode_lines(data: bytes) -> list[bytes]:
     text = zstandard.ZstdDecompressor().decompressobj().decompress(data)
     return [line for line in text.split(b"\n") if line]
-
-
-@dataclass(frozen=True)
-class Written:
-    raw_key: str | None
-    quarantine_keys: tuple[str, ...]
 
 
 class Landing:

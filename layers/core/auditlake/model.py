@@ -76,7 +76,6 @@ AuditRecord: Any = msgspec.defstruct(
     [(name, _PYTHON_TYPES[kind] | None, None) for name, kind in AUDIT_COLUMNS],
     omit_defaults=True,
 )
-AUDIT_DEDUPE_KEY: Final = ("cluster", "audit_id", "stage")
 
 # Where a record came from (the `source` column).
 SOURCE_WEBHOOK: Final = "webhook"

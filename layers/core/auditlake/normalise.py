@@ -67,9 +67,9 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
             level = decision.level
         omit_managed = decision.omit_managed_fields
 
-    # Kubernetes writes RFC 3339 with microseconds and Z: that shape is validated inline.
+    # Kubernetes writes RFC 3339 with microseconds and Z, the archive's form: validated inline.
     received_at, stage_at = event.requestReceivedTimestamp, event.stageTimestamp
-    if received_at is not None and len(received_at) == 27 and received_at[26] == "Z" and received_at[19] == ".":
+    if received_at is not None and _is_canonical_shape(received_at):
         try:
             _fromisoformat(received_at)
         except ValueError as exc:
@@ -77,7 +77,7 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
     else:
         received_at = _event_time(event)
     if stage_at is not None and stage_at != received_at:
-        if len(stage_at) == 27 and stage_at[26] == "Z" and stage_at[19] == ".":
+        if _is_canonical_shape(stage_at):
             try:
                 _fromisoformat(stage_at)
             except ValueError as exc:
@@ -162,6 +162,11 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         encode(extra).decode() if extra else None,  # extra
         ingested_at,  # ingested_at
     )
+
+
+def _is_canonical_shape(value: str) -> bool:
+    # fromisoformat then checks the calendar; it would also accept any date/time separator.
+    return len(value) == 27 and value[26] == "Z" and value[19] == "." and value[10] == "T"
 
 
 def _raw_text(raw: msgspec.Raw) -> str | None:

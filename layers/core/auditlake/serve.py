@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import logging
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -70,9 +69,3 @@ def make_server(
         context.load_cert_chain(*tls)
         server.socket = context.wrap_socket(server.socket, server_side=True)
     return server
-
-
-def serve_in_thread(server: http.server.ThreadingHTTPServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return thread

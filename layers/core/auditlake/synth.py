@@ -379,22 +379,7 @@ class Synth:
                 "metadata": {"name": name, "namespace": ns},
                 "data": {"FEATURE_FLAGS": "checkout-v2=true", "DB_HOST": "db.internal"},
             }
-            return _Request(
-                at,
-                "update",
-                f"/api/v1/namespaces/{ns}/configmaps/{name}?fieldManager=helm",
-                CI_BOT,
-                groups,
-                "Helm/3.16.2",
-                "10.0.9.4",
-                200,
-                self._ref("configmaps", ns, name),
-                level="RequestResponse",
-                request_object=body,
-                response_object=body,
-                annotations=allow,
-                duration_ms=18,
-            )
+            return self._helm_update(at, "configmaps", ns, name, body, groups, allow)
         name = "registry-credentials"
         secret = {
             "kind": "Secret",
@@ -404,22 +389,7 @@ class Synth:
             "data": {".dockerconfigjson": PLANTED_SECRET_VALUE},
         }
         if rng.random() < 0.5:
-            return _Request(
-                at,
-                "update",
-                f"/api/v1/namespaces/{ns}/secrets/{name}?fieldManager=helm",
-                CI_BOT,
-                groups,
-                "Helm/3.16.2",
-                "10.0.9.4",
-                200,
-                self._ref("secrets", ns, name),
-                level="RequestResponse",
-                request_object=secret,
-                response_object=secret,
-                annotations=allow,
-                duration_ms=15,
-            )
+            return self._helm_update(at, "secrets", ns, name, secret, groups, allow)
         # A Crossplane provider-kubernetes Object embeds a whole manifest: the Secret inside must be
         # found and stubbed although the resource itself is not a secret.
         wrapper = {
@@ -443,6 +413,23 @@ class Synth:
             annotations=allow,
             duration_ms=30,
         )
+
+    def _helm_update(  # noqa: PLR0917
+        self,
+        at: datetime,
+        resource: str,
+        ns: str,
+        name: str,
+        body: dict[str, Any],
+        groups: tuple[str, ...],
+        allow: dict[str, str],
+    ) -> _Request:
+        """The CI bot writing a configmap or secret with Helm, logged (carelessly) with its bodies."""
+        return _Request(
+            at, "update", f"/api/v1/namespaces/{ns}/{resource}/{name}?fieldManager=helm", CI_BOT, groups,
+            "Helm/3.16.2", "10.0.9.4", 200, self._ref(resource, ns, name), level="RequestResponse",
+            request_object=body, response_object=body, annotations=allow, duration_ms=self.rng.uniform(10, 25),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ incidents
 
@@ -469,44 +456,25 @@ class Synth:
             },
             "data": {"password": PLANTED_SECRET_VALUE},
         }
-        ref = self._ref("secrets", ns, name)
-        out.append(
-            _Request(
-                self._at(0.40),
-                "get",
-                f"/api/v1/namespaces/{ns}/secrets/{name}",
-                INCIDENT_DELETER,
-                mallory,
-                KUBECTL,
-                "198.51.100.77",
-                200,
-                ref,
-                level="RequestResponse",
-                response_object=secret,
-                annotations=allow,
+        delete_options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        for fraction, verb, request_body in ((0.40, "get", None), (0.41, "delete", delete_options)):
+            out.append(
+                _Request(
+                    self._at(fraction),
+                    verb,
+                    f"/api/v1/namespaces/{ns}/secrets/{name}",
+                    INCIDENT_DELETER,
+                    mallory,
+                    KUBECTL,
+                    "198.51.100.77",
+                    200,
+                    self._ref("secrets", ns, name),
+                    level="RequestResponse",
+                    request_object=request_body,
+                    response_object=secret,
+                    annotations=allow,
+                )
             )
-        )
-        out.append(
-            _Request(
-                self._at(0.41),
-                "delete",
-                f"/api/v1/namespaces/{ns}/secrets/{name}",
-                INCIDENT_DELETER,
-                mallory,
-                KUBECTL,
-                "198.51.100.77",
-                200,
-                dict(ref),
-                level="RequestResponse",
-                request_object={
-                    "kind": "DeleteOptions",
-                    "apiVersion": "v1",
-                    "propagationPolicy": "Background",
-                },
-                response_object=secret,
-                annotations=allow,
-            )
-        )
         robot_groups = ("system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated")
         burst_start = self._at(0.55)
         for i in range(15):

@@ -33,8 +33,3 @@ def canonical(value: object) -> str:
 
 def format_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_FORMAT)
-
-
-def parse(value: str) -> datetime:
-    """Canonical string -> aware datetime."""
-    return datetime.fromisoformat(canonical(value))
