@@ -281,7 +281,14 @@ def serve(
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--cluster", "cluster_", required=True, callback=cluster_name)
 @lake_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "eventlist"]), default="jsonl", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "eventlist"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: one Event per line (the log backend). eventlist: one JSON document, an EventList or an Event.",
+)
 @pipeline_options
 def ingest(
     files: tuple[Path, ...],

@@ -84,10 +84,10 @@ class FileIngest:
         return stats
 
     def eventlist(self, path: Path) -> IngestStats:
-        """A file holding one EventList (e.g. a saved webhook body)."""
+        """A file holding one JSON document: an EventList (a saved webhook body) or a single Event."""
         data = path.read_bytes()
         try:
-            items = eventlist_raw_items(data)
+            items = eventlist_raw_items(data, single_event=True)
         except EnvelopeError as exc:
             self.landing.quarantine(
                 self.cluster, self.clock(), _digest(data), source=SOURCE_FILE, reason=exc.reason, payload=data

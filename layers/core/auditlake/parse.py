@@ -44,14 +44,17 @@ def decode_eventlist(body: bytes) -> EventList | RawEventList:
     return doc
 
 
-def eventlist_raw_items(body: bytes) -> list[msgspec.Raw]:
-    """The items of an EventList as raw bytes each (file ingest); EnvelopeError when it is not one."""
+def eventlist_raw_items(body: bytes, *, single_event: bool = False) -> list[Any]:
+    """The items of an EventList as raw bytes each (file ingest); EnvelopeError when it is not one.
+    With ``single_event``, a document that is one Event is a list of one."""
     check_utf8(body)
     try:
         doc = raw_eventlist_decoder.decode(body)
     except _UNREADABLE:
         _explain(body)
         raise
+    if single_event and doc.kind == "Event":
+        return [body]
     check_envelope(doc.kind, doc.apiVersion)
     return doc.items or []
 
