@@ -137,6 +137,12 @@ def test_not_an_eventlist_gets_400_and_the_bytes_are_quarantined_unchanged(
     assert manifest["cluster"] == "prod-eu" and manifest["payload_bytes"] == len(body)
 
 
+def test_the_reason_echoes_client_values_bounded(store: LocalStore) -> None:
+    body = json.dumps({"kind": "x" * 100_000, "items": []}).encode()
+    reply = make(store).handle(f"Bearer {TOKEN}", body)
+    assert reply.status == 400 and len(reply.body["message"]) < 120
+
+
 def test_bad_items_are_quarantined_and_good_ones_stored(store: LocalStore) -> None:
     good = complete_events("audit/openshift__openshift-docs__audit-log-basic-viewing.jsonl")
     bad_time = {**good[0], "requestReceivedTimestamp": "yesterday"}

@@ -71,9 +71,15 @@ def check_utf8(body: bytes) -> None:
 
 def check_envelope(kind: Any, api_version: Any) -> None:
     if kind != "EventList":
-        raise EnvelopeError(f"expected kind EventList, got {kind!r}")
+        raise EnvelopeError(f"expected kind EventList, got {_shown(kind)}")
     if api_version not in _EVENTLIST_API_VERSIONS:
-        raise EnvelopeError(f"expected apiVersion audit.k8s.io/v1, got {api_version!r}")
+        raise EnvelopeError(f"expected apiVersion audit.k8s.io/v1, got {_shown(api_version)}")
+
+
+def _shown(value: Any) -> str:
+    """A client's value in a reply or a log line, bounded: it may be anything, of any size."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _explain(body: bytes) -> None:

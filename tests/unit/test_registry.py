@@ -1,0 +1,57 @@
+"""Token lookups: only hashes, and a cache so every batch does not cost a DynamoDB read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from auditlake.registry import DynamoRegistry, bearer_token, new_token, token_hash
+
+
+class CountingTable:
+    def __init__(self, items: dict[str, str]) -> None:
+        self.items = items
+        self.reads = 0
+
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.reads += 1
+        cluster = self.items.get(kwargs["Key"]["pk"]["S"].removeprefix("TOKEN#"))
+        return {"Item": {"cluster": {"S": cluster}}} if cluster else {}
+
+
+def test_known_tokens_are_cached_for_a_minute_unknown_ones_for_ten_seconds() -> None:
+    now = [0.0]
+    table = CountingTable({token_hash("good"): "prod"})
+    registry = DynamoRegistry(table, "state", cache_seconds=60, clock=lambda: now[0])
+    assert [registry.cluster_for(token_hash("good")) for _ in range(3)] == ["prod"] * 3
+    assert [registry.cluster_for(token_hash("bad")) for _ in range(3)] == [None] * 3
+    assert table.reads == 2
+    now[0] = 11  # unknown tokens are looked up again soon: a token just registered starts working
+    registry.cluster_for(token_hash("bad"))
+    registry.cluster_for(token_hash("good"))
+    assert table.reads == 3
+    now[0] = 61  # revocation takes effect within the cache time
+    del table.items[token_hash("good")]
+    assert registry.cluster_for(token_hash("good")) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc", "abc"),
+        ("bearer  abc ", "abc"),
+        ("Basic abc", None),
+        ("Bearer", None),
+        (None, None),
+        ("Bearer " + "x" * 600, None),
+    ],
+)
+def test_bearer_header(header: str | None, token: str | None) -> None:
+    assert bearer_token(header) == token
+
+
+def test_new_tokens_are_long_random_and_recognisable() -> None:
+    tokens = {new_token() for _ in range(100)}
+    assert len(tokens) == 100 and all(t.startswith("alk_") and len(t) >= 40 for t in tokens)
+    assert len(token_hash("x")) == 64
