@@ -29,7 +29,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/core/auditlake functions bench
+	$(BIN)/mypy layers/core/auditlake bench
+	for f in functions/*/app.py; do $(BIN)/mypy "$$f" || exit 1; done  # each adapter is its own `app`
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

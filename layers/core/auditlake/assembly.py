@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .landing import Landing
+from .locks import DynamoLocks
 from .pipeline import AuditPipeline, PipelineConfig
 from .policy_source import PolicySource
 from .registry import DynamoRegistry
 from .settings import Settings
 from .stores.s3 import S3Store
 from .webhook import AuditWebhook, MetricsSink
+
+if TYPE_CHECKING:
+    from .compactor import Compactor
 
 
 def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline:
@@ -28,6 +32,13 @@ def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline
         return value if isinstance(value, str) or value is None else str(value)
 
     return AuditPipeline(PolicySource(fetch, settings.redaction))
+
+
+def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:
+    from .compactor import Compactor  # pyarrow: only the compactor's function has it
+
+    archives = {"audit": S3Store(s3, settings.audit_bucket), "events": S3Store(s3, settings.events_bucket)}
+    return Compactor(S3Store(s3, settings.raw_bucket), archives, DynamoLocks(dynamodb, settings.state_table))
 
 
 def build_webhook(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 
 from . import __version__
-from .ingest import FileIngest, IngestStats
+from .ingest import FileIngest, IngestStats, ingest_events
 from .jsonio import JSONError, dumps_str, loads
 from .kubeconfig import DEFAULT_KUBECONFIG_PATH, DEFAULT_POLICY_PATH, apiserver_flags, render_kubeconfig
 from .landing import Landing, valid_cluster_name
@@ -289,17 +291,32 @@ def serve(
     show_default=True,
     help="jsonl: one Event per line (the log backend). eventlist: one JSON document, an EventList or an Event.",
 )
+@click.option(
+    "--kind",
+    type=click.Choice(["audit", "events"]),
+    default="audit",
+    show_default=True,
+    help="events: Kubernetes Events (kubectl get events -o json, or JSON Lines of Event objects).",
+)
 @pipeline_options
 def ingest(
     files: tuple[Path, ...],
     cluster_: str,
     lake: Path,
     fmt: str,
+    kind: str,
     policy_file: Path | None,
     redact_configmaps: bool,
     redact: tuple[str, ...],
 ) -> None:
-    """Import audit log files (JSON Lines or EventList) into the local lake."""
+    """Import audit log files (JSON Lines or EventList), or Kubernetes Events, into the local lake."""
+    if kind == "events":
+        total = IngestStats()
+        for path in files:
+            total.add(ingest_events(path, Landing(LocalStore(lake), "events"), cluster_))
+        _print_counts("ingested Events", {"events": total.events, "accepted": total.accepted,
+                                          "quarantined": total.quarantined})  # fmt: skip
+        return
     pipeline = build_pipeline(policy_file, redact_configmaps, redact)
     total = IngestStats()
     with _bytes_progress() as progress:
@@ -398,7 +415,12 @@ def replay(
     help="UTC start (default: now - minutes).",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def synth(minutes: float, rate: float, seed: int, start: datetime | None, out: Path) -> None:
+@click.option(
+    "--events-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the Kubernetes Events of the same story here (JSON Lines).",
+)
+def synth(minutes: float, rate: float, seed: int, start: datetime | None, out: Path, events_out: Path | None) -> None:
     """Write realistic synthetic audit traffic with planted incidents as JSON Lines."""
     from .synth import Synth
 
@@ -410,6 +432,10 @@ def synth(minutes: float, rate: float, seed: int, start: datetime | None, out: P
             handle.write(dumps_str(event) + "\n")
             count += 1
     err.print(f"wrote {count} audit events ({minutes:g} min from {generator.start:%Y-%m-%dT%H:%M}Z) to {out}")
+    if events_out is not None:
+        kube_events = generator.kube_events()
+        events_out.write_text("".join(dumps_str(e) + "\n" for e in kube_events), encoding="utf-8")
+        err.print(f"wrote {len(kube_events)} Kubernetes Events to {events_out}")
 
 
 # ---------------------------------------------------------------- policy
@@ -472,6 +498,137 @@ def policy_lint(file: Path, strict: bool) -> None:
         err.print(f"{file}: no findings")
     if warnings and strict:
         raise SystemExit(1)
+
+
+# ---------------------------------------------------------------- compaction and queries
+
+
+@main.command()
+@lake_option
+def compact(lake: Path) -> None:
+    """Compact the local lake's raw landing into its Parquet archive (idempotent: run it any time)."""
+    from .compactor import Compactor
+    from .locks import LocalLocks
+
+    store = LocalStore(lake)
+    archive = LocalStore(lake / "archive")
+    keys = list(store.list("raw/"))
+    started = time.perf_counter()
+    report = Compactor(store, {"audit": archive, "events": archive}, LocalLocks(lake / ".locks")).compact(keys)
+    _print_counts(
+        f"compacted {len(keys)} raw objects in {time.perf_counter() - started:.1f}s",
+        {"rows read": report.rows_read, "rows archived": report.rows_written, "duplicates dropped": report.duplicates,
+         "files": len(report.files), "quarantined objects": len(report.quarantined), "to retry": len(report.failed)},
+    )  # fmt: skip
+    if report.failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--param", "params", multiple=True, metavar="K=V", help="Query parameter; repeatable.")
+@click.option("--sql", help="Run this SQL (Athena dialect) instead of a named query.")
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake (DuckDB).")
+@click.option("--athena", is_flag=True, help="Run on Athena in a deployed stack's workgroup.")
+@click.option("--workgroup", help="Athena workgroup (default: the stack's).")
+@click.option("--database", help="Glue database (default: the stack's).")
+@click.option("--stack", help="Deployed stack: its workgroup and database are looked up.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--list", "list_", is_flag=True, help="List the named queries and their parameters.")
+def query(
+    name: str | None,
+    params: tuple[str, ...],
+    sql: str | None,
+    lake: Path | None,
+    athena: bool,
+    workgroup: str | None,
+    database: str | None,
+    stack: str | None,
+    fmt: str,
+    list_: bool,
+) -> None:
+    """Run a named security query (see --list) or --sql, on the local lake or on Athena."""
+    from . import query as queries
+
+    if list_:
+        for known in queries.names():
+            q = queries.load(known)
+            own = ", ".join(k if v is None else f"{k}={v}" for k, v in q.params.items()) or "-"
+            err.print(f"[bold]{known}[/bold] ({own}): {q.description}", highlight=False)
+        return
+    if (name is None) == (sql is None):
+        raise click.UsageError("give a query NAME or --sql")
+    given = dict(_pair(p) for p in params)
+    try:
+        if sql is not None:
+            text, values = sql, []
+        else:
+            named = queries.load(name or "")
+            text, values = named.sql, named.bind(given)
+        if athena:
+            engine: queries.LocalEngine | queries.AthenaEngine = _athena_engine(workgroup, database, stack)
+        elif lake is not None:
+            engine = queries.LocalEngine(lake / "archive")
+        else:
+            raise click.UsageError("give --lake DIR or --athena")
+        result = engine.run(text, values)
+    except queries.QueryError as exc:
+        _fail(str(exc))
+        return
+    print_result(result, fmt)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected K=V, got {text!r}", param_hint="--param")
+    return key.strip(), value
+
+
+def _athena_engine(workgroup: str | None, database: str | None, stack: str | None) -> Any:
+    import boto3
+
+    from .query import AthenaEngine
+
+    session = boto3.session.Session()
+    if stack is not None:
+        outputs = _stack_outputs(session, stack)
+        workgroup = workgroup or outputs.get("AthenaWorkGroupName")
+        database = database or outputs.get("GlueDatabaseName")
+    if not workgroup or not database:
+        raise click.UsageError("--athena needs --stack, or --workgroup and --database")
+    return AthenaEngine(session.client("athena"), workgroup, database)
+
+
+def print_result(result: Any, fmt: str, console: Console | None = None, title: str | None = None) -> None:
+    def text(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        if isinstance(value, list):
+            return ", ".join(text(v) for v in value)
+        return str(value)
+
+    if fmt == "json":
+        for row in result.rows:
+            click.echo(
+                dumps_str(
+                    {c: (text(v) if isinstance(v, datetime) else v) for c, v in zip(result.columns, row, strict=True)}
+                )
+            )
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows([text(v) for v in row] for row in result.rows)
+    else:
+        table = Table(title=title, title_justify="left")
+        for column in result.columns:
+            table.add_column(column, overflow="fold")
+        for row in result.rows:
+            table.add_row(*(text(v) for v in row))
+        (console or Console()).print(table)
+        (console or err).print(f"{len(result.rows)} rows", highlight=False)
 
 
 # ---------------------------------------------------------------- summary and demo

@@ -7,14 +7,18 @@ memory. A line that is not JSON is quarantined byte for byte, with its line numb
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .jsonio import JSONError, dumps, loads
+from .kube_events import CORE_V1, api_of, normalise_event
 from .landing import Landing
 from .model import SOURCE_FILE
+from .normalise import Invalid
 from .parse import EnvelopeError, eventlist_raw_items, iter_lines
 from .pipeline import AuditPipeline, ItemFailure
 from .timestamps import format_utc
@@ -128,6 +132,48 @@ class FileIngest:
             forbidden=result.forbidden,
             raw_objects=1 if raw_key else 0,
         )
+
+
+def ingest_events(
+    path: Path, landing: Landing, cluster: str, *, clock: Callable[[], datetime] | None = None
+) -> IngestStats:
+    """Kubernetes Events from a file: ``kubectl get events -o json`` (an EventList or List), one Event
+    document, or JSON Lines of Events. Each becomes a record of the events archive."""
+    at = (clock or (lambda: datetime.now(UTC)))()
+    data = path.read_bytes()
+    items: list[tuple[int, Any]] = []
+    try:
+        document = loads(data)
+    except JSONError:
+        document = None
+    if isinstance(document, dict):
+        listed = document.get("items")
+        items = list(enumerate(listed)) if isinstance(listed, list) else [(0, document)]
+    failures: list[ItemFailure] = []
+    if document is None:  # JSON Lines
+        for line in iter_lines(io.BytesIO(data)):
+            try:
+                items.append((line.number, loads(line.raw)))
+            except JSONError as exc:
+                failures.append(ItemFailure(line.number, exc.reason, raw=line.raw))
+    lines = []
+    for number, item in items:
+        try:
+            api = api_of(item) if isinstance(item, dict) else CORE_V1
+            lines.append(dumps(normalise_event(item, cluster=cluster, api=api, observed_at=format_utc(at))))
+        except Invalid as exc:
+            failures.append(ItemFailure(number, str(exc), item=item))
+    batch = _digest(data)
+    raw_key = landing.write_raw(cluster, at, batch, lines)
+    if failures:
+        reason = f"{len(failures)} of {len(items) + len(failures)} Events could not be ingested"
+        landing.quarantine(cluster, at, batch, source=SOURCE_FILE, reason=reason, failures=failures)
+    return IngestStats(
+        events=len(items) + len(failures),
+        accepted=len(lines),
+        quarantined=len(failures),
+        raw_objects=int(bool(raw_key)),
+    )
 
 
 def _digest(data: bytes) -> str:

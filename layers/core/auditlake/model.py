@@ -1,12 +1,13 @@
-"""The archive's contract: levels, stages and the columns of a normalised audit record.
+"""The archive's contract: levels, stages, and the columns of audit and Events records.
 
 Column types use a small vocabulary (``string``, ``int32``, ``timestamp``, ``list<string>``, and
-``json`` = a string holding JSON) so the Lambda-side core needs no pyarrow; the Arrow schema and
-the Glue tables are derived from this one list.
+``json`` = a string holding JSON) so the Lambda-side core needs no pyarrow; the Arrow schemas
+(``arrow_schema.py``) and the Glue tables in template.yaml are derived from these lists.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -76,6 +77,78 @@ AuditRecord: Any = msgspec.defstruct(
     [(name, _PYTHON_TYPES[kind] | None, None) for name, kind in AUDIT_COLUMNS],
     omit_defaults=True,
 )
+
+EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("cluster", "string"),
+    ("api", "string"),  # events.k8s.io/v1 or v1 (core): which API the poller read it from
+    ("uid", "string"),
+    ("resource_version", "string"),
+    ("namespace", "string"),
+    ("name", "string"),
+    ("type", "string"),
+    ("reason", "string"),
+    ("action", "string"),
+    ("note", "string"),
+    ("regarding_kind", "string"),
+    ("regarding_namespace", "string"),
+    ("regarding_name", "string"),
+    ("regarding_uid", "string"),
+    ("regarding_api_version", "string"),
+    ("regarding_field_path", "string"),
+    ("related", "json"),
+    ("reporting_controller", "string"),
+    ("reporting_instance", "string"),
+    ("event_time", "timestamp"),  # when it happened: eventTime, series, lastTimestamp, ... (see kube_events.py)
+    ("first_timestamp", "timestamp"),
+    ("last_timestamp", "timestamp"),
+    ("count", "int32"),
+    ("series_count", "int32"),
+    ("series_last_observed", "timestamp"),
+    ("extra", "json"),
+    ("observed_at", "timestamp"),
+)
+EVENT_COLUMN_NAMES: Final = tuple(name for name, _ in EVENT_COLUMNS)
+
+# The Glue (Hive) type of each column type.
+GLUE_TYPES: Final = {
+    "string": "string",
+    "json": "string",
+    "int32": "int",
+    "timestamp": "timestamp",
+    "list<string>": "array<string>",
+}
+
+
+@dataclass(frozen=True)
+class ArchiveKind:
+    """One data class of the archive: its columns, dedupe key, partition time and row order."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    time_column: str
+    order: tuple[str, ...]  # within (cluster, hour): time, then the key, for a stable order
+    # Among deliveries of one key the first ingested is kept.
+    first_of: str
+
+
+AUDIT = ArchiveKind(
+    "audit",
+    AUDIT_COLUMNS,
+    key=("cluster", "audit_id", "stage"),
+    time_column="request_received_at",
+    order=("cluster", "request_received_at", "audit_id", "stage"),
+    first_of="ingested_at",
+)
+EVENTS = ArchiveKind(
+    "events",
+    EVENT_COLUMNS,
+    key=("cluster", "uid", "resource_version"),
+    time_column="event_time",
+    order=("cluster", "event_time", "uid", "resource_version"),
+    first_of="observed_at",
+)
+ARCHIVE_KINDS: Final = {kind.name: kind for kind in (AUDIT, EVENTS)}
 
 # Where a record came from (the `source` column).
 SOURCE_WEBHOOK: Final = "webhook"

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from .redact import RedactionConfig
 
 RAW_BUCKET = "AUDITLAKE_RAW_BUCKET"
+AUDIT_BUCKET = "AUDITLAKE_AUDIT_BUCKET"
+EVENTS_BUCKET = "AUDITLAKE_EVENTS_BUCKET"
 STATE_TABLE = "AUDITLAKE_STATE_TABLE"
 POLICY_PARAMETER = "AUDITLAKE_POLICY_PARAMETER"
 POLICY_CACHE_SECONDS = "AUDITLAKE_POLICY_CACHE_SECONDS"
@@ -29,6 +31,8 @@ class SettingsError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     raw_bucket: str = ""
+    audit_bucket: str = ""
+    events_bucket: str = ""
     state_table: str = ""
     policy_parameter: str = ""
     policy_cache_seconds: int = 300
@@ -62,6 +66,8 @@ class Settings:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return cls(
             raw_bucket=env.get(RAW_BUCKET, "").strip(),
+            audit_bucket=env.get(AUDIT_BUCKET, "").strip(),
+            events_bucket=env.get(EVENTS_BUCKET, "").strip(),
             state_table=env.get(STATE_TABLE, "").strip(),
             policy_parameter=env.get(POLICY_PARAMETER, "").strip(),
             policy_cache_seconds=numbers[POLICY_CACHE_SECONDS],

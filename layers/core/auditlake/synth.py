@@ -11,7 +11,10 @@ Planted incidents (all inside the window, at fixed fractions of it):
 * ``mallory@example.com`` reads and then deletes the secret ``prod/db-pass``;
 * ``system:serviceaccount:default:build-robot`` is denied 15 times within a minute (403 burst);
 * ``bob@example.com`` execs into ``prod/payments-api-...``;
-* ``carol@example.com`` evicts ``default/web-...``.
+* ``carol@example.com`` evicts ``default/web-...``;
+* node ``node-d`` joins the cluster (its kubelet creates the Node; RegisteredNode and NodeReady Events).
+
+``kube_events()`` gives the Kubernetes Events of the same story (core/v1, as a poller reads them).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ INCIDENT_DELETER = "mallory@example.com"
 INCIDENT_DENIED = "system:serviceaccount:default:build-robot"
 INCIDENT_EXEC = "bob@example.com"
 INCIDENT_EVICTOR = "carol@example.com"
+JOINING_NODE = "node-d"
 # What a planted secret holds; the redaction tests assert it never reaches storage.
 PLANTED_SECRET_VALUE = "cGFzc3dvcmQtdGhhdC1tdXN0LW5ldmVyLWJlLXN0b3JlZA=="  # noqa: S105 - planted on purpose
 
@@ -529,6 +533,23 @@ class Synth:
                 long_running=True,
             )
         )
+        node_groups = ("system:nodes", "system:authenticated")
+        out.append(
+            _Request(
+                self._at(0.30),
+                "create",
+                "/api/v1/nodes",
+                f"system:node:{JOINING_NODE}",
+                node_groups,
+                "kubelet/v1.31.2 (linux/amd64)",
+                "10.0.1.13",
+                201,
+                self._ref("nodes", "", JOINING_NODE),
+                level="Request",
+                request_object={"kind": "Node", "apiVersion": "v1", "metadata": {"name": JOINING_NODE}},
+                annotations=self._allow('RBAC: allowed by ClusterRoleBinding "system:node"'),
+            )
+        )
         victim = self.pods["default"][1]
         out.append(
             _Request(
@@ -623,6 +644,60 @@ class Synth:
                 if req.response_object is None and req.ref.get("resource") == "pods" and req.ref.get("name"):
                     req.response_object = self._pod(req.ref.get("namespace", "default"), req.ref["name"])
         return reqs + self._incidents()
+
+    def kube_events(self) -> list[dict[str, Any]]:
+        """Kubernetes Events (core/v1 objects): background pod lifecycle, the node join, the eviction."""
+        out = []
+
+        def event(  # noqa: PLR0917 - a local helper with the fields of an Event
+            at: datetime,
+            kind: str,
+            ns: str,
+            name: str,
+            reason: str,
+            message: str,
+            component: str,
+            instance: str,
+            type_: str = "Normal",
+        ) -> None:
+            stamp = at.replace(microsecond=0)
+            out.append({
+                "kind": "Event", "apiVersion": "v1",
+                "metadata": {"name": f"{name}.{self.rng.getrandbits(64):016x}", "namespace": ns or "default",
+                             "uid": self._uid(), "resourceVersion": str(self.rng.randint(10_000, 999_999)),
+                             "creationTimestamp": format_utc(stamp)[:19] + "Z"},
+                "involvedObject": {"kind": kind, "namespace": ns, "name": name, "apiVersion": "v1"},
+                "reason": reason, "message": message, "source": {"component": component, "host": instance},
+                "firstTimestamp": format_utc(stamp)[:19] + "Z", "lastTimestamp": format_utc(stamp)[:19] + "Z",
+                "count": 1, "type": type_, "eventTime": None, "reportingComponent": component,
+                "reportingInstance": instance,
+            })  # fmt: skip
+
+        for _ in range(max(3, int(self.minutes))):
+            ns = self.rng.choice(("default", "prod"))
+            pod = self.rng.choice(self.pods[ns])
+            at = self.start + self.window * self.rng.random()
+            node = self.rng.choice(NODES)
+            event(at, "Pod", ns, pod, "Pulled", f'Container image "registry.example.com/{pod.split("-")[0]}:1.0.0" '
+                  "already present on machine", "kubelet", node)  # fmt: skip
+            event(at + timedelta(seconds=1), "Pod", ns, pod, "Started", "Started container app", "kubelet", node)
+        joined = self._at(0.30)
+        event(
+            joined + timedelta(seconds=2),
+            "Node",
+            "",
+            JOINING_NODE,
+            "RegisteredNode",
+            f"Node {JOINING_NODE} event: Registered Node {JOINING_NODE} in Controller",
+            "node-controller",
+            "",
+        )
+        event(joined + timedelta(seconds=20), "Node", "", JOINING_NODE, "NodeReady",
+              f"Node {JOINING_NODE} status is now: NodeReady", "kubelet", JOINING_NODE)  # fmt: skip
+        victim = self.pods["default"][1]
+        event(self._at(0.80) + timedelta(seconds=1), "Pod", "default", victim, "Killing",
+              "Stopping container app", "kubelet", NODES[1])  # fmt: skip
+        return sorted(out, key=lambda e: e["lastTimestamp"])
 
     def events(self) -> Iterator[dict[str, Any]]:
         """All stage events, ordered by stage time as the audit log backend writes them."""

@@ -33,3 +33,8 @@ def canonical(value: object) -> str:
 
 def format_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_FORMAT)
+
+
+def parse(value: str) -> datetime:
+    """An RFC 3339 timestamp (any of the forms ``canonical`` accepts) as an aware UTC datetime."""
+    return datetime.fromisoformat(canonical(value))

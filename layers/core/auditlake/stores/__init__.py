@@ -1,18 +1,27 @@
-"""The Store port: where raw and quarantined objects go. Adapters: S3 (boto3) and a local directory."""
+"""The Store port: where raw, quarantined and archived objects go. Adapters: S3 and a local directory."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 class StoreError(RuntimeError):
-    """Writing or reading failed; the caller answers 5xx so the sender retries."""
+    """Writing or reading failed; the caller answers 5xx (or leaves the message) so it is retried."""
+
+
+class AlreadyExists(StoreError):
+    """A create-only write found the key taken: archive files are never overwritten."""
 
 
 class Store(Protocol):
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        """Durably store ``data`` under ``key``; returns only once the object is readable."""
+    def put(self, key: str, data: bytes, content_type: str, *, create_only: bool = False) -> None:
+        """Durably store ``data`` under ``key``; returns only once the object is readable, whole.
+        ``create_only`` refuses to replace an existing object (AlreadyExists)."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A seekable reader (Parquet footers and single columns are read without the whole file)."""
         ...
 
     def get(self, key: str) -> bytes: ...

@@ -6,8 +6,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from . import StoreError
+from . import AlreadyExists, StoreError
 
 
 class LocalStore:
@@ -15,12 +16,14 @@ class LocalStore:
         self.root = Path(root).resolve()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if key.startswith("/") or not path.is_relative_to(self.root):
+        # Lexical check (no syscalls: this runs for every object): no absolute keys, no "..".
+        if key.startswith("/") or ".." in key.split("/") or "\0" in key:
             raise StoreError(f"key escapes the lake: {key!r}")
-        return path
+        return self.root / key
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream", *, create_only: bool = False
+    ) -> None:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,12 +33,25 @@ class LocalStore:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())
-                os.replace(tmp, path)
+                if create_only:
+                    os.link(tmp, path)  # atomic, and fails if the name is taken
+                    os.unlink(tmp)
+                else:
+                    os.replace(tmp, path)
+            except FileExistsError:
+                Path(tmp).unlink(missing_ok=True)
+                raise AlreadyExists(f"{key} exists") from None
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
             raise StoreError(f"cannot write {key}: {exc}") from exc
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except OSError as exc:
+            raise StoreError(f"cannot read {key}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
         try:

@@ -2,12 +2,53 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import StoreError
+from . import AlreadyExists, StoreError
+
+
+class RangeReader(io.RawIOBase):
+    """A seekable file over an S3 object, reading only the byte ranges asked for."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        try:
+            self.size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self.size - self.position)
+        if wanted <= 0:
+            return 0
+        end = self.position + wanted - 1
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end}")
+            data = body["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"cannot read s3://{self.bucket}/{self.key}: {exc}") from exc
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
 
 
 class S3Store:
@@ -15,12 +56,23 @@ class S3Store:
         self.client = client
         self.bucket = bucket
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        # put_object returns after S3 has stored the object durably; the SDK adds an integrity checksum.
+    def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream", *, create_only: bool = False
+    ) -> None:
+        # put_object returns after S3 has stored the object durably (whole, or not at all); the SDK
+        # adds an integrity checksum. If-None-Match makes S3 itself refuse to replace an object.
+        extra = {"IfNoneMatch": "*"} if create_only else {}
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-        except (BotoCoreError, ClientError) as exc:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **extra)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise AlreadyExists(f"s3://{self.bucket}/{key} exists") from exc
             raise StoreError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+
+    def open(self, key: str) -> BinaryIO:
+        return io.BufferedReader(RangeReader(self.client, self.bucket, key), buffer_size=1 << 20)
 
     def get(self, key: str) -> bytes:
         try:

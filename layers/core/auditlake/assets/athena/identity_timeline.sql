@@ -1,0 +1,19 @@
+-- Everything one identity did, in order: as itself, and while others impersonated it.
+-- One row per request (its last stage).
+-- params: identity
+-- placeholders: since until since until cluster cluster identity identity
+WITH requests AS (
+  SELECT *, row_number() OVER (PARTITION BY cluster, audit_id ORDER BY stage_at DESC) AS latest
+  FROM audit
+  WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
+    AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+    AND (? = '' OR cluster = ?)
+    AND (user_name = ? OR impersonated_user_name = ?)
+)
+SELECT request_received_at AS at, cluster, user_name AS identity, impersonated_user_name AS impersonating,
+       verb, coalesce(object_resource || coalesce('/' || object_subresource, ''), request_uri) AS resource,
+       object_namespace AS namespace, object_name AS name, response_code,
+       array_join(source_ips, ', ') AS source_ips, user_agent, audit_id
+FROM requests
+WHERE latest = 1
+ORDER BY at, audit_id

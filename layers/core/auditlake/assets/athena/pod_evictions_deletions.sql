@@ -1,0 +1,15 @@
+-- Who evicted or deleted which pod (and deletecollections of pods), with the result.
+-- params:
+-- placeholders: since until since until cluster cluster
+SELECT request_received_at AS at, cluster,
+       CASE WHEN object_subresource = 'eviction' THEN 'evict' ELSE verb END AS action,
+       user_name AS identity, impersonated_user_name AS impersonating, object_namespace AS namespace,
+       object_name AS pod, response_code, array_join(source_ips, ', ') AS source_ips, user_agent, audit_id
+FROM audit
+WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
+  AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+  AND (? = '' OR cluster = ?)
+  AND object_resource = 'pods' AND stage = 'ResponseComplete'
+  AND ((verb = 'create' AND object_subresource = 'eviction')
+       OR (verb IN ('delete', 'deletecollection') AND object_subresource IS NULL))
+ORDER BY at, audit_id

@@ -1,0 +1,18 @@
+-- Interactive access into pods: exec, attach and port-forward, allowed or denied, one row per request.
+-- params:
+-- placeholders: since until since until cluster cluster
+WITH requests AS (
+  SELECT *, row_number() OVER (PARTITION BY cluster, audit_id ORDER BY stage_at DESC) AS latest
+  FROM audit
+  WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
+    AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+    AND (? = '' OR cluster = ?)
+    AND object_resource = 'pods' AND object_subresource IN ('exec', 'attach', 'portforward')
+    AND stage <> 'RequestReceived'
+)
+SELECT request_received_at AS at, cluster, object_subresource AS action, user_name AS identity,
+       impersonated_user_name AS impersonating, object_namespace AS namespace, object_name AS pod,
+       request_uri, response_code, array_join(source_ips, ', ') AS source_ips, user_agent, audit_id
+FROM requests
+WHERE latest = 1
+ORDER BY at, audit_id

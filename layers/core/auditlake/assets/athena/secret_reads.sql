@@ -1,0 +1,22 @@
+-- Reads (get, list, watch) of secrets by anyone but the control plane and kube-system service
+-- accounts: people, applications' service accounts, anonymous. One row per request.
+-- params:
+-- placeholders: since until since until cluster cluster
+WITH requests AS (
+  SELECT *, row_number() OVER (PARTITION BY cluster, audit_id ORDER BY stage_at DESC) AS latest
+  FROM audit
+  WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
+    AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+    AND (? = '' OR cluster = ?)
+    AND object_resource = 'secrets' AND coalesce(object_api_group, '') = ''
+    AND verb IN ('get', 'list', 'watch') AND stage <> 'RequestReceived'
+    AND NOT (user_name LIKE 'system:serviceaccount:kube-system:%'
+             OR (user_name LIKE 'system:%' AND user_name NOT LIKE 'system:serviceaccount:%'
+                 AND user_name <> 'system:anonymous'))
+)
+SELECT request_received_at AS at, cluster, verb, user_name AS identity, impersonated_user_name AS impersonating,
+       object_namespace AS namespace, object_name AS secret, response_code,
+       array_join(source_ips, ', ') AS source_ips, user_agent, audit_id
+FROM requests
+WHERE latest = 1
+ORDER BY at, audit_id
