@@ -8,7 +8,7 @@ LAKE   ?= demo-lake
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv demo test lint typecheck unit integration infra bench build clean
+.PHONY: venv demo test lint typecheck unit integration infra bench build clean template
 
 venv: $(STAMP)
 
@@ -50,3 +50,7 @@ build: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .aws-sam $(LAKE) .bench .pytest_cache .mypy_cache .ruff_cache
+
+# template.yaml's Glue tables and named queries are generated from model.py and infra/athena.
+template: $(STAMP)
+	$(BIN)/python tools/sync_template.py

@@ -17,7 +17,8 @@ from auditlake.settings import AUDIT_BUCKET, EVENTS_BUCKET, RAW_BUCKET, STATE_TA
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"auditlake"})
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# Failures are expected (a partition busy elsewhere): report them, do not fail the invocation.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 settings = Settings.from_env(required=(RAW_BUCKET, AUDIT_BUCKET, EVENTS_BUCKET, STATE_TABLE))
 compactor = build_compactor(settings, s3=boto3.client("s3"), dynamodb=boto3.client("dynamodb"))
 

@@ -34,6 +34,15 @@ def test_native_code_is_built_for_arm64(built: Path) -> None:
     assert not list((built / "CoreLayer" / "python" / "zstandard").glob("_cffi*"))
 
 
+def test_arrow_layer_is_trimmed(built: Path) -> None:
+    pyarrow = built / "ArrowLayer" / "python" / "pyarrow"
+    assert (pyarrow / "parquet").is_dir() and list(pyarrow.glob("_json.*.so"))
+    for gone in ("include", "tests", "flight.py"):
+        assert not (pyarrow / gone).exists(), gone
+    assert not list(pyarrow.glob("libarrow_flight*")) and not list(pyarrow.glob("libarrow_s3*"))
+    assert size(built / "ArrowLayer") < 110 * 2**20
+
+
 def test_layer_holds_the_core_and_the_function_only_its_adapter(built: Path) -> None:
     layer = built / "CoreLayer" / "python"
     assert (layer / "auditlake" / "webhook.py").exists() and (
@@ -42,4 +51,5 @@ def test_layer_holds_the_core_and_the_function_only_its_adapter(built: Path) -> 
     assert not (layer / "boto3").exists()  # the runtime's own boto3 is used
     # Byte code only for the target's Python (written when a Python 3.13 is at hand at build time).
     assert {p.name.split(".")[-2] for p in layer.rglob("*.pyc")} <= {"cpython-313"}
-    assert sorted(p.name for p in (built / "WebhookFunction").iterdir()) == ["app.py"]
+    for function in ("WebhookFunction", "CompactorFunction"):
+        assert sorted(p.name for p in (built / function).iterdir()) == ["app.py"]

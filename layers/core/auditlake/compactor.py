@@ -18,6 +18,7 @@ A raw object that cannot be read is copied to quarantine with the reason; the re
 
 from __future__ import annotations
 
+import bisect
 import io
 import itertools
 import logging
@@ -46,6 +47,9 @@ from .timestamps import format_utc
 
 logger = logging.getLogger(__name__)
 
+# Markers in place of an object's text (NUL never starts NDJSON).
+_FETCH_FAILED = b"\0fetch failed: "
+_UNREADABLE = b"\0unreadable: "
 RAW_KEY = re.compile(r"^raw/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.ndjson\.zst$")
 HOUR_MS = 3_600_000
 
@@ -110,13 +114,7 @@ class Compactor:
                 continue
             by_kind.setdefault(match["kind"], []).append(key)
         for kind_name, kind_keys in by_kind.items():
-            kind = ARCHIVE_KINDS[kind_name]
-            try:
-                report.add(self._compact_kind(kind, kind_keys))
-            except (StoreError, PartitionBusy) as exc:
-                # Partitions already written stay written; the retry finds their rows and skips them.
-                logger.warning("compaction incomplete, will retry", extra={"kind": kind.name, "error": str(exc)})
-                report.failed.update(kind_keys)
+            report.add(self._compact_kind(ARCHIVE_KINDS[kind_name], kind_keys))
         return report
 
     # ------------------------------------------------------------------ reading
@@ -124,39 +122,61 @@ class Compactor:
     def _compact_kind(self, kind: ArchiveKind, keys: list[str]) -> CompactionReport:
         report = CompactionReport()
         tables = []
+        spans: list[tuple[str, int, int]] = []  # (raw key, first row, end row) in table order
+        rows = 0
         for chunk_keys, texts in self._chunks(keys):
-            table, bad = self._parse(kind, chunk_keys, texts)
+            for key, text in zip(chunk_keys, texts, strict=True):
+                if text.startswith(_FETCH_FAILED):
+                    logger.warning("raw object unavailable, will retry", extra={"key": key})
+                    report.failed.add(key)
+            readable = [(k, t) for k, t in zip(chunk_keys, texts, strict=True) if not t.startswith(_FETCH_FAILED)]
+            table, counts, bad = self._parse(kind, readable)
             for key, reason in bad.items():
                 self._quarantine(kind, key, reason)
                 report.quarantined[key] = reason
+            for key, count in counts:
+                spans.append((key, rows, rows + count))
+                rows += count
             if table is not None and table.num_rows:
                 tables.append(table)
-            report.done.update(k for k in chunk_keys if k not in bad)
-        if not tables:
-            return report
-        table = pa.concat_tables(tables)
-        del tables
-        report.rows_read = table.num_rows
-        order = self._order(kind, table)
-        report.duplicates = table.num_rows - len(order)
-        for cluster, hour, rows in self._partitions(kind, table, order):
-            written, skipped, file_key = self._write_partition(kind, table, cluster, hour, rows)
-            report.rows_written += written
-            report.duplicates += skipped
-            if file_key:
-                report.files.append(file_key)
+        if tables:
+            table = pa.concat_tables(tables)
+            del tables
+            report.rows_read = table.num_rows
+            order = self._order(kind, table)
+            report.duplicates = table.num_rows - len(order)
+            for cluster, hour, partition in self._partitions(kind, table, order):
+                try:
+                    written, skipped, file_key = self._write_partition(kind, table, cluster, hour, partition)
+                except (StoreError, PartitionBusy) as exc:
+                    # Retried later: partitions written meanwhile keep their rows, the retry skips them.
+                    logger.warning("partition not compacted, will retry", extra={"error": str(exc)})
+                    report.failed.update(_keys_with_rows(spans, partition))
+                    continue
+                report.rows_written += written
+                report.duplicates += skipped
+                if file_key:
+                    report.files.append(file_key)
+        report.done = {key for key in keys if key not in report.failed and key not in report.quarantined}
         return report
 
     def _chunks(self, keys: list[str]) -> Iterator[tuple[list[str], list[bytes]]]:
         """Raw objects fetched and decompressed ahead on a thread pool (zstd and S3 release the GIL),
-        grouped into chunks of about ``chunk_bytes`` of NDJSON so memory stays bounded."""
+        grouped into chunks of about ``chunk_bytes`` of NDJSON so memory stays bounded. An object
+        S3 would not give is marked (retried later); one that is not zstd is left to _parse."""
 
         def fetch(key: str) -> bytes:
-            data = self.raw.get(key)
+            try:
+                data = self.raw.get(key)
+            except StoreError as exc:
+                return _FETCH_FAILED + str(exc).encode()
             try:  # one shot when the frame records its size (ours do), ~3x faster than streaming
                 return zstandard.ZstdDecompressor().decompress(data)
             except zstandard.ZstdError:
-                return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+                try:
+                    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+                except zstandard.ZstdError as exc:
+                    return _UNREADABLE + f"not zstd: {exc}".encode()
 
         with ThreadPoolExecutor(self.fetch_threads) as pool:
             pending: deque[tuple[str, Future[bytes]]] = deque()
@@ -171,10 +191,7 @@ class Compactor:
                 next_key = next(queue, None)
                 if next_key is not None:
                     pending.append((next_key, pool.submit(fetch, next_key)))
-                try:
-                    text = future.result()
-                except zstandard.ZstdError as exc:
-                    text = f"\0not zstd: {exc}".encode()  # reported by _parse as unreadable
+                text = future.result()
                 chunk_keys.append(key)
                 texts.append(text)
                 size += len(text)
@@ -184,27 +201,34 @@ class Compactor:
             if chunk_keys:
                 yield chunk_keys, texts
 
-    def _parse(self, kind: ArchiveKind, keys: list[str], texts: list[bytes]) -> tuple[pa.Table | None, dict[str, str]]:
-        """One Arrow table for a chunk; if any object is bad, each is parsed alone to find which."""
-        try:
-            return self._read(kind, _Chained([_terminated(t) for t in texts])), {}
-        except (pa.ArrowException, ValueError):
-            pass
-        good, bad = [], {}
-        for key, text in zip(keys, texts, strict=True):
+    def _parse(
+        self, kind: ArchiveKind, objects: list[tuple[str, bytes]]
+    ) -> tuple[pa.Table | None, list[tuple[str, int]], dict[str, str]]:
+        """One Arrow table for a chunk, rows per object, and the objects that are bad (then each
+        object is parsed alone, to find which)."""
+        texts = [_terminated(text) for _, text in objects]
+        if not any(text.startswith(_UNREADABLE) for text in texts):
             try:
-                good.append(self._read(kind, _terminated(text)))
+                table = self._read(kind, _Chained(texts))
+                counts = [(key, text.count(b"\n")) for (key, _), text in zip(objects, texts, strict=True)]
+                if sum(n for _, n in counts) == table.num_rows:
+                    return table, counts, {}
+            except (pa.ArrowException, ValueError):
+                pass
+        good, counts, bad = [], [], {}
+        for (key, _), text in zip(objects, texts, strict=True):
+            try:
+                if text.startswith(_UNREADABLE):
+                    raise ValueError(text[len(_UNREADABLE) :].decode(errors="replace").strip())
+                table = self._read(kind, _Chained([text]))
             except (pa.ArrowException, ValueError) as exc:
                 bad[key] = str(exc)[:500]
-        return (pa.concat_tables(good) if good else None), bad
+                continue
+            good.append(table)
+            counts.append((key, table.num_rows))
+        return (pa.concat_tables(good) if good else None), counts, bad
 
-    def _read(self, kind: ArchiveKind, text: bytes | _Chained) -> pa.Table:
-        if isinstance(text, bytes):
-            if text.startswith(b"\0"):
-                raise ValueError(text[1:].decode(errors="replace"))
-            text = _Chained([text])
-        elif text.unreadable:
-            raise ValueError("an object of the chunk is unreadable")
+    def _read(self, kind: ArchiveKind, text: _Chained) -> pa.Table:
         table = pj.read_json(
             text,
             read_options=pj.ReadOptions(block_size=16 << 20),
@@ -342,7 +366,6 @@ class _Chained(io.RawIOBase):
 
     def __init__(self, parts: list[bytes]) -> None:
         self.parts = parts
-        self.unreadable = any(part.startswith(b"\0") for part in parts)
         self.index = 0
         self.offset = 0
 
@@ -361,6 +384,17 @@ class _Chained(io.RawIOBase):
             if self.offset == len(part):
                 self.index, self.offset = self.index + 1, 0
         return filled
+
+
+def _keys_with_rows(spans: list[tuple[str, int, int]], rows: pa.Array) -> set[str]:
+    """The raw objects some of ``rows`` (table row numbers) came from."""
+    numbers = sorted(rows.to_pylist())
+    keys = set()
+    for key, start, end in spans:
+        at = bisect.bisect_left(numbers, start)
+        if at < len(numbers) and numbers[at] < end:
+            keys.add(key)
+    return keys
 
 
 def _terminated(text: bytes) -> bytes:

@@ -53,9 +53,12 @@ class NamedQuery:
             value = given.get(name, default)
             if value is None:
                 raise QueryError(f"{self.name} needs --param {name}=...")
-            values[name] = int(value) if default is not None and default.isdigit() else value
-            if default is not None and default.isdigit() and not str(value).isdigit():
-                raise QueryError(f"{name} must be a whole number")
+            if default is not None and default.isdigit():
+                if not value.isdigit():
+                    raise QueryError(f"{name} must be a whole number")
+                values[name] = int(value)
+            else:
+                values[name] = value
         return [values[name] for name in self.placeholders]
 
 

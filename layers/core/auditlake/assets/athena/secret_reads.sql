@@ -10,9 +10,9 @@ WITH requests AS (
     AND (? = '' OR cluster = ?)
     AND object_resource = 'secrets' AND coalesce(object_api_group, '') = ''
     AND verb IN ('get', 'list', 'watch') AND stage <> 'RequestReceived'
-    AND NOT (user_name LIKE 'system:serviceaccount:kube-system:%'
-             OR (user_name LIKE 'system:%' AND user_name NOT LIKE 'system:serviceaccount:%'
-                 AND user_name <> 'system:anonymous'))
+    AND NOT (user_name LIKE 'system:node:%' OR user_name LIKE 'system:serviceaccount:kube-system:%'
+             OR user_name IN ('system:kube-controller-manager', 'system:kube-scheduler', 'system:apiserver',
+                              'system:kube-proxy', 'system:volume-scheduler'))
 )
 SELECT request_received_at AS at, cluster, verb, user_name AS identity, impersonated_user_name AS impersonating,
        object_namespace AS namespace, object_name AS secret, response_code,

@@ -1,0 +1,160 @@
+"""The compactor Lambda handler against moto in server mode: S3 notifications delivered through
+SQS, raw objects the webhook wrote, Parquet in the archive buckets, locks in DynamoDB."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import io
+import json
+import sys
+import threading
+import time
+import urllib.parse
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from auditlake.compactor import Compactor
+from auditlake.landing import Landing, encode_lines
+from auditlake.locks import DynamoLocks
+from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.stores.s3 import S3Store
+from auditlake.synth import Synth
+from tests.conftest import ROOT, AwsStack, LambdaContext, fixture
+
+EVENTS = list(Synth(minutes=30, rate=10, seed=5, start=datetime(2026, 11, 20, 9, 45, tzinfo=UTC)).events())
+
+
+@pytest.fixture
+def archive(aws: AwsStack) -> dict[str, str]:
+    buckets = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events"}
+    for bucket in buckets.values():
+        aws.s3.create_bucket(Bucket=bucket)
+    return buckets
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, archive: dict[str, str]) -> ModuleType:
+    for key, value in {
+        "AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_AUDIT_BUCKET": archive["audit"],
+        "AUDITLAKE_EVENTS_BUCKET": archive["events"], "AUDITLAKE_STATE_TABLE": aws.table,
+        "POWERTOOLS_SERVICE_NAME": "compactor", "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    spec = importlib.util.spec_from_file_location("compactor_app", ROOT / "functions" / "compactor" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "compactor_app", module)
+    spec.loader.exec_module(module)
+    module.compactor.lock_wait_seconds = 1
+    return module
+
+
+def land(aws: AwsStack, events: list[dict[str, Any]], batch: str) -> str:
+    result = AuditPipeline(PipelineConfig()).process(
+        events, cluster="prod-eu", source="webhook", ingested_at="2026-11-20T11:00:00.000000Z"
+    )
+    key = Landing(S3Store(aws.s3, aws.bucket)).write_raw("prod-eu", datetime(2026, 11, 20, 11, tzinfo=UTC), batch,
+                                                        result.lines)  # fmt: skip
+    assert key
+    return key
+
+
+def sqs_event(bucket: str, keys: list[str]) -> dict[str, Any]:
+    records = []
+    for number, key in enumerate(keys):
+        notification = fixture("s3_object_created.json")
+        notification["Records"][0]["s3"]["bucket"]["name"] = bucket
+        notification["Records"][0]["s3"]["object"]["key"] = urllib.parse.quote_plus(key, safe="/")
+        message = copy.deepcopy(fixture("sqs_message.json"))
+        message["messageId"], message["body"] = f"m{number}", json.dumps(notification)
+        records.append(message)
+    return {"Records": records}
+
+
+def archived(aws: AwsStack, bucket: str) -> pa.Table:
+    store = S3Store(aws.s3, bucket)
+    tables = [pq.read_table(io.BytesIO(store.get(k))) for k in store.list("audit/") if k.endswith(".parquet")]
+    return pa.concat_tables(tables) if tables else pa.table({"audit_id": pa.array([], pa.string())})
+
+
+def test_notifications_are_compacted_once(aws: AwsStack, archive: dict[str, str], app: ModuleType) -> None:
+    keys = [land(aws, EVENTS[:5000], "a"), land(aws, EVENTS[5000:], "b")]
+    event = sqs_event(aws.bucket, keys)
+    assert app.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+    table = archived(aws, archive["audit"])
+    assert table.num_rows == len(EVENTS)
+    files = sorted(S3Store(aws.s3, archive["audit"]).list("audit/"))
+    assert [f.split("/")[1:3] for f in files] == [["dt=2026-11-20", "hour=09"], ["dt=2026-11-20", "hour=10"]]
+    # SQS redelivers, S3 notifies twice: nothing changes.
+    assert app.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+    assert sorted(S3Store(aws.s3, archive["audit"]).list("audit/")) == files
+
+
+def test_a_locked_partition_fails_only_its_messages(aws: AwsStack, archive: dict[str, str], app: ModuleType) -> None:
+    early, late = land(aws, EVENTS[:100], "early"), land(aws, EVENTS[-100:], "late")
+    locks = DynamoLocks(aws.dynamodb, aws.table)
+    assert locks.acquire("audit#2026-11-20#10#prod-eu", 600)  # another compactor holds hour 10
+    reply = app.lambda_handler(sqs_event(aws.bucket, [early, late]), LambdaContext())
+    assert reply == {"batchItemFailures": [{"itemIdentifier": "m1"}]}  # m0 is done, m1 comes again
+    assert archived(aws, archive["audit"]).num_rows == 100
+
+
+def test_bad_raw_objects_are_quarantined_not_retried(aws: AwsStack, archive: dict[str, str], app: ModuleType) -> None:
+    bad = "raw/audit/prod-eu/2026/11/20/11/garbage.ndjson.zst"
+    aws.s3.put_object(Bucket=aws.bucket, Key=bad, Body=encode_lines([b'{"cluster": 5}']))
+    good = land(aws, EVENTS[:10], "good")
+    reply = app.lambda_handler(sqs_event(aws.bucket, [bad, good]), LambdaContext())
+    assert reply == {"batchItemFailures": []}
+    quarantined = S3Store(aws.s3, aws.bucket).get("quarantine/audit/prod-eu/2026/11/20/11/garbage.json")
+    assert b"changed from string to number" in quarantined or b"cluster" in quarantined
+
+
+def test_foreign_buckets_and_test_events_are_ignored(aws: AwsStack, archive: dict[str, str], app: ModuleType) -> None:
+    event = sqs_event("someone-elses-bucket", ["raw/audit/prod-eu/2026/11/20/11/x.ndjson.zst"])
+    test_event = copy.deepcopy(fixture("sqs_message.json"))
+    test_event["body"] = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": aws.bucket})
+    event["Records"].append(test_event)
+    assert app.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+    assert archived(aws, archive["audit"]).num_rows == 0
+
+
+def test_concurrent_compactors_with_dynamodb_locks(aws: AwsStack, archive: dict[str, str]) -> None:
+    keys = [land(aws, EVENTS[i : i + 2000], f"c{i}") for i in range(0, 8000, 2000)]
+    written: list[int] = []
+
+    def compact() -> None:
+        client = boto3.client("s3")  # one client per thread, as separate Lambdas have
+        stores = {kind: S3Store(client, bucket) for kind, bucket in archive.items()}
+        locks = DynamoLocks(boto3.client("dynamodb"), aws.table)
+        written.append(Compactor(S3Store(client, aws.bucket), stores, locks).compact(keys).rows_written)
+
+    threads = [threading.Thread(target=compact) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    table = archived(aws, archive["audit"])
+    assert sum(written) == table.num_rows == 8000
+    assert len(set(zip(table["audit_id"].to_pylist(), table["stage"].to_pylist(), strict=True))) == 8000
+
+
+def test_dynamodb_lock_lease_expires(aws: AwsStack) -> None:
+    now = [1000.0]
+    locks = DynamoLocks(aws.dynamodb, aws.table, clock=lambda: now[0])
+    first = locks.acquire("audit#x", 60)
+    assert first and locks.acquire("audit#x", 60) is None
+    now[0] += 61  # the holder died: its lease runs out
+    second = locks.acquire("audit#x", 60)
+    assert second and second != first
+    locks.release("audit#x", first)  # a stale holder cannot release someone else's lease
+    assert locks.acquire("audit#x", 60) is None
+    locks.release("audit#x", second)
+    assert locks.acquire("audit#x", 60)
+    time.sleep(0)

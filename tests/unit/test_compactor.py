@@ -1,0 +1,218 @@
+"""Compaction: exactly once whatever arrives twice, ordered, partitioned, bad objects quarantined."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from auditlake.compactor import Compactor
+from auditlake.jsonio import dumps
+from auditlake.landing import Landing, encode_lines
+from auditlake.locks import LocalLocks
+from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.stores.local import LocalStore
+from auditlake.synth import Synth
+from tests.conftest import complete_events
+
+AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+INGESTED = "2026-11-20T12:00:00.000000Z"
+
+
+class Lake:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.store = LocalStore(root)
+        self.archive = LocalStore(root / "archive")
+        self.landing = Landing(self.store)
+
+    def compactor(self, **kwargs: Any) -> Compactor:
+        return Compactor(self.store, {"audit": self.archive, "events": self.archive}, LocalLocks(self.root / "locks"),
+                         clock=lambda: AT, **kwargs)  # fmt: skip
+
+    def land(self, events: list[dict[str, Any]], batch: str, cluster: str = "c1", ingested_at: str = INGESTED) -> str:
+        result = AuditPipeline(PipelineConfig()).process(
+            events, cluster=cluster, source="file", ingested_at=ingested_at
+        )
+        key = self.landing.write_raw(cluster, AT, batch, result.lines)
+        assert key is not None
+        return key
+
+    def raw_keys(self) -> list[str]:
+        return list(self.store.list("raw/"))
+
+    def rows(self) -> pa.Table:
+        files = [str(self.root / "archive" / k) for k in self.archive.list("audit/") if k.endswith(".parquet")]
+        return pa.concat_tables([pq.read_table(f) for f in files]) if files else pa.table({})
+
+    def files(self) -> list[str]:
+        return [k for k in self.archive.list("") if k.endswith(".parquet")]
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(tmp_path)
+
+
+SYNTH = list(Synth(minutes=100, rate=5, seed=4, start=datetime(2026, 11, 20, 9, 30, tzinfo=UTC)).events())
+
+
+def keys_of(table: pa.Table) -> list[tuple[str, str, str]]:
+    return list(zip(*(table[c].to_pylist() for c in ("cluster", "audit_id", "stage")), strict=True))
+
+
+def test_rows_land_once_in_hour_partitions_in_archive_order(lake: Lake) -> None:
+    lake.land(SYNTH[:20000], "a")
+    lake.land(SYNTH[20000:], "b")
+    report = lake.compactor().compact(lake.raw_keys())
+    assert (report.rows_read, report.rows_written, report.duplicates) == (len(SYNTH), len(SYNTH), 0)
+    assert sorted(f.split("/")[1:3] for f in lake.files()) == [
+        ["dt=2026-11-20", "hour=09"], ["dt=2026-11-20", "hour=10"], ["dt=2026-11-20", "hour=11"]
+    ]  # fmt: skip
+    for key in lake.files():
+        table = pq.read_table(lake.root / "archive" / key)
+        hour = int(key.split("hour=")[1][:2])
+        times = table["request_received_at"].to_pylist()
+        assert {t.hour for t in times} == {hour}
+        order = list(zip(table["cluster"].to_pylist(), times, table["audit_id"].to_pylist(), table["stage"].to_pylist(),
+                         strict=True))  # fmt: skip
+        assert order == sorted(order)
+    assert sorted(keys_of(lake.rows())) == sorted(("c1", e["auditID"], e["stage"]) for e in SYNTH)
+
+
+def test_a_batch_delivered_twice_is_archived_once(lake: Lake) -> None:
+    lake.land(SYNTH[:3000], "first")
+    lake.land(SYNTH[:3000], "redelivered", ingested_at="2026-11-20T12:05:00.000000Z")
+    report = lake.compactor().compact(lake.raw_keys())
+    assert (report.rows_written, report.duplicates) == (3000, 3000)
+    assert lake.rows()["ingested_at"].to_pylist() == [datetime(2026, 11, 20, 12, 0)] * 3000  # the first delivery
+
+
+def test_compacting_again_writes_nothing_and_new_data_only_adds(lake: Lake) -> None:
+    lake.land(SYNTH[:3000], "a")
+    lake.compactor().compact(lake.raw_keys())
+    files = {key: lake.archive.get(key) for key in lake.files()}
+    again = lake.compactor().compact(lake.raw_keys())
+    assert (again.rows_written, again.duplicates, again.files) == (0, 3000, [])
+    lake.land(SYNTH[2000:4000], "overlapping")
+    more = lake.compactor().compact(lake.raw_keys())
+    assert more.rows_written == 1000 and set(files) < set(lake.files())
+    assert {key: lake.archive.get(key) for key in files} == files  # archived files are never rewritten
+    assert sorted(keys_of(lake.rows())) == sorted(("c1", e["auditID"], e["stage"]) for e in SYNTH[:4000])
+
+
+def test_concurrent_compactions_archive_each_row_once(lake: Lake) -> None:
+    for n in range(4):
+        lake.land(SYNTH[n * 2000 : (n + 1) * 2000], f"b{n}")
+    keys = lake.raw_keys()
+    reports = []
+
+    def run() -> None:
+        reports.append(lake.compactor().compact(keys))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.rows_written for r in reports) == 8000 and not any(r.failed for r in reports)
+    assert len(keys_of(lake.rows())) == len(set(keys_of(lake.rows()))) == 8000
+
+
+def test_a_key_seen_with_different_times_is_kept_once(lake: Lake) -> None:
+    falco = complete_events("audit/falcosecurity__falco__trace_files_k8s_audit.jsonl")  # reuses two auditIDs
+    lake.land(falco, "falco", cluster="falco")
+    report = lake.compactor().compact(lake.raw_keys())
+    assert (report.rows_written, report.duplicates) == (49, 2)
+    assert len(set(keys_of(lake.rows()))) == 49
+
+
+def test_bad_raw_objects_are_quarantined_and_the_rest_archived(lake: Lake) -> None:
+    good = lake.land(SYNTH[:500], "good")
+    broken = {
+        "raw/audit/c1/2026/11/20/12/not-zstd.ndjson.zst": b"plain text, not zstd",
+        "raw/audit/c1/2026/11/20/12/not-json.ndjson.zst": encode_lines([b"{not json"]),
+        "raw/audit/c1/2026/11/20/12/unknown-field.ndjson.zst": encode_lines([dumps({"cluster": "c1", "bogus": 1})]),
+        "raw/audit/c1/2026/11/20/12/no-time.ndjson.zst": encode_lines([dumps({"cluster": "c1", "audit_id": "x",
+                                                                                "stage": "Panic"})]),
+    }  # fmt: skip
+    for key, data in broken.items():
+        lake.store.put(key, data)
+    report = lake.compactor().compact([good, *broken, "raw/nonsense.txt"])
+    assert set(report.quarantined) == set(broken) and report.done == {good} and report.ignored == ["raw/nonsense.txt"]
+    assert report.rows_written == 500
+    for key, data in broken.items():
+        target = "quarantine/" + key.removeprefix("raw/")
+        assert lake.store.get(target) == data  # as it was
+        assert key in lake.store.get(target.removesuffix(".ndjson.zst") + ".json").decode()
+    assert "unexpected field" in report.quarantined["raw/audit/c1/2026/11/20/12/unknown-field.ndjson.zst"]
+    assert "without request_received_at" in report.quarantined["raw/audit/c1/2026/11/20/12/no-time.ndjson.zst"]
+
+
+def test_a_partition_locked_elsewhere_is_retried_later(lake: Lake) -> None:
+    key = lake.land(SYNTH[:1000], "a")
+    other = LocalLocks(lake.root / "locks")
+    hour = SYNTH[0]["requestReceivedTimestamp"][11:13]
+    token = other.acquire(f"audit#2026-11-20#{hour}#c1", 60)
+    assert token is not None
+    report = lake.compactor(lock_wait_seconds=0.2).compact([key])
+    assert report.failed == {key} and report.rows_written == 0
+    other.release(f"audit#2026-11-20#{hour}#c1", token)
+    assert lake.compactor().compact([key]).rows_written == 1000
+
+
+def test_parquet_is_what_athena_reads(lake: Lake) -> None:
+    lake.land(SYNTH[:2000], "a")
+    lake.compactor().compact(lake.raw_keys())
+    (key, *_) = lake.files()
+    parquet = pq.ParquetFile(lake.root / "archive" / key)
+    assert key.startswith("audit/dt=2026-11-20/hour=09/c1-20261120T120000Z-")
+    assert parquet.schema_arrow.field("request_received_at").type == pa.timestamp("ms")
+    column = parquet.metadata.row_group(0).column(0)
+    assert column.compression == "ZSTD" and column.statistics is not None
+    assert [c.column_index for c in parquet.metadata.row_group(0).sorting_columns][:2] == [0, 31]
+
+
+def test_archive_files_are_never_overwritten(lake: Lake) -> None:
+    from auditlake.stores import AlreadyExists
+
+    lake.archive.put("audit/x.parquet", b"one", create_only=True)
+    with pytest.raises(AlreadyExists):
+        lake.archive.put("audit/x.parquet", b"two", create_only=True)
+    assert lake.archive.get("audit/x.parquet") == b"one"
+
+
+def test_events_are_compacted_by_uid_and_resource_version(lake: Lake) -> None:
+    from auditlake.ingest import ingest_events
+
+    path = lake.root / "events.jsonl"
+    events = Synth(minutes=30, rate=1, seed=2, start=AT - timedelta(hours=1)).kube_events()
+    path.write_bytes(b"".join(dumps(e) + b"\n" for e in events))
+    ingest_events(path, Landing(lake.store, "events"), "c1", clock=lambda: AT)
+    ingest_events(path, Landing(lake.store, "events"), "c1", clock=lambda: AT + timedelta(hours=1))  # delivered again
+    report = lake.compactor().compact(lake.raw_keys())
+    assert (report.rows_written, report.duplicates) == (len(events), len(events))
+    files = [k for k in lake.files() if k.startswith("events/")]
+    table = pa.concat_tables([pq.read_table(lake.root / "archive" / k) for k in files])
+    assert sorted(table["uid"].to_pylist()) == sorted(e["metadata"]["uid"] for e in events)
+
+
+def test_an_object_s3_would_not_give_is_retried_not_quarantined(lake: Lake) -> None:
+    from auditlake.stores import StoreError
+
+    good, missing = lake.land(SYNTH[:100], "good"), lake.land(SYNTH[100:200], "missing")
+
+    class Flaky(LocalStore):
+        def get(self, key: str) -> bytes:
+            if key == missing:
+                raise StoreError("SlowDown")
+            return super().get(key)
+
+    report = Compactor(Flaky(lake.root), {"audit": lake.archive, "events": lake.archive},
+                       LocalLocks(lake.root / "locks")).compact([good, missing])  # fmt: skip
+    assert (report.done, report.failed, report.quarantined, report.rows_written) == ({good}, {missing}, {}, 100)
