@@ -125,6 +125,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = cli("demo", "--lake", str(lake), "--minutes", "5", "--rate", "20")
     assert "planted secret values in the lake: none" in result.stdout
     assert "403 responses" in result.stdout and "quarantined items" in result.stdout
+    # The named queries answer the planted incidents from the compacted archive.
+    answers = result.stdout.split("$ auditlake query ")[1:]
+    assert [a.split()[0] for a in answers] == ["secret_changes", "forbidden_bursts", "pod_exec",
+                                              "pod_evictions_deletions", "node_membership"]  # fmt: skip
+    assert "mallory@example.com" in answers[0] and "delete" in answers[0]
+    assert "build-robot" in answers[1] and "bob@example.com" in answers[2] and "carol@example.com" in answers[3]
+    assert "RegisteredNode" in answers[4] and list((lake / "archive" / "audit").glob("dt=*/hour=*/demo-*.parquet"))
     records = landed(lake)
     assert any(r["verb"] == "delete" and r["object_name"] == "db-pass" for r in records)
     # A second run replaces the demo lake; a directory that is not a demo lake is never deleted.

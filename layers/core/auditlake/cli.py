@@ -622,12 +622,21 @@ def print_result(result: Any, fmt: str, console: Console | None = None, title: s
         writer.writerow(result.columns)
         writer.writerows([text(v) for v in row] for row in result.rows)
     else:
-        table = Table(title=title, title_justify="left")
-        for column in result.columns:
-            table.add_column(column, overflow="fold")
-        for row in result.rows:
-            table.add_row(*(text(v) for v in row))
-        (console or Console()).print(table)
+        out = console or Console()
+        if out.width // max(len(result.columns), 1) >= 14:
+            table = Table(title=title, title_justify="left")
+            for column in result.columns:
+                table.add_column(column, overflow="fold")
+            for row in result.rows:
+                table.add_row(*(text(v) for v in row))
+            out.print(table)
+        else:  # too many columns for the width: one block per row, like psql's expanded display
+            width = max(len(c) for c in result.columns)
+            for number, row in enumerate(result.rows, start=1):
+                out.print(f"[bold]-- row {number}[/bold]")
+                for column, value in zip(result.columns, row, strict=True):
+                    if value is not None and value != []:
+                        out.print(f"{column:>{width}}  {text(value)}", highlight=False, soft_wrap=True)
         (console or err).print(f"{len(result.rows)} rows", highlight=False)
 
 

@@ -1,7 +1,9 @@
-"""``make demo``: the whole ingest path on a local lake, through real processes and real HTTP.
+"""``make demo``: the whole pipeline on a local lake, through real processes and real HTTP.
 
 synth -> ``auditlake serve`` (subprocess, HTTP on a free port) <- ``auditlake replay`` (subprocess)
--> local lake; then the summary, and a scan of every stored byte for the planted secret values.
+-> raw landing; the synthetic Kubernetes Events are ingested; ``auditlake compact`` builds the
+Parquet archive; the named queries answer the planted incidents. Every stored byte is scanned for
+the secret values the traffic carried.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -18,7 +20,7 @@ from .kubeconfig import asset
 from .landing import decode_lines
 from .stores.local import LocalStore
 from .summary import summarise
-from .synth import PLANTED_SECRET_VALUE
+from .synth import INCIDENT_SECRET, PLANTED_SECRET_VALUE
 
 MARKER = ".auditlake-demo"
 CLUSTER = "demo"
@@ -42,6 +44,7 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
     inputs = lake / "inputs"
     inputs.mkdir()
     synth_file = inputs / "synth.jsonl"
+    events_file = inputs / "events.jsonl"
     policy_file = inputs / "pipeline-policy.yaml"
     policy_file.write_text(asset("audit-policy.yaml"))
 
@@ -57,6 +60,8 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
             str(seed),
             "--out",
             str(synth_file),
+            "--events-out",
+            str(events_file),
         ],
     )
     _run(
@@ -104,24 +109,50 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
         server.terminate()
         server.wait(timeout=30)
 
+    _run(console, ["ingest", str(events_file), "--kind", "events", "--cluster", CLUSTER, "--lake", str(lake)])
     store = LocalStore(lake)
-    started = time.perf_counter()
     print_summary(summarise(store), console)
+    _run(console, ["compact", "--lake", str(lake)])
+
+    since = (datetime.now(UTC) - timedelta(minutes=minutes + 5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    window = ["--param", f"since={since}"]
+    namespace, secret = INCIDENT_SECRET
+    for name, params in (
+        ("secret_changes", ["--param", f"name={secret}", "--param", f"namespace={namespace}"]),
+        ("forbidden_bursts", []),
+        ("pod_exec", []),
+        ("pod_evictions_deletions", []),
+        ("node_membership", []),
+    ):
+        _run(console, ["query", name, "--lake", str(lake), *window, *params])
+
     leaks = _scan_for(store, PLANTED_SECRET_VALUE.encode())
-    checked = sum(1 for _ in store.list("raw/")) + sum(1 for _ in store.list("quarantine/"))
+    checked = sum(1 for key in store.list("") if not key.startswith("inputs/"))
     verdict = "[green]none[/green]" if not leaks else f"[red]FOUND in {leaks}[/red]"
-    console.print(f"planted secret values in the lake: {verdict} ({checked} objects scanned)")
-    console.print(f"lake: {lake}/ (raw/ and quarantine/), scanned in {time.perf_counter() - started:.1f}s")
+    console.print(f"planted secret values in the lake: {verdict} ({checked} objects scanned: raw, quarantine, archive)")
+    console.print(
+        f"lake: {lake}/  (try: auditlake query --list; auditlake query identity_timeline "
+        f"--lake {lake} --param identity=mallory@example.com)",
+        highlight=False,
+    )
     if leaks:
         raise SystemExit(1)
 
 
 def _scan_for(store: LocalStore, needle: bytes) -> list[str]:
+    """Keys of objects whose content holds ``needle``, decompressed (raw) or decoded (Parquet)."""
+    import pyarrow.parquet as pq
+
     found = []
-    for key in [*store.list("raw/"), *store.list("quarantine/")]:
+    for key in store.list(""):
+        if key.startswith("inputs/"):
+            continue
         data = store.get(key)
         if key.endswith(".zst"):
             data = b"\n".join(decode_lines(data))
+        elif key.endswith(".parquet"):
+            table = pq.read_table(store.open(key))
+            data = "\n".join(str(v) for column in table.columns for v in column.to_pylist()).encode()
         if needle in data:
             found.append(key)
     return found
