@@ -64,7 +64,7 @@ def server(lake: Path, token_file: Path) -> Iterator[Server]:
 
 def landed(lake: Path) -> list[dict[str, Any]]:
     store = LocalStore(lake)
-    return [as_row(line) for key in store.list("raw/") for line in decode_lines(store.get(key))]
+    return [as_row(line) for key in store.list("raw/audit/") for line in decode_lines(store.get(key))]
 
 
 def test_replay_into_serve_lands_every_event(server: Server, lake: Path, token_file: Path) -> None:
