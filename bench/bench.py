@@ -16,6 +16,19 @@ The last line of output is one JSON object; later issues add keys to it.
   layer carries byte code only if the build machine has a Python 3.13 (layers/core/Makefile), so
   both figures are measured and webhook_import_ms is the one this machine's build ships.
   webhook_import_boto3_baseline_ms is boto3 plus the same two clients alone, in that environment.
+
+Compaction (bench/compaction.py), on a raw lake of 1,000,000 synthetic events landed by the same
+pipeline (one raw object per API-server batch):
+
+* compact_events_per_sec - raw NDJSON.zst -> deduplicated, sorted zstd Parquet in the local lake's
+  dt=/hour= partitions (locks, anti-join against the archive and create-only writes included).
+* compact_ratio_vs_duckdb - that rate / DuckDB's COPY (SELECT * FROM read_json(...)) TO parquet
+  (zstd) of the same objects, best of interleaved rounds (DuckDB neither deduplicates nor sorts).
+* parquet_bytes_ratio_vs_duckdb - the archive's bytes / DuckDB's file's bytes.
+* compact_peak_rss_mb - peak RSS of a fresh interpreter compacting all 1,000,000 events at once.
+* scan_fraction_secret_query - the Parquet bytes Athena reads for secret_changes over 24 hours
+  in a 30-day archive (footers, plus the query's columns in row groups that overlap the window,
+  of the two dt partitions the query's predicate keeps) / the raw NDJSON bytes of the 30 days.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import venv
 from collections.abc import Callable
@@ -41,7 +55,9 @@ import zstandard
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "core"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import compaction  # noqa: E402
 from auditlake.kubeconfig import asset  # noqa: E402
 from auditlake.pipeline import AuditPipeline, PipelineConfig  # noqa: E402
 from auditlake.policy import load_policy, policy_from_dict  # noqa: E402
@@ -50,6 +66,9 @@ from auditlake.synth import Synth  # noqa: E402
 
 ROUNDS = 5
 IMPORT_RUNS = 7
+COMPACT_ROUNDS = 3
+COMPACT_MINUTES, COMPACT_RATE = 340, 50  # ~1,000,000 events
+ARCHIVE_DAYS, ARCHIVE_RATE = 30, 0.2  # ~17,000 events a day
 
 
 def keep_all_policy() -> PipelineConfig:
@@ -191,7 +210,51 @@ def main() -> None:
         "bench_events": count,
         "bench_request_response_fraction": round(rr, 3),
     }
+    result.update(compaction_figures())
     print(json.dumps(result))
+
+
+def compaction_figures() -> dict[str, Any]:
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    with tempfile.TemporaryDirectory(prefix="auditlake-bench-") as tmp:
+        work = Path(tmp)
+        print("landing ~1,000,000 synthetic events in a raw lake")
+        lake = compaction.build_raw_lake(
+            work / "lake", keep_all_policy(), start=start, minutes=COMPACT_MINUTES, rate=COMPACT_RATE
+        )
+        gc.collect()
+        speed = compaction.throughput(lake, work, COMPACT_ROUNDS)
+        peak = compaction.peak_rss(lake, work / "peak")
+        shutil.rmtree(work / "lake")
+        print(f"landing {ARCHIVE_DAYS} days of traffic for the scan estimate")
+        month = compaction.build_raw_lake(
+            work / "month", keep_all_policy(), start=start, minutes=ARCHIVE_DAYS * 1440, rate=ARCHIVE_RATE,
+            slice_minutes=1440,
+        )  # fmt: skip
+        scan = compaction.scan_fraction(month, work / "month-archive", start, ARCHIVE_DAYS)
+    ratio = speed["compact_events_per_sec"] / speed["duckdb_events_per_sec"]
+    print(
+        f"compaction: {speed['compact_events_per_sec']:,.0f} events/s, DuckDB COPY "
+        f"{speed['duckdb_events_per_sec']:,.0f} events/s; Parquet {speed['ours_bytes'] / 2**20:.1f} MiB vs DuckDB "
+        f"{speed['duckdb_bytes'] / 2**20:.1f} MiB;"
+        f" peak RSS {peak['peak_mb']:.0f} MB for {lake.events:,} events"
+    )
+    print(
+        f"secret_changes over 24 h of {month.events:,} events in {ARCHIVE_DAYS} days: {scan['scanned'] / 2**10:.0f} KiB"
+        f" of {month.raw_json_bytes / 2**20:.0f} MiB raw JSON ({scan['answer_rows']} rows answered)"
+    )
+    return {
+        "compact_events_per_sec": round(speed["compact_events_per_sec"]),
+        "compact_ratio_vs_duckdb": round(ratio, 3),
+        "parquet_bytes_ratio_vs_duckdb": round(speed["ours_bytes"] / speed["duckdb_bytes"], 3),
+        "compact_peak_rss_mb": round(peak["peak_mb"]),
+        "scan_fraction_secret_query": round(scan["fraction"], 6),
+        "duckdb_copy_events_per_sec": round(speed["duckdb_events_per_sec"]),
+        "compact_events": lake.events,
+        "scan_archive_events": month.events,
+        "scan_bytes_secret_query": scan["scanned"],
+        "scan_raw_json_bytes": month.raw_json_bytes,
+    }
 
 
 if __name__ == "__main__":

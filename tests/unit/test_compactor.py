@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from auditlake.arrow_schema import archive_schema
 from auditlake.compactor import Compactor
 from auditlake.jsonio import dumps
 from auditlake.landing import Landing, encode_lines
 from auditlake.locks import LocalLocks
+from auditlake.model import AUDIT
 from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores.local import LocalStore
 from auditlake.synth import Synth
@@ -93,6 +95,17 @@ def test_a_batch_delivered_twice_is_archived_once(lake: Lake) -> None:
     assert lake.rows()["ingested_at"].to_pylist() == [datetime(2026, 11, 20, 12, 0)] * 3000  # the first delivery
 
 
+def test_a_batch_larger_than_a_round_is_archived_in_rounds_each_row_once(lake: Lake) -> None:
+    # Memory is bounded per round; a redelivery that falls in a later round is found in the archive.
+    lake.land(SYNTH[:3000], "a")
+    lake.land(SYNTH[3000:6000], "b")
+    lake.land(SYNTH[:3000], "c-redelivered", ingested_at="2026-11-20T12:05:00.000000Z")
+    report = lake.compactor(chunk_bytes=1, round_bytes=1).compact(sorted(lake.raw_keys()))
+    assert (report.rows_read, report.rows_written, report.duplicates) == (9000, 6000, 3000)
+    assert sorted(keys_of(lake.rows())) == sorted(("c1", e["auditID"], e["stage"]) for e in SYNTH[:6000])
+    assert len(report.done) == 3 and len(report.files) > len({f.rsplit("/", 1)[0] for f in report.files})
+
+
 def test_compacting_again_writes_nothing_and_new_data_only_adds(lake: Lake) -> None:
     lake.land(SYNTH[:3000], "a")
     lake.compactor().compact(lake.raw_keys())
@@ -130,6 +143,19 @@ def test_a_key_seen_with_different_times_is_kept_once(lake: Lake) -> None:
     report = lake.compactor().compact(lake.raw_keys())
     assert (report.rows_written, report.duplicates) == (49, 2)
     assert len(set(keys_of(lake.rows()))) == 49
+
+
+def test_a_key_redelivered_with_another_time_around_a_different_stage_is_kept_once(lake: Lake) -> None:
+    # In archive order the two copies of (a, RequestReceived) are not adjacent: the other stage sorts between.
+    base = next(e for e in SYNTH if e["stage"] == "ResponseComplete")
+    times = ["2026-11-20T10:00:00.000000Z", "2026-11-20T10:00:00.500000Z", "2026-11-20T10:00:01.000000Z"]
+    stages = ["RequestReceived", "ResponseComplete", "RequestReceived"]
+    lake.land(
+        [{**base, "stage": st, "requestReceivedTimestamp": at} for st, at in zip(stages, times, strict=True)], "x"
+    )
+    report = lake.compactor().compact(lake.raw_keys())
+    assert (report.rows_written, report.duplicates) == (2, 1)
+    assert sorted(s for _, _, s in keys_of(lake.rows())) == ["RequestReceived", "ResponseComplete"]
 
 
 def test_bad_raw_objects_are_quarantined_and_the_rest_archived(lake: Lake) -> None:
@@ -172,9 +198,12 @@ def test_parquet_is_what_athena_reads(lake: Lake) -> None:
     (key, *_) = lake.files()
     parquet = pq.ParquetFile(lake.root / "archive" / key)
     assert key.startswith("audit/dt=2026-11-20/hour=09/c1-20261120T120000Z-")
-    assert parquet.schema_arrow.field("request_received_at").type == pa.timestamp("ms")
-    column = parquet.metadata.row_group(0).column(0)
-    assert column.compression == "ZSTD" and column.statistics is not None
+    # Read without any Arrow schema copy in the footer, the types are the archive's (Glue's).
+    assert parquet.schema_arrow == archive_schema(AUDIT) and b"ARROW:schema" not in (parquet.metadata.metadata or {})
+    group = parquet.metadata.row_group(0)
+    stats = {group.column(i).path_in_schema: group.column(i).statistics for i in range(group.num_columns)}
+    assert group.column(0).compression == "ZSTD" and stats["request_received_at"].has_min_max
+    assert stats["request_object"] is None  # JSON documents are never range-filtered: no min/max in the footer
     assert [c.column_index for c in parquet.metadata.row_group(0).sorting_columns][:2] == [0, 31]
 
 

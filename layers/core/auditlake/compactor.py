@@ -90,7 +90,8 @@ class Compactor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         lock_wait_seconds: float = 60.0,
         lease_seconds: int = 900,
-        chunk_bytes: int = 256 << 20,  # Arrow parses big chunks faster; 1M events stay under 1.5 GB
+        chunk_bytes: int = 32 << 20,  # NDJSON parsed at a time
+        round_bytes: int = 512 << 20,  # NDJSON archived at a time: ~1 GB peak RSS (make bench)
         row_group_rows: int = 128 * 1024,
         fetch_threads: int = 8,
     ) -> None:
@@ -101,6 +102,7 @@ class Compactor:
         self.lock_wait_seconds = lock_wait_seconds
         self.lease_seconds = lease_seconds
         self.chunk_bytes = chunk_bytes
+        self.round_bytes = round_bytes
         self.row_group_rows = row_group_rows
         self.fetch_threads = fetch_threads
 
@@ -120,17 +122,22 @@ class Compactor:
     # ------------------------------------------------------------------ reading
 
     def _compact_kind(self, kind: ArchiveKind, keys: list[str]) -> CompactionReport:
+        """In rounds of about ``round_bytes`` of NDJSON, so memory is bounded whatever the batch holds
+        (an SQS batch of file-ingest objects can carry millions of events). A key delivered in two
+        rounds is archived once all the same: the second round's anti-join finds the first's file."""
         report = CompactionReport()
-        tables = []
-        spans: list[tuple[str, int, int]] = []  # (raw key, first row, end row) in table order
-        rows = 0
+        tables: list[pa.Table] = []
+        spans: list[tuple[str, int, int]] = []  # (raw key, first row, end row) in the round's table
+        rows = size = 0
         for chunk_keys, texts in self._chunks(keys):
             for key, text in zip(chunk_keys, texts, strict=True):
                 if text.startswith(_FETCH_FAILED):
                     logger.warning("raw object unavailable, will retry", extra={"key": key})
                     report.failed.add(key)
             readable = [(k, t) for k, t in zip(chunk_keys, texts, strict=True) if not t.startswith(_FETCH_FAILED)]
+            size += sum(len(t) for _, t in readable)
             table, counts, bad = self._parse(kind, readable)
+            del texts, readable
             for key, reason in bad.items():
                 self._quarantine(kind, key, reason)
                 report.quarantined[key] = reason
@@ -139,15 +146,30 @@ class Compactor:
                 rows += count
             if table is not None and table.num_rows:
                 tables.append(table)
-        if tables:
-            table = pa.concat_tables(tables)
-            del tables
-            report.rows_read = table.num_rows
-            order = self._order(kind, table)
-            report.duplicates = table.num_rows - len(order)
-            for cluster, hour, partition in self._partitions(kind, table, order):
+            if size >= self.round_bytes:
+                self._archive(kind, tables, spans, report)
+                tables, spans, rows, size = [], [], 0, 0
+        self._archive(kind, tables, spans, report)
+        report.done = {key for key in keys if key not in report.failed and key not in report.quarantined}
+        return report
+
+    def _archive(
+        self, kind: ArchiveKind, tables: list[pa.Table], spans: list[tuple[str, int, int]], report: CompactionReport
+    ) -> None:
+        if not tables:
+            return
+        table = pa.concat_tables(tables)
+        tables.clear()
+        report.rows_read += table.num_rows
+        order = self._order(kind, table)
+        report.duplicates += table.num_rows - len(order)
+        # Partitions are written two at a time: encoding and compressing release the GIL.
+        with ThreadPoolExecutor(2) as writers:
+            jobs = [(partition, writers.submit(self._write_partition, kind, table, cluster, hour, partition))
+                    for cluster, hour, partition in self._partitions(kind, table, order)]  # fmt: skip
+            for partition, job in jobs:
                 try:
-                    written, skipped, file_key = self._write_partition(kind, table, cluster, hour, partition)
+                    written, skipped, file_key = job.result()
                 except (StoreError, PartitionBusy) as exc:
                     # Retried later: partitions written meanwhile keep their rows, the retry skips them.
                     logger.warning("partition not compacted, will retry", extra={"error": str(exc)})
@@ -157,8 +179,6 @@ class Compactor:
                 report.duplicates += skipped
                 if file_key:
                     report.files.append(file_key)
-        report.done = {key for key in keys if key not in report.failed and key not in report.quarantined}
-        return report
 
     def _chunks(self, keys: list[str]) -> Iterator[tuple[list[str], list[bytes]]]:
         """Raw objects fetched and decompressed ahead on a thread pool (zstd and S3 release the GIL),
@@ -231,7 +251,7 @@ class Compactor:
     def _read(self, kind: ArchiveKind, text: _Chained) -> pa.Table:
         table = pj.read_json(
             text,
-            read_options=pj.ReadOptions(block_size=16 << 20),
+            read_options=pj.ReadOptions(block_size=4 << 20),
             parse_options=pj.ParseOptions(explicit_schema=read_schema(kind), unexpected_field_behavior="error"),
         )
         for name in (kind.time_column, *kind.key):
@@ -251,15 +271,18 @@ class Compactor:
 
         A redelivered event has the same time as its first delivery, so after one sort in archive
         order its copies are adjacent. Only a key seen with different times (a sender's bug or
-        hand-made data) needs the slower sort by key; a distinct count tells which case this is.
+        hand-made data) needs the slower sort by key. The proof that no such key exists: every
+        identifier (audit ID, Event uid) forms a single run of (cluster, time, identifier) - one
+        hash of one column, where counting distinct whole keys would cost three times as much.
+        Events, whose time moves with each resource version, always take the slower path.
         """
         columns = [*kind.order, kind.first_of]
         ordered = pc.sort_indices(table.select(columns), [(name, "ascending") for name in columns])
-        keys = table.select(list(kind.key)).take(ordered)
-        first = _changes(keys, list(kind.key))
+        first = _changes(table.select(list(kind.key)).take(ordered), list(kind.key))
         kept = pc.filter(ordered, first)
-        distinct = keys.filter(first).group_by(list(kind.key)).aggregate([]).num_rows
-        if distinct == len(kept):
+        cluster, ident = kind.key[:2]
+        runs = table.select([cluster, kind.time_column, ident]).take(kept)
+        if pc.sum(_changes(runs, runs.column_names)).as_py() == pc.count_distinct(runs[ident]).as_py():
             return kept
         by_key = pc.sort_indices(
             table.select([*kind.key, kind.first_of]), [(name, "ascending") for name in (*kind.key, kind.first_of)]
@@ -332,20 +355,39 @@ class Compactor:
     def _parquet(self, kind: ArchiveKind, table: pa.Table, rows: pa.Array) -> bytes:
         schema = archive_schema(kind)
         encodings = {kind.time_column: "DELTA_BINARY_PACKED", kind.key[1]: "DELTA_BYTE_ARRAY"}
+        # Other per-event times (stage_at, ...) are near-unique: a dictionary would only add its indices.
+        # The ingestion time repeats per batch, where a dictionary wins.
+        encodings |= {c: "PLAIN" for c in timestamp_columns(kind) if c not in (kind.time_column, kind.first_of)}
         buffer = io.BytesIO()
-        with pq.ParquetWriter(
-            buffer,
-            schema,
-            compression="zstd",
-            use_dictionary=[p for p in _leaf_paths(schema) if p not in encodings],
-            column_encoding=encodings,
-            write_statistics=True,
-            sorting_columns=[
-                pq.SortingColumn(schema.get_field_index(name)) for name in kind.order if name in schema.names
-            ],
-        ) as writer:
-            for start in range(0, len(rows), self.row_group_rows):
-                writer.write_table(table.take(rows.slice(start, self.row_group_rows)).cast(schema))
+        with (
+            pq.ParquetWriter(
+                buffer,
+                schema,
+                compression="zstd",
+                use_dictionary=[p for p in _leaf_paths(schema) if p not in encodings],
+                column_encoding=encodings,
+                # Statistics prune row groups; JSON documents are never range-filtered, only fatten the footer.
+                write_statistics=[
+                    p for p, (_, kind_of) in zip(_leaf_paths(schema), kind.columns, strict=True) if kind_of != "json"
+                ],
+                store_schema=False,  # Glue holds the schema; the Arrow copy would be a third of each footer
+                sorting_columns=[
+                    pq.SortingColumn(schema.get_field_index(name)) for name in kind.order if name in schema.names
+                ],
+            ) as writer,
+            ThreadPoolExecutor(1) as gather,
+        ):
+            # The next row group is gathered while this one is encoded (both release the GIL).
+            def take(start: int) -> pa.Table:
+                return table.take(rows.slice(start, self.row_group_rows)).cast(schema)
+
+            starts = range(0, len(rows), self.row_group_rows)
+            pending = gather.submit(take, 0)
+            for start in starts[1:]:
+                group, pending = pending.result(), gather.submit(take, start)
+                writer.write_table(group)
+                del group
+            writer.write_table(pending.result())
         return buffer.getvalue()
 
     def _quarantine(self, kind: ArchiveKind, key: str, reason: str) -> None:
