@@ -43,6 +43,9 @@ def test_events_ingest_and_missing_parameters(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "needs --param name" in missing.stderr
     listing = run("query", "--list")
     assert "forbidden_bursts (threshold=10)" in listing.stderr
+    # Each description is the file's whole leading comment, a colon in the prose included.
+    assert "rbac_escalation (-): Privilege grants: bindings to cluster-admin" in " ".join(listing.stderr.split())
+    assert "placeholders" not in listing.stderr
 
 
 def test_query_on_an_empty_lake_returns_no_rows(tmp_path: Path) -> None:

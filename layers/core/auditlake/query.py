@@ -74,6 +74,9 @@ def _instant(value: str | None, default: datetime, name: str) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+_HEADER = re.compile(r"^-- (params|placeholders):")
+
+
 def _header(text: str, key: str) -> str | None:
     match = re.search(rf"^-- {key}:(.*)$", text, re.MULTILINE)
     return match.group(1).strip() if match else None
@@ -87,7 +90,7 @@ def load(name: str) -> NamedQuery:
         raise QueryError(f"no named query {name!r}; known: {', '.join(names())}")
     text = path.read_text(encoding="utf-8")
     description = " ".join(
-        line[3:].strip() for line in text.splitlines() if line.startswith("-- ") and ":" not in line[:20]
+        line[3:].strip() for line in text.splitlines() if line.startswith("-- ") and not _HEADER.match(line)
     )
     params: dict[str, str | None] = {}
     for item in filter(None, (p.strip() for p in (_header(text, "params") or "").split(","))):
