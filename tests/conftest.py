@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -68,6 +71,19 @@ def complete_events(relative: str) -> list[dict[str, Any]]:
 
 def nested(depth: int) -> bytes:
     return b'{"kind":"EventList","items":[' + b"[" * depth + b"]" * depth + b"]}"
+
+
+def load_function(monkeypatch: pytest.MonkeyPatch, function: str, env: dict[str, str]) -> ModuleType:
+    """Import functions/<function>/app.py afresh, as a cold start with this environment would."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    name = f"{function}_app"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass

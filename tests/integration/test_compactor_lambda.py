@@ -4,10 +4,8 @@ SQS, raw objects the webhook wrote, Parquet in the archive buckets, locks in Dyn
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
 import json
-import sys
 import threading
 import time
 import urllib.parse
@@ -26,7 +24,7 @@ from auditlake.locks import DynamoLocks
 from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores.s3 import S3Store
 from auditlake.synth import Synth
-from tests.conftest import ROOT, AwsStack, LambdaContext, fixture
+from tests.conftest import AwsStack, LambdaContext, fixture, load_function
 
 EVENTS = list(Synth(minutes=30, rate=10, seed=5, start=datetime(2026, 11, 20, 9, 45, tzinfo=UTC)).events())
 
@@ -41,17 +39,11 @@ def archive(aws: AwsStack) -> dict[str, str]:
 
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, archive: dict[str, str]) -> ModuleType:
-    for key, value in {
+    module = load_function(monkeypatch, "compactor", {
         "AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_AUDIT_BUCKET": archive["audit"],
         "AUDITLAKE_EVENTS_BUCKET": archive["events"], "AUDITLAKE_STATE_TABLE": aws.table,
         "POWERTOOLS_SERVICE_NAME": "compactor", "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test",
-    }.items():  # fmt: skip
-        monkeypatch.setenv(key, value)
-    spec = importlib.util.spec_from_file_location("compactor_app", ROOT / "functions" / "compactor" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "compactor_app", module)
-    spec.loader.exec_module(module)
+    })  # fmt: skip
     module.compactor.lock_wait_seconds = 1
     return module
 

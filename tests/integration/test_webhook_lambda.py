@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import json
 import sys
 from collections import Counter
@@ -24,13 +23,13 @@ from auditlake.stores.s3 import S3Store
 from auditlake.synth import PLANTED_SECRET_VALUE, Synth
 from tests.conftest import (
     COMPLETE_AUDIT_FILES,
-    ROOT,
     AwsStack,
     LambdaContext,
     as_row,
     complete_events,
     corpus_path,
     fixture,
+    load_function,
     nested,
 )
 
@@ -38,7 +37,6 @@ Invoke = Callable[..., tuple[int, dict[str, Any]]]
 
 
 def load_app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, **env: str) -> ModuleType:
-    """Import functions/webhook/app.py afresh, as a cold start with this environment would."""
     values = {
         "AUDITLAKE_RAW_BUCKET": aws.bucket,
         "AUDITLAKE_STATE_TABLE": aws.table,
@@ -46,14 +44,7 @@ def load_app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, **env: str) -> Modu
         "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test",
         **env,
     }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    spec = importlib.util.spec_from_file_location("webhook_app", ROOT / "functions" / "webhook" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "webhook_app", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_function(monkeypatch, "webhook", values)
 
 
 def invoker(app: ModuleType) -> Invoke:
