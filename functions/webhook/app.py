@@ -3,7 +3,6 @@
 API Gateway routes only that route here (template.yaml), so the adapter needs no router.
 """
 
-import base64
 from typing import Any
 
 import boto3
@@ -15,7 +14,6 @@ from aws_lambda_powertools.utilities.data_classes.event_source import event_sour
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from auditlake.assembly import build_webhook
-from auditlake.jsonio import dumps_str
 from auditlake.settings import RAW_BUCKET, STATE_TABLE, Settings
 
 logger = Logger()
@@ -35,7 +33,5 @@ webhook = build_webhook(
 @metrics.log_metrics
 @event_source(data_class=APIGatewayProxyEventV2)
 def lambda_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[str, Any]:
-    body = event.body or ""
-    raw = base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8", "surrogatepass")
-    reply = webhook.handle(event.headers.get("authorization"), raw)
-    return {"statusCode": reply.status, "headers": {"Content-Type": "application/json"}, "body": dumps_str(reply.body)}
+    authorization = event.headers.get("authorization")
+    return webhook.handle_http_api(authorization, event.body, base64_encoded=event.is_base64_encoded)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .compactor import CompactionReport, Compactor
 from .jsonio import JSONError, loads
@@ -60,3 +64,24 @@ def compact_messages(
                "quarantined": len(report.quarantined), "retry": len(report.failed)},
     )  # fmt: skip
     return failed, report
+
+
+class NotYetCompacted(RuntimeError):
+    pass
+
+
+def compact_sqs_batch(
+    compactor: Compactor, event: dict[str, Any], bucket: str, metrics: MetricsSink, context: Any
+) -> PartialItemFailureResponse:
+    """One SQS batch: compacted together (few, large files), then each message confirmed or reported
+    back for redelivery (ReportBatchItemFailures)."""
+    bodies = {record["messageId"]: record["body"] for record in event["Records"]}
+    failed, _ = compact_messages(compactor, bodies, bucket, metrics)
+
+    def confirm(record: SQSRecord) -> None:  # the batch processor turns raises into retries
+        if record.message_id in failed:
+            raise NotYetCompacted(record.message_id)
+
+    # Failures are expected (a partition busy elsewhere): report them, do not fail the invocation.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=confirm, processor=processor, context=context)

@@ -15,12 +15,14 @@ it, so the answers are chosen for that sender:
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from .jsonio import dumps_str
 from .landing import Landing, batch_id
 from .parse import EnvelopeError
 from .pipeline import AuditPipeline
@@ -43,6 +45,11 @@ TRUNCATE_FLAGS = (
 class Reply:
     status: int
     body: dict[str, Any]
+
+    def http_api(self) -> dict[str, Any]:
+        """As an API Gateway HTTP API (payload 2.0) Lambda response."""
+        headers = {"Content-Type": "application/json"}
+        return {"statusCode": self.status, "headers": headers, "body": dumps_str(self.body)}
 
 
 class MetricsSink(Protocol):
@@ -104,6 +111,13 @@ class AuditWebhook:
                 "fix": f"run kube-apiserver with {TRUNCATE_FLAGS}",
             },
         )
+
+    def handle_http_api(self, authorization: str | None, body: str | None, *, base64_encoded: bool) -> dict[str, Any]:
+        """A request as API Gateway hands it over: the body base64-encoded or as text (bytes that are not
+        UTF-8 kept as surrogates, so they still reach the 400 for not being UTF-8)."""
+        text = body or ""
+        raw = base64.b64decode(text) if base64_encoded else text.encode("utf-8", "surrogatepass")
+        return self.handle(authorization, raw).http_api()
 
     def handle(self, authorization: str | None, body: bytes) -> Reply:
         if len(body) > self.max_body_bytes:
