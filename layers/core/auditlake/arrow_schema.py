@@ -6,6 +6,8 @@ Two schemas per kind: ``read`` for raw NDJSON lines (timestamps as written: micr
 
 from __future__ import annotations
 
+from functools import cache
+
 import pyarrow as pa
 
 from .model import ArchiveKind
@@ -20,15 +22,18 @@ _READ = {
 ARCHIVE_TIMESTAMP = pa.timestamp("ms")
 
 
+@cache
 def read_schema(kind: ArchiveKind) -> pa.Schema:
     return pa.schema([(name, _READ[type_]) for name, type_ in kind.columns])
 
 
+@cache
 def archive_schema(kind: ArchiveKind) -> pa.Schema:
     return pa.schema(
         [(name, ARCHIVE_TIMESTAMP if type_ == "timestamp" else _READ[type_]) for name, type_ in kind.columns]
     )
 
 
+@cache
 def timestamp_columns(kind: ArchiveKind) -> tuple[str, ...]:
     return tuple(name for name, type_ in kind.columns if type_ == "timestamp")

@@ -19,11 +19,11 @@ from rich.table import Table
 
 from . import __version__
 from .ingest import FileIngest, IngestStats, ingest_events
-from .jsonio import JSONError, dumps_str, loads
+from .jsonio import dumps_str
 from .kubeconfig import DEFAULT_KUBECONFIG_PATH, DEFAULT_POLICY_PATH, apiserver_flags, render_kubeconfig
 from .landing import Landing, valid_cluster_name
 from .model import SOURCE_WEBHOOK
-from .parse import iter_lines
+from .parse import iter_decoded
 from .pipeline import AuditPipeline, PipelineConfig
 from .policy import PolicyError, attributes_of, load_policy
 from .policy_lint import lint
@@ -369,11 +369,7 @@ def replay(
 
     def events(handle: Any) -> Iterator[dict[str, Any]]:
         nonlocal skipped
-        for line in iter_lines(handle):
-            try:
-                value = loads(line.raw)
-            except JSONError:
-                value = None
+        for _, value, _ in iter_decoded(handle):
             if isinstance(value, dict):
                 yield value
             else:
@@ -457,11 +453,9 @@ def policy_eval(policy_file: Path, events_file: Path) -> None:
         _fail("; ".join(exc.errors))
         return
     with events_file.open("rb") as handle:
-        for line in iter_lines(handle):
-            try:
-                event = loads(line.raw)
-            except JSONError as exc:
-                click.echo(dumps_str({"line": line.number, "error": exc.reason}))
+        for line, event, error in iter_decoded(handle):
+            if error is not None:
+                click.echo(dumps_str({"line": line.number, "error": error}))
                 continue
             if not isinstance(event, dict):
                 click.echo(dumps_str({"line": line.number, "error": "not a JSON object"}))

@@ -276,20 +276,21 @@ class Compactor:
         hash of one column, where counting distinct whole keys would cost three times as much.
         Events, whose time moves with each resource version, always take the slower path.
         """
-        columns = [*kind.order, kind.first_of]
-        ordered = pc.sort_indices(table.select(columns), [(name, "ascending") for name in columns])
-        first = _changes(table.select(list(kind.key)).take(ordered), list(kind.key))
-        kept = pc.filter(ordered, first)
+        key = list(kind.key)
+
+        def sort(rows: pa.Table, columns: list[str]) -> pa.Array:
+            return pc.sort_indices(rows.select(columns), [(name, "ascending") for name in columns])
+
+        def first_of_each_key(ordered: pa.Array) -> pa.Array:  # copies of a key must be adjacent
+            return pc.filter(ordered, _changes(table.select(key).take(ordered), key))
+
+        kept = first_of_each_key(sort(table, [*kind.order, kind.first_of]))
         cluster, ident = kind.key[:2]
         runs = table.select([cluster, kind.time_column, ident]).take(kept)
         if pc.sum(_changes(runs, runs.column_names)).as_py() == pc.count_distinct(runs[ident]).as_py():
             return kept
-        by_key = pc.sort_indices(
-            table.select([*kind.key, kind.first_of]), [(name, "ascending") for name in (*kind.key, kind.first_of)]
-        )
-        first = pc.filter(by_key, _changes(table.select(list(kind.key)).take(by_key), list(kind.key)))
-        in_order = pc.sort_indices(table.select(list(kind.order)).take(first), [(n, "ascending") for n in kind.order])
-        return pc.take(first, in_order)
+        first = first_of_each_key(sort(table, [*key, kind.first_of]))
+        return pc.take(first, sort(table.select(list(kind.order)).take(first), list(kind.order)))
 
     @staticmethod
     def _partitions(kind: ArchiveKind, table: pa.Table, order: pa.Array) -> Iterator[tuple[str, int, pa.Array]]:

@@ -8,6 +8,7 @@ the secret values the traffic carried.
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -126,8 +127,7 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
     ):
         _run(console, ["query", name, "--lake", str(lake), *window, *params])
 
-    leaks = _scan_for(store, PLANTED_SECRET_VALUE.encode())
-    checked = sum(1 for key in store.list("") if not key.startswith("inputs/"))
+    leaks, checked = _scan_for(store, PLANTED_SECRET_VALUE.encode())
     verdict = "[green]none[/green]" if not leaks else f"[red]FOUND in {leaks}[/red]"
     console.print(f"planted secret values in the lake: {verdict} ({checked} objects scanned: raw, quarantine, archive)")
     console.print(
@@ -139,20 +139,22 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
         raise SystemExit(1)
 
 
-def _scan_for(store: LocalStore, needle: bytes) -> list[str]:
-    """Keys of objects whose content holds ``needle``, decompressed (raw) or decoded (Parquet)."""
+def _scan_for(store: LocalStore, needle: bytes) -> tuple[list[str], int]:
+    """Keys of objects whose content holds ``needle``, decompressed (raw) or decoded (Parquet), and
+    how many objects were scanned (all but the demo's inputs)."""
     import pyarrow.parquet as pq
 
-    found = []
+    found, checked = [], 0
     for key in store.list(""):
         if key.startswith("inputs/"):
             continue
+        checked += 1
         data = store.get(key)
         if key.endswith(".zst"):
             data = b"\n".join(decode_lines(data))
         elif key.endswith(".parquet"):
-            table = pq.read_table(store.open(key))
+            table = pq.read_table(io.BytesIO(data))
             data = "\n".join(str(v) for column in table.columns for v in column.to_pylist()).encode()
         if needle in data:
             found.append(key)
-    return found
+    return found, checked

@@ -19,7 +19,7 @@ from .kube_events import CORE_V1, api_of, normalise_event
 from .landing import Landing
 from .model import SOURCE_FILE
 from .normalise import Invalid
-from .parse import EnvelopeError, eventlist_raw_items, iter_lines
+from .parse import EnvelopeError, eventlist_raw_items, iter_decoded, iter_lines
 from .pipeline import AuditPipeline, ItemFailure
 from .timestamps import format_utc
 
@@ -151,11 +151,11 @@ def ingest_events(
         items = list(enumerate(listed)) if isinstance(listed, list) else [(0, document)]
     failures: list[ItemFailure] = []
     if document is None:  # JSON Lines
-        for line in iter_lines(io.BytesIO(data)):
-            try:
-                items.append((line.number, loads(line.raw)))
-            except JSONError as exc:
-                failures.append(ItemFailure(line.number, exc.reason, raw=line.raw))
+        for line, value, error in iter_decoded(io.BytesIO(data)):
+            if error is None:
+                items.append((line.number, value))
+            else:
+                failures.append(ItemFailure(line.number, error, raw=line.raw))
     lines = []
     for number, item in items:
         try:

@@ -114,3 +114,12 @@ def iter_lines(stream: IO[bytes]) -> Iterator[Line]:
         text = raw.strip()
         if text:
             yield Line(number, text)
+
+
+def iter_decoded(stream: IO[bytes]) -> Iterator[tuple[Line, Any, str | None]]:
+    """Each non-blank line with its JSON value, or with None and why it is not JSON."""
+    for line in iter_lines(stream):
+        try:
+            yield line, loads(line.raw), None
+        except JSONError as exc:
+            yield line, None, exc.reason + legacy_hint(line.raw)

@@ -138,8 +138,7 @@ class LocalEngine:
 
     @staticmethod
     def _view(kind: ArchiveKind, archive: Path) -> str:
-        files = sorted((archive / kind.name).glob("dt=*/hour=*/*.parquet"))
-        if files:
+        if next((archive / kind.name).glob("dt=*/hour=*/*.parquet"), None):
             pattern = str(archive / kind.name / "dt=*" / "hour=*" / "*.parquet").replace("'", "''")
             source = (
                 f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true, "
