@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+# CI runs without a terminal, where rich assumes 80 columns: test as narrow as that, or narrower.
+os.environ["COLUMNS"] = "60"
+
 ROOT = Path(__file__).resolve().parents[1]
 # The shared sample corpus sits beside the repository; AUDITLAKE_CORPUS points elsewhere.
 CORPUS = Path(os.environ.get("AUDITLAKE_CORPUS", ROOT / ".." / "shared" / "corpus")).resolve()

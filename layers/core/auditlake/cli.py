@@ -32,7 +32,7 @@ from .registry import DynamoRegistry, RegistryError, StaticTokens, new_token, to
 from .stores.local import LocalStore
 from .summary import LakeSummary, summarise
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # diagnostics stay one line each, whatever the path length
 F = TypeVar("F", bound=Callable[..., Any])
 
 
