@@ -169,3 +169,42 @@ def aws(moto_endpoint: str) -> AwsStack:
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
     )
     return AwsStack(s3, dynamodb, boto3.client("ssm"), bucket, table)
+
+
+# ---------------------------------------------------------------- CloudWatch Logs (EKS)
+
+AUDIT_STREAM = "kube-apiserver-audit-4e9f9d6f9d15381d05d77c5df3f7d329"  # names as FORMAT.md observed them
+API_STREAM = "kube-apiserver-e503271cd443efdbd2050ae8ca0794eb"
+
+
+def eks_messages() -> list[str]:
+    """EKS-shaped audit events (FORMAT.md's facts), one line each as the API server's log backend writes."""
+    return [json.dumps(event, separators=(",", ":")) for event in fixture("eks_audit_events.json")]
+
+
+def subscription_document(
+    messages: list[str], *, log_group: str = "/aws/eks/prod/cluster", stream: str = AUDIT_STREAM, first_id: int = 0
+) -> dict[str, Any]:
+    return {
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": log_group,
+        "logStream": stream,
+        "subscriptionFilters": ["auditlake-test"],
+        "logEvents": [
+            {
+                "id": f"{37000000000000000000000000000000000000000000000000000000 + first_id + i}",
+                "timestamp": 1795600000000 + i,
+                "message": m,
+            }
+            for i, m in enumerate(messages)
+        ],
+    }
+
+
+def awslogs_event(document: dict[str, Any]) -> dict[str, Any]:
+    """A CloudWatch Logs subscription's Lambda event: base64(gzip(JSON))."""
+    import base64
+    import gzip
+
+    return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(document).encode())).decode()}}

@@ -32,10 +32,47 @@ def template() -> dict[str, Any]:
     return parsed
 
 
+# Stack parameters for the expanded template: two EKS clusters, one of them with a name CloudFormation
+# cannot use as is in a logical id.
+EKS_CLUSTERS = ["prod", "staging_eu"]
+PSEUDO = {
+    "AWS::StackName": "auditlake",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+}
+
+
+def expand(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """What CloudFormation's AWS::LanguageExtensions transform does to the Fn::ForEach blocks, before
+    SAM's transform; every other resource is left exactly as written."""
+    from samcli.lib.cfn_language_extensions.sam_integration import expand_language_extensions
+
+    out = copy.deepcopy(template)
+    loops = {k: v for k, v in out["Resources"].items() if k.startswith("Fn::ForEach::")}
+    fragment = {
+        "Transform": "AWS::LanguageExtensions",
+        "Parameters": {name: out["Parameters"][name] for name in parameters},
+        "Conditions": out["Conditions"],
+        "Resources": loops,
+    }
+    result = expand_language_extensions(fragment, {**parameters, **PSEUDO}, enabled=True)
+    for key in loops:
+        del out["Resources"][key]
+    out["Resources"].update(result.expanded_template["Resources"])
+    out["Transform"] = [t for t in out["Transform"] if t != "AWS::LanguageExtensions"]
+    return out
+
+
 @pytest.fixture(scope="session")
-def transformed(template: dict[str, Any]) -> dict[str, Any]:
+def expanded(template: dict[str, Any]) -> dict[str, Any]:
+    return expand(template, {"EksClusterNames": EKS_CLUSTERS})
+
+
+@pytest.fixture(scope="session")
+def transformed(expanded: dict[str, Any]) -> dict[str, Any]:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator builds ARNs for a region
-    packaged = copy.deepcopy(template)
+    packaged = copy.deepcopy(expanded)
     for name, resource in packaged["Resources"].items():  # what `sam package` does to local paths
         for key in ("CodeUri", "ContentUri"):
             if key in resource.get("Properties", {}):

@@ -24,8 +24,8 @@ _ARROW_TO_GLUE = {
 
 
 @pytest.mark.parametrize("kind", list(ARCHIVE_KINDS))
-def test_glue_columns_equal_the_arrow_schema(template: dict[str, Any], kind: str) -> None:
-    table = template["Resources"][f"{kind.capitalize()}Table"]["Properties"]["TableInput"]
+def test_glue_columns_equal_the_arrow_schema(expanded: dict[str, Any], kind: str) -> None:
+    table = expanded["Resources"][f"{kind.capitalize()}Table"]["Properties"]["TableInput"]
     columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
     schema = archive_schema(ARCHIVE_KINDS[kind])
     assert columns == [(field.name, _ARROW_TO_GLUE[str(field.type)]) for field in schema]
@@ -43,8 +43,8 @@ def test_generated_block_is_up_to_date() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_one_named_query_per_file(template: dict[str, Any]) -> None:
-    named = {r["Properties"]["Name"]: r["Properties"] for r in template["Resources"].values()
+def test_one_named_query_per_file(expanded: dict[str, Any]) -> None:
+    named = {r["Properties"]["Name"]: r["Properties"] for r in expanded["Resources"].values()
              if r["Type"] == "AWS::Athena::NamedQuery"}  # fmt: skip
     assert sorted(named) == query.names() == sorted(p.stem for p in (ROOT / "infra" / "athena").glob("*.sql"))
     for name, properties in named.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 from auditlake import settings
 from tests.conftest import ROOT
-from tests.infra.conftest import BIN, TOOL_ENV
+from tests.infra.conftest import BIN, EKS_CLUSTERS, TOOL_ENV, expand
 
 
 def resources(doc: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -40,9 +40,9 @@ def test_every_parameter_is_described(template: dict[str, Any]) -> None:
         assert len(parameter.get("Description", "")) > 20, name
 
 
-def test_environment_variable_names_come_from_settings(template: dict[str, Any]) -> None:
+def test_environment_variable_names_come_from_settings(expanded: dict[str, Any]) -> None:
     declared = {value for name, value in vars(settings).items() if name.isupper() and isinstance(value, str)}
-    for function in resources(template, "AWS::Serverless::Function").values():
+    for function in resources(expanded, "AWS::Serverless::Function").values():
         for name in function["Properties"]["Environment"]["Variables"]:
             assert not name.startswith("AUDITLAKE_") or name in declared, name
 
@@ -101,45 +101,45 @@ def test_compactor_role_is_scoped(transformed: dict[str, Any]) -> None:
     assert statements["ListArchivePartitions"]["Condition"]["StringLike"]["s3:prefix"] == ["audit/*", "events/*"]
 
 
-def test_compactor_is_fed_by_raw_notifications(template: dict[str, Any]) -> None:
-    (notification,) = template["Resources"]["RawBucket"]["Properties"]["NotificationConfiguration"][
+def test_compactor_is_fed_by_raw_notifications(expanded: dict[str, Any]) -> None:
+    (notification,) = expanded["Resources"]["RawBucket"]["Properties"]["NotificationConfiguration"][
         "QueueConfigurations"
     ]
     assert notification["Queue"] == {"Fn::GetAtt": ["CompactQueue", "Arn"]}
     assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "raw/"}]
-    source = template["Resources"]["CompactorFunction"]["Properties"]["Events"]["RawObjects"]["Properties"]
+    source = expanded["Resources"]["CompactorFunction"]["Properties"]["Events"]["RawObjects"]["Properties"]
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert source["MaximumBatchingWindowInSeconds"] == 300
-    queue = template["Resources"]["CompactQueue"]["Properties"]
+    queue = expanded["Resources"]["CompactQueue"]["Properties"]
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["CompactDeadLetters", "Arn"]}
-    assert queue["VisibilityTimeout"] >= 6 * template["Resources"]["CompactorFunction"]["Properties"]["Timeout"]
-    alarm = template["Resources"]["CompactDeadLettersAlarm"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * expanded["Resources"]["CompactorFunction"]["Properties"]["Timeout"]
+    alarm = expanded["Resources"]["CompactDeadLettersAlarm"]["Properties"]
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
 
 
-def test_athena_workgroup_enforces_results_and_a_scan_cutoff(template: dict[str, Any]) -> None:
-    config = template["Resources"]["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+def test_athena_workgroup_enforces_results_and_a_scan_cutoff(expanded: dict[str, Any]) -> None:
+    config = expanded["Resources"]["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
     assert config["EnforceWorkGroupConfiguration"] is True
     assert config["BytesScannedCutoffPerQuery"] == {"Ref": "AthenaBytesScannedCutoff"}
     assert config["ResultConfiguration"]["EncryptionConfiguration"] == {"EncryptionOption": "SSE_S3"}
-    results = template["Resources"]["AthenaResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    results = expanded["Resources"]["AthenaResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert {"Ref": "AthenaResultsRetentionDays"} in [rule.get("ExpirationInDays") for rule in results]
 
 
-def test_raw_bucket_is_private_encrypted_tls_only_and_expires(template: dict[str, Any]) -> None:
-    bucket = template["Resources"]["RawBucket"]["Properties"]
+def test_raw_bucket_is_private_encrypted_tls_only_and_expires(expanded: dict[str, Any]) -> None:
+    bucket = expanded["Resources"]["RawBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values()) and len(bucket["PublicAccessBlockConfiguration"]) == 4
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
     assert rules["expire-raw"]["Prefix"] == "raw/" and rules["expire-raw"]["ExpirationInDays"] == {
         "Ref": "RawRetentionDays"
     }
-    (deny,) = template["Resources"]["RawBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (deny,) = expanded["Resources"]["RawBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_state_table(template: dict[str, Any]) -> None:
-    table = template["Resources"]["StateTable"]["Properties"]
+def test_state_table(expanded: dict[str, Any]) -> None:
+    table = expanded["Resources"]["StateTable"]["Properties"]
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -159,3 +159,49 @@ def test_webhook_api_route_throttling_and_url(transformed: dict[str, Any]) -> No
     }
     url = transformed["Outputs"]["WebhookUrl"]["Value"]["Fn::Sub"]
     assert re.fullmatch(r"https://\$\{WebhookApi\}\.execute-api\.\$\{AWS::Region\}\.\$\{AWS::URLSuffix\}/v1/audit", url)
+
+
+def test_one_subscription_filter_per_eks_cluster(expanded: dict[str, Any], template: dict[str, Any]) -> None:
+    filters = resources(expanded, "AWS::Logs::SubscriptionFilter")
+    assert set(filters) == {"EksAuditSubscriptionprod", "EksAuditSubscriptionstagingeu"}
+    groups = {f["Properties"]["LogGroupName"] for f in filters.values()}
+    assert groups == {f"/aws/eks/{name}/cluster" for name in EKS_CLUSTERS}
+    for subscription in filters.values():
+        assert subscription["Properties"]["DestinationArn"] == {"Fn::GetAtt": ["CloudWatchFunction", "Arn"]}
+        assert subscription["Properties"]["FilterPattern"] == ""  # truncated messages are not valid JSON
+        assert subscription["DependsOn"] == "EksAuditPermission"
+        assert subscription["Condition"] == "HasEksClusters"
+    # With the default (no cluster) the loop yields one entry named "", switched off by the condition.
+    assert template["Parameters"]["EksClusterNames"]["Default"] == ""
+    assert template["Conditions"]["HasEksClusters"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "EksClusterNames"}]}, ""]}]
+    }
+    (alone,) = resources(expand(template, {"EksClusterNames": [""]}), "AWS::Logs::SubscriptionFilter").values()
+    assert alone["Condition"] == "HasEksClusters"
+
+
+def test_logs_may_invoke_the_forwarder_for_eks_log_groups_only(expanded: dict[str, Any]) -> None:
+    permission = expanded["Resources"]["EksAuditPermission"]["Properties"]
+    assert permission["Principal"] == "logs.amazonaws.com" and permission["Action"] == "lambda:InvokeFunction"
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert permission["SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/eks/*/cluster:*"
+    }
+
+
+def test_forwarder_role_and_failed_deliveries(transformed: dict[str, Any]) -> None:
+    statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["CloudWatchRole"])}
+    assert set(statements) == {"OwnLogs", "Tracing", "WriteAuditLanding", "KeepFailedDeliveries", "ReadPipelinePolicy"}
+    assert statements["WriteAuditLanding"]["Resource"] == [
+        {"Fn::Sub": "${RawBucket.Arn}/raw/audit/*"},
+        {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
+    ]
+    assert statements["KeepFailedDeliveries"]["Action"] == "sqs:SendMessage"
+    assert statements["KeepFailedDeliveries"]["Resource"] == {"Fn::GetAtt": ["CloudWatchFailures", "Arn"]}
+    (invoke_config,) = resources(transformed, "AWS::Lambda::EventInvokeConfig").values()
+    config = invoke_config["Properties"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["CloudWatchFailures", "Arn"]}
+    alarm = transformed["Resources"]["CloudWatchFailuresAlarm"]["Properties"]
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["CloudWatchFailures", "QueueName"]}
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"

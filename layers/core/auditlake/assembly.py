@@ -6,14 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 from .landing import Landing
 from .locks import DynamoLocks
+from .metrics import MetricsSink
 from .pipeline import AuditPipeline, PipelineConfig
 from .policy_source import PolicySource
 from .registry import DynamoRegistry
 from .settings import Settings
 from .stores.s3 import S3Store
-from .webhook import AuditWebhook, MetricsSink
+from .webhook import AuditWebhook
 
 if TYPE_CHECKING:
+    from .cloudwatch import EksAuditForwarder
     from .compactor import Compactor
 
 
@@ -54,4 +56,18 @@ def build_webhook(
         pipeline_from_settings(settings, ssm),
         Landing(S3Store(s3, settings.raw_bucket), "audit"),
         metrics=metrics,
+    )
+
+
+def build_forwarder(
+    settings: Settings,
+    *,
+    s3: Any,
+    ssm: Any | None = None,
+    metrics: MetricsSink | None = None,
+) -> EksAuditForwarder:
+    from .cloudwatch import EksAuditForwarder
+
+    return EksAuditForwarder(
+        pipeline_from_settings(settings, ssm), Landing(S3Store(s3, settings.raw_bucket), "audit"), metrics=metrics
     )

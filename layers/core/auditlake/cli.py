@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import __version__
+from .backfill import PAGE_LIMIT
+from .cloudwatch import EKS_NAME, EksAuditForwarder, ForwardStats, forward_saved, log_group_of
 from .ingest import FileIngest, IngestStats, ingest_events
 from .jsonio import dumps_str
 from .kubeconfig import DEFAULT_KUBECONFIG_PATH, DEFAULT_POLICY_PATH, apiserver_flags, render_kubeconfig
@@ -29,8 +32,10 @@ from .policy import PolicyError, attributes_of, load_policy
 from .policy_lint import lint
 from .redact import RedactionConfig
 from .registry import DynamoRegistry, RegistryError, StaticTokens, new_token, token_hash
+from .stores import StoreError
 from .stores.local import LocalStore
 from .summary import LakeSummary, summarise
+from .timestamps import DURATION, instant
 
 err = Console(stderr=True, soft_wrap=True)  # diagnostics stay one line each, whatever the path length
 F = TypeVar("F", bound=Callable[..., Any])
@@ -102,6 +107,10 @@ def cluster_name(_ctx: click.Context, _param: click.Parameter, value: str) -> st
     if not valid_cluster_name(value):
         raise click.BadParameter("use a DNS label: a-z, 0-9 and '-', at most 63 characters")
     return value
+
+
+def optional_cluster_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else cluster_name(ctx, param, value)
 
 
 def _bytes_progress() -> Progress:
@@ -281,15 +290,17 @@ def serve(
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cluster", "cluster_", required=True, callback=cluster_name)
+@click.option("--cluster", "cluster_", callback=optional_cluster_name, help="Required except with cloudwatch.")
 @lake_option
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["jsonl", "eventlist"]),
+    type=click.Choice(["jsonl", "eventlist", "cloudwatch"]),
     default="jsonl",
     show_default=True,
-    help="jsonl: one Event per line (the log backend). eventlist: one JSON document, an EventList or an Event.",
+    help="jsonl: one Event per line (the log backend). eventlist: one JSON document, an EventList or an Event. "
+    'cloudwatch: saved EKS subscription payloads ({"awslogs": {"data": ...}}, decoded documents, '
+    "Firehose objects); the cluster comes from each payload's log group.",
 )
 @click.option(
     "--kind",
@@ -309,7 +320,18 @@ def ingest(
     redact_configmaps: bool,
     redact: tuple[str, ...],
 ) -> None:
-    """Import audit log files (JSON Lines or EventList), or Kubernetes Events, into the local lake."""
+    """Import audit logs (JSON Lines, EventList, CloudWatch payloads) or Kubernetes Events into the local lake."""
+    if fmt == "cloudwatch":
+        if cluster_ is not None or kind != "audit":
+            raise click.UsageError("--format cloudwatch takes the cluster from each log group: no --cluster or --kind")
+        forwarder = EksAuditForwarder(build_pipeline(policy_file, redact_configmaps, redact), Landing(LocalStore(lake)))
+        stats = ForwardStats()
+        for path in files:
+            stats.add(forward_saved(forwarder, path.read_bytes()))
+        _print_counts("ingested", vars(stats))
+        return
+    if cluster_ is None:
+        raise click.UsageError("--cluster is required")
     if kind == "events":
         total = IngestStats()
         for path in files:
@@ -333,6 +355,163 @@ def ingest(
 
 def _print_counts(title: str, counts: dict[str, int]) -> None:
     err.print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
+
+
+# ---------------------------------------------------------------- backfill
+
+
+def eks_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not EKS_NAME.match(value):
+        raise click.BadParameter("an EKS cluster name: letters, digits, '-' and '_', at most 100 characters")
+    return value
+
+
+@main.command()
+@click.option("--eks-cluster", required=True, callback=eks_name, help="EKS cluster name (its log group is read).")
+@click.option("--since", required=True, help="Start: a duration back from now (7d, 12h, 30m) or an ISO 8601 time.")
+@click.option("--until", help="End, exclusive (duration or ISO 8601). Default and upper bound: now minus --lag.")
+@click.option(
+    "--lag",
+    default="5m",
+    show_default=True,
+    help="Stay this far behind now: CloudWatch may still be ingesting the last minutes (the subscription has them).",
+)
+@click.option(
+    "--stack", help="Deployed stack: its raw bucket, state table and the forwarder's own policy and redaction."
+)
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake instead of a stack.")
+@click.option("--region", help="AWS region of the cluster's log group (default: the SDK's).")
+@click.option("--restart", is_flag=True, help="Start over instead of resuming an unfinished backfill of this cluster.")
+@click.option("--page-size", default=PAGE_LIMIT, show_default=True, type=click.IntRange(1, PAGE_LIMIT))
+@pipeline_options
+def backfill(
+    eks_cluster: str,
+    since: str,
+    until: str | None,
+    lag: str,
+    stack: str | None,
+    lake: Path | None,
+    region: str | None,
+    restart: bool,
+    page_size: int,
+    policy_file: Path | None,
+    redact_configmaps: bool,
+    redact: tuple[str, ...],
+) -> None:
+    """Read an EKS cluster's audit history from CloudWatch Logs into the archive, resumably.
+
+    Re-running the command after an interruption resumes where it stopped (the checkpoint is in the
+    stack's state table, or under <lake>/checkpoints). Overlapping the live subscription is safe:
+    the archive keeps each (cluster, auditID, stage) once.
+    """
+    import boto3
+    from botocore.config import Config
+
+    from .backfill import Backfill
+    from .checkpoints import CheckpointConflict, LocalCheckpoints
+
+    if (stack is None) == (lake is None):
+        raise click.UsageError("give exactly one of --stack, --lake")
+    now = datetime.now(UTC)
+    if not DURATION.match(lag.strip()):
+        raise click.BadParameter("a duration such as 5m or 30s", param_hint="--lag")
+    latest = instant(lag, now)
+    try:
+        start = instant(since, now)
+        end = instant(until, now) if until else latest
+    except ValueError as exc:
+        raise click.BadParameter(f"not a duration (7d) or an ISO 8601 time: {exc}") from None
+    if end > latest:
+        err.print(f"until moved back to {latest:%Y-%m-%dT%H:%M:%SZ} (now minus --lag)")
+        end = latest
+    session = boto3.session.Session(region_name=region)
+    if stack is not None:
+        if (
+            policy_file
+            or redact
+            or click.get_current_context().get_parameter_source("redact_configmaps")
+            not in (
+                None,
+                click.core.ParameterSource.DEFAULT,
+            )
+        ):
+            raise click.UsageError(
+                "with --stack the deployed forwarder's policy and redaction apply; drop --policy/--redact"
+            )
+        forwarder, checkpoints = _stack_backfill(session, stack)
+    else:
+        assert lake is not None
+        pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+        forwarder, checkpoints = (
+            EksAuditForwarder(pipeline, Landing(LocalStore(lake))),
+            LocalCheckpoints(lake / "checkpoints"),
+        )
+    logs = session.client("logs", config=Config(retries={"mode": "adaptive", "max_attempts": 10}))
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeRemainingColumn(),
+        console=err,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(eks_cluster, total=1, counts="")
+
+        def show(job: Any) -> None:
+            counts = f"{job.events} events, {job.accepted} stored, {job.quarantined} quarantined, {job.pages} pages"
+            progress.update(
+                task, total=job.end_ms - job.start_ms, completed=job.cursor_ms - job.start_ms, counts=counts
+            )
+
+        runner = Backfill(logs, forwarder, checkpoints, page_limit=page_size, progress=show)
+        try:
+            job, resumed = runner.plan(eks_cluster, start, end, restart=restart)
+        except ValueError as exc:
+            _fail(str(exc))
+        if resumed:
+            err.print(f"resuming the unfinished backfill of {eks_cluster} ({_span(job)}); --restart starts over")
+        show(job)
+        try:
+            job = runner.run(job)
+        except CheckpointConflict:
+            _fail(f"another backfill of {eks_cluster} is running (its checkpoint moved); this one stopped")
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(f"interrupted after {job.pages} pages; run the same command again to resume")
+            raise SystemExit(130) from None
+        except StoreError as exc:
+            _fail(f"storage failed ({exc}); run the same command again to resume")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                _fail(f"log group {log_group_of(eks_cluster)} not found: is the cluster's audit logging enabled?")
+            raise
+    _print_counts(f"backfilled {_span(job)}", {k: getattr(job, k) for k in BACKFILL_COUNTS})
+
+
+BACKFILL_COUNTS = ("events", "accepted", "quarantined", "filtered", "redacted", "truncated", "skipped", "pages")
+
+
+def _span(job: Any) -> str:
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return f"{iso(job.start_ms)} to {iso(job.end_ms)}"
+
+
+def _stack_backfill(session: Any, stack: str) -> tuple[EksAuditForwarder, Any]:
+    """The deployed forwarder's own settings (read from its configuration, which holds no credential),
+    so backfilled events get exactly the policy and redaction of the live ones."""
+    from .assembly import build_forwarder
+    from .checkpoints import DynamoCheckpoints
+    from .settings import RAW_BUCKET, Settings, SettingsError
+
+    outputs = _stack_outputs(session, stack)
+    function, table = outputs.get("CloudWatchFunctionName"), outputs.get("StateTableName")
+    if not function or not table:
+        _fail(f"stack {stack} has no CloudWatchFunctionName/StateTableName outputs")
+    config = session.client("lambda").get_function_configuration(FunctionName=function)
+    try:
+        settings = Settings.from_env(config.get("Environment", {}).get("Variables", {}), required=(RAW_BUCKET,))
+    except SettingsError as exc:
+        _fail(f"{function}: {exc}")
+    forwarder = build_forwarder(settings, s3=session.client("s3"), ssm=session.client("ssm"))
+    return forwarder, DynamoCheckpoints(session.client("dynamodb"), str(table))
 
 
 # ---------------------------------------------------------------- replay

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import zstandard
@@ -28,6 +28,9 @@ from .timestamps import format_utc
 KINDS = ("audit", "events")
 NDJSON_ZSTD = "application/x-ndjson"
 _CLUSTER = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Quarantine of input no cluster can be told for (a log group that is not an EKS cluster's): not a
+# DNS label, so it never collides with a real cluster's prefix.
+UNROUTED = "_unrouted"
 
 
 def valid_cluster_name(name: str) -> bool:
@@ -59,7 +62,7 @@ class Landing:
         self.kind = kind
 
     def _prefix(self, area: str, cluster: str, at: datetime) -> str:
-        if not valid_cluster_name(cluster):
+        if not valid_cluster_name(cluster) and not (area == "quarantine" and cluster == UNROUTED):
             raise ValueError(f"invalid cluster name {cluster!r}")
         return f"{area}/{self.kind}/{cluster}/{at:%Y/%m/%d/%H}"
 
@@ -83,9 +86,11 @@ class Landing:
         reason: str,
         payload: bytes | None = None,
         failures: Sequence[ItemFailure] = (),
+        context: Mapping[str, object] | None = None,
     ) -> tuple[str, ...]:
         """Store the reasons; without ``failures`` (the payload as a whole was refused) also the payload
-        bytes unchanged. With failures, each failed item is kept in the manifest itself."""
+        bytes unchanged. With failures, each failed item is kept in the manifest itself. ``context``
+        adds where the payload came from (a log group, a stream)."""
         prefix = f"{self._prefix('quarantine', cluster, at)}/{batch}"
         keys: list[str] = []
         manifest: dict[str, object] = {
@@ -95,6 +100,7 @@ class Landing:
             "received_at": format_utc(at),
             "batch_id": batch,
             "reason": reason,
+            **(context or {}),
         }
         if payload is not None:
             manifest["payload_sha256"] = hashlib.sha256(payload).hexdigest()
@@ -117,6 +123,8 @@ def _failure_doc(failure: ItemFailure) -> dict[str, object]:
         doc["auditID"] = failure.audit_id
     if failure.stage is not None:
         doc["stage"] = failure.stage
+    if failure.origin is not None:
+        doc["origin"] = failure.origin
     if failure.raw is not None:
         try:
             doc["line"] = failure.raw.decode("utf-8")

@@ -153,3 +153,4 @@ ARCHIVE_KINDS: Final = {kind.name: kind for kind in (AUDIT, EVENTS)}
 # Where a record came from (the `source` column).
 SOURCE_WEBHOOK: Final = "webhook"
 SOURCE_FILE: Final = "file"
+SOURCE_CLOUDWATCH: Final = "cloudwatch"  # the EKS subscription and its backfill: the same messages

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .compactor import CompactionReport, Compactor
 from .jsonio import JSONError, loads
-from .webhook import MetricsSink
+from .metrics import MetricsSink
 
 logger = logging.getLogger(__name__)
 

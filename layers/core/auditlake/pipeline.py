@@ -42,7 +42,8 @@ class PipelineConfig:
 @dataclass
 class ItemFailure:
     """An item that goes to quarantine: ``item`` is the parsed value with secret bodies removed, or,
-    when it cannot be parsed or is too deep to redact, ``raw`` holds its original bytes."""
+    when it cannot be parsed or is too deep to redact, ``raw`` holds its original bytes. ``origin``
+    says where the sender keeps it (a CloudWatch log stream and event id), when it does."""
 
     index: int
     reason: str
@@ -50,6 +51,7 @@ class ItemFailure:
     stage: str | None = None
     item: Any = None
     raw: bytes | None = None
+    origin: dict[str, Any] | None = None
 
 
 @dataclass

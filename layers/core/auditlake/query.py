@@ -45,8 +45,8 @@ class NamedQuery:
             raise QueryError(f"{self.name} has no parameter {', '.join(sorted(unknown))}")
         now = now or datetime.now(UTC)
         values: dict[str, Any] = {
-            "since": _instant(given.get("since"), now - timedelta(hours=24), "since"),
-            "until": _instant(given.get("until"), now, "until"),
+            "since": _instant(given.get("since"), now - timedelta(hours=24), "since", now),
+            "until": _instant(given.get("until"), now, "until", now),
             "cluster": given.get("cluster", ""),
         }
         for name, default in self.params.items():
@@ -62,15 +62,14 @@ class NamedQuery:
         return [values[name] for name in self.placeholders]
 
 
-def _instant(value: str | None, default: datetime, name: str) -> str:
+def _instant(value: str | None, default: datetime, name: str, now: datetime) -> str:
     """ISO 8601 UTC in the form both engines parse: 2026-11-21T05:00:00.000Z."""
     moment = default
     if value:
         try:
-            moment = timestamps.parse(value) if "T" in value or " " in value else datetime.fromisoformat(value)
+            moment = timestamps.instant(value, now)
         except ValueError:
-            raise QueryError(f"{name}: not an ISO 8601 time: {value!r}") from None
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            raise QueryError(f"{name}: not an ISO 8601 time or a duration like 7d: {value!r}") from None
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 

@@ -8,7 +8,7 @@ edge, so a bad value quarantines one event instead of failing a whole Parquet co
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _SLOW = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?\s*(Z|z|[+-]\d{2}:?\d{2})?$")
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -38,3 +38,18 @@ def format_utc(moment: datetime) -> str:
 def parse(value: str) -> datetime:
     """An RFC 3339 timestamp (any of the forms ``canonical`` accepts) as an aware UTC datetime."""
     return datetime.fromisoformat(canonical(value))
+
+
+DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def instant(value: str, now: datetime) -> datetime:
+    """A time given on a command line: ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` before ``now``, or an
+    ISO 8601 date or time (UTC when it has no zone). ValueError otherwise."""
+    text = value.strip()
+    ago = DURATION.match(text)
+    if ago:
+        return now - timedelta(seconds=int(ago.group(1)) * _UNIT_SECONDS[ago.group(2)])
+    moment = parse(text) if "T" in text or " " in text else datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

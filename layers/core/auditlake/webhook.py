@@ -20,10 +20,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from .jsonio import dumps_str
 from .landing import Landing, batch_id
+from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .parse import EnvelopeError
 from .pipeline import AuditPipeline
 from .registry import RegistryError, TokenRegistry, bearer_token, token_hash
@@ -52,15 +53,6 @@ class Reply:
         return {"statusCode": self.status, "headers": headers, "body": dumps_str(self.body)}
 
 
-class MetricsSink(Protocol):
-    def add_metric(self, name: str, unit: str, value: float) -> None: ...
-
-
-class _NoMetrics:
-    def add_metric(self, name: str, unit: str, value: float) -> None:
-        return None
-
-
 class AuditWebhook:
     def __init__(
         self,
@@ -79,7 +71,7 @@ class AuditWebhook:
         self.source = source
         self.max_body_bytes = max_body_bytes
         self.clock = clock
-        self.metrics = metrics or _NoMetrics()
+        self.metrics = metrics or NoMetrics()
 
     def _authorise(self, authorization: str | None) -> str | Reply:
         """The cluster the bearer token belongs to, or the reply that refuses the request."""
@@ -162,20 +154,7 @@ class AuditWebhook:
                 payload=body,
                 failures=result.failures,
             )
-        counts = {
-            "accepted": result.accepted,
-            "quarantined": len(result.failures),
-            "filtered": result.filtered,
-            "redacted": result.redacted,
-            "forbidden": result.forbidden,
-        }
-        for name, metric in (
-            ("accepted", "EventsAccepted"),
-            ("quarantined", "EventsQuarantined"),
-            ("filtered", "EventsFiltered"),
-            ("redacted", "EventsRedacted"),
-            ("forbidden", "Forbidden403Seen"),
-        ):
-            self.metrics.add_metric(metric, "Count", counts[name])
+        counts = batch_counts(result)
+        emit_counts(self.metrics, counts)
         logger.info("batch stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
         return Reply(200, {"batch": batch, **counts})

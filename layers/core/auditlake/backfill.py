@@ -1,0 +1,141 @@
+"""Backfill: an EKS cluster's audit history from CloudWatch Logs, through the same forwarder as the
+subscription, resumable after an interruption.
+
+The range [start, end) is read in slices of an hour with paginated ``FilterLogEvents`` (audit
+streams only). Slice bounds are whole milliseconds and inclusive, so events that share the
+millisecond at a bound are read by exactly one slice; ``end`` is kept a lag behind now, so events
+CloudWatch has not finished ingesting for that millisecond are not passed over. After each page is
+stored, the checkpoint records the slice and the page token; a resumed run continues from there
+(a page token that expired restarts its slice: re-reading is harmless, the archive deduplicates).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .checkpoints import Checkpoints
+from .cloudwatch import AUDIT_STREAM_PREFIX, EksAuditForwarder, ForwardStats, LogEvent, log_group_of
+
+logger = logging.getLogger(__name__)
+
+SLICE_MS = 3_600_000
+PAGE_LIMIT = 10_000  # FilterLogEvents' maximum
+LAG_MS = 300_000  # CloudWatch may still be ingesting the last minutes; the subscription has them
+
+
+@dataclass
+class BackfillJob:
+    """The checkpoint: the range asked for, and where reading stands."""
+
+    eks_cluster: str
+    start_ms: int
+    end_ms: int
+    cursor_ms: int  # the first millisecond of the slice being read
+    next_token: str | None = None
+    pages: int = 0
+    events: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    filtered: int = 0
+    redacted: int = 0
+    skipped: int = 0
+    truncated: int = 0
+    done: bool = False
+
+    @property
+    def checkpoint(self) -> str:
+        return f"backfill/{self.eks_cluster}"
+
+    def add(self, stats: ForwardStats) -> None:
+        for name in ("events", "accepted", "quarantined", "filtered", "redacted", "skipped", "truncated"):
+            setattr(self, name, getattr(self, name) + getattr(stats, name))
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> BackfillJob:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+Progress = Callable[[BackfillJob], None]
+
+
+class Backfill:
+    def __init__(
+        self,
+        logs: Any,
+        forwarder: EksAuditForwarder,
+        checkpoints: Checkpoints,
+        *,
+        page_limit: int = PAGE_LIMIT,
+        slice_ms: int = SLICE_MS,
+        progress: Progress | None = None,
+    ) -> None:
+        self.logs = logs
+        self.forwarder = forwarder
+        self.checkpoints = checkpoints
+        self.page_limit = page_limit
+        self.slice_ms = slice_ms
+        self.progress = progress or (lambda _job: None)
+        self._version = 0
+
+    def plan(
+        self, eks_cluster: str, start: datetime, end: datetime, *, restart: bool = False
+    ) -> tuple[BackfillJob, bool]:
+        """The job to run and whether it resumes an interrupted one. An unfinished job of the same
+        cluster is resumed (with its own range) unless ``restart``."""
+        stored, self._version = self.checkpoints.load(f"backfill/{eks_cluster}")
+        if stored is not None and not stored.get("done") and not restart:
+            return BackfillJob.from_doc(stored), True
+        start_ms, end_ms = _ms(start), _ms(end)
+        if end_ms <= start_ms:
+            raise ValueError(f"nothing to read: until ({end:%Y-%m-%dT%H:%M:%SZ}) is not after since")
+        return BackfillJob(eks_cluster, start_ms, end_ms, start_ms), False
+
+    def run(self, job: BackfillJob) -> BackfillJob:
+        group = log_group_of(job.eks_cluster)
+        while job.cursor_ms < job.end_ms:
+            last = min(job.cursor_ms + self.slice_ms, job.end_ms) - 1  # inclusive, like FilterLogEvents' endTime
+            request: dict[str, Any] = {
+                "logGroupName": group,
+                "logStreamNamePrefix": AUDIT_STREAM_PREFIX,
+                "startTime": job.cursor_ms,
+                "endTime": last,
+                "limit": self.page_limit,
+            }
+            if job.next_token:
+                request["nextToken"] = job.next_token
+            try:
+                page = self.logs.filter_log_events(**request)
+            except ClientError as exc:
+                if job.next_token and exc.response["Error"]["Code"] == "InvalidParameterException":
+                    logger.warning("page token refused (expired?); reading the slice again from its start")
+                    job.next_token = None
+                    continue
+                raise
+            events = [
+                LogEvent(str(e["eventId"]), int(e["timestamp"]), e["message"], e["logStreamName"])
+                for e in page.get("events", [])
+            ]
+            if events:
+                job.add(self.forwarder.events(job.eks_cluster, events))
+            job.pages += 1
+            job.next_token = page.get("nextToken")
+            if not job.next_token:
+                job.cursor_ms = last + 1
+            job.done = job.cursor_ms >= job.end_ms
+            self._version = self.checkpoints.save(job.checkpoint, asdict(job), self._version)  # after the write
+            self.progress(job)
+        if not job.done:  # an empty range still records that it finished
+            job.done = True
+            self._version = self.checkpoints.save(job.checkpoint, asdict(job), self._version)
+        return job
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.astimezone(UTC).timestamp() * 1000)

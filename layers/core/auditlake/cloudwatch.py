@@ -1,0 +1,342 @@
+"""EKS audit events from CloudWatch Logs: the subscription payload and the forwarder into the pipeline.
+
+EKS writes one audit ``Event`` per log event to ``/aws/eks/<cluster>/cluster``, streams
+``kube-apiserver-audit-*``, next to the cluster's other control-plane logs. The forwarder takes the
+cluster from the log group (never from the payload), keeps only audit streams, and sends each message
+through the same pipeline as the webhook: policy, redaction, normalisation, raw landing.
+
+A message EKS cut short (``[Truncated...]``, over 256 KiB) cannot be parsed or put back together;
+it is quarantined with its auditID and stage (read from its head), its log stream and event id,
+and the head up to its first body: bodies that were cut cannot be checked for secrets, so they
+are not kept (the whole message stays in CloudWatch Logs for the log group's retention).
+
+The subscription and ``auditlake backfill`` share ``events``: one raw object per call, named by
+the log events' ids, so a redelivery rewrites the same object and the compactor's dedupe on
+(cluster, auditID, stage) leaves each event once in the archive, whichever path brought it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import gzip
+import hashlib
+import json
+import logging
+import re
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.cloud_watch_logs_event import (
+    CloudWatchLogsDecodedData,
+    CloudWatchLogsEvent,
+)
+
+from .ingest import IngestStats
+from .jsonio import JSONError, loads
+from .landing import UNROUTED, Landing, batch_id, valid_cluster_name
+from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
+from .model import SOURCE_CLOUDWATCH
+from .pipeline import AuditPipeline, ItemFailure
+from .stores import StoreError
+from .timestamps import format_utc
+
+logger = logging.getLogger(__name__)
+
+AUDIT_STREAM_PREFIX = "kube-apiserver-audit"
+TRUNCATED = "[Truncated...]"
+DATA_MESSAGE = "DATA_MESSAGE"
+CONTROL_MESSAGE = "CONTROL_MESSAGE"
+# EKS cluster names: 1-100 characters, a letter or digit first (the EKS CreateCluster API).
+EKS_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+_LOG_GROUP = re.compile(r"^/aws/eks/(?P<name>[0-9A-Za-z][A-Za-z0-9_-]{0,99})/cluster$")
+# Read from the head of a message that is not JSON (the regex Falco's k8saudit-eks plugin uses, anchored).
+_AUDIT_ID = re.compile(r'"auditID"\s*:\s*"([A-Za-z0-9-]{1,64})"')
+_STAGE = re.compile(r'"stage"\s*:\s*"([A-Za-z]{1,32})"')
+_BODIES = ('"requestObject":', '"responseObject":')
+
+
+def log_group_of(eks_cluster: str) -> str:
+    return f"/aws/eks/{eks_cluster}/cluster"
+
+
+def eks_cluster_of(log_group: str) -> str | None:
+    match = _LOG_GROUP.match(log_group)
+    return match.group("name") if match else None
+
+
+def archive_cluster_name(eks_cluster: str) -> str:
+    """The ``cluster`` column for an EKS cluster. EKS allows upper case, ``_`` and 100 characters;
+    the archive's names are DNS labels: lower-cased, ``_`` -> ``-``, and when still not a label
+    (too long, ``-`` last) cut to 54 characters plus 8 hex of the original name's SHA-256."""
+    name = eks_cluster.lower().replace("_", "-")
+    if valid_cluster_name(name):
+        return name
+    digest = hashlib.sha256(eks_cluster.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-')}-{digest}"
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    id: str
+    timestamp: int  # epoch ms, set by the shipper: not the audit event's time
+    message: str
+    stream: str
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    """One decoded subscription document (one log stream), or one backfill page (several streams)."""
+
+    message_type: str
+    log_group: str
+    log_stream: str
+    events: Sequence[LogEvent]
+    document: bytes = b""  # the decoded JSON as delivered, kept for quarantine
+
+
+class PayloadError(ValueError):
+    """Not a CloudWatch Logs subscription payload; ``payload`` holds the bytes as far as they decoded."""
+
+    def __init__(self, reason: str, payload: bytes) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.payload = payload
+
+
+def decode_subscription(data: str) -> LogBatch:
+    """The ``awslogs.data`` field: base64(gzip(JSON)), decoded with Powertools."""
+    event = CloudWatchLogsEvent({"awslogs": {"data": data}})
+    try:
+        document = event.decompress_logs_data
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise PayloadError(f"awslogs.data is not base64(gzip): {exc}", data.encode("utf-8", "replace")) from None
+    try:
+        decoded = event.parse_logs_data()
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"decoded awslogs.data is not JSON: {exc}", document) from None
+    return batch_of(decoded, document)
+
+
+def decode_document(document: bytes) -> LogBatch:
+    """A subscription document already decoded (a Firehose object, a saved payload)."""
+    try:
+        value = loads(document)
+    except JSONError as exc:
+        raise PayloadError(exc.reason, document) from None
+    return batch_of(CloudWatchLogsDecodedData(value), document)
+
+
+def batch_of(decoded: CloudWatchLogsDecodedData, document: bytes) -> LogBatch:
+    try:
+        stream = decoded.log_stream
+        events = [LogEvent(str(item.get_id), int(item.timestamp), item.message, stream) for item in decoded.log_events]
+        batch = LogBatch(decoded.message_type, decoded.log_group, stream, events, document)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        reason = f"not a CloudWatch Logs subscription document ({type(exc).__name__}: {exc})"
+        raise PayloadError(reason, document) from None
+    if not all(isinstance(v, str) for v in (batch.message_type, batch.log_group, stream)) or not all(
+        isinstance(e.message, str) for e in events
+    ):
+        raise PayloadError("not a CloudWatch Logs subscription document (a field is not a string)", document)
+    return batch
+
+
+@dataclass
+class ForwardStats(IngestStats):
+    skipped: int = 0  # log events of other streams (api, authenticator, ...)
+    control: int = 0  # CONTROL_MESSAGE deliveries
+    truncated: int = 0
+
+
+class EksAuditForwarder:
+    def __init__(
+        self,
+        pipeline: AuditPipeline,
+        landing: Landing,
+        *,
+        source: str = SOURCE_CLOUDWATCH,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: MetricsSink | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.landing = landing
+        self.source = source
+        self.clock = clock
+        self.metrics = metrics or NoMetrics()
+
+    def payload(self, data: str) -> ForwardStats:
+        """One subscription delivery. Raises when storage fails, so the delivery is retried."""
+        try:
+            batch = decode_subscription(data)
+        except PayloadError as exc:
+            return self.refuse(exc.reason, exc.payload)
+        try:
+            return self.forward(batch)
+        except StoreError:
+            logger.exception("storage failed; the delivery will be retried", extra={"log_group": batch.log_group})
+            self.metrics.add_metric("StorageFailures", "Count", 1)
+            raise
+        except Exception:  # keep the delivery before it is retried, in case no retry ever succeeds
+            logger.exception("unexpected error; delivery quarantined", extra={"log_group": batch.log_group})
+            self.metrics.add_metric("InternalErrors", "Count", 1)
+            self.refuse("internal error", batch.document, log_group=batch.log_group, raise_errors=False)
+            raise
+
+    def forward(self, batch: LogBatch) -> ForwardStats:
+        if batch.message_type == CONTROL_MESSAGE:
+            self.metrics.add_metric("ControlMessages", "Count", 1)
+            return ForwardStats(control=1)
+        eks = eks_cluster_of(batch.log_group)
+        if batch.message_type != DATA_MESSAGE or eks is None:
+            what = f"message type {batch.message_type!r}" if batch.message_type != DATA_MESSAGE else "log group"
+            return self.refuse(
+                f"{what} is not EKS audit data (log group {batch.log_group!r}, expected /aws/eks/<cluster>/cluster)",
+                batch.document,
+                log_group=batch.log_group,
+            )
+        return self.events(eks, batch.events)
+
+    def events(self, eks_cluster: str, events: Sequence[LogEvent]) -> ForwardStats:
+        """Log events of one EKS cluster's log group, from any of its streams: audit streams go
+        through the pipeline into one raw object; other streams are counted as skipped."""
+        cluster = archive_cluster_name(eks_cluster)
+        audit = [e for e in events if e.stream.startswith(AUDIT_STREAM_PREFIX)]
+        stats = ForwardStats(events=len(audit), skipped=len(events) - len(audit))
+        if not audit:
+            self.metrics.add_metric("EventsSkipped", "Count", stats.skipped)
+            return stats
+        at = self.clock()
+        batch = batch_id(cluster, self.source, "\n".join(f"{e.stream}/{e.id}" for e in audit).encode())
+        refused: list[ItemFailure] = []
+        raws: list[bytes] = []
+        numbers: list[int] = []
+        for index, event in enumerate(audit):
+            if event.message.rstrip().endswith(TRUNCATED):
+                refused.append(_truncated(index, event))
+            else:
+                raws.append(event.message.encode("utf-8", "surrogatepass"))
+                numbers.append(index)
+        result = self.pipeline.items(
+            raws, cluster=cluster, source=self.source, ingested_at=format_utc(at), numbers=numbers
+        )
+        for failure in result.failures:
+            event = audit[failure.index]
+            failure.origin = _origin(event)
+            failure.audit_id = failure.audit_id or _read(_AUDIT_ID, event.message)
+            failure.stage = failure.stage or _read(_STAGE, event.message)
+        failures = refused + result.failures
+        raw_key = self.landing.write_raw(cluster, at, batch, result.lines)
+        if failures:
+            self.landing.quarantine(
+                cluster,
+                at,
+                batch,
+                source=self.source,
+                reason=f"{len(failures)} of {len(audit)} log events could not be ingested",
+                failures=sorted(failures, key=lambda f: f.index),
+                context={"log_group": log_group_of(eks_cluster)},
+            )
+        counts = batch_counts(result, quarantined=len(failures))
+        for name, value in counts.items():
+            setattr(stats, name, value)
+        stats.truncated = len(refused)
+        stats.raw_objects = int(raw_key is not None)
+        emit_counts(self.metrics, counts)
+        self.metrics.add_metric("EventsSkipped", "Count", stats.skipped)
+        self.metrics.add_metric("TruncatedMessages", "Count", stats.truncated)
+        logger.info("log events stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
+        return stats
+
+    def refuse(self, reason: str, payload: bytes, *, log_group: str = "", raise_errors: bool = True) -> ForwardStats:
+        """A delivery that is not EKS audit data at all: kept whole, under no cluster."""
+        at = self.clock()
+        batch = batch_id(UNROUTED, self.source, payload)
+        context = {"log_group": log_group} if log_group else None
+        try:
+            self.landing.quarantine(
+                UNROUTED, at, batch, source=self.source, reason=reason, payload=payload, context=context
+            )
+        except Exception:
+            if raise_errors:
+                raise
+            logger.exception("quarantine failed too", extra={"batch": batch})
+        self.metrics.add_metric("PayloadsRejected", "Count", 1)
+        logger.warning("delivery quarantined", extra={"batch": batch, "reason": reason, "log_group": log_group})
+        return ForwardStats(events=1, quarantined=1)
+
+
+def _origin(event: LogEvent) -> dict[str, Any]:
+    return {"log_stream": event.stream, "event_id": event.id, "timestamp": event.timestamp}
+
+
+def _read(pattern: re.Pattern[str], message: str) -> str | None:
+    match = pattern.search(message, 0, 4096)  # both sit near the start, before any body
+    return match.group(1) if match else None
+
+
+def _truncated(index: int, event: LogEvent) -> ItemFailure:
+    cut = [at for at in (event.message.find(key) for key in _BODIES) if at >= 0]
+    head = event.message[: min(cut)] if cut else event.message
+    reason = f"message truncated by CloudWatch Logs ({len(event.message)} characters, ends with {TRUNCATED})"
+    if cut:
+        reason += "; bodies not kept (cut short, they cannot be checked for secrets)"
+    return ItemFailure(
+        index,
+        reason,
+        audit_id=_read(_AUDIT_ID, event.message),
+        stage=_read(_STAGE, event.message),
+        raw=head.encode("utf-8", "surrogatepass"),
+        origin=_origin(event),
+    )
+
+
+def forward_saved(forwarder: EksAuditForwarder, data: bytes) -> ForwardStats:
+    """Saved deliveries: Lambda events (``{"awslogs": {"data": ...}}``, also inside a Lambda
+    on-failure record's ``requestPayload``) or decoded subscription documents; one per file, one per
+    line or concatenated (as Firehose writes them), the file gzip-compressed or not. Anything else is
+    quarantined whole."""
+    total = ForwardStats()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            total.add(forwarder.refuse(f"not readable gzip: {exc}", data))
+            return total
+    for document, parsed in _documents(data):
+        value = parsed["requestPayload"] if isinstance(parsed, dict) and "requestPayload" in parsed else parsed
+        if isinstance(value, dict) and isinstance(value.get("awslogs"), dict):
+            payload = value["awslogs"].get("data")
+            if isinstance(payload, str):
+                total.add(forwarder.payload(payload))
+                continue
+        elif isinstance(value, dict) and "logEvents" in value:
+            try:
+                total.add(forwarder.forward(decode_document(document)))
+            except PayloadError as exc:
+                total.add(forwarder.refuse(exc.reason, document))
+            continue
+        total.add(forwarder.refuse("not a CloudWatch Logs subscription payload", document))
+    return total
+
+
+def _documents(data: bytes) -> Iterator[tuple[bytes, Any]]:
+    """Each JSON document of a file, with its bytes; the rest of a file that stops being JSON is one
+    document of its own (value None)."""
+    text = data.decode("utf-8", "surrogateescape")
+    decoder = json.JSONDecoder()
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text):
+            return
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except ValueError:
+            yield text[position:].encode("utf-8", "surrogateescape"), None
+            return
+        yield text[position:end].encode("utf-8", "surrogateescape"), value
+        position = end
