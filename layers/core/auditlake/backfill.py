@@ -5,13 +5,16 @@ The range [start, end) is read in slices of an hour with paginated ``FilterLogEv
 streams only). Slice bounds are whole milliseconds and inclusive, so events that share the
 millisecond at a bound are read by exactly one slice; ``end`` is kept a lag behind now, so events
 CloudWatch has not finished ingesting for that millisecond are not passed over. After each page is
-stored, the checkpoint records the slice and the page token; a resumed run continues from there
-(a page token that expired restarts its slice: re-reading is harmless, the archive deduplicates).
+stored, the checkpoint records the slice and the page token; a resumed run continues from there.
+A page token older than TOKEN_MAX_AGE_MS is not used: CloudWatch's tokens expire (after 24 hours),
+and an expired one may read as an empty page rather than an error, which would pass over the rest
+of its slice. The slice is read again from its start instead: harmless, the archive deduplicates.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 SLICE_MS = 3_600_000
 PAGE_LIMIT = 10_000  # FilterLogEvents' maximum
 LAG_MS = 300_000  # CloudWatch may still be ingesting the last minutes; the subscription has them
+TOKEN_MAX_AGE_MS = 3_600_000
 
 
 @dataclass
@@ -38,6 +42,7 @@ class BackfillJob:
     end_ms: int
     cursor_ms: int  # the first millisecond of the slice being read
     next_token: str | None = None
+    token_at_ms: int = 0  # when next_token was handed out
     pages: int = 0
     events: int = 0
     accepted: int = 0
@@ -75,6 +80,7 @@ class Backfill:
         page_limit: int = PAGE_LIMIT,
         slice_ms: int = SLICE_MS,
         progress: Progress | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.logs = logs
         self.forwarder = forwarder
@@ -82,6 +88,7 @@ class Backfill:
         self.page_limit = page_limit
         self.slice_ms = slice_ms
         self.progress = progress or (lambda _job: None)
+        self.clock = clock
         self._version = 0
 
     def plan(
@@ -99,6 +106,9 @@ class Backfill:
 
     def run(self, job: BackfillJob) -> BackfillJob:
         group = log_group_of(job.eks_cluster)
+        if job.next_token and self._now_ms() - job.token_at_ms > TOKEN_MAX_AGE_MS:
+            logger.warning("the checkpoint's page token is too old to trust; reading its slice again")
+            job.next_token = None
         while job.cursor_ms < job.end_ms:
             last = min(job.cursor_ms + self.slice_ms, job.end_ms) - 1  # inclusive, like FilterLogEvents' endTime
             request: dict[str, Any] = {
@@ -125,7 +135,7 @@ class Backfill:
             if events:
                 job.add(self.forwarder.events(job.eks_cluster, events))
             job.pages += 1
-            job.next_token = page.get("nextToken")
+            job.next_token, job.token_at_ms = page.get("nextToken"), self._now_ms()
             if not job.next_token:
                 job.cursor_ms = last + 1
             job.done = job.cursor_ms >= job.end_ms
@@ -135,6 +145,9 @@ class Backfill:
             job.done = True
             self._version = self.checkpoints.save(job.checkpoint, asdict(job), self._version)
         return job
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
 
 def _ms(moment: datetime) -> int:
