@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,17 @@ from auditlake.kubeconfig import asset
 from auditlake.landing import decode_lines
 from auditlake.registry import DynamoRegistry, token_hash
 from auditlake.stores.local import LocalStore
-from tests.conftest import AwsStack, as_row, complete_events, corpus_path
+from auditlake.stores.s3 import S3Store
+from tests.conftest import (
+    AUDIT_STREAM,
+    AwsStack,
+    as_row,
+    awslogs_event,
+    complete_events,
+    corpus_path,
+    eks_messages,
+    subscription_document,
+)
 
 
 def run(*args: str) -> Any:
@@ -186,3 +198,97 @@ def test_synth_then_summary(tmp_path: Path) -> None:
     run("ingest", str(out), "--cluster", "synthetic", "--lake", str(lake))
     summary = run("summary", "--lake", str(lake))
     assert f"{len(lines)} audit records" in summary.stdout and "synthetic" in summary.stdout
+
+
+# ---------------------------------------------------------------- EKS: saved payloads and backfill
+
+
+def test_ingest_cloudwatch_payloads_takes_the_cluster_from_the_log_group(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    real = corpus_path("eks-cloudwatch/aws__aws-lambda-go__events_testdata__cloudwatch-logs-event.json")
+    saved = tmp_path / "payloads.jsonl"
+    documents = [subscription_document(eks_messages(), log_group="/aws/eks/Prod_EU/cluster")]
+    saved.write_text("\n".join(json.dumps(awslogs_event(d)) for d in documents) + "\n")
+    result = run("ingest", str(real), str(saved), "--format", "cloudwatch", "--lake", str(lake))
+    assert result.exit_code == 0, result.output
+    assert "accepted 5" in result.stderr and "quarantined 1" in result.stderr
+    assert {r["cluster"] for r in records(lake)} == {"prod-eu"}
+    (refused,) = manifests(lake)
+    assert refused["cluster"] == "_unrouted" and "testLogGroup" in refused["reason"]
+    wrong = run("ingest", str(saved), "--format", "cloudwatch", "--cluster", "x", "--lake", str(lake))
+    assert wrong.exit_code == 2 and "log group" in wrong.stderr
+    assert run("ingest", str(saved), "--lake", str(lake)).exit_code == 2  # other formats need --cluster
+
+
+def put_history(eks: str, messages: list[str], start_ms: int) -> None:
+    import boto3
+
+    logs = boto3.client("logs")
+    group = f"/aws/eks/{eks}/cluster"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=AUDIT_STREAM)
+    events = [{"timestamp": start_ms + i * 60_000, "message": m} for i, m in enumerate(messages)]
+    logs.put_log_events(logGroupName=group, logStreamName=AUDIT_STREAM, logEvents=events)
+
+
+def test_backfill_into_a_lake_resumes_an_unfinished_run(aws: AwsStack, tmp_path: Path) -> None:
+    from auditlake.checkpoints import LocalCheckpoints
+
+    eks = f"Lab_{uuid.uuid4().hex[:6]}"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    start_ms = int(start.timestamp() * 1000)
+    put_history(eks, eks_messages(), start_ms)
+    lake = tmp_path / "lake"
+    # An earlier run stopped after its first page, three events in.
+    LocalCheckpoints(lake / "checkpoints").save(
+        f"backfill/{eks}",
+        {"eks_cluster": eks, "start_ms": start_ms, "end_ms": start_ms + 3_600_000, "cursor_ms": start_ms + 180_000,
+         "pages": 1, "events": 3, "accepted": 3},
+        0,
+    )  # fmt: skip
+    result = run("backfill", "--eks-cluster", eks, "--since", "7d", "--lake", str(lake))
+    assert result.exit_code == 0, result.output
+    assert "resuming the unfinished backfill" in result.stderr
+    assert {r["audit_id"][:8] for r in records(lake)} == {"e8a2d4f1", "2f6b9c1d"}  # only what was left
+    assert "events 5" in result.stderr  # the total carried over from the checkpoint
+    assert {r["cluster"] for r in records(lake)} == {eks.lower().replace("_", "-")}
+    again = run("backfill", "--eks-cluster", eks, "--since", start.isoformat(), "--lake", str(lake))
+    assert again.exit_code == 0 and "resuming" not in again.stderr and "events 5" in again.stderr
+    missing = run("backfill", "--eks-cluster", "nope", "--since", "1d", "--lake", str(lake))
+    assert missing.exit_code == 1 and "/aws/eks/nope/cluster not found" in missing.stderr
+    assert run("backfill", "--eks-cluster", "bad name", "--since", "1d", "--lake", str(lake)).exit_code == 2
+
+
+def test_backfill_with_a_stack_uses_the_deployed_forwarders_settings(aws: AwsStack) -> None:
+    """The stack's raw bucket and state table, and its forwarder's own policy: backfilled events are
+    filtered exactly like live ones."""
+    import boto3
+
+    eks = f"prod-{uuid.uuid4().hex[:6]}"
+    start = datetime.now(UTC) - timedelta(hours=1)
+    put_history(eks, eks_messages(), int(start.timestamp() * 1000))
+    policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  verbs: [patch]\n- level: Metadata\n"
+    aws.ssm.put_parameter(Name=f"/{eks}/policy", Value=policy, Type="String")
+    role = boto3.client("iam").create_role(RoleName=f"r-{eks}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    function = boto3.client("lambda").create_function(
+        FunctionName=f"fwd-{eks}", Runtime="python3.13", Role=role, Handler="app.lambda_handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
+        Environment={"Variables": {"AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_POLICY_PARAMETER": f"/{eks}/policy"}},
+    )["FunctionName"]  # fmt: skip
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"StateTableName": {"Value": aws.table}, "CloudWatchFunctionName": {"Value": function}},
+    }
+    boto3.client("cloudformation").create_stack(StackName=f"s-{eks}", TemplateBody=json.dumps(template))
+    result = run("backfill", "--eks-cluster", eks, "--since", "2h", "--stack", f"s-{eks}")
+    assert result.exit_code == 0, result.output
+    assert "accepted 4" in result.stderr and "filtered 1" in result.stderr
+    landed = [as_row(line) for key in S3Store(aws.s3, aws.bucket).list("raw/audit/") for line in
+              decode_lines(S3Store(aws.s3, aws.bucket).get(key))]  # fmt: skip
+    assert len(landed) == 4 and all(r["level"] == "Metadata" for r in landed)
+    state = aws.dynamodb.get_item(
+        TableName=aws.table, Key={"pk": {"S": f"CHECKPOINT#backfill/{eks}"}, "sk": {"S": "CHECKPOINT"}}
+    )
+    assert json.loads(state["Item"]["state"]["S"])["done"] is True
+    refused = run("backfill", "--eks-cluster", eks, "--since", "2h", "--stack", f"s-{eks}", "--keep-configmaps")
+    assert refused.exit_code == 2 and "policy and redaction apply" in refused.stderr

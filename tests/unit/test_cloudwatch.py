@@ -1,0 +1,97 @@
+"""Pure parts of the EKS path: cluster names from log groups, saved payload files, command-line times."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from auditlake.cloudwatch import (
+    EksAuditForwarder,
+    PayloadError,
+    archive_cluster_name,
+    decode_subscription,
+    eks_cluster_of,
+    forward_saved,
+)
+from auditlake.landing import Landing, valid_cluster_name
+from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.stores.local import LocalStore
+from auditlake.timestamps import instant
+from tests.conftest import awslogs_event, eks_messages, subscription_document
+
+
+@pytest.mark.parametrize(
+    ("group", "cluster"),
+    [
+        ("/aws/eks/prod/cluster", "prod"),
+        ("/aws/eks/Prod_EU-1/cluster", "Prod_EU-1"),
+        ("/aws/eks/prod/cluster/extra", None),
+        ("/aws/lambda/prod", None),
+        ("testLogGroup", None),
+        ("/aws/eks/-bad/cluster", None),
+    ],
+)
+def test_cluster_comes_from_the_log_group_only(group: str, cluster: str | None) -> None:
+    assert eks_cluster_of(group) == cluster
+
+
+@pytest.mark.parametrize(
+    ("eks", "archive"),
+    [("prod", "prod"), ("Prod_EU", "prod-eu"), ("a" * 63, "a" * 63), ("staging_", None), ("B" * 100, None)],
+)
+def test_archive_names_are_dns_labels(eks: str, archive: str | None) -> None:
+    name = archive_cluster_name(eks)
+    assert valid_cluster_name(name)
+    if archive is not None:
+        assert name == archive
+    else:  # cut and made unique by a hash of the original name
+        assert name != archive_cluster_name(eks.lower() + "x") and len(name) <= 63
+
+
+def test_malformed_payloads_say_why() -> None:
+    with pytest.raises(PayloadError, match="base64"):
+        decode_subscription("***")
+    not_json = base64.b64encode(gzip.compress(b"{nope")).decode()
+    with pytest.raises(PayloadError, match="not JSON") as caught:
+        decode_subscription(not_json)
+    assert caught.value.payload == b"{nope"
+    wrong_shape = base64.b64encode(gzip.compress(b'{"messageType": "DATA_MESSAGE"}')).decode()
+    with pytest.raises(PayloadError, match="subscription document"):
+        decode_subscription(wrong_shape)
+
+
+def test_saved_payload_files_in_every_shape(tmp_path: object) -> None:
+    """One Lambda event per line, a Lambda on-failure record, a decoded document, all concatenated
+    and gzip-compressed (as Firehose writes them), and trailing garbage: 4 deliveries and 1 refusal."""
+    messages = eks_messages()
+    event = awslogs_event(subscription_document(messages[:2]))
+    failure_record = {
+        "version": "1.0",
+        "requestPayload": awslogs_event(subscription_document(messages[2:3], first_id=9)),
+    }
+    decoded = subscription_document(messages[3:], first_id=20)
+    control = subscription_document([], log_group="")
+    control["messageType"] = "CONTROL_MESSAGE"
+    text = (
+        "\n".join(json.dumps(d) for d in (event, failure_record)) + json.dumps(decoded) + json.dumps(control) + "{oops"
+    )
+    lake = LocalStore(str(tmp_path))
+    forwarder = EksAuditForwarder(AuditPipeline(PipelineConfig()), Landing(lake))
+    stats = forward_saved(forwarder, gzip.compress(text.encode()))
+    assert (stats.accepted, stats.control, stats.quarantined) == (5, 1, 1)
+    (refused,) = [k for k in lake.list("quarantine/audit/_unrouted/") if k.endswith(".body")]
+    assert lake.get(refused) == b"{oops"
+
+
+def test_command_line_times() -> None:
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    assert instant("7d", now) == datetime(2026, 11, 14, 12, 0, tzinfo=UTC)
+    assert instant("90m", now) == datetime(2026, 11, 21, 10, 30, tzinfo=UTC)
+    assert instant("2026-11-20", now) == datetime(2026, 11, 20, tzinfo=UTC)
+    assert instant("2026-11-20T10:00:00+02:00", now) == datetime(2026, 11, 20, 8, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        instant("last week", now)
