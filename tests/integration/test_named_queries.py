@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from auditlake import query, synth
+from auditlake.cloudwatch import EksAuditForwarder, decode_document
 from auditlake.compactor import Compactor
 from auditlake.ingest import FileIngest, ingest_events
 from auditlake.jsonio import dumps
@@ -17,7 +18,7 @@ from auditlake.landing import Landing
 from auditlake.locks import LocalLocks
 from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores.local import LocalStore
-from tests.conftest import EVENTS, corpus_path, read_jsonl
+from tests.conftest import EVENTS, corpus_path, eks_messages, read_jsonl, subscription_document
 
 START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 WINDOW = {"since": "2026-11-20T09:00:00Z", "until": "2026-11-20T12:00:00Z", "cluster": "demo"}
@@ -45,6 +46,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[query.LocalEngi
     for cluster, relative in CORPUS.items():
         FileIngest(pipeline, Landing(store), cluster).jsonl(corpus_path(relative))
     FileIngest(pipeline, Landing(store), "fixtures").eventlist(EVENTS / "pod_create_host_pid_ipc.json")
+    eks = EksAuditForwarder(pipeline, Landing(store))  # as the CloudWatch subscription lands them
+    assert eks.forward(decode_document(dumps(subscription_document(eks_messages())))).accepted == 5
     archive = LocalStore(lake / "archive")
     report = Compactor(store, {"audit": archive, "events": archive}, LocalLocks(lake / "locks")).compact(
         list(store.list("raw/"))
@@ -170,6 +173,26 @@ def test_impersonation(engine: query.LocalEngine) -> None:
     assert len(rows) == len(expected) and {r["identity"] for r in rows} == {"system:admin"}
     assert {r["acting_as"] for r in rows} >= {"bob"}
     assert run(engine, "impersonation", **WINDOW) == []
+
+
+def test_aws_principal_by_role_session_or_access_key(engine: query.LocalEngine) -> None:
+    eks = {"since": "2026-11-20T10:00:00Z", "until": "2026-11-20T11:00:00Z", "cluster": "prod"}
+    (delete,) = run(engine, "aws_principal", principal="alice@example.com", **eks)  # the session name
+    assert (delete["verb"], delete["resource"], delete["namespace"], delete["name"]) == (
+        "delete",
+        "secrets",
+        "payments",
+        "db-pass",
+    )
+    assert (
+        delete["iam_principal"] == "arn:aws:iam::123456789012:role/EKSAdmin"
+        and delete["identity"] == "kubernetes-admin"
+    )
+    by_role = run(engine, "aws_principal", principal="arn:aws:iam::123456789012:role/Developer", **eks)
+    assert [(r["verb"], r["response_code"], r["session_name"]) for r in by_role] == [("list", 403, "bob")]
+    by_key = run(engine, "aws_principal", principal="ASIAEXAMPLEKEY3", **eks)  # a node's instance role
+    assert [r["identity"] for r in by_key] == ["system:node:ip-10-0-1-23.eu-west-1.compute.internal"]
+    assert run(engine, "aws_principal", principal="aws-node-7xk2p", **eks) == []  # pod names are not principals
 
 
 def test_time_range_and_cluster_filters(engine: query.LocalEngine) -> None:
