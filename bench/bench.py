@@ -9,6 +9,11 @@ The last line of output is one JSON object; later issues add keys to it.
 * ingest_ratio_to_ceiling - that rate / the rate of orjson loads + dumps + the same zstd
   compression of the same bodies, measured interleaved in the same run (target >= 0.5). Only the
   EventList bodies are alive while timing, as in a webhook invocation.
+* cloudwatch_events_per_sec - the EKS forwarder's core path on the same events as CloudWatch Logs
+  subscription payloads (base64, gzip, the decoded JSON, then one audit Event per message through the
+  pipeline, records compressed; storage excluded), interleaved with the rest.
+* cloudwatch_ratio_to_webhook - that rate / ingest_events_per_sec of the same run: what reading
+  one message at a time (CloudWatch's shape) costs against the webhook's one EventList per batch.
 * webhook_import_ms - importing functions/webhook/app.py in a fresh interpreter (median of 7),
   including building its boto3 clients, as a cold start does (init time is when AWS advises building
   them: the CPU is boosted, SnapStart can snapshot them). Measured in an environment shaped like the
@@ -16,6 +21,7 @@ The last line of output is one JSON object; later issues add keys to it.
   layer carries byte code only if the build machine has a Python 3.13 (layers/core/Makefile), so
   both figures are measured and webhook_import_ms is the one this machine's build ships.
   webhook_import_boto3_baseline_ms is boto3 plus the same two clients alone, in that environment.
+  cloudwatch_import_ms is the same for functions/cloudwatch/app.py (one client, S3).
 
 Compaction (bench/compaction.py), on a raw lake of 1,000,000 synthetic events landed by the same
 pipeline (one raw object per API-server batch):
@@ -33,7 +39,9 @@ pipeline (one raw object per API-server batch):
 
 from __future__ import annotations
 
+import base64
 import gc
+import gzip
 import hashlib
 import json
 import os
@@ -44,10 +52,10 @@ import sys
 import tempfile
 import time
 import venv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import orjson
 import yaml
@@ -58,12 +66,16 @@ sys.path.insert(0, str(ROOT / "layers" / "core"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import compaction  # noqa: E402
+from auditlake.cloudwatch import EksAuditForwarder  # noqa: E402
 from auditlake.kubeconfig import asset  # noqa: E402
+from auditlake.landing import Landing  # noqa: E402
 from auditlake.pipeline import AuditPipeline, PipelineConfig  # noqa: E402
 from auditlake.policy import load_policy, policy_from_dict  # noqa: E402
 from auditlake.replay import batches, eventlist  # noqa: E402
+from auditlake.stores import StoreError  # noqa: E402
 from auditlake.synth import Synth  # noqa: E402
 
+T = TypeVar("T")
 ROUNDS = 5
 IMPORT_RUNS = 7
 COMPACT_ROUNDS = 3
@@ -95,6 +107,45 @@ def ours(config: PipelineConfig) -> Callable[[list[bytes]], int]:
     return run
 
 
+class Discard:
+    """A store that keeps nothing: the benchmark measures ingest, not the disk."""
+
+    def put(self, key: str, data: bytes, content_type: str, *, create_only: bool = False) -> None:
+        return None
+
+    def open(self, key: str) -> BinaryIO:
+        raise StoreError(f"{key}: nothing is kept")
+
+    def get(self, key: str) -> bytes:
+        raise StoreError(f"{key}: nothing is kept")
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return iter(())
+
+
+def subscription_payloads(events: list[dict[str, Any]]) -> list[str]:
+    """The events as EKS's subscription delivers them: one message per event, base64(gzip(JSON))."""
+    payloads = []
+    for number, batch in enumerate(batches(events)):
+        document = {
+            "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/aws/eks/bench/cluster",
+            "logStream": "kube-apiserver-audit-0", "subscriptionFilters": ["bench"],
+            "logEvents": [{"id": f"{number}-{i}", "timestamp": 0, "message": item.decode()}
+                          for i, item in enumerate(batch)],
+        }  # fmt: skip
+        payloads.append(base64.b64encode(gzip.compress(orjson.dumps(document), 6)).decode())
+    return payloads
+
+
+def forwarder(config: PipelineConfig) -> Callable[[list[str]], int]:
+    forward = EksAuditForwarder(AuditPipeline(config), Landing(Discard()))
+
+    def run(payloads: list[str]) -> int:
+        return sum(forward.payload(payload).accepted for payload in payloads)
+
+    return run
+
+
 def ceiling(bodies: list[bytes]) -> int:
     written = 0
     for body in bodies:
@@ -104,9 +155,9 @@ def ceiling(bodies: list[bytes]) -> int:
     return written
 
 
-def timed(run: Callable[[list[bytes]], int], bodies: list[bytes]) -> float:
+def timed(run: Callable[[T], int], inputs: T) -> float:
     started = time.perf_counter()
-    run(bodies)
+    run(inputs)
     return time.perf_counter() - started
 
 
@@ -165,6 +216,7 @@ def main() -> None:
     events = list(Synth(minutes=20, rate=50, seed=11, start=datetime(2026, 11, 1, tzinfo=UTC)).events())
     rr = sum(e["level"] == "RequestResponse" for e in events) / len(events)
     bodies = [eventlist(batch) for batch in batches(events)]
+    payloads = subscription_payloads(events)
     count = len(events)
     megabytes = sum(map(len, bodies)) / 2**20
     print(f"{count} synthetic events ({rr:.1%} RequestResponse) in {len(bodies)} EventLists, {megabytes:.1f} MiB")
@@ -175,11 +227,13 @@ def main() -> None:
 
     keep_all = ours(keep_all_policy())
     recommended = ours(PipelineConfig(load_policy(asset("audit-policy.yaml"))))
-    timings: dict[str, list[float]] = {"ceiling": [], "ours": [], "recommended": []}
-    for round_ in range(ROUNDS):  # interleaved, so machine noise hits all three alike
+    cloudwatch = forwarder(keep_all_policy())
+    timings: dict[str, list[float]] = {"ceiling": [], "ours": [], "recommended": [], "cloudwatch": []}
+    for round_ in range(ROUNDS):  # interleaved, so machine noise hits all alike
         timings["ceiling"].append(timed(ceiling, bodies))
         timings["ours"].append(timed(keep_all, bodies))
         timings["recommended"].append(timed(recommended, bodies))
+        timings["cloudwatch"].append(timed(cloudwatch, payloads))
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in timings.items()))
     rate = {k: count / min(v) for k, v in timings.items()}
 
@@ -192,8 +246,11 @@ def main() -> None:
     ).stdout.strip()
     webhook = compiled if python313 else source_only
     baseline = import_ms(python, "import boto3; boto3.client('s3'); boto3.client('dynamodb')", path)
+    forwarder_path = [ROOT / "functions" / "cloudwatch", *path[1:]]
+    forwarder_import = import_ms(python, "import app", forwarder_path, bytecode=bool(python313))
     print(f"ingest (keep-all policy): {rate['ours']:,.0f} events/s; ceiling {rate['ceiling']:,.0f} events/s")
     print(f"ingest (recommended policy, most events filtered): {rate['recommended']:,.0f} input events/s")
+    print(f"EKS forwarder (CloudWatch payloads, keep-all policy): {rate['cloudwatch']:,.0f} events/s")
     print(
         f"webhook import: {compiled:.0f} ms with byte code, {source_only:.0f} ms without; this machine's build "
         f"ships {'with' if python313 else 'without'} it (boto3 + its two clients alone: {baseline:.0f} ms)"
@@ -202,6 +259,9 @@ def main() -> None:
         "ingest_events_per_sec": round(rate["ours"]),
         "ingest_ratio_to_ceiling": round(rate["ours"] / rate["ceiling"], 3),
         "webhook_import_ms": round(webhook, 1),
+        "cloudwatch_events_per_sec": round(rate["cloudwatch"]),
+        "cloudwatch_ratio_to_webhook": round(rate["cloudwatch"] / rate["ours"], 3),
+        "cloudwatch_import_ms": round(forwarder_import, 1),
         "ceiling_events_per_sec": round(rate["ceiling"]),
         "ingest_events_per_sec_recommended_policy": round(rate["recommended"]),
         "webhook_import_with_bytecode_ms": round(compiled, 1),

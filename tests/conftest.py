@@ -150,6 +150,17 @@ class AwsStack:
     table: str
 
 
+def landed(aws: AwsStack) -> Iterator[dict[str, Any]]:
+    """Every record in the stack's audit raw landing, as the archive reads it."""
+    from auditlake.landing import decode_lines
+    from auditlake.stores.s3 import S3Store
+
+    store = S3Store(aws.s3, aws.bucket)
+    for key in store.list("raw/audit/"):
+        for line in decode_lines(store.get(key)):
+            yield as_row(line)
+
+
 @pytest.fixture
 def aws(moto_endpoint: str) -> AwsStack:
     import boto3

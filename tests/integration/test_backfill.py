@@ -121,8 +121,9 @@ def test_interrupted_backfill_overlapping_the_live_feed_archives_each_event_once
     )  # range ignored
     assert resumed and job.pages == 4 and job.start_ms == int(history["start"].timestamp() * 1000)
     job = second.run(job)
-    assert job.done and job.events == len(history["messages"]) and job.quarantined == 0
-    assert job.skipped > 0  # the API-server stream's lines (moto ignores logStreamNamePrefix; AWS would not send them)
+    assert job.done and job.totals.events == len(history["messages"]) and job.totals.quarantined == 0
+    # The API-server stream's lines: moto ignores logStreamNamePrefix (AWS would not send them).
+    assert job.totals.skipped > 0
 
     table = compact_all(aws)
     keys = list(zip(table["audit_id"].to_pylist(), table["stage"].to_pylist(), strict=True))
@@ -136,7 +137,7 @@ def test_a_finished_backfill_starts_anew_and_a_stale_token_rereads_its_slice(
     checkpoints = DynamoCheckpoints(aws.dynamodb, aws.table)
     runner = Backfill(history["logs"], forwarder(aws), checkpoints, page_limit=5)
     job = runner.run(runner.plan(history["cluster"], history["start"], history["end"])[0])
-    assert job.done and job.events == len(history["messages"])
+    assert job.done and job.totals.events == len(history["messages"])
     again, resumed = runner.plan(history["cluster"], history["start"], history["end"])
     assert not resumed and again.pages == 0
 
@@ -149,7 +150,7 @@ def test_a_finished_backfill_starts_anew_and_a_stale_token_rereads_its_slice(
     runner = Backfill(history["logs"], forwarder(aws), checkpoints, page_limit=5)
     job, resumed = runner.plan(history["cluster"], history["start"], history["end"])
     assert resumed
-    assert runner.run(job).events == len(history["messages"])
+    assert runner.run(job).totals.events == len(history["messages"])
 
 
 def test_two_backfills_of_one_cluster_cannot_both_advance(aws: AwsStack, tmp_path: Any) -> None:

@@ -17,7 +17,6 @@ from auditlake.kubeconfig import asset
 from auditlake.landing import decode_lines
 from auditlake.registry import DynamoRegistry, token_hash
 from auditlake.stores.local import LocalStore
-from auditlake.stores.s3 import S3Store
 from tests.conftest import (
     AUDIT_STREAM,
     AwsStack,
@@ -26,6 +25,7 @@ from tests.conftest import (
     complete_events,
     corpus_path,
     eks_messages,
+    landed,
     subscription_document,
 )
 
@@ -243,7 +243,7 @@ def test_backfill_into_a_lake_resumes_an_unfinished_run(aws: AwsStack, tmp_path:
     LocalCheckpoints(lake / "checkpoints").save(
         f"backfill/{eks}",
         {"eks_cluster": eks, "start_ms": start_ms, "end_ms": start_ms + 3_600_000, "cursor_ms": start_ms + 180_000,
-         "pages": 1, "events": 3, "accepted": 3},
+         "pages": 1, "totals": {"events": 3, "accepted": 3}},
         0,
     )  # fmt: skip
     result = run("backfill", "--eks-cluster", eks, "--since", "7d", "--lake", str(lake))
@@ -283,9 +283,8 @@ def test_backfill_with_a_stack_uses_the_deployed_forwarders_settings(aws: AwsSta
     result = run("backfill", "--eks-cluster", eks, "--since", "2h", "--stack", f"s-{eks}")
     assert result.exit_code == 0, result.output
     assert "accepted 4" in result.stderr and "filtered 1" in result.stderr
-    landed = [as_row(line) for key in S3Store(aws.s3, aws.bucket).list("raw/audit/") for line in
-              decode_lines(S3Store(aws.s3, aws.bucket).get(key))]  # fmt: skip
-    assert len(landed) == 4 and all(r["level"] == "Metadata" for r in landed)
+    rows = list(landed(aws))
+    assert len(rows) == 4 and all(r["level"] == "Metadata" for r in rows)
     state = aws.dynamodb.get_item(
         TableName=aws.table, Key={"pk": {"S": f"CHECKPOINT#backfill/{eks}"}, "sk": {"S": "CHECKPOINT"}}
     )

@@ -5,23 +5,21 @@ messages, the pipeline policy, storage failure and redelivery."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from auditlake.landing import decode_lines
 from auditlake.stores import StoreError
 from auditlake.stores.s3 import S3Store
 from tests.conftest import (
     API_STREAM,
     AwsStack,
     LambdaContext,
-    as_row,
     awslogs_event,
     corpus_path,
     eks_messages,
+    landed,
     load_function,
     subscription_document,
 )
@@ -43,13 +41,6 @@ def load_app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, **env: str) -> Modu
 def invoke(app: ModuleType, document: dict[str, Any]) -> dict[str, int]:
     result: dict[str, int] = app.lambda_handler(awslogs_event(document), LambdaContext())
     return result
-
-
-def landed(aws: AwsStack) -> Iterator[dict[str, Any]]:
-    store = S3Store(aws.s3, aws.bucket)
-    for key in store.list("raw/audit/"):
-        for line in decode_lines(store.get(key)):
-            yield as_row(line)
 
 
 def quarantined(aws: AwsStack, cluster: str) -> list[dict[str, Any]]:

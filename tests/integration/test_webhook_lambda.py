@@ -8,7 +8,7 @@ import copy
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from auditlake.kubeconfig import asset
-from auditlake.landing import decode_lines
 from auditlake.registry import DynamoRegistry, new_token, token_hash
 from auditlake.replay import batches, eventlist
 from auditlake.stores.s3 import S3Store
@@ -25,10 +24,10 @@ from tests.conftest import (
     COMPLETE_AUDIT_FILES,
     AwsStack,
     LambdaContext,
-    as_row,
     complete_events,
     corpus_path,
     fixture,
+    landed,
     load_function,
     nested,
 )
@@ -68,13 +67,6 @@ def register(aws: AwsStack, name: str) -> str:
         name, token_hash(token), created_at=datetime.now(UTC).isoformat()
     )
     return token
-
-
-def landed(aws: AwsStack) -> Iterator[dict[str, Any]]:
-    store = S3Store(aws.s3, aws.bucket)
-    for key in store.list("raw/audit/"):
-        for line in decode_lines(store.get(key)):
-            yield as_row(line)
 
 
 def objects(aws: AwsStack, prefix: str = "") -> dict[str, bytes]:

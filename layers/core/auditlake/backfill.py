@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,27 +44,18 @@ class BackfillJob:
     next_token: str | None = None
     token_at_ms: int = 0  # when next_token was handed out
     pages: int = 0
-    events: int = 0
-    accepted: int = 0
-    quarantined: int = 0
-    filtered: int = 0
-    redacted: int = 0
-    skipped: int = 0
-    truncated: int = 0
     done: bool = False
+    totals: ForwardStats = field(default_factory=ForwardStats)
 
     @property
     def checkpoint(self) -> str:
         return f"backfill/{self.eks_cluster}"
 
-    def add(self, stats: ForwardStats) -> None:
-        for name in ("events", "accepted", "quarantined", "filtered", "redacted", "skipped", "truncated"):
-            setattr(self, name, getattr(self, name) + getattr(stats, name))
-
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> BackfillJob:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in known})
+        known = {f.name for f in fields(cls)} - {"totals"}
+        totals = ForwardStats(**doc.get("totals", {}))
+        return cls(**{k: v for k, v in doc.items() if k in known}, totals=totals)
 
 
 Progress = Callable[[BackfillJob], None]
@@ -133,7 +124,7 @@ class Backfill:
                 for e in page.get("events", [])
             ]
             if events:
-                job.add(self.forwarder.events(job.eks_cluster, events))
+                job.totals.add(self.forwarder.events(job.eks_cluster, events))
             job.pages += 1
             job.next_token, job.token_at_ms = page.get("nextToken"), self._now_ms()
             if not job.next_token:

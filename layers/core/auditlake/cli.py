@@ -454,7 +454,8 @@ def backfill(
         task = progress.add_task(eks_cluster, total=1, counts="")
 
         def show(job: Any) -> None:
-            counts = f"{job.events} events, {job.accepted} stored, {job.quarantined} quarantined, {job.pages} pages"
+            t = job.totals
+            counts = f"{t.events} events, {t.accepted} stored, {t.quarantined} quarantined, {job.pages} pages"
             progress.update(
                 task, total=job.end_ms - job.start_ms, completed=job.cursor_ms - job.start_ms, counts=counts
             )
@@ -481,10 +482,7 @@ def backfill(
             if exc.response["Error"]["Code"] == "ResourceNotFoundException":
                 _fail(f"log group {log_group_of(eks_cluster)} not found: is the cluster's audit logging enabled?")
             raise
-    _print_counts(f"backfilled {_span(job)}", {k: getattr(job, k) for k in BACKFILL_COUNTS})
-
-
-BACKFILL_COUNTS = ("events", "accepted", "quarantined", "filtered", "redacted", "truncated", "skipped", "pages")
+    _print_counts(f"backfilled {_span(job)}", {**vars(job.totals), "pages": job.pages})
 
 
 def _span(job: Any) -> str:
