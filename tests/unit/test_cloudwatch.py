@@ -13,6 +13,7 @@ from auditlake.cloudwatch import (
     EksAuditForwarder,
     PayloadError,
     archive_cluster_name,
+    decode_document,
     decode_subscription,
     eks_cluster_of,
     forward_saved,
@@ -95,3 +96,22 @@ def test_command_line_times() -> None:
     assert instant("2026-11-20T10:00:00+02:00", now) == datetime(2026, 11, 20, 8, tzinfo=UTC)
     with pytest.raises(ValueError):
         instant("last week", now)
+
+
+def test_a_message_holding_two_events_cannot_shift_the_others(tmp_path: object) -> None:
+    """Messages are read as one EventList when each is one event; one that is not falls back to one
+    at a time, so every failure still names its own log event."""
+    first, second, third = eks_messages()[:3]
+    document = subscription_document([first + "," + second, third, "{"])
+    lake = LocalStore(str(tmp_path))
+    stats = EksAuditForwarder(AuditPipeline(PipelineConfig()), Landing(lake)).forward(
+        decode_document(json.dumps(document).encode())
+    )
+    assert (stats.accepted, stats.quarantined) == (1, 2)
+    (key,) = [k for k in lake.list("quarantine/audit/prod/") if k.endswith(".json")]
+    items = json.loads(lake.get(key))["items"]
+    assert [(i["index"], i["origin"]["event_id"]) for i in items] == [
+        (0, document["logEvents"][0]["id"]),
+        (2, document["logEvents"][2]["id"]),
+    ]
+    assert items[0]["auditID"] == json.loads(first)["auditID"]  # read from the head of the bad message
