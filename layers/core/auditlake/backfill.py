@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 SLICE_MS = 3_600_000
 PAGE_LIMIT = 10_000  # FilterLogEvents' maximum
-LAG_MS = 300_000  # CloudWatch may still be ingesting the last minutes; the subscription has them
 TOKEN_MAX_AGE_MS = 3_600_000
 
 
@@ -132,9 +131,6 @@ class Backfill:
             job.done = job.cursor_ms >= job.end_ms
             self._version = self.checkpoints.save(job.checkpoint, asdict(job), self._version)  # after the write
             self.progress(job)
-        if not job.done:  # an empty range still records that it finished
-            job.done = True
-            self._version = self.checkpoints.save(job.checkpoint, asdict(job), self._version)
         return job
 
     def _now_ms(self) -> int:

@@ -19,7 +19,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 
 from . import __version__
-from .backfill import PAGE_LIMIT
+from .backfill import PAGE_LIMIT, Backfill
+from .checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints, LocalCheckpoints
 from .cloudwatch import EKS_NAME, EksAuditForwarder, ForwardStats, forward_saved, log_group_of
 from .ingest import FileIngest, IngestStats, ingest_events
 from .jsonio import dumps_str
@@ -407,9 +408,6 @@ def backfill(
     import boto3
     from botocore.config import Config
 
-    from .backfill import Backfill
-    from .checkpoints import CheckpointConflict, LocalCheckpoints
-
     if (stack is None) == (lake is None):
         raise click.UsageError("give exactly one of --stack, --lake")
     now = datetime.now(UTC)
@@ -463,7 +461,7 @@ def backfill(
         runner = Backfill(logs, forwarder, checkpoints, page_limit=page_size, progress=show)
         try:
             job, resumed = runner.plan(eks_cluster, start, end, restart=restart)
-        except ValueError as exc:
+        except (ValueError, CheckpointError) as exc:
             _fail(str(exc))
         if resumed:
             err.print(f"resuming the unfinished backfill of {eks_cluster} ({_span(job)}); --restart starts over")
@@ -472,6 +470,8 @@ def backfill(
             job = runner.run(job)
         except CheckpointConflict:
             _fail(f"another backfill of {eks_cluster} is running (its checkpoint moved); this one stopped")
+        except CheckpointError as exc:
+            _fail(f"{exc}; run the same command again to resume")
         except KeyboardInterrupt:
             progress.stop()
             err.print(f"interrupted after {job.pages} pages; run the same command again to resume")
@@ -496,7 +496,6 @@ def _stack_backfill(session: Any, stack: str) -> tuple[EksAuditForwarder, Any]:
     """The deployed forwarder's own settings (read from its configuration, which holds no credential),
     so backfilled events get exactly the policy and redaction of the live ones."""
     from .assembly import build_forwarder
-    from .checkpoints import DynamoCheckpoints
     from .settings import RAW_BUCKET, Settings, SettingsError
 
     outputs = _stack_outputs(session, stack)
