@@ -77,8 +77,10 @@ def nested(depth: int) -> bytes:
 
 
 def load_function(monkeypatch: pytest.MonkeyPatch, function: str, env: dict[str, str]) -> ModuleType:
-    """Import functions/<function>/app.py afresh, as a cold start with this environment would."""
-    for key, value in env.items():
+    """Import functions/<function>/app.py afresh, as a cold start with this environment would (plus
+    the Powertools settings template.yaml gives every function)."""
+    powertools = {"POWERTOOLS_SERVICE_NAME": function, "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test"}
+    for key, value in {**powertools, **env}.items():
         monkeypatch.setenv(key, value)
     name = f"{function}_app"
     spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")

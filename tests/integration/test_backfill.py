@@ -87,11 +87,7 @@ def test_interrupted_backfill_overlapping_the_live_feed_archives_each_event_once
     monkeypatch: pytest.MonkeyPatch, aws: AwsStack, history: dict[str, Any]
 ) -> None:
     # The live subscription already delivered the first 40 events.
-    app = load_function(
-        monkeypatch,
-        "cloudwatch",
-        {"AUDITLAKE_RAW_BUCKET": aws.bucket, "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test"},
-    )
+    app = load_function(monkeypatch, "cloudwatch", {"AUDITLAKE_RAW_BUCKET": aws.bucket})
     live = {
         "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": log_group_of(history["cluster"]),
         "logStream": AUDIT_STREAM, "subscriptionFilters": ["auditlake"],

@@ -31,8 +31,6 @@ REAL_DECODED = "eks-cloudwatch/aws__aws-lambda-go__events_testdata__cloudwatch-l
 def load_app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, **env: str) -> ModuleType:
     values = {
         "AUDITLAKE_RAW_BUCKET": aws.bucket,
-        "POWERTOOLS_SERVICE_NAME": "cloudwatch",
-        "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test",
         **env,
     }
     return load_function(monkeypatch, "cloudwatch", values)

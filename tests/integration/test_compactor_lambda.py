@@ -42,7 +42,7 @@ def app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, archive: dict[str, str])
     module = load_function(monkeypatch, "compactor", {
         "AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_AUDIT_BUCKET": archive["audit"],
         "AUDITLAKE_EVENTS_BUCKET": archive["events"], "AUDITLAKE_STATE_TABLE": aws.table,
-        "POWERTOOLS_SERVICE_NAME": "compactor", "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test",
+
     })  # fmt: skip
     module.compactor.lock_wait_seconds = 1
     return module

@@ -39,8 +39,6 @@ def load_app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, **env: str) -> Modu
     values = {
         "AUDITLAKE_RAW_BUCKET": aws.bucket,
         "AUDITLAKE_STATE_TABLE": aws.table,
-        "POWERTOOLS_SERVICE_NAME": "webhook",
-        "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test",
         **env,
     }
     return load_function(monkeypatch, "webhook", values)

@@ -48,13 +48,17 @@ class BackfillJob:
 
     @property
     def checkpoint(self) -> str:
-        return f"backfill/{self.eks_cluster}"
+        return checkpoint_name(self.eks_cluster)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> BackfillJob:
         known = {f.name for f in fields(cls)} - {"totals"}
         totals = ForwardStats(**doc.get("totals", {}))
         return cls(**{k: v for k, v in doc.items() if k in known}, totals=totals)
+
+
+def checkpoint_name(eks_cluster: str) -> str:
+    return f"backfill/{eks_cluster}"
 
 
 Progress = Callable[[BackfillJob], None]
@@ -86,7 +90,7 @@ class Backfill:
     ) -> tuple[BackfillJob, bool]:
         """The job to run and whether it resumes an interrupted one. An unfinished job of the same
         cluster is resumed (with its own range) unless ``restart``."""
-        stored, self._version = self.checkpoints.load(f"backfill/{eks_cluster}")
+        stored, self._version = self.checkpoints.load(checkpoint_name(eks_cluster))
         if stored is not None and not stored.get("done") and not restart:
             return BackfillJob.from_doc(stored), True
         start_ms, end_ms = _ms(start), _ms(end)

@@ -60,8 +60,6 @@ class DynamoCheckpoints:
         return loads(item["state"]["S"].encode()), int(item["version"]["N"])
 
     def save(self, name: str, value: dict[str, Any], version: int) -> int:
-        condition = "attribute_not_exists(pk)" if version == 0 else "version = :v"
-        values = {} if version == 0 else {":v": {"N": str(version)}}
         try:
             self.client.put_item(
                 TableName=self.table,
@@ -71,8 +69,9 @@ class DynamoCheckpoints:
                     "version": {"N": str(version + 1)},
                     "updated_at": {"S": datetime.now(UTC).isoformat()},
                 },
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),
+                # A stored checkpoint has version >= 1, so version 0 means "none may exist yet".
+                ConditionExpression="attribute_not_exists(pk) OR version = :v",
+                ExpressionAttributeValues={":v": {"N": str(version)}},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

@@ -123,10 +123,14 @@ def decode_subscription(data: str) -> LogBatch:
     return decode_document(document)
 
 
-def decode_document(document: bytes) -> LogBatch:
-    """A subscription document already decoded (a Firehose object, a saved payload)."""
+_UNPARSED: Any = object()
+
+
+def decode_document(document: bytes, parsed: Any = _UNPARSED) -> LogBatch:
+    """A subscription document already decoded (a Firehose object, a saved payload); ``parsed`` is its
+    JSON value when the caller has read it already, so it is converted rather than parsed again."""
     try:
-        doc = _document_decoder.decode(document)
+        doc = _document_decoder.decode(document) if parsed is _UNPARSED else msgspec.convert(parsed, _Document)
     except msgspec.ValidationError as exc:
         raise PayloadError(f"not a CloudWatch Logs subscription document: {exc}", document) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -172,45 +176,49 @@ class EksAuditForwarder:
         except Exception:  # keep the delivery before it is retried, in case no retry ever succeeds
             logger.exception("unexpected error; delivery quarantined", extra={"log_group": batch.log_group})
             self.metrics.add_metric("InternalErrors", "Count", 1)
-            self.refuse("internal error", batch.document, log_group=batch.log_group, raise_errors=False)
+            try:
+                self.refuse("internal error", batch.document, log_group=batch.log_group)
+            except Exception:
+                logger.exception("quarantine failed too", extra={"log_group": batch.log_group})
             raise
 
     def forward(self, batch: LogBatch) -> ForwardStats:
         if batch.message_type == CONTROL_MESSAGE:
             self.metrics.add_metric("ControlMessages", "Count", 1)
             return ForwardStats(control=1)
+        if batch.message_type != DATA_MESSAGE:
+            reason = f"message type {batch.message_type!r} is neither DATA_MESSAGE nor CONTROL_MESSAGE"
+            return self.refuse(reason, batch.document, log_group=batch.log_group)
         eks = eks_cluster_of(batch.log_group)
-        if batch.message_type != DATA_MESSAGE or eks is None:
-            what = f"message type {batch.message_type!r}" if batch.message_type != DATA_MESSAGE else "log group"
-            return self.refuse(
-                f"{what} is not EKS audit data (log group {batch.log_group!r}, expected /aws/eks/<cluster>/cluster)",
-                batch.document,
-                log_group=batch.log_group,
-            )
+        if eks is None:
+            reason = f"log group {batch.log_group!r} is not an EKS cluster's (/aws/eks/<cluster>/cluster)"
+            return self.refuse(reason, batch.document, log_group=batch.log_group)
         return self.events(eks, batch.events, stream=batch.log_stream)
 
     def events(self, eks_cluster: str, events: Sequence[LogEvent], *, stream: str = "") -> ForwardStats:
         """Log events of one EKS cluster's log group (each of its own stream, or of ``stream``): audit
         streams go through the pipeline into one raw object; other streams are counted as skipped."""
         cluster = archive_cluster_name(eks_cluster)
-        for event in events:
+        audit: list[LogEvent] = []
+        refused: list[ItemFailure] = []
+        raws: list[bytes] = []
+        numbers: list[int] = []
+        for event in events:  # one pass: keep audit streams, set truncated messages aside
             event.stream = event.stream or stream
-        audit = [e for e in events if e.stream.startswith(AUDIT_STREAM_PREFIX)]
+            if not event.stream.startswith(AUDIT_STREAM_PREFIX):
+                continue
+            if event.message.rstrip().endswith(TRUNCATED):
+                refused.append(_truncated(len(audit), event))
+            else:
+                raws.append(event.message.encode("utf-8", "surrogatepass"))
+                numbers.append(len(audit))
+            audit.append(event)
         stats = ForwardStats(events=len(audit), skipped=len(events) - len(audit))
         if not audit:
             self.metrics.add_metric("EventsSkipped", "Count", stats.skipped)
             return stats
         at = self.clock()
         batch = batch_id(cluster, self.source, "\n".join(f"{e.stream}/{e.id}" for e in audit).encode())
-        refused: list[ItemFailure] = []
-        raws: list[bytes] = []
-        numbers: list[int] = []
-        for index, event in enumerate(audit):
-            if event.message.rstrip().endswith(TRUNCATED):
-                refused.append(_truncated(index, event))
-            else:
-                raws.append(event.message.encode("utf-8", "surrogatepass"))
-                numbers.append(index)
         result = self._pipeline(raws, cluster, format_utc(at))
         for failure in result.failures:
             failure.index = numbers[failure.index]
@@ -255,19 +263,13 @@ class EksAuditForwarder:
                     return result
         return self.pipeline.items(raws, cluster=cluster, source=self.source, ingested_at=ingested_at)
 
-    def refuse(self, reason: str, payload: bytes, *, log_group: str = "", raise_errors: bool = True) -> ForwardStats:
+    def refuse(self, reason: str, payload: bytes, *, log_group: str = "") -> ForwardStats:
         """A delivery that is not EKS audit data at all: kept whole, under no cluster."""
-        at = self.clock()
         batch = batch_id(UNROUTED, self.source, payload)
         context = {"log_group": log_group} if log_group else None
-        try:
-            self.landing.quarantine(
-                UNROUTED, at, batch, source=self.source, reason=reason, payload=payload, context=context
-            )
-        except Exception:
-            if raise_errors:
-                raise
-            logger.exception("quarantine failed too", extra={"batch": batch})
+        self.landing.quarantine(
+            UNROUTED, self.clock(), batch, source=self.source, reason=reason, payload=payload, context=context
+        )
         self.metrics.add_metric("PayloadsRejected", "Count", 1)
         logger.warning("delivery quarantined", extra={"batch": batch, "reason": reason, "log_group": log_group})
         return ForwardStats(events=1, quarantined=1)
@@ -319,7 +321,7 @@ def forward_saved(forwarder: EksAuditForwarder, data: bytes) -> ForwardStats:
                 continue
         elif isinstance(value, dict) and "logEvents" in value:
             try:
-                total.add(forwarder.forward(decode_document(document)))
+                total.add(forwarder.forward(decode_document(document, value)))
             except PayloadError as exc:
                 total.add(forwarder.refuse(exc.reason, document))
             continue

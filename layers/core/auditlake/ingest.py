@@ -6,7 +6,6 @@ memory. A line that is not JSON is quarantined byte for byte, with its line numb
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -16,7 +15,7 @@ from typing import Any
 
 from .jsonio import JSONError, dumps, loads
 from .kube_events import CORE_V1, api_of, normalise_event
-from .landing import Landing
+from .landing import Landing, batch_id
 from .model import SOURCE_FILE
 from .normalise import Invalid
 from .parse import EnvelopeError, eventlist_raw_items, iter_decoded, iter_lines
@@ -94,7 +93,12 @@ class FileIngest:
             items = eventlist_raw_items(data, single_event=True)
         except EnvelopeError as exc:
             self.landing.quarantine(
-                self.cluster, self.clock(), _digest(data), source=SOURCE_FILE, reason=exc.reason, payload=data
+                self.cluster,
+                self.clock(),
+                batch_id(self.cluster, SOURCE_FILE, data),
+                source=SOURCE_FILE,
+                reason=exc.reason,
+                payload=data,
             )
             self.progress(len(data))
             return IngestStats(events=1, quarantined=1)
@@ -112,7 +116,8 @@ class FileIngest:
             raws, cluster=self.cluster, source=SOURCE_FILE, ingested_at=format_utc(at), numbers=numbers
         )
         failures = refused + result.failures
-        batch = _digest(b"\n".join(bytes(raw) for raw in raws) + b"".join(f.raw or b"" for f in refused))
+        payload = b"\n".join(bytes(raw) for raw in raws) + b"".join(f.raw or b"" for f in refused)
+        batch = batch_id(self.cluster, SOURCE_FILE, payload)
         raw_key = self.landing.write_raw(self.cluster, at, batch, result.lines)
         if failures:
             self.landing.quarantine(
@@ -163,7 +168,7 @@ def ingest_events(
             lines.append(dumps(normalise_event(item, cluster=cluster, api=api, observed_at=format_utc(at))))
         except Invalid as exc:
             failures.append(ItemFailure(number, str(exc), item=item))
-    batch = _digest(data)
+    batch = batch_id(cluster, SOURCE_FILE, data)
     raw_key = landing.write_raw(cluster, at, batch, lines)
     if failures:
         reason = f"{len(failures)} of {len(items) + len(failures)} Events could not be ingested"
@@ -174,7 +179,3 @@ def ingest_events(
         quarantined=len(failures),
         raw_objects=int(bool(raw_key)),
     )
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]
