@@ -221,3 +221,49 @@ def awslogs_event(document: dict[str, Any]) -> dict[str, Any]:
     import gzip
 
     return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(document).encode())).decode()}}
+
+
+# ---------------------------------------------------------------- Kubernetes API (the Events poller)
+
+
+@pytest.fixture(scope="session")
+def kube_ca() -> Any:
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture
+def fake_kube(kube_ca: Any) -> Iterator[Any]:
+    from tests.fakekube import FakeKube
+
+    fake = FakeKube(kube_ca)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def corpus_kube_events() -> list[dict[str, Any]]:
+    """The real core/v1 Events of the corpus (kubectl get events -o json), one per uid."""
+    events: dict[str, dict[str, Any]] = {}
+    for path in sorted(corpus_path("events").glob("*.eventlist.json")):
+        for item in json.loads(path.read_text())["items"]:
+            events.setdefault(item["metadata"]["uid"], item)
+    return list(events.values())
+
+
+def archived_events(lake: Path) -> list[dict[str, Any]]:
+    """Compact a local lake's raw Events and return every row of its events archive."""
+    import pyarrow.dataset as ds
+
+    from auditlake.compactor import Compactor
+    from auditlake.locks import LocalLocks
+    from auditlake.stores.local import LocalStore
+
+    store, archive = LocalStore(lake), LocalStore(lake / "archive")
+    Compactor(store, {"audit": archive, "events": archive}, LocalLocks(lake / "locks")).compact(
+        list(store.list("raw/events/"))
+    )
+    if not (lake / "archive" / "events").exists():
+        return []
+    return ds.dataset(lake / "archive" / "events", format="parquet", partitioning="hive").to_table().to_pylist()

@@ -1,7 +1,8 @@
 """Cluster registry and webhook tokens, in the state table (single-table design).
 
-Items: ``CLUSTER#<name>/CLUSTER`` (the cluster) and ``TOKEN#<sha256>/TOKEN`` -> cluster. Only the
-SHA-256 of a token is ever stored; the cluster a batch belongs to is the one its token maps to.
+Items: ``CLUSTER#<name>/CLUSTER`` (the cluster; ``poll`` holds how the Events poller reaches it) and
+``TOKEN#<sha256>/TOKEN`` -> cluster. Only the SHA-256 of a token is ever stored; the cluster a batch
+belongs to is the one its token maps to.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
+from .jsonio import JSONError, dumps_str, loads
 from .landing import valid_cluster_name
 
 TOKEN_PREFIX = "alk_"  # noqa: S105 - a prefix that makes leaked tokens greppable, not a secret
@@ -39,6 +42,51 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token or len(token) > 512:
         return None
     return token
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    """How the Events poller reaches a cluster. Holds no credential: EKS tokens are minted from the
+    poller's role, a static token stays in Secrets Manager (``token_secret`` is its ARN)."""
+
+    auth: Literal["eks", "static"]
+    eks_name: str | None = None  # EKS: the cluster's name in EKS (default: the registry name)
+    server: str | None = None  # static: https://...
+    ca_pem: str | None = None  # static: the API server's CA bundle (public)
+    token_secret: str | None = None  # static: ARN or name of the secret holding the token
+    token_ttl: int = 600  # static: seconds before the secret is read again
+    insecure_skip_tls_verify: bool = False
+    event_ttl: int = 3600  # the API server's --event-ttl: how far back a relist can see
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.auth == "eks":
+            if not self.eks_name:
+                problems.append("an EKS cluster needs its EKS name")
+        elif self.auth == "static":
+            if not (self.server or "").startswith("https://"):
+                problems.append("the server must be an https:// URL")
+            if not self.token_secret:
+                problems.append("a token secret is required")
+            if not self.ca_pem and not self.insecure_skip_tls_verify:
+                problems.append("a CA bundle is required (or the explicit insecure flag)")
+        else:
+            problems.append(f"auth must be eks or static, got {self.auth!r}")
+        if self.token_ttl < 1 or self.event_ttl < 60:
+            problems.append("token_ttl must be >= 1 s and event_ttl >= 60 s")
+        if problems:
+            raise RegistryError("; ".join(problems))
+
+    def to_json(self) -> str:
+        return dumps_str({k: v for k, v in asdict(self).items() if v is not None})
+
+    @classmethod
+    def from_json(cls, text: str) -> PollConfig:
+        try:
+            doc = loads(text.encode())
+            return cls(**doc)
+        except (JSONError, TypeError) as exc:
+            raise RegistryError(f"unreadable poll configuration: {exc}") from None
 
 
 class TokenRegistry(Protocol):
@@ -97,10 +145,11 @@ class DynamoRegistry:
         self._cache[token_sha256] = (now + ttl, cluster)
         return cluster
 
-    def add_cluster(self, name: str, token_sha256: str, *, created_at: str) -> None:
+    def add_cluster(self, name: str, token_sha256: str, *, created_at: str, poll: PollConfig | None = None) -> None:
         """Register a new cluster with its first token; fails if the cluster exists."""
         if not valid_cluster_name(name):
             raise RegistryError(f"invalid cluster name {name!r}: use a DNS label (a-z, 0-9, '-', <= 63)")
+        polling = {"poll": {"S": poll.to_json()}} if poll else {}
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -113,6 +162,7 @@ class DynamoRegistry:
                                 "name": {"S": name},
                                 "created_at": {"S": created_at},
                                 "ingest": {"S": "webhook"},
+                                **polling,
                             },
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
@@ -135,6 +185,37 @@ class DynamoRegistry:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
                 raise RegistryError(f"cluster {name!r} is already registered") from exc
             raise RegistryError(f"cannot register {name!r}: {exc.response['Error']['Code']}") from exc
+
+    def set_polling(self, name: str, poll: PollConfig, *, created_at: str) -> bool:
+        """Poll this cluster's Events (creating its entry if it has none: an EKS cluster sends audit
+        through CloudWatch and needs no token). True when the cluster was new."""
+        if not valid_cluster_name(name):
+            raise RegistryError(f"invalid cluster name {name!r}: use a DNS label (a-z, 0-9, '-', <= 63)")
+        try:
+            answer = self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"CLUSTER#{name}"}, "sk": {"S": "CLUSTER"}},
+                UpdateExpression="SET #n = :n, poll = :p, created_at = if_not_exists(created_at, :t)",
+                ExpressionAttributeNames={"#n": "name"},
+                ExpressionAttributeValues={":n": {"S": name}, ":p": {"S": poll.to_json()}, ":t": {"S": created_at}},
+                ReturnValues="UPDATED_OLD",
+            )
+        except ClientError as exc:
+            raise RegistryError(f"cannot register {name!r}: {exc.response['Error']['Code']}") from exc
+        return "created_at" not in answer.get("Attributes", {})
+
+    def polled(self) -> dict[str, PollConfig]:
+        """Every cluster whose Events are polled, by name."""
+        return {c["name"]: PollConfig.from_json(c["poll"]) for c in self.clusters() if "poll" in c}
+
+    def poll_config(self, name: str) -> PollConfig | None:
+        try:
+            item = self.client.get_item(
+                TableName=self.table, Key={"pk": {"S": f"CLUSTER#{name}"}, "sk": {"S": "CLUSTER"}}
+            ).get("Item")
+        except ClientError as exc:
+            raise RegistryError(f"cluster lookup failed: {exc.response['Error']['Code']}") from exc
+        return PollConfig.from_json(item["poll"]["S"]) if item and "poll" in item else None
 
     def clusters(self) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
