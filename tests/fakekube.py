@@ -125,7 +125,7 @@ class FakeKube:
             def log_message(self, *_args: Any) -> None:
                 return None
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 fake.handle(self)
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -9,7 +9,7 @@ from .locks import DynamoLocks
 from .metrics import MetricsSink
 from .pipeline import AuditPipeline, PipelineConfig
 from .policy_source import PolicySource
-from .registry import DynamoRegistry
+from .registry import DynamoRegistry, PollConfig
 from .settings import Settings
 from .stores.s3 import S3Store
 from .webhook import AuditWebhook
@@ -17,6 +17,7 @@ from .webhook import AuditWebhook
 if TYPE_CHECKING:
     from .cloudwatch import EksAuditForwarder
     from .compactor import Compactor
+    from .poller import PollerFleet
 
 
 def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline:
@@ -70,4 +71,35 @@ def build_forwarder(
 
     return EksAuditForwarder(
         pipeline_from_settings(settings, ssm), Landing(S3Store(s3, settings.raw_bucket), "audit"), metrics=metrics
+    )
+
+
+def build_poller_fleet(
+    settings: Settings,
+    *,
+    s3: Any,
+    dynamodb: Any,
+    eks: Any,
+    sts: Any,
+    secrets: Any,
+    metrics: MetricsSink | None = None,
+) -> PollerFleet:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    from .kube_api import KubeApi  # the kubernetes client: only the poller's function has it
+    from .kube_auth import credentials_for
+    from .leases import DynamoLeases
+    from .poller import PollerFleet
+
+    provider = SecretsProvider(boto3_client=secrets)
+
+    def connect(config: PollConfig) -> KubeApi:
+        return KubeApi(credentials_for(config, eks=eks, sts=sts, secrets=provider))
+
+    return PollerFleet(
+        DynamoRegistry(dynamodb, settings.state_table),
+        Landing(S3Store(s3, settings.raw_bucket), "events"),
+        DynamoLeases(dynamodb, settings.state_table),
+        connect,
+        metrics=metrics,
     )

@@ -39,6 +39,7 @@ from .leases import Lease, LeaseHeld, Leases
 from .metrics import MetricsSink, NoMetrics
 from .normalise import Invalid
 from .pipeline import ItemFailure
+from .registry import PollConfig
 from .timestamps import format_utc, parse
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ WATCH_MARGIN_SECONDS = 5.0  # time kept after the last watch to flush and releas
 MIN_WATCH_SECONDS = 2
 MAX_WATCH_SECONDS = 300
 READ_GRACE_SECONDS = 15.0  # the server ends a watch at timeoutSeconds; the client waits this much longer
+SYNC_REFRESH_SECONDS = 300  # an unchanged checkpoint is saved again only this often
 
 
 class EventsSource(Protocol):
@@ -364,6 +366,15 @@ class _Poll:
         )  # fmt: skip
         self.stats.quarantined += 1
 
+    def _worth_saving(self, checkpoint: dict[str, Any]) -> bool:
+        """A new version always; the same version only to renew an old ``synced_at`` (it bounds a
+        future coverage gap; minutes of precision are plenty against an hour of event history)."""
+        previous = self.lease.checkpoint
+        if previous is None or {**previous, "synced_at": ""} != {**checkpoint, "synced_at": ""}:
+            return True
+        age = parse(checkpoint["synced_at"]) - parse(previous["synced_at"])
+        return age >= timedelta(seconds=SYNC_REFRESH_SECONDS)
+
     def flush(self, api: str, version: str | None = None, synced_at: datetime | None = None) -> None:
         """Land the buffer (raw first), then move the checkpoint to ``version`` if given; ``synced_at``
         is when we were last known to hold everything (kept from the checkpoint when None)."""
@@ -383,8 +394,49 @@ class _Poll:
         self.flushed_at = self.p.monotonic()
         if version is not None:
             previous = (self.lease.checkpoint or {}).get("synced_at")
-            synced = format_utc(synced_at) if synced_at or not previous else previous
+            synced = previous if synced_at is None and previous else format_utc(synced_at or at)
             checkpoint = {"api": api, "resource_version": version, "synced_at": synced}
-            if checkpoint != self.lease.checkpoint:
+            if self._worth_saving(checkpoint):
                 self.p.leases.advance(self.lease, checkpoint, max(self.left(), 0) + LEASE_MARGIN_SECONDS)
                 self.stats.state_writes += 1
+
+
+class PollerFleet:
+    """The deployed poller: the schedule fans out one invocation per registered cluster, so 100
+    clusters do not wait on each other; each invocation polls one. Credentials and connections are
+    kept per cluster for the life of the process (warm invocations reuse tokens until their TTL)."""
+
+    def __init__(
+        self,
+        registry: Any,
+        landing: Landing,
+        leases: Leases,
+        connect: Callable[[PollConfig], EventsSource],
+        *,
+        metrics: MetricsSink | None = None,
+    ) -> None:
+        self.registry, self.landing, self.leases, self.connect = registry, landing, leases, connect
+        self.metrics = metrics
+        self._sources: dict[str, tuple[PollConfig, EventsSource]] = {}
+
+    def dispatch(self, invoke: Callable[[str], object]) -> list[str]:
+        """Start one poll per cluster (``invoke`` must not wait for it); returns the clusters."""
+        names = sorted(self.registry.polled())
+        for name in names:
+            invoke(name)
+        (self.metrics or NoMetrics()).add_metric("PollsDispatched", "Count", len(names))
+        logger.info("polls dispatched", extra={"clusters": len(names)})
+        return names
+
+    def poll(self, cluster: str, budget: float, holder: str) -> PollStats:
+        config = self.registry.poll_config(cluster)
+        if config is None:
+            raise ValueError(f"cluster {cluster!r} is not registered for Events polling")
+        cached = self._sources.get(cluster)
+        if cached is None or cached[0] != config:  # new, or its registry entry changed
+            cached = self._sources[cluster] = (config, self.connect(config))
+        poller = EventsPoller(
+            cached[1], self.landing, self.leases, cluster, holder=holder, event_ttl=config.event_ttl,
+            metrics=self.metrics,
+        )  # fmt: skip
+        return poller.poll(budget)
