@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from botocore.exceptions import ClientError
@@ -32,7 +32,7 @@ from .pipeline import AuditPipeline, PipelineConfig
 from .policy import PolicyError, attributes_of, load_policy
 from .policy_lint import lint
 from .redact import RedactionConfig
-from .registry import DynamoRegistry, RegistryError, StaticTokens, new_token, token_hash
+from .registry import DynamoRegistry, PollConfig, RegistryError, StaticTokens, new_token, token_hash
 from .stores import StoreError
 from .stores.local import LocalStore
 from .summary import LakeSummary, summarise
@@ -42,7 +42,7 @@ err = Console(stderr=True, soft_wrap=True)  # diagnostics stay one line each, wh
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err.print(f"[red]error:[/red] {message}")
     raise SystemExit(1)
 
@@ -129,6 +129,18 @@ def cluster() -> None:
 @cluster.command("add")
 @click.argument("name", callback=cluster_name)
 @click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake (for `serve`).")
+@click.option(
+    "--eks", is_flag=True, help="Poll this EKS cluster's Events with IAM tokens (audit comes via CloudWatch)."
+)
+@click.option("--eks-name", help="The cluster's name in EKS (default: NAME).")
+@click.option("--server", help="Poll this cluster's Events at this https:// API server URL (static token).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="API server CA bundle.")
+@click.option("--token-secret", help="ARN of the Secrets Manager secret holding the poller's token.")
+@click.option("--token-ttl", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Seconds before the poller reads the token secret again (it also does on 401).")  # fmt: skip
+@click.option("--event-ttl", type=click.IntRange(min=60), default=3600, show_default=True,
+              help="The API server's --event-ttl: how far back a relist sees (coverage gaps beyond it).")  # fmt: skip
+@click.option("--insecure-skip-tls-verify", is_flag=True, help="Skip TLS verification (warned on every poll).")
 @click.option("--table", help="State table of a deployed stack.")
 @click.option("--stack", help="Deployed stack name: its state table and webhook URL are looked up.")
 @click.option("--url", help="Webhook URL (default: the stack's WebhookUrl, or the local serve URL).")
@@ -148,6 +160,14 @@ def cluster() -> None:
 def cluster_add(
     name: str,
     lake: Path | None,
+    eks: bool,
+    eks_name: str | None,
+    server: str | None,
+    ca_file: Path | None,
+    token_secret: str | None,
+    token_ttl: int,
+    event_ttl: int,
+    insecure_skip_tls_verify: bool,
     table: str | None,
     stack: str | None,
     url: str | None,
@@ -160,9 +180,31 @@ def cluster_add(
 
     Only the token's SHA-256 is stored. The kubeconfig goes to stdout (or --kubeconfig-out);
     instructions go to stderr, so `auditlake cluster add c1 --stack s > c1.kubeconfig` works.
+
+    With --eks, or --server/--ca-file/--token-secret, the stack's Events poller also polls the
+    cluster (an EKS cluster needs no webhook token; a cluster already registered only gains polling).
     """
     if sum(x is not None for x in (lake, table, stack)) != 1:
         raise click.UsageError("give exactly one of --lake, --table, --stack")
+    poll = _poll_config(name, eks, eks_name, server, ca_file, token_secret, token_ttl, event_ttl,
+                        insecure_skip_tls_verify)  # fmt: skip
+    if poll is not None and lake is not None:
+        raise click.UsageError("a local lake polls with `auditlake poll --kubeconfig`; --eks/--server need --stack")
+    if poll is not None and poll.auth == "eks":
+        import boto3
+
+        session = boto3.session.Session(region_name=region)
+        table = table or _stack_outputs(session, str(stack)).get("StateTableName")
+        try:
+            DynamoRegistry(session.client("dynamodb"), str(table)).set_polling(name, poll, created_at=_now())
+        except RegistryError as exc:
+            _fail(str(exc))
+        err.print(f"cluster {name!r} registered in {table}: its Events are polled with the poller role's IAM token.")
+        err.print("Give that role read access to Events (README: Poll Kubernetes Events):")
+        err.print(f"  aws eks create-access-entry --cluster-name {poll.eks_name} --principal-arn <EventsPollerRoleArn>"
+                  " --kubernetes-groups auditlake:events-reader", highlight=False, soft_wrap=True)  # fmt: skip
+        err.print("  kubectl apply -f infra/kubernetes/events-reader-rbac.yaml", highlight=False)
+        return
     token = new_token()
     if lake is not None:
         token_file = lake / "tokens" / f"{name}.token"
@@ -186,13 +228,18 @@ def cluster_add(
                 _fail(f"stack {stack} has no StateTableName/WebhookUrl outputs")
         if not url:
             raise click.UsageError("--url is required with --table")
+        registry = DynamoRegistry(session.client("dynamodb"), str(table))
         try:
-            DynamoRegistry(session.client("dynamodb"), str(table)).add_cluster(
-                name, token_hash(token), created_at=datetime.now(UTC).isoformat()
-            )
+            registry.add_cluster(name, token_hash(token), created_at=_now(), poll=poll)
         except RegistryError as exc:
-            _fail(str(exc))
+            if poll is None or "already registered" not in str(exc):
+                _fail(str(exc))
+            registry.set_polling(name, poll, created_at=_now())
+            err.print(f"cluster {name!r} was registered already: its Events are now polled from {poll.server}")
+            return
         err.print(f"cluster {name!r} registered in {table} (token stored as SHA-256 only)")
+        if poll is not None:
+            err.print(f"its Events are polled from {poll.server} with the token in {poll.token_secret}")
     kubeconfig = render_kubeconfig(str(url), token)
     if kubeconfig_out is not None:
         _write_private(kubeconfig_out, kubeconfig)
@@ -203,6 +250,41 @@ def cluster_add(
     err.print(f"(infra/kubernetes/audit-policy.yaml) to {policy_path}, and add to kube-apiserver:")
     for flag in apiserver_flags(policy_path, kubeconfig_path):
         err.print(f"  {flag}", highlight=False, soft_wrap=True)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _poll_config(
+    name: str,
+    eks: bool,
+    eks_name: str | None,
+    server: str | None,
+    ca_file: Path | None,
+    token_secret: str | None,
+    token_ttl: int,
+    event_ttl: int,
+    insecure: bool,
+) -> PollConfig | None:
+    """The Events poller's registry entry the options ask for (None: no polling)."""
+    static = server is not None or ca_file is not None or token_secret is not None
+    if eks and static:
+        raise click.UsageError("--eks takes its endpoint and CA from EKS: no --server, --ca-file or --token-secret")
+    if not eks and not static:
+        return None
+    ca_pem = None
+    if ca_file is not None:
+        ca_pem = ca_file.read_text(encoding="utf-8", errors="replace")
+        if "-----BEGIN CERTIFICATE-----" not in ca_pem:
+            raise click.BadParameter("not a PEM certificate bundle", param_hint="--ca-file")
+    try:
+        return PollConfig(
+            "eks" if eks else "static", eks_name=(eks_name or name) if eks else None, server=server, ca_pem=ca_pem,
+            token_secret=token_secret, token_ttl=token_ttl, event_ttl=event_ttl, insecure_skip_tls_verify=insecure,
+        )  # fmt: skip
+    except RegistryError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -668,6 +750,69 @@ def policy_lint(file: Path, strict: bool) -> None:
         err.print(f"{file}: no findings")
     if warnings and strict:
         raise SystemExit(1)
+
+
+# ---------------------------------------------------------------- Events poller
+
+
+@main.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config")),
+    show_default="$KUBECONFIG or ~/.kube/config",
+    help="Kubeconfig to reach the cluster with (tokens, client certificates, exec plugins).",
+)
+@click.option("--context", help="Kubeconfig context (default: its current-context).")
+@click.option("--cluster", "cluster_", required=True, callback=cluster_name, help="Cluster name in the lake.")
+@lake_option
+@click.option("--once", "mode", flag_value="once", default=True, help="One poll cycle, then exit (default).")
+@click.option("--follow", "mode", flag_value="follow", help="Keep watching until interrupted.")
+@click.option("--timeout", type=click.IntRange(min=3), default=10, show_default=True,
+              help="--once: seconds to watch from the checkpoint.")  # fmt: skip
+@click.option("--event-ttl", type=click.IntRange(min=60), default=3600, show_default=True,
+              help="The API server's --event-ttl (coverage gaps beyond it).")  # fmt: skip
+def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode: str, timeout: int,
+         event_ttl: int) -> None:  # fmt: skip
+    """Poll a cluster's Kubernetes Events into the local lake (the deployed poller's core).
+
+    The checkpoint lives in the lake (state/poller/), so the next run resumes where this one stopped;
+    without one, or when the server says 410 Gone, Events are listed. `auditlake compact` turns
+    the raw Events into the events archive.
+    """
+    import socket
+
+    from .kube_api import KubeApi, KubeError
+    from .kube_auth import KubeconfigCredentials
+    from .leases import LeaseError, LocalLeases
+    from .poller import EventsPoller, PollStats
+
+    poller = EventsPoller(
+        KubeApi(KubeconfigCredentials(str(kubeconfig), context)),
+        Landing(LocalStore(lake), "events"),
+        LocalLeases(lake / "state" / "poller"),
+        cluster_,
+        holder=f"{socket.gethostname()}:{os.getpid()}",
+        event_ttl=event_ttl,
+    )
+
+    def show(stats: PollStats) -> None:
+        if stats.skipped:
+            _fail(f"{stats.skipped}: another `auditlake poll` is running on this lake")
+        counts = {k: getattr(stats, k) for k in ("listed", "watched", "emitted", "quarantined", "relists", "gaps")}
+        _print_counts(f"{cluster_} ({stats.api}) at resourceVersion {stats.resource_version}", counts)
+
+    try:
+        if mode == "once":
+            show(poller.poll(timeout + 5, keep_watching=False))
+            return
+        err.print(f"following {cluster_}'s Events into {lake}; Ctrl-C to stop")
+        while True:
+            show(poller.poll(300))
+    except (KubeError, LeaseError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("stopped; the next poll resumes from the checkpoint")
 
 
 # ---------------------------------------------------------------- compaction and queries

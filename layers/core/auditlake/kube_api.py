@@ -24,6 +24,7 @@ from .jsonio import JSONError, loads
 
 logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 10.0
+BEARER = "BearerToken"  # the client's name for the bearer token in Configuration.api_key
 
 
 class KubeError(RuntimeError):
@@ -46,7 +47,7 @@ class Unauthorized(KubeError):
 
 class Credentials(Protocol):
     def configuration(self) -> Configuration:
-        """Server, TLS settings and the bearer token (``api_key['authorization']``, refreshed by the
+        """Server, TLS settings and the bearer token (``api_key[BEARER]``, refreshed by the
         configuration's ``refresh_api_key_hook`` when stale)."""
         ...
 
@@ -93,7 +94,8 @@ class KubeApi:
         for attempt in (1, 2):
             configuration, rest = self._client()
             headers = {"Accept": "application/json"}
-            token = configuration.get_api_key_with_prefix("authorization")
+            # As the client's ApiClient does: this runs the configuration's token refresh hook.
+            token = configuration.get_api_key_with_prefix(BEARER, alias="authorization")
             if token:
                 headers["Authorization"] = token
             url = f"{str(configuration.host).rstrip('/')}{path}"

@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes.client.configuration import Configuration
 
 from .jsonio import JSONError, loads
-from .kube_api import Credentials, KubeError
+from .kube_api import BEARER, Credentials, KubeError
 from .registry import PollConfig
 
 EKS_TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - the token format's prefix, not a secret
@@ -80,7 +80,7 @@ class EksCredentials:
     def _refresh(self, configuration: Configuration) -> None:
         now = self.clock()
         if self._minted_at is None or now - self._minted_at >= EKS_TOKEN_REFRESH_SECONDS:
-            configuration.api_key["authorization"] = "Bearer " + eks_token(self.sts, self.cluster_name)
+            configuration.api_key[BEARER] = "Bearer " + eks_token(self.sts, self.cluster_name)
             self._minted_at = now
 
     def invalidate(self) -> None:
@@ -113,7 +113,7 @@ class StaticCredentials:
     def _refresh(self, configuration: Configuration) -> None:
         now = self.clock()
         if self._force or self._read_at is None or now - self._read_at >= self.token_ttl:
-            configuration.api_key["authorization"] = "Bearer " + secret_token(self.read_secret(self._force))
+            configuration.api_key[BEARER] = "Bearer " + secret_token(self.read_secret(self._force))
             self._read_at, self._force = now, False
 
     def invalidate(self) -> None:
