@@ -198,8 +198,11 @@ def test_forwarder_role_and_failed_deliveries(transformed: dict[str, Any]) -> No
     ]
     assert statements["KeepFailedDeliveries"]["Action"] == "sqs:SendMessage"
     assert statements["KeepFailedDeliveries"]["Resource"] == {"Fn::GetAtt": ["CloudWatchFailures", "Arn"]}
-    (invoke_config,) = resources(transformed, "AWS::Lambda::EventInvokeConfig").values()
-    config = invoke_config["Properties"]
+    (config,) = [
+        r["Properties"]
+        for r in resources(transformed, "AWS::Lambda::EventInvokeConfig").values()
+        if r["Properties"]["FunctionName"] == {"Ref": "CloudWatchFunction"}
+    ]
     assert config["MaximumRetryAttempts"] == 2
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["CloudWatchFailures", "Arn"]}
     alarm = transformed["Resources"]["CloudWatchFailuresAlarm"]["Properties"]

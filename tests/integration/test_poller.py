@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from auditlake import query
 from auditlake.kube_api import KubeApi
 from auditlake.kube_auth import StaticCredentials
 from auditlake.landing import Landing, decode_lines
@@ -175,6 +176,15 @@ def test_a_checkpoint_older_than_the_event_history_leaves_a_gap_record(
     assert gap["first_timestamp"] == synced.replace(tzinfo=None)
     assert gap["last_timestamp"] == (clock.now - timedelta(hours=1)).replace(tzinfo=None)
     assert "older than the API server's event history" in gap["note"]
+    # The named query shows it to whoever asks about that day.
+    coverage = query.load("coverage_gaps")
+    window = {"since": "2026-11-21T11:00:00Z", "until": "2026-11-22T00:00:00Z", "cluster": CLUSTER}
+    answer = query.LocalEngine(tmp_path / "archive").run(coverage.sql, coverage.bind(window))
+    assert [(row[0], row[1], row[2]) for row in answer.rows] == [
+        (CLUSTER, gap["first_timestamp"], gap["last_timestamp"])
+    ]
+    outside = {**window, "since": "2026-11-21T12:30:00Z"}
+    assert query.LocalEngine(tmp_path / "archive").run(coverage.sql, coverage.bind(outside)).rows == []
 
 
 def test_token_rotation_rereads_the_secret_on_401(seeded: FakeKube, tmp_path: Path, clock: Clock) -> None:

@@ -1,0 +1,108 @@
+"""The Events poller's infrastructure: schedule, role, trimmed kube layer, Kubernetes RBAC, EKS access."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import ROOT, corpus_kube_events
+from tests.fakekube import FakeKube
+from tests.infra.test_build import size
+from tests.infra.test_template import _statements
+
+
+def test_poller_runs_every_minute_with_the_kube_layer(transformed: dict[str, Any]) -> None:
+    function = transformed["Resources"]["EventsPollerFunction"]["Properties"]
+    layers = [layer["Ref"] for layer in function["Layers"]]  # versioned names: CoreLayer<hash>
+    assert [name.rstrip("0123456789abcdef") for name in layers] == ["CoreLayer", "KubeLayer"]  # never pyarrow
+    assert function["Timeout"] == 60 and function["Environment"]["Variables"]["AUDITLAKE_STATE_TABLE"]
+    rules = {n: r for n, r in transformed["Resources"].items() if r["Type"] == "AWS::Events::Rule"}
+    (rule,) = rules.values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    configs = [
+        r["Properties"]
+        for r in transformed["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and r["Properties"]["FunctionName"] == {"Ref": "EventsPollerFunction"}
+    ]
+    assert configs[0]["MaximumRetryAttempts"] == 0  # the next minute resumes from the checkpoint
+
+
+def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
+    statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["EventsPollerRole"])}
+    assert set(statements) == {"OwnLogs", "Tracing", "WriteEventsLanding", "ReadClusterRegistry", "ListClusters",
+                               "PollerLeases", "DescribeEksClusters", "ReadPollerTokens", "FanOut"}  # fmt: skip
+    assert statements["WriteEventsLanding"]["Resource"] == [
+        {"Fn::Sub": "${RawBucket.Arn}/raw/events/*"},
+        {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"},
+    ]
+    leading = {sid: s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+               for sid, s in statements.items()}  # fmt: skip
+    assert (leading["ReadClusterRegistry"], leading["PollerLeases"]) == (["CLUSTER#*"], ["POLLER#*"])
+    assert statements["PollerLeases"]["Action"] == "dynamodb:UpdateItem"  # no PutItem/DeleteItem anywhere
+    assert statements["DescribeEksClusters"]["Action"] == "eks:DescribeCluster"
+    assert statements["ReadPollerTokens"]["Action"] == "secretsmanager:GetSecretValue"
+    assert statements["ReadPollerTokens"]["Resource"]["Fn::Sub"].endswith(":secret:${PollerSecretPrefix}*")
+    assert statements["FanOut"]["Resource"]["Fn::Sub"].endswith(":function:${AWS::StackName}-events-poller")
+    function = transformed["Resources"]["EventsPollerFunction"]["Properties"]
+    assert function["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-events-poller"}
+
+
+def test_rbac_grants_reading_events_of_both_groups_and_nothing_else() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "infra" / "kubernetes" / "events-reader-rbac.yaml").read_text()))
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [{"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
+                              "verbs": ["get", "list", "watch"]}]  # fmt: skip
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    subjects = {(s["kind"], s["name"]) for s in binding["subjects"]}
+    assert subjects == {("Group", "auditlake:events-reader"), ("ServiceAccount", "auditlake-events-poller")}
+    (account,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_eks_access_entry_example_maps_the_role_to_that_group() -> None:
+    path = ROOT / "infra" / "kubernetes" / "eks-access-entry.yaml"
+    result = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(path)], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    template = yaml.safe_load(path.read_text().replace("!Ref ", ""))
+    entry = template["Resources"]["EventsPollerAccess"]["Properties"]
+    assert entry["KubernetesGroups"] == ["auditlake:events-reader"] and entry["Type"] == "STANDARD"
+
+
+POLL = """
+import sys, kubernetes
+assert kubernetes.__file__.startswith(sys.argv[1]), kubernetes.__file__
+from auditlake.kube_api import KubeApi
+from auditlake.kube_auth import StaticCredentials
+from auditlake.landing import Landing
+from auditlake.leases import LocalLeases
+from auditlake.poller import EventsPoller
+from auditlake.stores.local import LocalStore
+url, ca, lake = sys.argv[2], open(sys.argv[3]).read(), sys.argv[4]
+api = KubeApi(StaticCredentials(lambda force: "reader-token", url, ca))
+stats = EventsPoller(api, Landing(LocalStore(lake), "events"), LocalLeases(lake + "/leases"), "c", holder="h").poll(
+    20, keep_watching=False)
+print(stats.emitted, stats.api)
+"""
+
+
+def test_the_trimmed_kube_layer_polls(built: Path, fake_kube: FakeKube, tmp_path: Path) -> None:
+    layer = built / "KubeLayer" / "python"
+    assert not (layer / "kubernetes" / "client" / "models").exists()
+    assert not (layer / "kubernetes" / "aio").exists() and not (layer / "pydantic").exists()
+    assert size(built / "KubeLayer") < 3 * 2**20  # the full client with its dependencies is ~120 MB
+    for event in corpus_kube_events()[:10]:
+        fake_kube.add(event)
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(fake_kube.ca.cert_pem.bytes())
+    env = {"PYTHONPATH": f"{layer}:{ROOT / 'layers' / 'core'}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", POLL, str(layer), fake_kube.url, str(ca), str(tmp_path / "lake")],
+                         env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["10", "events.k8s.io/v1"]
