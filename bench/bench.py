@@ -23,6 +23,9 @@ The last line of output is one JSON object; later issues add keys to it.
   webhook_import_boto3_baseline_ms is boto3 plus the same two clients alone, in that environment.
   cloudwatch_import_ms is the same for functions/cloudwatch/app.py (one client, S3).
 
+The Events poller (bench/polling.py): poll_events_per_sec, poll_ratio_to_ceiling and the state
+writes of one poll of 10 and of 10,000 Events (poll_state_writes_10_events, ..._10000_events).
+
 Compaction (bench/compaction.py), on a raw lake of 1,000,000 synthetic events landed by the same
 pipeline (one raw object per API-server batch):
 
@@ -66,6 +69,7 @@ sys.path.insert(0, str(ROOT / "layers" / "core"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import compaction  # noqa: E402
+import polling  # noqa: E402
 from auditlake.cloudwatch import EksAuditForwarder  # noqa: E402
 from auditlake.kubeconfig import asset  # noqa: E402
 from auditlake.landing import Landing  # noqa: E402
@@ -270,6 +274,7 @@ def main() -> None:
         "bench_events": count,
         "bench_request_response_fraction": round(rr, 3),
     }
+    result.update(polling.polling_figures(Discard()))
     result.update(compaction_figures())
     print(json.dumps(result))
 

@@ -195,6 +195,7 @@ class _Poll:
         self.p, self.lease, self.stats, self.deadline = poller, lease, stats, deadline
         self.buffer = _Buffer()
         self.flushed_at = poller.monotonic()
+        self._observed: tuple[int, str] = (-1, "")
         self.superseded = 0  # relisted Events that changed more than once since the checkpoint, maybe
 
     def left(self) -> float:
@@ -239,12 +240,18 @@ class _Poll:
 
     # ------------------------------------------------------------ reading
 
+    def observed_at(self) -> str:
+        """Now, formatted at most once a second (a watch delivers thousands of Events a second)."""
+        second = int(self.p.monotonic())
+        if second != self._observed[0]:
+            self._observed = (second, format_utc(self.p.wall()))
+        return self._observed[1]
+
     def emit(self, obj: Any, api: str) -> None:
         buffer = self.buffer
         buffer.index += 1
-        observed_at = format_utc(self.p.wall())
         try:
-            record = normalise_event(obj, cluster=self.p.cluster, api=api_of(obj, api), observed_at=observed_at)
+            record = normalise_event(obj, cluster=self.p.cluster, api=api_of(obj, api), observed_at=self.observed_at())
         except Invalid as exc:
             buffer.failures.append(ItemFailure(buffer.index, str(exc), item=obj))
             return

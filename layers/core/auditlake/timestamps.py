@@ -21,6 +21,9 @@ def canonical(value: object) -> str:
     if len(value) == 27 and value[26] == "Z" and value[19] == "." and value[10] == "T":
         datetime.fromisoformat(value)  # validates the calendar; raises ValueError
         return value
+    if len(value) == 20 and value[19] == "Z" and value[10] == "T":  # whole seconds (metav1.Time)
+        datetime.fromisoformat(value)
+        return f"{value[:19]}.000000Z"
     match = _SLOW.match(value.strip())
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp: {value[:40]!r}")
