@@ -68,7 +68,8 @@ class DynamoLeases:
 
     def acquire(self, cluster: str, holder: str, seconds: float) -> Lease:
         now = self.clock()
-        try:
+        held = LeaseHeld(f"the poller lease of {cluster} is held by another run")
+        with _dynamo_errors(held, f"cannot take the lease of {cluster}"):
             item = self.client.update_item(
                 TableName=self.table,
                 Key=self._key(cluster),
@@ -83,12 +84,6 @@ class DynamoLeases:
                 },
                 ReturnValues="ALL_NEW",
             )["Attributes"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise LeaseHeld(f"the poller lease of {cluster} is held by another run") from None
-            raise LeaseError(f"cannot take the lease of {cluster}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise LeaseError(f"cannot take the lease of {cluster}: {exc}") from exc
         checkpoint = loads(item["checkpoint"]["S"].encode()) if "checkpoint" in item else None
         return Lease(cluster, holder, int(item["fence"]["N"]), now + seconds, checkpoint)
 
@@ -109,27 +104,34 @@ class DynamoLeases:
 
     def advance(self, lease: Lease, checkpoint: dict[str, Any], seconds: float) -> None:
         until = self.clock() + seconds
-        try:
+        lost = LeaseLost(f"lost the poller lease of {lease.cluster} (fence {lease.fence})")
+        with _dynamo_errors(lost, f"cannot save the checkpoint of {lease.cluster}"):
             self._owned_update(
                 lease,
                 "SET checkpoint = :c, lease_until = :u",
                 {":c": {"S": dumps_str(checkpoint)}, ":u": {"N": f"{until:.3f}"}},
                 check_expiry=True,
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise LeaseLost(f"lost the poller lease of {lease.cluster} (fence {lease.fence})") from None
-            raise LeaseError(f"cannot save the checkpoint of {lease.cluster}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise LeaseError(f"cannot save the checkpoint of {lease.cluster}: {exc}") from exc
         lease.expires_at, lease.checkpoint = until, checkpoint
 
     def release(self, lease: Lease) -> None:
-        try:
+        # Not ours any more (expired and taken over): nothing to release.
+        with _dynamo_errors(None, f"cannot release the lease of {lease.cluster}"):
             self._owned_update(lease, "SET lease_until = :z", {":z": {"N": "0"}}, check_expiry=False)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise LeaseError(f"cannot release the lease of {lease.cluster}: {exc}") from exc
+
+
+@contextmanager
+def _dynamo_errors(conflict: LeaseError | None, failure: str) -> Iterator[None]:
+    """A failed condition raises ``conflict`` (None: ignored); anything else is a LeaseError."""
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise LeaseError(f"{failure}: {exc}") from exc
+        if conflict is not None:
+            raise conflict from None
+    except BotoCoreError as exc:
+        raise LeaseError(f"{failure}: {exc}") from exc
 
 
 class LocalLeases:
