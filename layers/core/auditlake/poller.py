@@ -196,7 +196,7 @@ class _Poll:
         self.buffer = _Buffer()
         self.flushed_at = poller.monotonic()
         self._observed: tuple[int, str] = (-1, "")
-        self.superseded = 0  # relisted Events that changed more than once since the checkpoint, maybe
+        self.superseded = 0  # recurring Events a relist found changed since the checkpoint
 
     def left(self) -> float:
         return self.deadline - self.p.monotonic()
