@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from auditlake.cli import main
@@ -100,3 +101,23 @@ def test_cluster_add_polling_options_are_checked(aws: AwsStack, tmp_path: Path) 
         assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
     local = run("cluster", "add", "c", "--lake", str(tmp_path), "--eks")
     assert local.exit_code == 2 and "auditlake poll --kubeconfig" in local.stderr
+
+
+def test_poll_follow_polls_until_interrupted(fake_kube: FakeKube, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from auditlake.poller import EventsPoller, PollStats
+
+    calls: list[tuple[float, bool]] = []
+
+    def poll(self: EventsPoller, budget: float, *, keep_watching: bool = True) -> PollStats:
+        calls.append((budget, keep_watching))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return PollStats(self.cluster, api="v1", emitted=2, resource_version=str(len(calls)))
+
+    monkeypatch.setattr(EventsPoller, "poll", poll)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(fake_kube.kubeconfig("reader-token"))
+    result = run("poll", "--kubeconfig", str(kubeconfig), "--cluster", "kind", "--lake", str(tmp_path), "--follow")
+    assert result.exit_code == 0 and "next poll resumes from the checkpoint" in result.stderr
+    assert calls == [(300, True)] * 3 and result.stderr.count("emitted 2") == 2

@@ -119,6 +119,13 @@ def test_restart_between_polls_emits_only_new_versions(seeded: FakeKube, tmp_pat
     assert exactly_once(seeded, tmp_path) == []
     counts = sorted(r["count"] for r in archived_events(tmp_path) if r["uid"] == uids[0])
     assert len(counts) == 3 and counts[1:] == [counts[0] + 1, counts[0] + 2]
+    # An events.k8s.io series (no count; series.count) recurs too: each recurrence kept.
+    series = next(e["metadata"]["uid"] for e in corpus_kube_events() if e.get("series"))
+    seeded.recur(series)
+    assert make_poller(seeded, tmp_path, clock).poll(30, keep_watching=False).emitted == 1
+    assert exactly_once(seeded, tmp_path) == []
+    counts = sorted(r["series_count"] for r in archived_events(tmp_path) if r["uid"] == series)
+    assert counts == [counts[0], counts[0] + 1]
 
 
 def test_410_in_the_middle_of_a_watch_relists_and_records_what_a_list_cannot_show(
