@@ -160,14 +160,6 @@ def cluster() -> None:
 def cluster_add(
     name: str,
     lake: Path | None,
-    eks: bool,
-    eks_name: str | None,
-    server: str | None,
-    ca_file: Path | None,
-    token_secret: str | None,
-    token_ttl: int,
-    event_ttl: int,
-    insecure_skip_tls_verify: bool,
     table: str | None,
     stack: str | None,
     url: str | None,
@@ -175,6 +167,7 @@ def cluster_add(
     kubeconfig_out: Path | None,
     policy_path: str,
     kubeconfig_path: str,
+    **poll_options: Any,  # --eks ... --insecure-skip-tls-verify, read by _poll_config
 ) -> None:
     """Create a token for cluster NAME and print its webhook kubeconfig and kube-apiserver flags.
 
@@ -186,8 +179,7 @@ def cluster_add(
     """
     if sum(x is not None for x in (lake, table, stack)) != 1:
         raise click.UsageError("give exactly one of --lake, --table, --stack")
-    poll = _poll_config(name, eks, eks_name, server, ca_file, token_secret, token_ttl, event_ttl,
-                        insecure_skip_tls_verify)  # fmt: skip
+    poll = _poll_config(name, **poll_options)
     if poll is not None and lake is not None:
         raise click.UsageError("a local lake polls with `auditlake poll --kubeconfig`; --eks/--server need --stack")
     if poll is not None and poll.auth == "eks":
@@ -265,7 +257,7 @@ def _poll_config(
     token_secret: str | None,
     token_ttl: int,
     event_ttl: int,
-    insecure: bool,
+    insecure_skip_tls_verify: bool,
 ) -> PollConfig | None:
     """The Events poller's registry entry the options ask for (None: no polling)."""
     static = server is not None or ca_file is not None or token_secret is not None
@@ -281,7 +273,8 @@ def _poll_config(
     try:
         return PollConfig(
             "eks" if eks else "static", eks_name=(eks_name or name) if eks else None, server=server, ca_pem=ca_pem,
-            token_secret=token_secret, token_ttl=token_ttl, event_ttl=event_ttl, insecure_skip_tls_verify=insecure,
+            token_secret=token_secret, token_ttl=token_ttl, event_ttl=event_ttl,
+            insecure_skip_tls_verify=insecure_skip_tls_verify,
         )  # fmt: skip
     except RegistryError as exc:
         raise click.UsageError(str(exc)) from None
