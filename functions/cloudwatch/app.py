@@ -4,6 +4,7 @@ CloudWatch Logs invokes asynchronously: an exception (storage failed) makes Lamb
 delivery, and a delivery that still fails goes to the on-failure queue (template.yaml).
 """
 
+from functools import partial
 from typing import Any
 
 import boto3
@@ -24,6 +25,8 @@ forwarder = build_forwarder(
     settings,
     s3=boto3.client("s3"),
     ssm=boto3.client("ssm") if settings.policy_parameter else None,
+    dynamodb=boto3.client("dynamodb") if settings.alert_topic else None,
+    sns=partial(boto3.client, "sns"),
     metrics=metrics,
 )
 

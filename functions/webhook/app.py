@@ -3,6 +3,7 @@
 API Gateway routes only that route here (template.yaml), so the adapter needs no router.
 """
 
+from functools import partial
 from typing import Any
 
 import boto3
@@ -25,6 +26,7 @@ webhook = build_webhook(
     s3=boto3.client("s3"),
     dynamodb=boto3.client("dynamodb"),
     ssm=boto3.client("ssm") if settings.policy_parameter else None,
+    sns=partial(boto3.client, "sns"),
     metrics=metrics,
 )
 

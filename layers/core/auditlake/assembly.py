@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .alerts import DynamoCounter, ForbiddenBursts, sns_notifier
 from .landing import Landing
 from .locks import DynamoLocks
 from .metrics import MetricsSink
@@ -37,6 +38,21 @@ def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline
     return AuditPipeline(PolicySource(fetch, settings.redaction))
 
 
+def bursts_from_settings(settings: Settings, *, dynamodb: Any, sns: Any | None) -> ForbiddenBursts | None:
+    """403-burst alerts when the stack has a topic (counters in the state table); ``sns`` makes the
+    SNS client when the first alert is sent."""
+    if not settings.alert_topic:
+        return None
+    if sns is None or dynamodb is None:
+        raise ValueError("an alert topic is configured but no SNS or DynamoDB client was given")
+    return ForbiddenBursts(
+        DynamoCounter(dynamodb, settings.state_table),
+        sns_notifier(sns, settings.alert_topic),
+        threshold=settings.alert_threshold,
+        secrets_threshold=settings.secrets_alert_threshold,
+    )
+
+
 def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:
     from .compactor import Compactor  # pyarrow: only the compactor's function has it
 
@@ -50,6 +66,7 @@ def build_webhook(
     s3: Any,
     dynamodb: Any,
     ssm: Any | None = None,
+    sns: Any | None = None,
     metrics: MetricsSink | None = None,
 ) -> AuditWebhook:
     return AuditWebhook(
@@ -57,6 +74,7 @@ def build_webhook(
         pipeline_from_settings(settings, ssm),
         Landing(S3Store(s3, settings.raw_bucket), "audit"),
         metrics=metrics,
+        alerts=bursts_from_settings(settings, dynamodb=dynamodb, sns=sns),
     )
 
 
@@ -65,12 +83,17 @@ def build_forwarder(
     *,
     s3: Any,
     ssm: Any | None = None,
+    dynamodb: Any | None = None,
+    sns: Any | None = None,
     metrics: MetricsSink | None = None,
 ) -> EksAuditForwarder:
     from .cloudwatch import EksAuditForwarder
 
     return EksAuditForwarder(
-        pipeline_from_settings(settings, ssm), Landing(S3Store(s3, settings.raw_bucket), "audit"), metrics=metrics
+        pipeline_from_settings(settings, ssm),
+        Landing(S3Store(s3, settings.raw_bucket), "audit"),
+        metrics=metrics,
+        alerts=bursts_from_settings(settings, dynamodb=dynamodb, sns=sns),
     )
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 from aws_lambda_powertools.utilities.data_classes.cloud_watch_logs_event import CloudWatchLogsEvent
 
+from .alerts import AlertError, ForbiddenBursts, alert_on
 from .ingest import IngestStats
 from .landing import UNROUTED, Landing, batch_id, valid_cluster_name
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
@@ -154,9 +155,11 @@ class EksAuditForwarder:
         source: str = SOURCE_CLOUDWATCH,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: MetricsSink | None = None,
+        alerts: ForbiddenBursts | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.landing = landing
+        self.alerts = alerts
         self.source = source
         self.clock = clock
         self.metrics = metrics or NoMetrics()
@@ -172,6 +175,10 @@ class EksAuditForwarder:
         except StoreError:
             logger.exception("storage failed; the delivery will be retried", extra={"log_group": batch.log_group})
             self.metrics.add_metric("StorageFailures", "Count", 1)
+            raise
+        except AlertError:  # stored; the retried delivery rewrites the same object and pages once
+            logger.exception("alerting failed; the delivery will be retried", extra={"log_group": batch.log_group})
+            self.metrics.add_metric("AlertFailures", "Count", 1)
             raise
         except Exception:  # keep the delivery before it is retried, in case no retry ever succeeds
             logger.exception("unexpected error; delivery quarantined", extra={"log_group": batch.log_group})
@@ -238,6 +245,7 @@ class EksAuditForwarder:
                 failures=sorted(failures, key=lambda f: f.index),
                 context={"log_group": log_group_of(eks_cluster)},
             )
+        alert_on(self.alerts, result.denials, self.metrics)  # AlertError: Lambda retries the delivery
         counts = batch_counts(result, quarantined=len(failures))
         for name, value in counts.items():
             setattr(stats, name, value)

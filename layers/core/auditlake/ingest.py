@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .alerts import ForbiddenBursts, alert_on
 from .jsonio import JSONError, dumps, loads
 from .kube_events import CORE_V1, api_of, normalise_event
 from .landing import Landing, batch_id
@@ -34,6 +35,7 @@ class IngestStats:
     redacted: int = 0
     forbidden: int = 0
     raw_objects: int = 0
+    alerts: int = 0  # 403 bursts reported
 
     def add(self, other: IngestStats) -> None:
         for f in fields(self):
@@ -50,7 +52,9 @@ class FileIngest:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         chunk_events: int = CHUNK_EVENTS,
         progress: Callable[[int], None] | None = None,
+        alerts: ForbiddenBursts | None = None,
     ) -> None:
+        self.alerts = alerts
         self.pipeline = pipeline
         self.landing = landing
         self.cluster = cluster
@@ -119,6 +123,7 @@ class FileIngest:
         payload = b"\n".join(bytes(raw) for raw in raws) + b"".join(f.raw or b"" for f in refused)
         batch = batch_id(self.cluster, SOURCE_FILE, payload)
         raw_key = self.landing.write_raw(self.cluster, at, batch, result.lines)
+        alerts = alert_on(self.alerts, result.denials)
         if failures:
             self.landing.quarantine(
                 self.cluster,
@@ -136,6 +141,7 @@ class FileIngest:
             redacted=result.redacted,
             forbidden=result.forbidden,
             raw_objects=1 if raw_key else 0,
+            alerts=len(alerts),
         )
 
 

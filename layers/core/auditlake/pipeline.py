@@ -62,6 +62,7 @@ class BatchResult:
     filtered: int = 0
     redacted: int = 0
     forbidden: int = 0
+    denials: list[Any] = field(default_factory=list)  # the stored 403 records, for burst alerts
 
     @property
     def accepted(self) -> int:
@@ -142,6 +143,7 @@ class AuditPipeline:
             result.redacted += 1
         if record.response_code == 403:
             result.forbidden += 1
+            result.denials.append(record)
         result.lines.append(encode(record))
 
 

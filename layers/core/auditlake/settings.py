@@ -18,6 +18,9 @@ POLICY_CACHE_SECONDS = "AUDITLAKE_POLICY_CACHE_SECONDS"
 REDACT_CONFIGMAPS = "AUDITLAKE_REDACT_CONFIGMAPS"
 REDACT_RESOURCES = "AUDITLAKE_REDACT_RESOURCES"
 TOKEN_CACHE_SECONDS = "AUDITLAKE_TOKEN_CACHE_SECONDS"  # noqa: S105 - a variable name
+ALERT_TOPIC = "AUDITLAKE_ALERT_TOPIC"
+ALERT_THRESHOLD = "AUDITLAKE_ALERT_THRESHOLD"
+SECRETS_ALERT_THRESHOLD = "AUDITLAKE_SECRETS_ALERT_THRESHOLD"
 
 DEFAULT_REDACTION = RedactionConfig.build()
 _TRUE = {"true", "1", "yes"}
@@ -38,6 +41,9 @@ class Settings:
     policy_cache_seconds: int = 300
     redaction: RedactionConfig = DEFAULT_REDACTION
     token_cache_seconds: int = 60
+    alert_topic: str = ""
+    alert_threshold: int = 10
+    secrets_alert_threshold: int = 0  # 0: no secrets-only rule
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, required: tuple[str, ...] = ()) -> Settings:
@@ -56,12 +62,19 @@ class Settings:
         except ValueError as exc:
             problems.append(f"{REDACT_RESOURCES}: {exc}")
         numbers = {}
-        for name, default in ((TOKEN_CACHE_SECONDS, 60), (POLICY_CACHE_SECONDS, 300)):
+        for name, default in (
+            (TOKEN_CACHE_SECONDS, 60),
+            (POLICY_CACHE_SECONDS, 300),
+            (ALERT_THRESHOLD, 10),
+            (SECRETS_ALERT_THRESHOLD, 0),
+        ):
             raw = env.get(name, str(default)).strip()
             if not raw.isdigit():
-                problems.append(f"{name} must be a whole number of seconds, got {raw!r}")
+                problems.append(f"{name} must be a whole number, got {raw!r}")
                 raw = str(default)
             numbers[name] = int(raw)
+        if numbers[ALERT_THRESHOLD] < 1:
+            problems.append(f"{ALERT_THRESHOLD} must be at least 1")
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return cls(
@@ -73,4 +86,7 @@ class Settings:
             policy_cache_seconds=numbers[POLICY_CACHE_SECONDS],
             redaction=redaction,
             token_cache_seconds=numbers[TOKEN_CACHE_SECONDS],
+            alert_topic=env.get(ALERT_TOPIC, "").strip(),
+            alert_threshold=numbers[ALERT_THRESHOLD],
+            secrets_alert_threshold=numbers[SECRETS_ALERT_THRESHOLD],
         )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .alerts import AlertError, ForbiddenBursts, alert_on
 from .jsonio import dumps_str
 from .landing import Landing, batch_id
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
@@ -64,7 +65,9 @@ class AuditWebhook:
         max_body_bytes: int = MAX_BODY_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: MetricsSink | None = None,
+        alerts: ForbiddenBursts | None = None,
     ) -> None:
+        self.alerts = alerts
         self.registry = registry
         self.pipeline = pipeline
         self.landing = landing
@@ -126,6 +129,12 @@ class AuditWebhook:
             logger.exception("storage failed", extra={"cluster": cluster, "batch": batch})
             self.metrics.add_metric("StorageFailures", "Count", 1)
             return Reply(503, {"message": "storage unavailable, retry"})
+        except AlertError:
+            # Stored, but a 403 burst could not be paged: the retry rewrites the same object and,
+            # counting by audit ID, pages once.
+            logger.exception("alerting failed", extra={"cluster": cluster, "batch": batch})
+            self.metrics.add_metric("AlertFailures", "Count", 1)
+            return Reply(503, {"message": "alerting unavailable, retry"})
         except Exception:
             logger.exception("unexpected error", extra={"cluster": cluster, "batch": batch})
             self.metrics.add_metric("InternalErrors", "Count", 1)
@@ -154,6 +163,7 @@ class AuditWebhook:
                 payload=body,
                 failures=result.failures,
             )
+        alert_on(self.alerts, result.denials, self.metrics)
         counts = batch_counts(result)
         emit_counts(self.metrics, counts)
         logger.info("batch stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
