@@ -67,6 +67,21 @@ def eventlist_body(items: list[dict[str, Any]]) -> bytes:
     ).encode()
 
 
+def forbidden_events(count: int, *, minute: str = "10:05", user: str = "mallory@example.com",
+                     resource: str = "secrets", first: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """``count`` audit events of 403 answers to one identity within one minute (distinct audit IDs)."""
+    events = []
+    for n in range(first, first + count):
+        event = fixture("forbidden_secret_get.json")
+        event["auditID"] = f"00000000-0000-0000-0000-{n:012d}"
+        event["user"]["username"] = user
+        event["objectRef"]["resource"] = resource
+        event["sourceIPs"] = [f"203.0.113.{n % 3}"]
+        event["requestReceivedTimestamp"] = f"2026-11-21T{minute}:{n % 60:02d}.000000Z"
+        events.append(event)
+    return events
+
+
 def complete_events(relative: str) -> list[dict[str, Any]]:
     """The corpus' complete audit events (auditID, level and stage present)."""
     return [e for e in read_jsonl(corpus_path(relative)) if all(k in e for k in ("auditID", "level", "stage"))]

@@ -11,9 +11,16 @@ import boto3
 import pytest
 
 from auditlake.jsonio import dumps
-from tests.conftest import AwsStack, LambdaContext, awslogs_event, eventlist_body, load_function, subscription_document
+from tests.conftest import (
+    AwsStack,
+    LambdaContext,
+    awslogs_event,
+    eventlist_body,
+    forbidden_events,
+    load_function,
+    subscription_document,
+)
 from tests.integration.test_webhook_lambda import invoker, load_app, register
-from tests.unit.test_alerts import denials
 
 
 @pytest.fixture
@@ -37,30 +44,17 @@ def topic(aws: AwsStack) -> tuple[str, Any]:
     return arn, pages
 
 
-def events_of(records: list[Any]) -> list[dict[str, Any]]:
-    """The audit events behind denial records (as the API server sent them)."""
-    return [
-        {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": r.audit_id,
-         "stage": "ResponseComplete", "requestURI": r.request_uri, "verb": r.verb,
-         "user": {"username": r.user_name}, "sourceIPs": r.source_ips,
-         "objectRef": {"resource": r.object_resource, "namespace": r.object_namespace, "name": r.object_name},
-         "responseStatus": {"code": 403}, "requestReceivedTimestamp": r.request_received_at,
-         "stageTimestamp": r.stage_at}
-        for r in records
-    ]  # fmt: skip
-
-
 def test_webhook_pages_once_per_burst(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, topic: Any) -> None:
     arn, pages = topic
     invoke = invoker(load_app(monkeypatch, aws, AUDITLAKE_ALERT_TOPIC=arn))
     token = register(aws, "prod")
-    nine = events_of(denials(9))
+    nine = forbidden_events(9)
     assert invoke(eventlist_body(nine), token)[0] == 200
     assert pages() == []
-    tenth_and_more = events_of(denials(6, first=9))
+    tenth_and_more = forbidden_events(6, first=9)
     assert invoke(eventlist_body(tenth_and_more), token)[0] == 200
     assert invoke(eventlist_body(tenth_and_more), token)[0] == 200  # the API server retried: no second page
-    other_minute = events_of(denials(10, minute="10:07", first=50))
+    other_minute = forbidden_events(10, minute="10:07", first=50)
     assert invoke(eventlist_body(other_minute), token)[0] == 200
     sent = pages()
     assert [(p["identity"], p["window_start"], p["count"]) for p in sent] == [
@@ -77,7 +71,7 @@ def test_webhook_answers_503_when_the_page_cannot_be_sent(monkeypatch: pytest.Mo
     missing = arn.replace(arn.rsplit(":", 1)[1], "no-such-topic")
     invoke = invoker(load_app(monkeypatch, aws, AUDITLAKE_ALERT_TOPIC=missing))
     token = register(aws, "prod")
-    burst = eventlist_body(events_of(denials(10)))
+    burst = eventlist_body(forbidden_events(10))
     status, body = invoke(burst, token)
     assert status == 503 and "alerting" in body["message"]  # kube-apiserver sends the batch again
     fixed = invoker(load_app(monkeypatch, aws, AUDITLAKE_ALERT_TOPIC=arn))
@@ -89,7 +83,7 @@ def test_eks_forwarder_pages_too(monkeypatch: pytest.MonkeyPatch, aws: AwsStack,
     arn, pages = topic
     env = {"AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_STATE_TABLE": aws.table, "AUDITLAKE_ALERT_TOPIC": arn}
     app = load_function(monkeypatch, "cloudwatch", env)
-    messages = [dumps(e).decode() for e in events_of(denials(12, cluster="x"))]
+    messages = [dumps(e).decode() for e in forbidden_events(12)]
     app.lambda_handler(awslogs_event(subscription_document(messages)), LambdaContext())
     [page] = pages()
     assert (page["cluster"], page["count"]) == ("prod", 12)  # the cluster comes from the log group

@@ -25,6 +25,7 @@ from tests.conftest import (
     complete_events,
     corpus_path,
     eks_messages,
+    forbidden_events,
     landed,
     subscription_document,
 )
@@ -291,3 +292,16 @@ def test_backfill_with_a_stack_uses_the_deployed_forwarders_settings(aws: AwsSta
     assert json.loads(state["Item"]["state"]["S"])["done"] is True
     refused = run("backfill", "--eks-cluster", eks, "--since", "2h", "--stack", f"s-{eks}", "--keep-configmaps")
     assert refused.exit_code == 2 and "policy and redaction apply" in refused.stderr
+
+
+def test_ingest_reports_403_bursts(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    log.write_text("".join(json.dumps(e) + "\n" for e in forbidden_events(4, resource="secrets")
+                           + forbidden_events(9, resource="pods", first=10)))  # fmt: skip
+    lake = tmp_path / "lake"
+    result = run("ingest", str(log), "--cluster", "c1", "--lake", str(lake), "--secrets-alert-threshold", "3")
+    assert result.exit_code == 0, result.stderr
+    assert "alerts 2" in result.stderr  # 13 denials >= 10, and 4 on secrets >= 3
+    assert result.stderr.count("ALERT") == 2
+    lines = (lake / "alerts" / "2026-11-21.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["rule"] for line in lines) == ["forbidden", "forbidden-secrets"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import trustme
 
 from auditlake.landing import decode_lines
 from auditlake.stores.local import LocalStore
-from tests.conftest import as_row, corpus_path
+from tests.conftest import as_row, corpus_path, forbidden_events
 
 LOG = corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl")
 
@@ -141,3 +142,17 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     (other / "keep").write_text("x")
     refused = cli("demo", "--lake", str(other), check=False)
     assert refused.returncode != 0 and (other / "keep").exists()
+
+
+def test_serve_prints_403_bursts_and_keeps_them_in_the_lake(tmp_path: Path, lake: Path, token_file: Path) -> None:
+    burst = tmp_path / "burst.jsonl"
+    burst.write_text("".join(json.dumps(e) + "\n" for e in forbidden_events(12)))
+    server = Server(lake, token_file, "--alert-threshold", "10")
+    try:
+        cli("replay", str(burst), "--url", server.url, "--token-file", str(token_file))
+    finally:
+        log = server.stop()
+    assert log.count("ALERT") == 1 and "mallory@example.com denied 12x" in log
+    [day] = (lake / "alerts").iterdir()
+    [alert] = [json.loads(line) for line in day.read_text().splitlines()]
+    assert (alert["cluster"], alert["count"], alert["window_start"]) == ("lab", 12, "2026-11-21T10:05:00Z")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -10,23 +9,14 @@ import pytest
 
 from auditlake.alerts import RULE_SECRETS, AlertError, ForbiddenBursts, LocalCounter, subject
 from auditlake.pipeline import AuditPipeline, PipelineConfig
-from tests.conftest import fixture
+from tests.conftest import forbidden_events
 
 
-def denials(count: int, *, minute: str = "10:05", user: str = "mallory@example.com", resource: str = "secrets",
-            first: int = 0, cluster: str = "prod") -> list[Any]:  # fmt: skip
-    """``count`` 403 records as the pipeline stores them."""
-    events = []
-    for n in range(first, first + count):
-        event = copy.deepcopy(fixture("forbidden_secret_get.json"))
-        event["auditID"] = f"00000000-0000-0000-0000-{n:012d}"
-        event["user"]["username"] = user
-        event["objectRef"]["resource"] = resource
-        event["sourceIPs"] = [f"203.0.113.{n % 3}"]
-        event["requestReceivedTimestamp"] = f"2026-11-21T{minute}:{n % 60:02d}.000000Z"
-        events.append(event)
-    result = AuditPipeline(PipelineConfig()).process(events, cluster=cluster, source="webhook",
-                                                      ingested_at="2026-11-21T10:06:00.000000Z")  # fmt: skip
+def denials(count: int, *, cluster: str = "prod", **kwargs: Any) -> list[Any]:
+    """``count`` 403 records as the pipeline stores them (see forbidden_events for the options)."""
+    pipeline = AuditPipeline(PipelineConfig())
+    events = forbidden_events(count, **kwargs)
+    result = pipeline.process(events, cluster=cluster, source="webhook", ingested_at="2026-11-21T10:06:00.000000Z")
     assert result.forbidden == count
     return result.denials
 

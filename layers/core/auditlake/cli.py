@@ -19,6 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 
 from . import __version__
+from .alerts import ForbiddenBursts, local_bursts, subject
 from .backfill import PAGE_LIMIT, Backfill
 from .checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints, LocalCheckpoints
 from .cloudwatch import EKS_NAME, EksAuditForwarder, ForwardStats, forward_saved, log_group_of
@@ -102,6 +103,32 @@ def lake_option(func: F) -> F:
         type=click.Path(file_okay=False, path_type=Path),
         help="Local lake directory (created if missing).",
     )(func)
+
+
+def alert_options(func: F) -> F:
+    func = click.option(
+        "--secrets-alert-threshold",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Also alert at this many 403s on secrets in a minute (0: off).",
+    )(func)
+    func = click.option(
+        "--alert-threshold",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="Alert when one identity gets this many 403s in a minute (to LAKE/alerts/).",
+    )(func)
+    return func
+
+
+def lake_bursts(lake: Path, alert_threshold: int, secrets_alert_threshold: int) -> ForbiddenBursts:
+    def show(alert: dict[str, Any]) -> None:
+        err.print(f"[bold red]ALERT[/bold red] {subject(alert)}: {', '.join(alert['resources'])} "
+                  f"from {', '.join(alert['source_ips']) or '?'}", highlight=False)  # fmt: skip
+
+    return local_bursts(lake, alert_threshold, secrets_alert_threshold, also=show)
 
 
 def cluster_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -309,6 +336,7 @@ def _stack_outputs(session: Any, stack: str) -> dict[str, str]:
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this cert.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
 @pipeline_options
+@alert_options
 def serve(
     lake: Path,
     port: int,
@@ -320,8 +348,11 @@ def serve(
     policy_file: Path | None,
     redact_configmaps: bool,
     redact: tuple[str, ...],
+    alert_threshold: int,
+    secrets_alert_threshold: int,
 ) -> None:
-    """Run a local audit webhook (POST /v1/audit) writing to the local lake."""
+    """Run a local audit webhook (POST /v1/audit) writing to the local lake; 403 bursts are printed
+    and kept under LAKE/alerts/."""
     from .serve import PATH, make_server
     from .webhook import AuditWebhook, Reply
 
@@ -335,6 +366,7 @@ def serve(
         build_pipeline(policy_file, redact_configmaps, redact),
         Landing(LocalStore(lake), "audit"),
         source=SOURCE_WEBHOOK,
+        alerts=lake_bursts(lake, alert_threshold, secrets_alert_threshold),
     )
 
     def on_reply(reply: Reply) -> None:
@@ -386,6 +418,7 @@ def serve(
     help="events: Kubernetes Events (kubectl get events -o json, or JSON Lines of Event objects).",
 )
 @pipeline_options
+@alert_options
 def ingest(
     files: tuple[Path, ...],
     cluster_: str,
@@ -395,12 +428,18 @@ def ingest(
     policy_file: Path | None,
     redact_configmaps: bool,
     redact: tuple[str, ...],
+    alert_threshold: int,
+    secrets_alert_threshold: int,
 ) -> None:
     """Import audit logs (JSON Lines, EventList, CloudWatch payloads) or Kubernetes Events into the local lake."""
     if fmt == "cloudwatch":
         if cluster_ is not None or kind != "audit":
             raise click.UsageError("--format cloudwatch takes the cluster from each log group: no --cluster or --kind")
-        forwarder = EksAuditForwarder(build_pipeline(policy_file, redact_configmaps, redact), Landing(LocalStore(lake)))
+        forwarder = EksAuditForwarder(
+            build_pipeline(policy_file, redact_configmaps, redact),
+            Landing(LocalStore(lake)),
+            alerts=lake_bursts(lake, alert_threshold, secrets_alert_threshold),
+        )
         stats = ForwardStats()
         for path in files:
             stats.add(forward_saved(forwarder, path.read_bytes()))
@@ -416,6 +455,7 @@ def ingest(
                                           "quarantined": total.quarantined})  # fmt: skip
         return
     pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+    bursts = lake_bursts(lake, alert_threshold, secrets_alert_threshold)
     total = IngestStats()
     with _bytes_progress() as progress:
         for path in files:
@@ -424,7 +464,8 @@ def ingest(
             def advance(done: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done)
 
-            importer = FileIngest(pipeline, Landing(LocalStore(lake), "audit"), cluster_, progress=advance)
+            importer = FileIngest(pipeline, Landing(LocalStore(lake), "audit"), cluster_, progress=advance,
+                                  alerts=bursts)  # fmt: skip
             total.add(importer.jsonl(path) if fmt == "jsonl" else importer.eventlist(path))
     _print_counts("ingested", vars(total))
 

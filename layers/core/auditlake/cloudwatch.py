@@ -245,11 +245,11 @@ class EksAuditForwarder:
                 failures=sorted(failures, key=lambda f: f.index),
                 context={"log_group": log_group_of(eks_cluster)},
             )
-        alert_on(self.alerts, result.denials, self.metrics)  # AlertError: Lambda retries the delivery
+        published = alert_on(self.alerts, result.denials, self.metrics)  # AlertError: Lambda retries
         counts = batch_counts(result, quarantined=len(failures))
         for name, value in counts.items():
             setattr(stats, name, value)
-        stats.truncated = len(refused)
+        stats.truncated, stats.alerts = len(refused), len(published)
         stats.raw_objects = int(raw_key is not None)
         emit_counts(self.metrics, counts)
         self.metrics.add_metric("EventsSkipped", "Count", stats.skipped)
