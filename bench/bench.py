@@ -123,6 +123,9 @@ class Discard:
     def get(self, key: str) -> bytes:
         raise StoreError(f"{key}: nothing is kept")
 
+    def size(self, key: str) -> int | None:
+        return None
+
     def list(self, prefix: str) -> Iterator[str]:
         return iter(())
 

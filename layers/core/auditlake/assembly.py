@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .alerts import DynamoCounter, ForbiddenBursts, sns_notifier
 from .landing import Landing
+from .ledger import DynamoLedger
 from .locks import DynamoLocks
 from .metrics import MetricsSink
 from .pipeline import AuditPipeline, PipelineConfig
@@ -18,6 +19,7 @@ from .webhook import AuditWebhook
 if TYPE_CHECKING:
     from .cloudwatch import EksAuditForwarder
     from .compactor import Compactor
+    from .digest import Digester
     from .poller import PollerFleet
 
 
@@ -56,8 +58,27 @@ def bursts_from_settings(settings: Settings, *, dynamodb: Any, sns: Any | None) 
 def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:
     from .compactor import Compactor  # pyarrow: only the compactor's function has it
 
-    archives = {"audit": S3Store(s3, settings.audit_bucket), "events": S3Store(s3, settings.events_bucket)}
-    return Compactor(S3Store(s3, settings.raw_bucket), archives, DynamoLocks(dynamodb, settings.state_table))
+    return Compactor(
+        S3Store(s3, settings.raw_bucket),
+        archive_stores(settings, s3),
+        DynamoLocks(dynamodb, settings.state_table),
+        ledger=DynamoLedger(dynamodb, settings.state_table),
+    )
+
+
+def archive_stores(settings: Settings, s3: Any) -> dict[str, S3Store]:
+    return {"audit": S3Store(s3, settings.audit_bucket), "events": S3Store(s3, settings.events_bucket)}
+
+
+def build_digester(settings: Settings, *, s3: Any, dynamodb: Any, kms: Any) -> Digester:
+    from .digest import Digester, DynamoChainHead, KmsSigner
+
+    return Digester(
+        DynamoLedger(dynamodb, settings.state_table),
+        archive_stores(settings, s3),
+        DynamoChainHead(dynamodb, settings.state_table),
+        KmsSigner(kms, settings.digest_key),
+    )
 
 
 def build_webhook(

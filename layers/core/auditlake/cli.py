@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -34,7 +34,7 @@ from .policy import PolicyError, attributes_of, load_policy
 from .policy_lint import lint
 from .redact import RedactionConfig
 from .registry import DynamoRegistry, PollConfig, RegistryError, StaticTokens, new_token, token_hash
-from .stores import StoreError
+from .stores import Store, StoreError
 from .stores.local import LocalStore
 from .summary import LakeSummary, summarise
 from .timestamps import DURATION, instant
@@ -857,13 +857,16 @@ def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode:
 def compact(lake: Path) -> None:
     """Compact the local lake's raw landing into its Parquet archive (idempotent: run it any time)."""
     from .compactor import Compactor
+    from .ledger import LocalLedger
     from .locks import LocalLocks
 
     store = LocalStore(lake)
     archive = LocalStore(lake / "archive")
     keys = list(store.list("raw/"))
     started = time.perf_counter()
-    report = Compactor(store, {"audit": archive, "events": archive}, LocalLocks(lake / ".locks")).compact(keys)
+    compactor = Compactor(store, {"audit": archive, "events": archive}, LocalLocks(lake / ".locks"),
+                          ledger=LocalLedger(lake / "state" / "ledger"))  # fmt: skip
+    report = compactor.compact(keys)
     _print_counts(
         f"compacted {len(keys)} raw objects in {time.perf_counter() - started:.1f}s",
         {"rows read": report.rows_read, "rows archived": report.rows_written, "duplicates dropped": report.duplicates,
@@ -871,6 +874,92 @@ def compact(lake: Path) -> None:
     )  # fmt: skip
     if report.failed:
         raise SystemExit(1)
+
+
+# ---------------------------------------------------------------- tamper evidence
+
+
+def _local_digests(lake: Path) -> tuple[dict[str, Store], Any]:
+    from .digest import LocalSigner
+
+    archive = LocalStore(lake / "archive")
+    return {"audit": archive, "events": archive}, LocalSigner(lake / "state" / "digest-key.pem")
+
+
+@main.command()
+@lake_option
+def digest(lake: Path) -> None:
+    """Seal everything archived in the local lake so far: a signed digest chained to the last one.
+
+    The key (RSA-3072) is made on first use in LAKE/state/digest-key.pem; a deployed stack signs
+    its hourly digests with a KMS key instead.
+    """
+    from .digest import Digester, DigestError, LocalChainHead
+    from .ledger import LocalLedger
+
+    ledger = LocalLedger(lake / "state" / "ledger")
+    first = ledger.first_hour()
+    # Digests end on a whole second: wait for the next one, so what was written until now is in.
+    now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max(0.0, (now - datetime.now(UTC)).total_seconds()))
+    start = datetime.fromisoformat(f"{first}:00:00+00:00") if first else now
+    archives, signer = _local_digests(lake)
+    try:
+        report = Digester(ledger, archives, LocalChainHead(lake / "state" / "digest-head.json"), signer).seal(
+            now, start=start, hourly=False
+        )
+    except DigestError as exc:
+        _fail(str(exc))
+    _print_counts("sealed", {"digests": len(report.digests), "files": report.objects,
+                             "never written (left out)": len(report.dropped)})  # fmt: skip
+
+
+@main.command()
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake.")
+@click.option("--stack", help="Deployed stack: its archive buckets and digest key are looked up.")
+@click.option("--region", help="AWS region (default: the SDK's).")
+@click.option("--from", "start", help="Check files of digests from this time (ISO 8601 or 7d).")
+@click.option("--to", "end", help="... until this time (default: now).")
+def verify(lake: Path | None, stack: str | None, region: str | None, start: str | None, end: str | None) -> None:
+    """Prove the archive complete and unaltered: walk the digest chain, check every sealed file.
+
+    Exits 1 when a digest or file is missing, altered or extra (listed one per line).
+    """
+    from .digest import DigestError, KmsSigner
+    from .digest import verify as verify_chain
+
+    if (lake is None) == (stack is None):
+        raise click.UsageError("give exactly one of --lake, --stack")
+    now = datetime.now(UTC)
+    try:
+        window = {"start": instant(start, now) if start else None, "end": instant(end, now) if end else None}
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if lake is not None:
+        archives, signer = _local_digests(lake)
+    else:
+        import boto3
+
+        from .stores.s3 import S3Store
+
+        session = boto3.session.Session(region_name=region)
+        outputs = _stack_outputs(session, str(stack))
+        s3 = session.client("s3")
+        archives = {"audit": S3Store(s3, outputs["AuditArchiveBucketName"]),
+                    "events": S3Store(s3, outputs["EventsArchiveBucketName"])}  # fmt: skip
+        signer = KmsSigner(session.client("kms"), outputs["DigestKeyArn"])
+    try:
+        report = verify_chain(archives, signer, **window)
+    except (DigestError, StoreError) as exc:
+        _fail(str(exc))
+    for finding in report.findings:
+        click.echo(f"{finding.kind.upper():14} {finding.key}  {finding.detail}")
+    summary = {"digests": report.digests, "files checked": report.objects, "problems": len(report.findings),
+               "not yet sealed": len(report.unsealed)}  # fmt: skip
+    _print_counts(f"sealed until {report.sealed_until or 'never'}", summary)
+    if not report.ok:
+        raise SystemExit(1)
+    err.print("[green]verified[/green]: every sealed file is present and unaltered; no file is unaccounted for")
 
 
 @main.command()

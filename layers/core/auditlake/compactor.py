@@ -19,6 +19,7 @@ A raw object that cannot be read is copied to quarantine with the reason; the re
 from __future__ import annotations
 
 import bisect
+import hashlib
 import io
 import itertools
 import logging
@@ -40,6 +41,7 @@ import zstandard
 
 from .arrow_schema import ARCHIVE_TIMESTAMP, archive_schema, read_schema, timestamp_columns
 from .jsonio import dumps
+from .ledger import Entry, Ledger
 from .locks import Locks
 from .model import ARCHIVE_KINDS, ArchiveKind
 from .stores import Store, StoreError
@@ -94,7 +96,9 @@ class Compactor:
         round_bytes: int = 512 << 20,  # NDJSON archived at a time: ~1 GB peak RSS (make bench)
         row_group_rows: int = 128 * 1024,
         fetch_threads: int = 8,
+        ledger: Ledger | None = None,
     ) -> None:
+        self.ledger = ledger  # what the digests seal; every file is recorded before it is written
         self.raw = raw
         self.archives = archives
         self.locks = locks
@@ -318,9 +322,16 @@ class Compactor:
             if not len(new):
                 return 0, skipped, None
             rows = new
-            stamp = f"{self.clock():%Y%m%dT%H%M%SZ}"
-            key = f"{directory}/{cluster}-{stamp}-{secrets.token_hex(6)}.parquet"
-            store.put(key, self._parquet(kind, table, rows), "application/vnd.apache.parquet", create_only=True)
+            now = self.clock()
+            key = f"{directory}/{cluster}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(6)}.parquet"
+            data = self._parquet(kind, table, rows)
+            if self.ledger is not None:
+                times = pc.min_max(pc.take(table[kind.time_column], rows))
+                self.ledger.record(Entry(
+                    key, hashlib.sha256(data).hexdigest(), len(data), len(rows),
+                    _utc(times["min"].as_py()), _utc(times["max"].as_py()), format_utc(now),
+                ))  # fmt: skip
+            store.put(key, data, "application/vnd.apache.parquet", create_only=True)
             return len(rows), skipped, key
         finally:
             self.locks.release(lock_name, token)
@@ -438,6 +449,11 @@ def _keys_with_rows(spans: list[tuple[str, int, int]], rows: pa.Array) -> set[st
         if at < len(numbers) and numbers[at] < end:
             keys.add(key)
     return keys
+
+
+def _utc(moment: datetime) -> str:
+    """An archive timestamp (UTC without a zone, as Athena reads them) in RFC 3339."""
+    return format_utc(moment.replace(tzinfo=UTC))
 
 
 def _terminated(text: bytes) -> bytes:

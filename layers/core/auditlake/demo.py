@@ -114,6 +114,8 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
     store = LocalStore(lake)
     print_summary(summarise(store), console)
     _run(console, ["compact", "--lake", str(lake)])
+    _run(console, ["digest", "--lake", str(lake)])
+    _run(console, ["verify", "--lake", str(lake)])
 
     since = (datetime.now(UTC) - timedelta(minutes=minutes + 5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     window = ["--param", f"since={since}"]

@@ -19,6 +19,7 @@ REDACT_CONFIGMAPS = "AUDITLAKE_REDACT_CONFIGMAPS"
 REDACT_RESOURCES = "AUDITLAKE_REDACT_RESOURCES"
 TOKEN_CACHE_SECONDS = "AUDITLAKE_TOKEN_CACHE_SECONDS"  # noqa: S105 - a variable name
 ALERT_TOPIC = "AUDITLAKE_ALERT_TOPIC"
+DIGEST_KEY = "AUDITLAKE_DIGEST_KEY"
 ALERT_THRESHOLD = "AUDITLAKE_ALERT_THRESHOLD"
 SECRETS_ALERT_THRESHOLD = "AUDITLAKE_SECRETS_ALERT_THRESHOLD"
 
@@ -44,6 +45,7 @@ class Settings:
     alert_topic: str = ""
     alert_threshold: int = 10
     secrets_alert_threshold: int = 0  # 0: no secrets-only rule
+    digest_key: str = ""  # KMS asymmetric key that signs the hourly digests
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, required: tuple[str, ...] = ()) -> Settings:
@@ -89,4 +91,5 @@ class Settings:
             alert_topic=env.get(ALERT_TOPIC, "").strip(),
             alert_threshold=numbers[ALERT_THRESHOLD],
             secrets_alert_threshold=numbers[SECRETS_ALERT_THRESHOLD],
+            digest_key=env.get(DIGEST_KEY, "").strip(),
         )

@@ -26,6 +26,10 @@ class Store(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes; None when there is no such object."""
+        ...
+
     def list(self, prefix: str) -> Iterator[str]:
         """Keys under ``prefix``, in lexicographic order."""
         ...

@@ -59,6 +59,14 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"cannot read {key}: {exc}") from exc
 
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key}: {exc}") from exc
+
     def list(self, prefix: str) -> Iterator[str]:
         base = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else self.root
         if not base.exists():

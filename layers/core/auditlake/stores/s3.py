@@ -81,6 +81,16 @@ class S3Store:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
         return body
 
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+
     def list(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         try:

@@ -1,0 +1,116 @@
+"""The ledger: every archive file the compactor writes, recorded *before* it is written.
+
+The hourly digest seals what the ledger says was written in its window (key, SHA-256, bytes,
+rows, event time range), after checking each file is really there: an entry whose write then
+failed is left out, so a crash between the two steps never seals a file that does not exist, and
+never leaves a written file outside every digest.
+
+DynamoDB: ``LEDGER#<yyyy-mm-ddThh>/<key>`` (the hour the file was written), kept 30 days (the
+digest copies what it needs). Local: ``<lake>/state/ledger/<yyyy-mm-ddThh>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .jsonio import dumps, loads
+from .stores import StoreError
+
+KEEP_SECONDS = 30 * 86400
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str  # audit/dt=.../hour=.../<cluster>-<stamp>-<id>.parquet (or events/...)
+    sha256: str
+    bytes: int
+    rows: int
+    first_event: str  # the partition time column's range in the file, RFC 3339
+    last_event: str
+    written_at: str  # when the compactor wrote it, RFC 3339 UTC
+
+
+def hours(start: datetime, end: datetime) -> Iterator[str]:
+    """The ledger hours (``yyyy-mm-ddThh``) that overlap [start, end)."""
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        yield f"{hour:%Y-%m-%dT%H}"
+        hour += timedelta(hours=1)
+
+
+class Ledger(Protocol):
+    def record(self, entry: Entry) -> None: ...
+
+    def entries(self, hour: str) -> list[Entry]: ...
+
+    def first_hour(self) -> str | None:
+        """The earliest hour with entries, when the ledger can tell cheaply (None: it cannot)."""
+        ...
+
+
+class DynamoLedger:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client, self.table = client, table
+
+    def record(self, entry: Entry) -> None:
+        item = {k: {"N": str(v)} if isinstance(v, int) else {"S": v} for k, v in asdict(entry).items()}
+        expires = int(datetime.fromisoformat(entry.written_at.replace("Z", "+00:00")).timestamp()) + KEEP_SECONDS
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": f"LEDGER#{entry.written_at[:13]}"}, "sk": {"S": entry.key}, **item,
+                      "ttl": {"N": str(expires)}},
+            )  # fmt: skip
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"cannot record {entry.key} in the ledger: {exc}") from exc
+
+    def first_hour(self) -> str | None:
+        return None  # a table scan; the deployed digest starts a day before its first run instead
+
+    def entries(self, hour: str) -> list[Entry]:
+        out: list[Entry] = []
+        try:
+            pages = self.client.get_paginator("query").paginate(
+                TableName=self.table,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"LEDGER#{hour}"}},
+                ConsistentRead=True,
+            )
+            for page in pages:
+                for item in page.get("Items", ()):
+                    fields: dict[str, Any] = {k: int(v["N"]) if "N" in v else v["S"] for k, v in item.items()}
+                    out.append(Entry(**{k: v for k, v in fields.items() if k not in ("pk", "sk", "ttl")}))
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"cannot read the ledger for {hour}: {exc}") from exc
+        return out
+
+
+class LocalLedger:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def record(self, entry: Entry) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / f"{entry.written_at[:13]}.jsonl").open("ab") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # compactions in parallel append whole lines
+            handle.write(dumps(asdict(entry)) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def first_hour(self) -> str | None:
+        return min((p.stem for p in self.directory.glob("*.jsonl")), default=None)
+
+    def entries(self, hour: str) -> list[Entry]:
+        try:
+            text = (self.directory / f"{hour}.jsonl").read_bytes()
+        except FileNotFoundError:
+            return []
+        return [Entry(**loads(line)) for line in text.splitlines() if line.strip()]
