@@ -3,12 +3,15 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# checkov and bandit pin libraries the SAM CLI also pins, differently: they get a venv of their own.
+TOOLS  := $(VENV)/tools
+TOOLS_STAMP := $(TOOLS)/.installed
 LAKE   ?= demo-lake
 
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv demo test lint typecheck unit integration infra bench build clean template
+.PHONY: venv demo test lint typecheck security unit integration infra bench build clean template
 
 venv: $(STAMP)
 
@@ -18,15 +21,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(TOOLS_STAMP): Makefile | $(STAMP)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet 'checkov>=3.2,<4' 'bandit>=1.8,<2'
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/auditlake demo --lake $(LAKE)
 
-test: lint typecheck
-	$(BIN)/python -m pytest -q tests
+test: lint typecheck security
+	CHECKOV=$(TOOLS)/bin/checkov $(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# No high-severity finding in the shipped code (template.yaml: checkov, in tests/infra).
+security: $(TOOLS_STAMP)
+	$(TOOLS)/bin/bandit -q -r layers/core/auditlake functions --severity-level high
 
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/core/auditlake bench
@@ -38,8 +51,8 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
-infra: $(STAMP)
-	$(BIN)/python -m pytest -q tests/infra
+infra: $(STAMP) $(TOOLS_STAMP)
+	CHECKOV=$(TOOLS)/bin/checkov $(BIN)/python -m pytest -q tests/infra
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py

@@ -20,8 +20,8 @@ def test_poller_runs_every_minute_with_the_kube_layer(transformed: dict[str, Any
     layers = [layer["Ref"] for layer in function["Layers"]]  # versioned names: CoreLayer<hash>
     assert [name.rstrip("0123456789abcdef") for name in layers] == ["CoreLayer", "KubeLayer"]  # never pyarrow
     assert function["Timeout"] == 60 and function["Environment"]["Variables"]["AUDITLAKE_STATE_TABLE"]
-    rules = {n: r for n, r in transformed["Resources"].items() if r["Type"] == "AWS::Events::Rule"}
-    (rule,) = rules.values()
+    (rule,) = [r for n, r in transformed["Resources"].items()
+               if r["Type"] == "AWS::Events::Rule" and n.startswith("EventsPollerFunction")]  # fmt: skip
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     configs = [
         r["Properties"]
@@ -34,8 +34,10 @@ def test_poller_runs_every_minute_with_the_kube_layer(transformed: dict[str, Any
 
 def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["EventsPollerRole"])}
-    assert set(statements) == {"OwnLogs", "Tracing", "WriteEventsLanding", "ReadClusterRegistry", "ListClusters",
-                               "PollerLeases", "DescribeEksClusters", "ReadPollerTokens", "FanOut"}  # fmt: skip
+    assert set(statements) == {
+        "OwnLogs", "Tracing", "WriteEventsLanding", "ReadClusterRegistry", "ListClusters", "PollerLeases",
+        "DescribeEksClusters", "ReadPollerTokens", "FanOut", "UseDataKey",
+    }  # fmt: skip
     assert statements["WriteEventsLanding"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/raw/events/*"},
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"},

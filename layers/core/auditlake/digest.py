@@ -223,6 +223,12 @@ class Digester:
             begin = end
         return report
 
+    def seal_finished_hours(self, now: datetime, *, grace: timedelta = timedelta(minutes=5)) -> SealReport:
+        """The deployed schedule: every hour that ended ``grace`` ago (writes of it have landed),
+        one digest each. The first digest looks back a day: the ledger cannot be listed cheaply."""
+        until = (now - grace).replace(minute=0, second=0, microsecond=0)
+        return self.seal(until, start=until - timedelta(days=1))
+
     def _seal_window(self, head: dict[str, Any] | None, start: datetime, end: datetime,
                      report: SealReport) -> dict[str, Any]:  # fmt: skip
         objects = []
