@@ -25,7 +25,7 @@ forwarder = build_forwarder(
     settings,
     s3=boto3.client("s3"),
     ssm=boto3.client("ssm") if settings.policy_parameter else None,
-    dynamodb=boto3.client("dynamodb") if settings.alert_topic else None,
+    dynamodb=boto3.client("dynamodb") if settings.state_table else None,  # alert counters, heartbeats
     sns=partial(boto3.client, "sns"),
     metrics=metrics,
 )

@@ -106,6 +106,10 @@ def test_alarms_page_the_alert_topic(transformed: dict[str, Any]) -> None:
             "EventsPollerErrorsAlarm"} <= set(alarms)  # fmt: skip
     assert all(a["AlarmActions"] == [{"Ref": "AlertTopic"}] for a in alarms.values())
     assert alarms["WebhookServerErrorsAlarm"]["MetricName"] == "5xx"
+    dead_man = alarms["SilentClustersAlarm"]
+    assert (dead_man["MetricName"], dead_man["TreatMissingData"]) == ("SilentClusters", "breaching")
+    poller = transformed["Resources"]["EventsPollerFunction"]["Properties"]["Environment"]["Variables"]
+    assert poller["AUDITLAKE_SILENCE_MINUTES"] == {"Ref": "SilenceMinutes"}
     webhook = transformed["Resources"]["WebhookFunction"]["Properties"]["Environment"]["Variables"]
     assert webhook["AUDITLAKE_ALERT_TOPIC"] == {"Ref": "AlertTopic"}
     assert webhook["AUDITLAKE_ALERT_THRESHOLD"] == {"Ref": "AlertThreshold"}

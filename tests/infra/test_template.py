@@ -192,7 +192,7 @@ def test_logs_may_invoke_the_forwarder_for_eks_log_groups_only(expanded: dict[st
 def test_forwarder_role_and_failed_deliveries(transformed: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["CloudWatchRole"])}
     assert set(statements) == {"OwnLogs", "Tracing", "WriteAuditLanding", "KeepFailedDeliveries", "ReadPipelinePolicy",
-                               "CountDenials", "PublishAlerts", "UseDataKey"}  # fmt: skip
+                               "CountDenials", "PublishAlerts", "Heartbeat", "UseDataKey"}  # fmt: skip
     assert statements["WriteAuditLanding"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/raw/audit/*"},
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},

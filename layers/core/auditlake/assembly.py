@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .alerts import DynamoCounter, ForbiddenBursts, sns_notifier
 from .landing import Landing
 from .ledger import DynamoLedger
+from .liveness import Heartbeats
 from .locks import DynamoLocks
 from .metrics import MetricsSink
 from .pipeline import AuditPipeline, PipelineConfig
@@ -96,6 +97,7 @@ def build_webhook(
         Landing(S3Store(s3, settings.raw_bucket), "audit"),
         metrics=metrics,
         alerts=bursts_from_settings(settings, dynamodb=dynamodb, sns=sns),
+        heartbeats=Heartbeats(dynamodb, settings.state_table),
     )
 
 
@@ -115,6 +117,7 @@ def build_forwarder(
         Landing(S3Store(s3, settings.raw_bucket), "audit"),
         metrics=metrics,
         alerts=bursts_from_settings(settings, dynamodb=dynamodb, sns=sns),
+        heartbeats=Heartbeats(dynamodb, settings.state_table) if dynamodb is not None else None,
     )
 
 
@@ -146,4 +149,6 @@ def build_poller_fleet(
         DynamoLeases(dynamodb, settings.state_table),
         connect,
         metrics=metrics,
+        heartbeats=Heartbeats(dynamodb, settings.state_table),
+        silence_minutes=settings.silence_minutes,
     )

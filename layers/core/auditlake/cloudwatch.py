@@ -35,6 +35,7 @@ from aws_lambda_powertools.utilities.data_classes.cloud_watch_logs_event import 
 from .alerts import AlertError, ForbiddenBursts, alert_on
 from .ingest import IngestStats
 from .landing import UNROUTED, Landing, batch_id, valid_cluster_name
+from .liveness import Heartbeats
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .model import SOURCE_CLOUDWATCH
 from .parse import EnvelopeError
@@ -156,7 +157,9 @@ class EksAuditForwarder:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: MetricsSink | None = None,
         alerts: ForbiddenBursts | None = None,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
+        self.heartbeats = heartbeats
         self.pipeline = pipeline
         self.landing = landing
         self.alerts = alerts
@@ -246,6 +249,8 @@ class EksAuditForwarder:
                 context={"log_group": log_group_of(eks_cluster)},
             )
         published = alert_on(self.alerts, result.denials, self.metrics)  # AlertError: Lambda retries
+        if self.heartbeats is not None:
+            self.heartbeats.beat(cluster)
         counts = batch_counts(result, quarantined=len(failures))
         for name, value in counts.items():
             setattr(stats, name, value)

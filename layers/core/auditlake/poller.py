@@ -36,6 +36,7 @@ from .kube_api import Gone, KubeError, NotServed
 from .kube_events import CORE_V1, EVENTS_V1, api_of, normalise_event
 from .landing import Landing, batch_id
 from .leases import Lease, LeaseHeld, Leases
+from .liveness import Heartbeats
 from .metrics import MetricsSink, NoMetrics
 from .normalise import Invalid
 from .pipeline import ItemFailure
@@ -421,9 +422,12 @@ class PollerFleet:
         connect: Callable[[PollConfig], EventsSource],
         *,
         metrics: MetricsSink | None = None,
+        heartbeats: Heartbeats | None = None,
+        silence_minutes: int = 30,
     ) -> None:
         self.registry, self.landing, self.leases, self.connect = registry, landing, leases, connect
         self.metrics = metrics
+        self.heartbeats, self.silence_minutes = heartbeats, silence_minutes
         self._sources: dict[str, tuple[PollConfig, EventsSource]] = {}
 
     def dispatch(self, invoke: Callable[[str], object]) -> list[str]:
@@ -431,8 +435,14 @@ class PollerFleet:
         names = sorted(self.registry.polled())
         for name in names:
             invoke(name)
-        (self.metrics or NoMetrics()).add_metric("PollsDispatched", "Count", len(names))
+        metrics = self.metrics or NoMetrics()
+        metrics.add_metric("PollsDispatched", "Count", len(names))
         logger.info("polls dispatched", extra={"clusters": len(names)})
+        if self.heartbeats is not None:  # the same schedule keeps the dead-man switch
+            silent = self.heartbeats.silent(self.silence_minutes)
+            metrics.add_metric("SilentClusters", "Count", len(silent))
+            if silent:
+                logger.warning("clusters silent", extra={"clusters": silent, "minutes": self.silence_minutes})
         return names
 
     def poll(self, cluster: str, budget: float, holder: str) -> PollStats:

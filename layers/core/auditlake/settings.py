@@ -20,6 +20,7 @@ REDACT_RESOURCES = "AUDITLAKE_REDACT_RESOURCES"
 TOKEN_CACHE_SECONDS = "AUDITLAKE_TOKEN_CACHE_SECONDS"  # noqa: S105 - a variable name
 ALERT_TOPIC = "AUDITLAKE_ALERT_TOPIC"
 DIGEST_KEY = "AUDITLAKE_DIGEST_KEY"
+SILENCE_MINUTES = "AUDITLAKE_SILENCE_MINUTES"
 ALERT_THRESHOLD = "AUDITLAKE_ALERT_THRESHOLD"
 SECRETS_ALERT_THRESHOLD = "AUDITLAKE_SECRETS_ALERT_THRESHOLD"
 
@@ -46,6 +47,7 @@ class Settings:
     alert_threshold: int = 10
     secrets_alert_threshold: int = 0  # 0: no secrets-only rule
     digest_key: str = ""  # KMS asymmetric key that signs the hourly digests
+    silence_minutes: int = 30  # a cluster quiet this long counts as silent (dead-man alarm)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, required: tuple[str, ...] = ()) -> Settings:
@@ -69,6 +71,7 @@ class Settings:
             (POLICY_CACHE_SECONDS, 300),
             (ALERT_THRESHOLD, 10),
             (SECRETS_ALERT_THRESHOLD, 0),
+            (SILENCE_MINUTES, 30),
         ):
             raw = env.get(name, str(default)).strip()
             if not raw.isdigit():
@@ -92,4 +95,5 @@ class Settings:
             alert_threshold=numbers[ALERT_THRESHOLD],
             secrets_alert_threshold=numbers[SECRETS_ALERT_THRESHOLD],
             digest_key=env.get(DIGEST_KEY, "").strip(),
+            silence_minutes=numbers[SILENCE_MINUTES],
         )

@@ -25,6 +25,7 @@ from typing import Any
 from .alerts import AlertError, ForbiddenBursts, alert_on
 from .jsonio import dumps_str
 from .landing import Landing, batch_id
+from .liveness import Heartbeats
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .parse import EnvelopeError
 from .pipeline import AuditPipeline
@@ -66,7 +67,9 @@ class AuditWebhook:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: MetricsSink | None = None,
         alerts: ForbiddenBursts | None = None,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
+        self.heartbeats = heartbeats
         self.alerts = alerts
         self.registry = registry
         self.pipeline = pipeline
@@ -164,6 +167,8 @@ class AuditWebhook:
                 failures=result.failures,
             )
         alert_on(self.alerts, result.denials, self.metrics)
+        if self.heartbeats is not None:
+            self.heartbeats.beat(cluster)
         counts = batch_counts(result)
         emit_counts(self.metrics, counts)
         logger.info("batch stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
