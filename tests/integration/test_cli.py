@@ -305,3 +305,21 @@ def test_ingest_reports_403_bursts(tmp_path: Path) -> None:
     assert result.stderr.count("ALERT") == 2
     lines = (lake / "alerts" / "2026-11-21.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["rule"] for line in lines) == ["forbidden", "forbidden-secrets"]
+
+
+def test_token_rotation_keeps_the_cluster_connected(aws: AwsStack) -> None:
+    hook = ("--table", aws.table, "--url", "https://hook.example/v1/audit")
+    first = yaml.safe_load(run("cluster", "add", "prod", *hook).stdout)["users"][0]["user"]["token"]
+    rotated = run("cluster", "rotate-token", "prod", *hook)
+    assert rotated.exit_code == 0, rotated.stderr
+    second = yaml.safe_load(rotated.stdout)["users"][0]["user"]["token"]
+    assert f"revoke-token prod {token_hash(first)} --table {aws.table}" in rotated.stderr
+    registry = DynamoRegistry(aws.dynamodb, aws.table)
+    assert registry.cluster_for(token_hash(first)) == registry.cluster_for(token_hash(second)) == "prod"
+    revoked = run("cluster", "revoke-token", "prod", token_hash(first), "--table", aws.table)
+    assert revoked.exit_code == 0, revoked.stderr
+    fresh = DynamoRegistry(aws.dynamodb, aws.table)  # no cache
+    assert fresh.cluster_for(token_hash(first)) is None and fresh.cluster_for(token_hash(second)) == "prod"
+    last = run("cluster", "revoke-token", "prod", token_hash(second), "--table", aws.table)
+    assert last.exit_code == 1 and "only token" in last.stderr
+    assert run("cluster", "rotate-token", "nope", *hook).exit_code == 1

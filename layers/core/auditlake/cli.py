@@ -259,16 +259,81 @@ def cluster_add(
         err.print(f"cluster {name!r} registered in {table} (token stored as SHA-256 only)")
         if poll is not None:
             err.print(f"its Events are polled from {poll.server} with the token in {poll.token_secret}")
-    kubeconfig = render_kubeconfig(str(url), token)
-    if kubeconfig_out is not None:
-        _write_private(kubeconfig_out, kubeconfig)
-        err.print(f"webhook kubeconfig written to {kubeconfig_out} (0600)")
-    else:
-        click.echo(kubeconfig, nl=False)
+    _emit_kubeconfig(render_kubeconfig(str(url), token), kubeconfig_out)
     err.print(f"\nCopy the kubeconfig to {kubeconfig_path} on each control-plane node, the policy")
     err.print(f"(infra/kubernetes/audit-policy.yaml) to {policy_path}, and add to kube-apiserver:")
     for flag in apiserver_flags(policy_path, kubeconfig_path):
         err.print(f"  {flag}", highlight=False, soft_wrap=True)
+
+
+@cluster.command("rotate-token")
+@click.argument("name", callback=cluster_name)
+@click.option("--table", help="State table of a deployed stack.")
+@click.option("--stack", help="Deployed stack name: its state table and webhook URL are looked up.")
+@click.option("--url", help="Webhook URL (default: the stack's WebhookUrl).")
+@click.option("--region", help="AWS region (default: the SDK's).")
+@click.option("--kubeconfig-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the new webhook kubeconfig here (mode 0600) instead of stdout.")  # fmt: skip
+def cluster_rotate_token(name: str, table: str | None, stack: str | None, url: str | None, region: str | None,
+                         kubeconfig_out: Path | None) -> None:  # fmt: skip
+    """Give cluster NAME a new webhook token; the old ones keep working until revoked.
+
+    Roll the new kubeconfig out to every control-plane node, then revoke the old token with
+    `auditlake cluster revoke-token NAME SHA256` (the webhook forgets it within a minute).
+    """
+    registry, table, url = _registry(table, stack, url, region)
+    old = registry.tokens(name)
+    token = new_token()
+    try:
+        registry.add_token(name, token_hash(token), created_at=_now())
+    except RegistryError as exc:
+        _fail(str(exc))
+    _emit_kubeconfig(render_kubeconfig(str(url), token), kubeconfig_out)
+    err.print(f"new token for {name!r} stored in {table} (SHA-256 {token_hash(token)})")
+    target = f"--stack {stack}" if stack else f"--table {table}"
+    for entry in old:
+        err.print("revoke once every node uses the new kubeconfig: "
+                  f"auditlake cluster revoke-token {name} {entry['sha256']} {target}", highlight=False)  # fmt: skip
+
+
+@cluster.command("revoke-token")
+@click.argument("name", callback=cluster_name)
+@click.argument("sha256")
+@click.option("--table", help="State table of a deployed stack.")
+@click.option("--stack", help="Deployed stack name: its state table is looked up.")
+@click.option("--region", help="AWS region (default: the SDK's).")
+def cluster_revoke_token(name: str, sha256: str, table: str | None, stack: str | None, region: str | None) -> None:
+    """Revoke one of cluster NAME's webhook tokens (by its SHA-256, as rotate-token lists it)."""
+    registry, table, _ = _registry(table, stack, "unused", region)
+    try:
+        registry.revoke_token(name, sha256.strip().lower())
+    except RegistryError as exc:
+        _fail(str(exc))
+    err.print(f"token {sha256[:12]}... of {name!r} revoked; the webhook refuses it within a minute (its cache)")
+
+
+def _registry(table: str | None, stack: str | None, url: str | None,
+              region: str | None) -> tuple[DynamoRegistry, str, str]:  # fmt: skip
+    """The registry, table name and webhook URL of --table or --stack."""
+    import boto3
+
+    if (table is None) == (stack is None):
+        raise click.UsageError("give exactly one of --table, --stack")
+    session = boto3.session.Session(region_name=region)
+    if stack is not None:
+        outputs = _stack_outputs(session, stack)
+        table, url = outputs.get("StateTableName"), url or outputs.get("WebhookUrl")
+    if not table or not url:
+        raise click.UsageError("--url is required with --table")
+    return DynamoRegistry(session.client("dynamodb"), table), table, url
+
+
+def _emit_kubeconfig(kubeconfig: str, out: Path | None) -> None:
+    if out is not None:
+        _write_private(out, kubeconfig)
+        err.print(f"webhook kubeconfig written to {out} (0600)")
+    else:
+        click.echo(kubeconfig, nl=False)
 
 
 def _now() -> str:

@@ -186,6 +186,57 @@ class DynamoRegistry:
                 raise RegistryError(f"cluster {name!r} is already registered") from exc
             raise RegistryError(f"cannot register {name!r}: {exc.response['Error']['Code']}") from exc
 
+    def add_token(self, name: str, token_sha256: str, *, created_at: str) -> None:
+        """Another token for a registered cluster (rotation: both work until the old one is revoked)."""
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"ConditionCheck": {"TableName": self.table, "Key": self._cluster_key(name),
+                                        "ConditionExpression": "attribute_exists(pk)"}},
+                    {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+                        "pk": {"S": f"TOKEN#{token_sha256}"}, "sk": {"S": "TOKEN"}, "cluster": {"S": name},
+                        "created_at": {"S": created_at}}}},
+                ]
+            )  # fmt: skip
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise RegistryError(f"cluster {name!r} is not registered") from exc
+            raise RegistryError(f"cannot add a token to {name!r}: {exc.response['Error']['Code']}") from exc
+
+    def tokens(self, name: str) -> list[dict[str, str]]:
+        """The cluster's tokens, as SHA-256 and creation time, oldest first."""
+        out: list[dict[str, str]] = []
+        for page in self.client.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression="sk = :t AND #c = :n",
+            ExpressionAttributeNames={"#c": "cluster"},
+            ExpressionAttributeValues={":t": {"S": "TOKEN"}, ":n": {"S": name}},
+        ):
+            for item in page.get("Items", ()):
+                out.append({"sha256": item["pk"]["S"].removeprefix("TOKEN#"), "created_at": item["created_at"]["S"]})
+        return sorted(out, key=lambda t: t["created_at"])
+
+    def revoke_token(self, name: str, token_sha256: str) -> None:
+        """Delete one of the cluster's tokens; refuses the last one (the cluster would be cut off)."""
+        if token_sha256 not in {t["sha256"] for t in self.tokens(name)}:
+            raise RegistryError(f"cluster {name!r} has no token with SHA-256 {token_sha256}")
+        if len(self.tokens(name)) == 1:
+            raise RegistryError(f"that is {name!r}'s only token: rotate first, then revoke the old one")
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"TOKEN#{token_sha256}"}, "sk": {"S": "TOKEN"}},
+                ConditionExpression="#c = :n",
+                ExpressionAttributeNames={"#c": "cluster"},
+                ExpressionAttributeValues={":n": {"S": name}},
+            )
+        except ClientError as exc:
+            raise RegistryError(f"cannot revoke: {exc.response['Error']['Code']}") from exc
+
+    @staticmethod
+    def _cluster_key(name: str) -> dict[str, Any]:
+        return {"pk": {"S": f"CLUSTER#{name}"}, "sk": {"S": "CLUSTER"}}
+
     def set_polling(self, name: str, poll: PollConfig, *, created_at: str) -> bool:
         """Poll this cluster's Events (creating its entry if it has none: an EKS cluster sends audit
         through CloudWatch and needs no token). True when the cluster was new."""
