@@ -26,8 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from .conditional import conditional_write
 from .jsonio import JSONError, dumps, dumps_str, loads
 
 RULE_ALL = "forbidden"
@@ -152,8 +151,8 @@ class DynamoCounter:
     def add(self, window: Window) -> tuple[int, dict[str, set[str]]] | None:
         sets = {"ids": window.ids, **window.details}
         present = {name: values for name, values in sets.items() if values}  # DynamoDB has no empty sets
-        try:
-            item = self.client.update_item(
+        answer = conditional_write(
+            lambda: self.client.update_item(
                 TableName=self.table,
                 Key=self._key(window),
                 UpdateExpression="ADD " + ", ".join(f"{n} :{n}" for n in present) + " SET #ttl = :ttl",
@@ -164,13 +163,13 @@ class DynamoCounter:
                     ":ttl": {"N": str(window.expires_at)},
                 },
                 ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise AlertError(f"cannot count 403s: {exc}") from exc
-        except BotoCoreError as exc:
-            raise AlertError(f"cannot count 403s: {exc}") from exc
+            ),
+            AlertError,
+            "count 403s",
+        )
+        if answer is None:  # the window has alerted already
+            return None
+        item = answer["Attributes"]
         return len(item["ids"]["SS"]), {name: set(item.get(name, {}).get("SS", ())) for name in DETAILS}
 
     def _mark(self, window: Window, expression: str, condition: str | None) -> bool:
@@ -178,15 +177,7 @@ class DynamoCounter:
         if condition:
             now = {":now": {"N": str(int(time.time()))}}
             request |= {"ConditionExpression": condition, "ExpressionAttributeValues": now}
-        try:
-            self.client.update_item(**request)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise AlertError(f"cannot mark the alert: {exc}") from exc
-        except BotoCoreError as exc:
-            raise AlertError(f"cannot mark the alert: {exc}") from exc
-        return True
+        return conditional_write(lambda: self.client.update_item(**request), AlertError, "mark the alert") is not None
 
     def claim(self, window: Window) -> bool:
         return self._mark(window, "SET alerted = :now", "attribute_not_exists(alerted)")

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from .conditional import conditional_write
 from .jsonio import JSONError, dumps, dumps_str, loads
 
 
@@ -68,9 +67,8 @@ class DynamoLeases:
 
     def acquire(self, cluster: str, holder: str, seconds: float) -> Lease:
         now = self.clock()
-        held = LeaseHeld(f"the poller lease of {cluster} is held by another run")
-        with _dynamo_errors(held, f"cannot take the lease of {cluster}"):
-            item = self.client.update_item(
+        answer = conditional_write(
+            lambda: self.client.update_item(
                 TableName=self.table,
                 Key=self._key(cluster),
                 UpdateExpression="SET holder = :h, lease_until = :u, fence = if_not_exists(fence, :z) + :one",
@@ -83,55 +81,46 @@ class DynamoLeases:
                     ":now": {"N": f"{now:.3f}"},
                 },
                 ReturnValues="ALL_NEW",
-            )["Attributes"]
+            ),
+            LeaseError,
+            f"take the lease of {cluster}",
+        )
+        if answer is None:
+            raise LeaseHeld(f"the poller lease of {cluster} is held by another run")
+        item = answer["Attributes"]
         checkpoint = loads(item["checkpoint"]["S"].encode()) if "checkpoint" in item else None
         return Lease(cluster, holder, int(item["fence"]["N"]), now + seconds, checkpoint)
 
-    def _owned_update(self, lease: Lease, expression: str, values: dict[str, Any], *, check_expiry: bool) -> None:
+    def _owned_update(self, lease: Lease, expression: str, values: dict[str, Any], *, check_expiry: bool,
+                      what: str) -> bool:  # fmt: skip
+        """An update that only the lease's holder may make; False when it is not theirs any more."""
         condition = "holder = :h AND fence = :f" + (" AND lease_until > :now" if check_expiry else "")
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._key(lease.cluster),
-            UpdateExpression=expression,
-            ConditionExpression=condition,
-            ExpressionAttributeValues={
-                ":h": {"S": lease.holder},
-                ":f": {"N": str(lease.fence)},
-                **({":now": {"N": f"{self.clock():.3f}"}} if check_expiry else {}),
-                **values,
-            },
+        now = {":now": {"N": f"{self.clock():.3f}"}} if check_expiry else {}
+        answer = conditional_write(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key=self._key(lease.cluster),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues={":h": {"S": lease.holder}, ":f": {"N": str(lease.fence)}, **now, **values},
+            ),
+            LeaseError,
+            what,
         )
+        return answer is not None
 
     def advance(self, lease: Lease, checkpoint: dict[str, Any], seconds: float) -> None:
         until = self.clock() + seconds
-        lost = LeaseLost(f"lost the poller lease of {lease.cluster} (fence {lease.fence})")
-        with _dynamo_errors(lost, f"cannot save the checkpoint of {lease.cluster}"):
-            self._owned_update(
-                lease,
-                "SET checkpoint = :c, lease_until = :u",
-                {":c": {"S": dumps_str(checkpoint)}, ":u": {"N": f"{until:.3f}"}},
-                check_expiry=True,
-            )
+        values = {":c": {"S": dumps_str(checkpoint)}, ":u": {"N": f"{until:.3f}"}}
+        what = f"save the checkpoint of {lease.cluster}"
+        if not self._owned_update(lease, "SET checkpoint = :c, lease_until = :u", values, check_expiry=True, what=what):
+            raise LeaseLost(f"lost the poller lease of {lease.cluster} (fence {lease.fence})")
         lease.expires_at, lease.checkpoint = until, checkpoint
 
     def release(self, lease: Lease) -> None:
         # Not ours any more (expired and taken over): nothing to release.
-        with _dynamo_errors(None, f"cannot release the lease of {lease.cluster}"):
-            self._owned_update(lease, "SET lease_until = :z", {":z": {"N": "0"}}, check_expiry=False)
-
-
-@contextmanager
-def _dynamo_errors(conflict: LeaseError | None, failure: str) -> Iterator[None]:
-    """A failed condition raises ``conflict`` (None: ignored); anything else is a LeaseError."""
-    try:
-        yield
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise LeaseError(f"{failure}: {exc}") from exc
-        if conflict is not None:
-            raise conflict from None
-    except BotoCoreError as exc:
-        raise LeaseError(f"{failure}: {exc}") from exc
+        self._owned_update(lease, "SET lease_until = :z", {":z": {"N": "0"}}, check_expiry=False,
+                           what=f"release the lease of {lease.cluster}")  # fmt: skip
 
 
 class LocalLeases:
