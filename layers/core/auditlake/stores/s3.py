@@ -59,11 +59,14 @@ class S3Store:
     def put(
         self, key: str, data: bytes, content_type: str = "application/octet-stream", *, create_only: bool = False
     ) -> None:
-        # put_object returns after S3 has stored the object durably (whole, or not at all); the SDK
-        # adds an integrity checksum. If-None-Match makes S3 itself refuse to replace an object.
+        # put_object returns after S3 has stored the object durably (whole, or not at all). The
+        # checksum is asked for explicitly: S3 refuses writes into an Object Lock bucket without one,
+        # whatever SDK version the runtime has. If-None-Match makes S3 refuse to replace an object.
         extra = {"IfNoneMatch": "*"} if create_only else {}
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **extra)
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, ChecksumAlgorithm="CRC32", **extra
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise AlreadyExists(f"s3://{self.bucket}/{key} exists") from exc
