@@ -78,7 +78,7 @@ def test_schedule_fans_out_one_invocation_per_cluster(aws: AwsStack, fake_kube: 
             calls.append(kwargs)
             return {"StatusCode": 202}
 
-    poller_app.lambda_client = Lambda()
+    poller_app.fleet.invoker = Lambda()
     answer = poller_app.lambda_handler({"source": "aws.scheduler"}, LambdaContext())
     assert answer == {"dispatched": ["edge-1", "prod", "staging"]}
     assert [loads(c["Payload"]) for c in calls] == [{"cluster": "edge-1"}, {"cluster": "prod"}, {"cluster": "staging"}]

@@ -129,6 +129,7 @@ def build_poller_fleet(
     eks: Any,
     sts: Any,
     secrets: Any,
+    lambda_client: Any,
     metrics: MetricsSink | None = None,
 ) -> PollerFleet:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -151,4 +152,5 @@ def build_poller_fleet(
         metrics=metrics,
         heartbeats=Heartbeats(dynamodb, settings.state_table),
         silence_minutes=settings.silence_minutes,
+        invoker=lambda_client,
     )

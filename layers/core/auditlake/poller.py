@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -56,6 +56,7 @@ WATCH_MARGIN_SECONDS = 5.0  # time kept after the last watch to flush and releas
 MIN_WATCH_SECONDS = 2
 MAX_WATCH_SECONDS = 300
 READ_GRACE_SECONDS = 15.0  # the server ends a watch at timeoutSeconds; the client waits this much longer
+HANDLER_RESERVE_SECONDS = 5.0  # of a Lambda invocation, kept to log and flush metrics after the poll
 SYNC_REFRESH_SECONDS = 300  # an unchanged checkpoint is saved again only this often
 
 
@@ -424,18 +425,36 @@ class PollerFleet:
         metrics: MetricsSink | None = None,
         heartbeats: Heartbeats | None = None,
         silence_minutes: int = 30,
+        invoker: Any = None,  # a Lambda client: the schedule starts one invocation per cluster with it
     ) -> None:
         self.registry, self.landing, self.leases, self.connect = registry, landing, leases, connect
-        self.metrics = metrics
+        self.metrics = metrics or NoMetrics()
         self.heartbeats, self.silence_minutes = heartbeats, silence_minutes
+        self.invoker = invoker
         self._sources: dict[str, tuple[PollConfig, EventsSource]] = {}
+
+    def handle(
+        self, event: Mapping[str, Any], *, function_arn: str, seconds_left: float, request_id: str
+    ) -> dict[str, Any]:
+        """One Lambda invocation: the schedule's (no cluster) fans out to ``function_arn``, one
+        asynchronous invocation per cluster; ``{"cluster": name}`` polls that cluster until
+        ``HANDLER_RESERVE_SECONDS`` before the invocation's end."""
+        if "cluster" not in event:
+
+            def invoke(name: str) -> object:
+                payload = dumps({"cluster": name})
+                return self.invoker.invoke(FunctionName=function_arn, InvocationType="Event", Payload=payload)
+
+            return {"dispatched": self.dispatch(invoke)}
+        stats = self.poll(str(event["cluster"]), seconds_left - HANDLER_RESERVE_SECONDS, holder=request_id)
+        return vars(stats)
 
     def dispatch(self, invoke: Callable[[str], object]) -> list[str]:
         """Start one poll per cluster (``invoke`` must not wait for it); returns the clusters."""
         names = sorted(self.registry.polled())
         for name in names:
             invoke(name)
-        metrics = self.metrics or NoMetrics()
+        metrics = self.metrics
         metrics.add_metric("PollsDispatched", "Count", len(names))
         logger.info("polls dispatched", extra={"clusters": len(names)})
         if self.heartbeats is not None:  # the same schedule keeps the dead-man switch
