@@ -28,6 +28,8 @@ from typing import Any, Protocol
 
 from .conditional import conditional_write
 from .jsonio import JSONError, dumps, dumps_str, loads
+from .liveness import Heartbeats
+from .metrics import MetricsSink
 
 RULE_ALL = "forbidden"
 RULE_SECRETS = "forbidden-secrets"
@@ -275,12 +277,19 @@ def local_bursts(lake: Path, threshold: int = 10, secrets_threshold: int = 0,
     )  # fmt: skip
 
 
-def alert_on(bursts: ForbiddenBursts | None, denials: list[Any], metrics: Any = None) -> list[dict[str, Any]]:
-    """What every ingest path does once its records are stored: count their 403s (AlertError when
-    an alert cannot be sent: the caller makes the delivery retried)."""
-    if bursts is None or not denials:
-        return []
-    published = bursts.observe(denials)
-    if metrics is not None and published:
-        metrics.add_metric("AlertsPublished", "Count", len(published))
-    return published
+@dataclass(frozen=True)
+class Watch:
+    """What every ingest path does once a batch is stored: count its 403s for burst alerts
+    (AlertError when one cannot be sent: the caller makes the delivery retried) and note that the
+    cluster is alive (the dead-man alarm)."""
+
+    bursts: ForbiddenBursts | None = None
+    heartbeats: Heartbeats | None = None
+
+    def stored(self, cluster: str, denials: list[Any], metrics: MetricsSink | None = None) -> list[dict[str, Any]]:
+        published = self.bursts.observe(denials) if self.bursts is not None and denials else []
+        if published and metrics is not None:
+            metrics.add_metric("AlertsPublished", "Count", len(published))
+        if self.heartbeats is not None:
+            self.heartbeats.beat(cluster)
+        return published

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .alerts import DynamoCounter, ForbiddenBursts, sns_notifier
+from .alerts import DynamoCounter, ForbiddenBursts, Watch, sns_notifier
 from .landing import Landing
 from .ledger import DynamoLedger
 from .liveness import Heartbeats
@@ -41,19 +41,20 @@ def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline
     return AuditPipeline(PolicySource(fetch, settings.redaction))
 
 
-def bursts_from_settings(settings: Settings, *, dynamodb: Any, sns: Any | None) -> ForbiddenBursts | None:
-    """403-burst alerts when the stack has a topic (counters in the state table); ``sns`` makes the
-    SNS client when the first alert is sent."""
-    if not settings.alert_topic:
-        return None
-    if sns is None or dynamodb is None:
-        raise ValueError("an alert topic is configured but no SNS or DynamoDB client was given")
-    return ForbiddenBursts(
-        DynamoCounter(dynamodb, settings.state_table),
-        sns_notifier(sns, settings.alert_topic),
-        threshold=settings.alert_threshold,
-        secrets_threshold=settings.secrets_alert_threshold,
-    )
+def watch_from_settings(settings: Settings, *, dynamodb: Any | None, sns: Any | None) -> Watch:
+    """403-burst alerts when the stack has a topic (counters in the state table; ``sns`` makes the
+    SNS client when the first alert is sent), and heartbeats when there is a state table."""
+    bursts = None
+    if settings.alert_topic:
+        if sns is None or dynamodb is None:
+            raise ValueError("an alert topic is configured but no SNS or DynamoDB client was given")
+        bursts = ForbiddenBursts(
+            DynamoCounter(dynamodb, settings.state_table),
+            sns_notifier(sns, settings.alert_topic),
+            threshold=settings.alert_threshold,
+            secrets_threshold=settings.secrets_alert_threshold,
+        )
+    return Watch(bursts, Heartbeats(dynamodb, settings.state_table) if dynamodb is not None else None)
 
 
 def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:
@@ -96,8 +97,7 @@ def build_webhook(
         pipeline_from_settings(settings, ssm),
         Landing(S3Store(s3, settings.raw_bucket), "audit"),
         metrics=metrics,
-        alerts=bursts_from_settings(settings, dynamodb=dynamodb, sns=sns),
-        heartbeats=Heartbeats(dynamodb, settings.state_table),
+        watch=watch_from_settings(settings, dynamodb=dynamodb, sns=sns),
     )
 
 
@@ -116,8 +116,7 @@ def build_forwarder(
         pipeline_from_settings(settings, ssm),
         Landing(S3Store(s3, settings.raw_bucket), "audit"),
         metrics=metrics,
-        alerts=bursts_from_settings(settings, dynamodb=dynamodb, sns=sns),
-        heartbeats=Heartbeats(dynamodb, settings.state_table) if dynamodb is not None else None,
+        watch=watch_from_settings(settings, dynamodb=dynamodb, sns=sns),
     )
 
 

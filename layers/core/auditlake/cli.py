@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 
 from . import __version__
-from .alerts import ForbiddenBursts, local_bursts, subject
+from .alerts import Watch, local_bursts, subject
 from .backfill import PAGE_LIMIT, Backfill
 from .checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints, LocalCheckpoints
 from .cloudwatch import EKS_NAME, EksAuditForwarder, ForwardStats, forward_saved, log_group_of
@@ -123,12 +123,12 @@ def alert_options(func: F) -> F:
     return func
 
 
-def lake_bursts(lake: Path, alert_threshold: int, secrets_alert_threshold: int) -> ForbiddenBursts:
+def lake_watch(lake: Path, alert_threshold: int, secrets_alert_threshold: int) -> Watch:
     def show(alert: dict[str, Any]) -> None:
         err.print(f"[bold red]ALERT[/bold red] {subject(alert)}: {', '.join(alert['resources'])} "
                   f"from {', '.join(alert['source_ips']) or '?'}", highlight=False)  # fmt: skip
 
-    return local_bursts(lake, alert_threshold, secrets_alert_threshold, also=show)
+    return Watch(local_bursts(lake, alert_threshold, secrets_alert_threshold, also=show))
 
 
 def cluster_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -431,7 +431,7 @@ def serve(
         build_pipeline(policy_file, redact_configmaps, redact),
         Landing(LocalStore(lake), "audit"),
         source=SOURCE_WEBHOOK,
-        alerts=lake_bursts(lake, alert_threshold, secrets_alert_threshold),
+        watch=lake_watch(lake, alert_threshold, secrets_alert_threshold),
     )
 
     def on_reply(reply: Reply) -> None:
@@ -503,7 +503,7 @@ def ingest(
         forwarder = EksAuditForwarder(
             build_pipeline(policy_file, redact_configmaps, redact),
             Landing(LocalStore(lake)),
-            alerts=lake_bursts(lake, alert_threshold, secrets_alert_threshold),
+            watch=lake_watch(lake, alert_threshold, secrets_alert_threshold),
         )
         stats = ForwardStats()
         for path in files:
@@ -520,7 +520,7 @@ def ingest(
                                           "quarantined": total.quarantined})  # fmt: skip
         return
     pipeline = build_pipeline(policy_file, redact_configmaps, redact)
-    bursts = lake_bursts(lake, alert_threshold, secrets_alert_threshold)
+    watch = lake_watch(lake, alert_threshold, secrets_alert_threshold)
     total = IngestStats()
     with _bytes_progress() as progress:
         for path in files:
@@ -530,7 +530,7 @@ def ingest(
                 progress.update(task, completed=done)
 
             importer = FileIngest(pipeline, Landing(LocalStore(lake), "audit"), cluster_, progress=advance,
-                                  alerts=bursts)  # fmt: skip
+                                  watch=watch)  # fmt: skip
             total.add(importer.jsonl(path) if fmt == "jsonl" else importer.eventlist(path))
     _print_counts("ingested", vars(total))
 

@@ -32,10 +32,9 @@ from typing import Any
 import msgspec
 from aws_lambda_powertools.utilities.data_classes.cloud_watch_logs_event import CloudWatchLogsEvent
 
-from .alerts import AlertError, ForbiddenBursts, alert_on
+from .alerts import AlertError, Watch
 from .ingest import IngestStats
 from .landing import UNROUTED, Landing, batch_id, valid_cluster_name
-from .liveness import Heartbeats
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .model import SOURCE_CLOUDWATCH
 from .parse import EnvelopeError
@@ -156,13 +155,11 @@ class EksAuditForwarder:
         source: str = SOURCE_CLOUDWATCH,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: MetricsSink | None = None,
-        alerts: ForbiddenBursts | None = None,
-        heartbeats: Heartbeats | None = None,
+        watch: Watch | None = None,
     ) -> None:
-        self.heartbeats = heartbeats
+        self.watch = watch or Watch()
         self.pipeline = pipeline
         self.landing = landing
-        self.alerts = alerts
         self.source = source
         self.clock = clock
         self.metrics = metrics or NoMetrics()
@@ -248,9 +245,7 @@ class EksAuditForwarder:
                 failures=sorted(failures, key=lambda f: f.index),
                 context={"log_group": log_group_of(eks_cluster)},
             )
-        published = alert_on(self.alerts, result.denials, self.metrics)  # AlertError: Lambda retries
-        if self.heartbeats is not None:
-            self.heartbeats.beat(cluster)
+        published = self.watch.stored(cluster, result.denials, self.metrics)  # AlertError: Lambda retries
         counts = batch_counts(result, quarantined=len(failures))
         for name, value in counts.items():
             setattr(stats, name, value)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .alerts import ForbiddenBursts, alert_on
+from .alerts import Watch
 from .jsonio import JSONError, dumps, loads
 from .kube_events import CORE_V1, api_of, normalise_event
 from .landing import Landing, batch_id
@@ -52,9 +52,9 @@ class FileIngest:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         chunk_events: int = CHUNK_EVENTS,
         progress: Callable[[int], None] | None = None,
-        alerts: ForbiddenBursts | None = None,
+        watch: Watch | None = None,
     ) -> None:
-        self.alerts = alerts
+        self.watch = watch or Watch()
         self.pipeline = pipeline
         self.landing = landing
         self.cluster = cluster
@@ -123,7 +123,7 @@ class FileIngest:
         payload = b"\n".join(bytes(raw) for raw in raws) + b"".join(f.raw or b"" for f in refused)
         batch = batch_id(self.cluster, SOURCE_FILE, payload)
         raw_key = self.landing.write_raw(self.cluster, at, batch, result.lines)
-        alerts = alert_on(self.alerts, result.denials)
+        alerts = self.watch.stored(self.cluster, result.denials)
         if failures:
             self.landing.quarantine(
                 self.cluster,

@@ -61,12 +61,15 @@ class BatchResult:
     failures: list[ItemFailure] = field(default_factory=list)
     filtered: int = 0
     redacted: int = 0
-    forbidden: int = 0
     denials: list[Any] = field(default_factory=list)  # the stored 403 records, for burst alerts
 
     @property
     def accepted(self) -> int:
         return len(self.lines)
+
+    @property
+    def forbidden(self) -> int:
+        return len(self.denials)
 
 
 class AuditPipeline:
@@ -142,7 +145,6 @@ class AuditPipeline:
         if record.redactions:
             result.redacted += 1
         if record.response_code == 403:
-            result.forbidden += 1
             result.denials.append(record)
         result.lines.append(encode(record))
 

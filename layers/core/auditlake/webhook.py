@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .alerts import AlertError, ForbiddenBursts, alert_on
+from .alerts import AlertError, Watch
 from .jsonio import dumps_str
 from .landing import Landing, batch_id
-from .liveness import Heartbeats
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .parse import EnvelopeError
 from .pipeline import AuditPipeline
@@ -66,11 +65,9 @@ class AuditWebhook:
         max_body_bytes: int = MAX_BODY_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: MetricsSink | None = None,
-        alerts: ForbiddenBursts | None = None,
-        heartbeats: Heartbeats | None = None,
+        watch: Watch | None = None,
     ) -> None:
-        self.heartbeats = heartbeats
-        self.alerts = alerts
+        self.watch = watch or Watch()
         self.registry = registry
         self.pipeline = pipeline
         self.landing = landing
@@ -166,9 +163,7 @@ class AuditWebhook:
                 payload=body,
                 failures=result.failures,
             )
-        alert_on(self.alerts, result.denials, self.metrics)
-        if self.heartbeats is not None:
-            self.heartbeats.beat(cluster)
+        self.watch.stored(cluster, result.denials, self.metrics)
         counts = batch_counts(result)
         emit_counts(self.metrics, counts)
         logger.info("batch stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
