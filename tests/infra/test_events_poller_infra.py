@@ -35,16 +35,17 @@ def test_poller_runs_every_minute_with_the_kube_layer(transformed: dict[str, Any
 def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["EventsPollerRole"])}
     assert set(statements) == {
-        "OwnLogs", "Tracing", "WriteEventsLanding", "ReadClusterRegistry", "ListClusters", "PollerLeases",
+        "OwnLogs", "Tracing", "WriteEventsLanding", "ReadPollingRegistry", "PollerLeases",
         "DescribeEksClusters", "ReadPollerTokens", "FanOut", "UseDataKey",
     }  # fmt: skip
     assert statements["WriteEventsLanding"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/raw/events/*"},
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"},
     ]
-    leading = {sid: s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
-               for sid, s in statements.items()}  # fmt: skip
-    assert (leading["ReadClusterRegistry"], leading["PollerLeases"]) == (["CLUSTER#*"], ["POLLER#*"])
+    registry = statements["ReadPollingRegistry"]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+    leases = statements["PollerLeases"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert (registry, leases) == (["POLLING", "SEEN"], ["POLLER#*"])
+    assert not any("dynamodb:Scan" in str(s["Action"]) for s in statements.values())  # no whole-table reads
     assert statements["PollerLeases"]["Action"] == "dynamodb:UpdateItem"  # no PutItem/DeleteItem anywhere
     assert statements["DescribeEksClusters"]["Action"] == "eks:DescribeCluster"
     assert statements["ReadPollerTokens"]["Action"] == "secretsmanager:GetSecretValue"

@@ -1,9 +1,9 @@
 """Dead-man switch: a cluster that stops sending is as alarming as one that sends attacks.
 
 Every ingest path notes, at most once a minute per cluster and process, that a cluster delivered
-(``SEEN#<cluster>/SEEN``, the time). Every minute the poller's schedule counts the clusters silent
-for longer than ``SilenceMinutes`` and publishes that count as a metric, with an alarm on it; a
-missing metric (the schedule itself stopped) alarms too.
+(``SEEN/<cluster>``, the time: one partition, read by key). Every minute the poller's schedule
+counts the clusters silent for longer than ``SilenceMinutes`` and publishes that count as a metric,
+with an alarm on it; a missing metric (the schedule itself stopped) alarms too.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ class Heartbeats:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": {"S": f"SEEN#{cluster}"}, "sk": {"S": "SEEN"}},
-                UpdateExpression="SET seen_at = :t, #c = :c",
-                ExpressionAttributeNames={"#c": "cluster"},
-                ExpressionAttributeValues={":t": {"N": f"{now:.0f}"}, ":c": {"S": cluster}},
+                Key={"pk": {"S": "SEEN"}, "sk": {"S": cluster}},
+                UpdateExpression="SET seen_at = :t",
+                ExpressionAttributeValues={":t": {"N": f"{now:.0f}"}},
             )
         except (BotoCoreError, ClientError):
             logger.warning("heartbeat not recorded", extra={"cluster": cluster}, exc_info=True)
@@ -48,12 +47,13 @@ class Heartbeats:
         horizon = self.clock() - minutes * 60
         out = []
         try:
-            for page in self.client.get_paginator("scan").paginate(
+            for page in self.client.get_paginator("query").paginate(
                 TableName=self.table,
-                FilterExpression="sk = :s AND seen_at < :h",
+                KeyConditionExpression="pk = :s",
+                FilterExpression="seen_at < :h",
                 ExpressionAttributeValues={":s": {"S": "SEEN"}, ":h": {"N": f"{horizon:.0f}"}},
             ):
-                out += [item["cluster"]["S"] for item in page.get("Items", ())]
+                out += [item["sk"]["S"] for item in page.get("Items", ())]
         except (BotoCoreError, ClientError) as exc:
             raise RuntimeError(f"cannot read cluster heartbeats: {exc}") from exc
         return sorted(out)

@@ -1,8 +1,9 @@
 """Cluster registry and webhook tokens, in the state table (single-table design).
 
-Items: ``CLUSTER#<name>/CLUSTER`` (the cluster; ``poll`` holds how the Events poller reaches it) and
-``TOKEN#<sha256>/TOKEN`` -> cluster. Only the SHA-256 of a token is ever stored; the cluster a batch
-belongs to is the one its token maps to.
+Items: ``CLUSTER#<name>/CLUSTER`` (the cluster), ``TOKEN#<sha256>/TOKEN`` -> cluster, and
+``POLLING/<name>`` (how the Events poller reaches a cluster: one partition, so the every-minute
+fan-out reads it by key instead of scanning the table). Only the SHA-256 of a token is ever
+stored; the cluster a batch belongs to is the one its token maps to.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from botocore.exceptions import ClientError
 from .jsonio import JSONError, dumps_str, loads
 from .landing import valid_cluster_name
 
+POLLING = "POLLING"
 TOKEN_PREFIX = "alk_"  # noqa: S105 - a prefix that makes leaked tokens greppable, not a secret
 
 
@@ -149,7 +151,7 @@ class DynamoRegistry:
         """Register a new cluster with its first token; fails if the cluster exists."""
         if not valid_cluster_name(name):
             raise RegistryError(f"invalid cluster name {name!r}: use a DNS label (a-z, 0-9, '-', <= 63)")
-        polling = {"poll": {"S": poll.to_json()}} if poll else {}
+        polling = [{"Put": self._polling_put(name, poll)}] if poll else []
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -162,7 +164,6 @@ class DynamoRegistry:
                                 "name": {"S": name},
                                 "created_at": {"S": created_at},
                                 "ingest": {"S": "webhook"},
-                                **polling,
                             },
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
@@ -179,6 +180,7 @@ class DynamoRegistry:
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
+                    *polling,
                 ]
             )
         except ClientError as exc:
@@ -237,36 +239,50 @@ class DynamoRegistry:
     def _cluster_key(name: str) -> dict[str, Any]:
         return {"pk": {"S": f"CLUSTER#{name}"}, "sk": {"S": "CLUSTER"}}
 
-    def set_polling(self, name: str, poll: PollConfig, *, created_at: str) -> bool:
+    def set_polling(self, name: str, poll: PollConfig, *, created_at: str) -> None:
         """Poll this cluster's Events (creating its entry if it has none: an EKS cluster sends audit
-        through CloudWatch and needs no token). True when the cluster was new."""
+        through CloudWatch and needs no token)."""
         if not valid_cluster_name(name):
             raise RegistryError(f"invalid cluster name {name!r}: use a DNS label (a-z, 0-9, '-', <= 63)")
+        cluster = {
+            "TableName": self.table,
+            "Key": self._cluster_key(name),
+            "UpdateExpression": "SET #n = :n, created_at = if_not_exists(created_at, :t)",
+            "ExpressionAttributeNames": {"#n": "name"},
+            "ExpressionAttributeValues": {":n": {"S": name}, ":t": {"S": created_at}},
+        }
         try:
-            answer = self.client.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"CLUSTER#{name}"}, "sk": {"S": "CLUSTER"}},
-                UpdateExpression="SET #n = :n, poll = :p, created_at = if_not_exists(created_at, :t)",
-                ExpressionAttributeNames={"#n": "name"},
-                ExpressionAttributeValues={":n": {"S": name}, ":p": {"S": poll.to_json()}, ":t": {"S": created_at}},
-                ReturnValues="UPDATED_OLD",
+            self.client.transact_write_items(
+                TransactItems=[{"Update": cluster}, {"Put": self._polling_put(name, poll)}]
             )
         except ClientError as exc:
             raise RegistryError(f"cannot register {name!r}: {exc.response['Error']['Code']}") from exc
-        return "created_at" not in answer.get("Attributes", {})
+
+    def _polling_put(self, name: str, poll: PollConfig) -> dict[str, Any]:
+        item = {"pk": {"S": POLLING}, "sk": {"S": name}, "poll": {"S": poll.to_json()}}
+        return {"TableName": self.table, "Item": item}
 
     def polled(self) -> dict[str, PollConfig]:
-        """Every cluster whose Events are polled, by name."""
-        return {c["name"]: PollConfig.from_json(c["poll"]) for c in self.clusters() if "poll" in c}
+        """Every cluster whose Events are polled, by name: one partition, read by key (every minute)."""
+        out: dict[str, PollConfig] = {}
+        try:
+            for page in self.client.get_paginator("query").paginate(
+                TableName=self.table,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": POLLING}},
+            ):
+                for item in page.get("Items", ()):
+                    out[item["sk"]["S"]] = PollConfig.from_json(item["poll"]["S"])
+        except ClientError as exc:
+            raise RegistryError(f"cannot list polled clusters: {exc.response['Error']['Code']}") from exc
+        return dict(sorted(out.items()))
 
     def poll_config(self, name: str) -> PollConfig | None:
         try:
-            item = self.client.get_item(
-                TableName=self.table, Key={"pk": {"S": f"CLUSTER#{name}"}, "sk": {"S": "CLUSTER"}}
-            ).get("Item")
+            item = self.client.get_item(TableName=self.table, Key={"pk": {"S": POLLING}, "sk": {"S": name}}).get("Item")
         except ClientError as exc:
             raise RegistryError(f"cluster lookup failed: {exc.response['Error']['Code']}") from exc
-        return PollConfig.from_json(item["poll"]["S"]) if item and "poll" in item else None
+        return PollConfig.from_json(item["poll"]["S"]) if item else None
 
     def clusters(self) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
