@@ -210,12 +210,9 @@ def cluster_add(
     if poll is not None and lake is not None:
         raise click.UsageError("a local lake polls with `auditlake poll --kubeconfig`; --eks/--server need --stack")
     if poll is not None and poll.auth == "eks":
-        import boto3
-
-        session = boto3.session.Session(region_name=region)
-        table = table or _stack_outputs(session, str(stack)).get("StateTableName")
+        registry, table, _ = _registry(table, stack, region)
         try:
-            DynamoRegistry(session.client("dynamodb"), str(table)).set_polling(name, poll, created_at=_now())
+            registry.set_polling(name, poll, created_at=_now())
         except RegistryError as exc:
             _fail(str(exc))
         err.print(f"cluster {name!r} registered in {table}: its Events are polled with the poller role's IAM token.")
@@ -236,18 +233,8 @@ def cluster_add(
             f"serve it with: auditlake serve --lake {lake} --port 8080 --cluster {name} --token-file {token_file}"
         )
     else:
-        import boto3
-
-        session = boto3.session.Session(region_name=region)
-        if stack is not None:
-            outputs = _stack_outputs(session, stack)
-            table = outputs.get("StateTableName")
-            url = url or outputs.get("WebhookUrl")
-            if not table or not url:
-                _fail(f"stack {stack} has no StateTableName/WebhookUrl outputs")
-        if not url:
-            raise click.UsageError("--url is required with --table")
-        registry = DynamoRegistry(session.client("dynamodb"), str(table))
+        registry, table, stack_url = _registry(table, stack, region)
+        url = _webhook_url(url, stack_url)
         try:
             registry.add_cluster(name, token_hash(token), created_at=_now(), poll=poll)
         except RegistryError as exc:
@@ -281,7 +268,8 @@ def cluster_rotate_token(name: str, table: str | None, stack: str | None, url: s
     Roll the new kubeconfig out to every control-plane node, then revoke the old token with
     `auditlake cluster revoke-token NAME SHA256` (the webhook forgets it within a minute).
     """
-    registry, table, url = _registry(table, stack, url, region)
+    registry, table, stack_url = _registry(table, stack, region)
+    url = _webhook_url(url, stack_url)
     old = registry.tokens(name)
     token = new_token()
     try:
@@ -304,7 +292,7 @@ def cluster_rotate_token(name: str, table: str | None, stack: str | None, url: s
 @click.option("--region", help="AWS region (default: the SDK's).")
 def cluster_revoke_token(name: str, sha256: str, table: str | None, stack: str | None, region: str | None) -> None:
     """Revoke one of cluster NAME's webhook tokens (by its SHA-256, as rotate-token lists it)."""
-    registry, table, _ = _registry(table, stack, "unused", region)
+    registry, table, _ = _registry(table, stack, region)
     try:
         registry.revoke_token(name, sha256.strip().lower())
     except RegistryError as exc:
@@ -312,20 +300,27 @@ def cluster_revoke_token(name: str, sha256: str, table: str | None, stack: str |
     err.print(f"token {sha256[:12]}... of {name!r} revoked; the webhook refuses it within a minute (its cache)")
 
 
-def _registry(table: str | None, stack: str | None, url: str | None,
-              region: str | None) -> tuple[DynamoRegistry, str, str]:  # fmt: skip
-    """The registry, table name and webhook URL of --table or --stack."""
+def _registry(table: str | None, stack: str | None, region: str | None) -> tuple[DynamoRegistry, str, str | None]:
+    """The registry and table name of --table or --stack, and the stack's webhook URL when it has one."""
     import boto3
 
     if (table is None) == (stack is None):
         raise click.UsageError("give exactly one of --table, --stack")
     session = boto3.session.Session(region_name=region)
+    url = None
     if stack is not None:
         outputs = _stack_outputs(session, stack)
-        table, url = outputs.get("StateTableName"), url or outputs.get("WebhookUrl")
-    if not table or not url:
-        raise click.UsageError("--url is required with --table")
-    return DynamoRegistry(session.client("dynamodb"), table), table, url
+        table, url = outputs.get("StateTableName"), outputs.get("WebhookUrl")
+        if not table:
+            _fail(f"stack {stack} has no StateTableName output")
+    return DynamoRegistry(session.client("dynamodb"), str(table)), str(table), url
+
+
+def _webhook_url(given: str | None, from_stack: str | None) -> str:
+    url = given or from_stack
+    if not url:
+        raise click.UsageError("--url is required with --table (or the stack has no WebhookUrl output)")
+    return url
 
 
 def _emit_kubeconfig(kubeconfig: str, out: Path | None) -> None:

@@ -295,7 +295,8 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
     """Walk the whole chain; check the files of the digests overlapping [start, end)."""
     report = VerifyReport()
     digests = archives["audit"]
-    sealed: dict[str, dict[str, Any]] = {}
+    sealed: set[str] = set()  # every file any digest lists
+    to_check: list[dict[str, Any]] = []  # those of the digests overlapping [start, end)
     previous: tuple[str, bytes] | None = None
     for n, key in enumerate(sorted(k for k in digests.list(PREFIX) if k.endswith(".json")), start=1):
         data = digests.get(key)
@@ -313,16 +314,12 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             report.findings.append(Finding("chain", key, f"expected digest {n} after {expected and expected['key']}"))
         previous = (key, data)
         report.sealed_until = doc.get("to")
-        window_start, window_end = parse(doc["from"]), parse(doc["to"])
-        if (start and window_end <= start) or (end and window_start >= end):
-            for obj in doc.get("objects", ()):
-                sealed[obj["key"]] = {}  # known, not checked
-            continue
-        for obj in doc.get("objects", ()):
-            sealed[obj["key"]] = obj
-    for key, obj in sealed.items():
-        if not obj:
-            continue
+        objects = doc.get("objects", ())
+        sealed.update(obj["key"] for obj in objects)
+        if not ((start and parse(doc["to"]) <= start) or (end and parse(doc["from"]) >= end)):
+            to_check += objects
+    for obj in to_check:
+        key = obj["key"]
         report.objects += 1
         try:
             data = archives[key.split("/", 1)[0]].get(key)

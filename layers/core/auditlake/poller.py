@@ -272,29 +272,29 @@ class _Poll:
                 # The continue token outlived the server's history (a very long list): start over.
                 if attempt == 2:
                     raise
-        reason = None
-        if previous is not None:
-            horizon = started - timedelta(seconds=self.p.event_ttl)
-            synced = parse(previous)
-            if synced < horizon:
-                reason = (
-                    f"checkpoint from {previous} is older than the API server's event history "
-                    f"({self.p.event_ttl} s): Events between then and {format_utc(horizon)} may be lost"
-                )
-                end = horizon
-            elif self.superseded:
-                reason = (
-                    f"410 Gone: {self.superseded} Events changed since the checkpoint and were listed at their "
-                    "latest version; versions superseded in between (earlier counts) may be missing"
-                )
-                end = started
-        if reason is not None and previous is not None:
-            gap = gap_record(self.p.cluster, parse(previous), end, reason, format_utc(started))
+        gap = self._gap(previous, started) if previous is not None else None
+        if gap is not None:
             self.buffer.lines.append(dumps(gap))
             self.stats.gaps += 1
-            logger.warning("coverage gap recorded", extra={"cluster": self.p.cluster, "reason": reason})
+            logger.warning("coverage gap recorded", extra={"cluster": self.p.cluster, "reason": gap["note"]})
         self.flush(api, version, started)
         return version
+
+    def _gap(self, previous: str, listed_at: datetime) -> dict[str, Any] | None:
+        """The coverage-gap record for what a list after the checkpoint ``previous`` cannot prove
+        complete, or None."""
+        horizon = listed_at - timedelta(seconds=self.p.event_ttl)
+        if parse(previous) < horizon:
+            reason = (f"checkpoint from {previous} is older than the API server's event history "
+                      f"({self.p.event_ttl} s): Events between then and {format_utc(horizon)} may be lost")  # fmt: skip
+            end = horizon
+        elif self.superseded:
+            reason = (f"410 Gone: {self.superseded} Events changed since the checkpoint and were listed at their "
+                      "latest version; versions superseded in between (earlier counts) may be missing")  # fmt: skip
+            end = listed_at
+        else:
+            return None
+        return gap_record(self.p.cluster, parse(previous), end, reason, format_utc(listed_at))
 
     def _list_pages(self, api: str, since: str | None) -> str:
         query: dict[str, Any] = {"limit": self.p.page_limit}
