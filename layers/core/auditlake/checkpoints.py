@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .conditional import conditional_write
 from .jsonio import JSONError, dumps, dumps_str, loads
 
 
@@ -60,8 +61,8 @@ class DynamoCheckpoints:
         return loads(item["state"]["S"].encode()), int(item["version"]["N"])
 
     def save(self, name: str, value: dict[str, Any], version: int) -> int:
-        try:
-            self.client.put_item(
+        saved = conditional_write(
+            lambda: self.client.put_item(
                 TableName=self.table,
                 Item={
                     **self._key(name),
@@ -72,13 +73,12 @@ class DynamoCheckpoints:
                 # A stored checkpoint has version >= 1, so version 0 means "none may exist yet".
                 ConditionExpression="attribute_not_exists(pk) OR version = :v",
                 ExpressionAttributeValues={":v": {"N": str(version)}},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise CheckpointConflict(f"checkpoint {name} was advanced by another run") from None
-            raise CheckpointError(f"cannot save checkpoint {name}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise CheckpointError(f"cannot save checkpoint {name}: {exc}") from exc
+            ),
+            CheckpointError,
+            f"save checkpoint {name}",
+        )
+        if saved is None:
+            raise CheckpointConflict(f"checkpoint {name} was advanced by another run")
         return version + 1
 
 
