@@ -1,5 +1,5 @@
-"""Kubernetes Events poller: the every-minute schedule fans out one invocation per registered
-cluster; each polls its cluster until shortly before its own timeout (core: PollerFleet.handle)."""
+"""Kubernetes Events poller: the schedule fans out one invocation per cluster; each polls its cluster
+until shortly before its timeout (core: PollerFleet.handle)."""
 
 import os
 from typing import Any
@@ -15,22 +15,16 @@ from auditlake.settings import RAW_BUCKET, STATE_TABLE, Settings
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"auditlake"})
 metrics = Metrics()
-region = os.environ["AWS_REGION"]  # EKS tokens are signed for the regional STS endpoint
+sts_endpoint = f"https://sts.{os.environ['AWS_REGION']}.amazonaws.com"  # EKS tokens name the regional STS
 fleet = build_poller_fleet(
-    Settings.from_env(required=(RAW_BUCKET, STATE_TABLE)),
-    s3=boto3.client("s3"),
-    dynamodb=boto3.client("dynamodb"),
-    eks=boto3.client("eks"),
-    sts=boto3.client("sts", region_name=region, endpoint_url=f"https://sts.{region}.amazonaws.com"),
-    secrets=boto3.client("secretsmanager"),
-    lambda_client=boto3.client("lambda"),
-    metrics=metrics,
-)
+    Settings.from_env(required=(RAW_BUCKET, STATE_TABLE)), s3=boto3.client("s3"), dynamodb=boto3.client("dynamodb"),
+    eks=boto3.client("eks"), sts=boto3.client("sts", endpoint_url=sts_endpoint),
+    secrets=boto3.client("secretsmanager"), lambda_client=boto3.client("lambda"), metrics=metrics,
+)  # fmt: skip
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    seconds_left = context.get_remaining_time_in_millis() / 1000
-    return fleet.handle(event, function_arn=context.invoked_function_arn, seconds_left=seconds_left,
-                        request_id=context.aws_request_id)  # fmt: skip
+    return fleet.handle(event, function_arn=context.invoked_function_arn, request_id=context.aws_request_id,
+                        seconds_left=context.get_remaining_time_in_millis() / 1000)  # fmt: skip
