@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -67,9 +68,14 @@ def eventlist_body(items: list[dict[str, Any]]) -> bytes:
     ).encode()
 
 
-def forbidden_events(count: int, *, minute: str = "10:05", user: str = "mallory@example.com",
-                     resource: str = "secrets", first: int = 0) -> list[dict[str, Any]]:  # fmt: skip
-    """``count`` audit events of 403 answers to one identity within one minute (distinct audit IDs)."""
+BURST_START = datetime(2026, 11, 21, 10, 5, tzinfo=UTC)
+
+
+def forbidden_events(count: int, *, start: datetime = BURST_START, every: float = 1.0,
+                     user: str = "mallory@example.com", resource: str = "secrets",
+                     first: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """``count`` audit events of 403 answers to one identity (distinct audit IDs from ``first``), the
+    first at ``start`` and one every ``every`` seconds after it."""
     events = []
     for n in range(first, first + count):
         event = fixture("forbidden_secret_get.json")
@@ -77,7 +83,8 @@ def forbidden_events(count: int, *, minute: str = "10:05", user: str = "mallory@
         event["user"]["username"] = user
         event["objectRef"]["resource"] = resource
         event["sourceIPs"] = [f"203.0.113.{n % 3}"]
-        event["requestReceivedTimestamp"] = f"2026-11-21T{minute}:{n % 60:02d}.000000Z"
+        at = start + timedelta(seconds=every * (n - first))
+        event["requestReceivedTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         events.append(event)
     return events
 

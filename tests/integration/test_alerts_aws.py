@@ -1,10 +1,11 @@
 """403-burst alerts on AWS (moto server): the webhook and the EKS forwarder count denials in the
-state table and publish to SNS once per (cluster, identity, minute)."""
+state table and publish to SNS once per burst (threshold denials of one identity within 60 s)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -12,6 +13,7 @@ import pytest
 
 from auditlake.jsonio import dumps
 from tests.conftest import (
+    BURST_START,
     AwsStack,
     LambdaContext,
     awslogs_event,
@@ -51,11 +53,11 @@ def test_webhook_pages_once_per_burst(monkeypatch: pytest.MonkeyPatch, aws: AwsS
     nine = forbidden_events(9)
     assert invoke(eventlist_body(nine), token)[0] == 200
     assert pages() == []
-    tenth_and_more = forbidden_events(6, first=9)
+    tenth_and_more = forbidden_events(6, first=9, start=BURST_START + timedelta(seconds=9))
     assert invoke(eventlist_body(tenth_and_more), token)[0] == 200
     assert invoke(eventlist_body(tenth_and_more), token)[0] == 200  # the API server retried: no second page
-    other_minute = forbidden_events(10, minute="10:07", first=50)
-    assert invoke(eventlist_body(other_minute), token)[0] == 200
+    two_minutes_later = forbidden_events(10, first=50, start=BURST_START + timedelta(minutes=2))
+    assert invoke(eventlist_body(two_minutes_later), token)[0] == 200
     sent = pages()
     assert [(p["identity"], p["window_start"], p["count"]) for p in sent] == [
         ("mallory@example.com", "2026-11-21T10:05:00Z", 15),  # 9, then 6 more in the batch that crossed
@@ -87,3 +89,33 @@ def test_eks_forwarder_pages_too(monkeypatch: pytest.MonkeyPatch, aws: AwsStack,
     app.lambda_handler(awslogs_event(subscription_document(messages)), LambdaContext())
     [page] = pages()
     assert (page["cluster"], page["count"]) == ("prod", 12)  # the cluster comes from the log group
+
+
+def test_the_dynamodb_counter_pages_a_straddling_burst_once_and_expires_by_the_ingest_clock(aws: AwsStack) -> None:
+    """The state table's counters: a burst across a clock minute pages once although two deliveries
+    race for it; every bucket's TTL is a day after it last counted, not a day after its event time."""
+    from auditlake.alerts import KEEP_SECONDS, DynamoCounter, ForbiddenBursts
+    from auditlake.pipeline import AuditPipeline, PipelineConfig
+
+    pipeline = AuditPipeline(PipelineConfig())
+
+    def records(count: int, first: int, start: datetime) -> list[Any]:
+        events = forbidden_events(count, first=first, start=start, every=2)
+        return pipeline.process(
+            events, cluster="prod", source="webhook", ingested_at="2026-11-21T10:06:00.000000Z"
+        ).denials
+
+    now = datetime.now(UTC).timestamp()
+    sent: list[dict[str, Any]] = []
+    first = ForbiddenBursts(DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append)
+    second = ForbiddenBursts(DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append)
+    nine = records(9, 0, datetime(2026, 11, 21, 10, 5, 44, tzinfo=UTC))  # 10:05:44 .. 10:06:00
+    six = records(6, 9, datetime(2026, 11, 21, 10, 6, 2, tzinfo=UTC))  # 10:06:02 .. 10:06:12
+    first.observe(nine)
+    assert sent == []
+    first.observe(six)
+    second.observe(six)  # a concurrent delivery of the same batch sees the same burst: its claim is refused
+    assert [(a["count"], a["window_start"]) for a in sent] == [(15, "2026-11-21T10:05:44Z")]
+    items = aws.dynamodb.scan(TableName=aws.table)["Items"]
+    assert {item["pk"]["S"] for item in items} == {"ALERT#forbidden#prod#mallory@example.com"}
+    assert all(int(item["ttl"]["N"]) == int(now) + KEEP_SECONDS for item in items)

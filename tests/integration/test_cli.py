@@ -307,6 +307,22 @@ def test_ingest_reports_403_bursts(tmp_path: Path) -> None:
     assert sorted(json.loads(line)["rule"] for line in lines) == ["forbidden", "forbidden-secrets"]
 
 
+def test_last_weeks_log_reports_its_burst_once(tmp_path: Path) -> None:
+    """The forensic case: a burst of 34 denials a week ago pages when the log is ingested today,
+    and ingesting the same log again reports nothing new."""
+    week_ago = (datetime.now(UTC) - timedelta(days=7)).replace(microsecond=0)
+    log = tmp_path / "audit.log"
+    log.write_text("".join(json.dumps(e) + "\n" for e in forbidden_events(34, start=week_ago, every=1.5)))
+    lake = tmp_path / "lake"
+    first = run("ingest", str(log), "--cluster", "c1", "--lake", str(lake))
+    assert first.exit_code == 0, first.stderr
+    assert "alerts 1" in first.stderr and first.stderr.count("ALERT") == 1
+    [alert] = [json.loads(line) for line in (lake / "alerts" / f"{week_ago:%Y-%m-%d}.jsonl").read_text().splitlines()]
+    assert (alert["count"], alert["window_start"]) == (34, f"{week_ago:%Y-%m-%dT%H:%M:%SZ}")
+    again = run("ingest", str(log), "--cluster", "c1", "--lake", str(lake))
+    assert "alerts 0" in again.stderr and "ALERT" not in again.stderr
+
+
 def test_token_rotation_keeps_the_cluster_connected(aws: AwsStack) -> None:
     hook = ("--table", aws.table, "--url", "https://hook.example/v1/audit")
     first = yaml.safe_load(run("cluster", "add", "prod", *hook).stdout)["users"][0]["user"]["token"]

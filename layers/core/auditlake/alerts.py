@@ -1,17 +1,29 @@
-"""403 bursts: an identity denied ``threshold`` times within one minute (of event time) is an attack
-in progress, or a broken deployment; either way someone should be paged, once.
+"""403 bursts: an identity denied ``threshold`` times within any 60 seconds (of event time) is an
+attack in progress, or a broken deployment; either way someone should be paged, once.
 
 Every ingest path hands the records it stored with response code 403 to ``ForbiddenBursts``.
-Denials are counted per (rule, cluster, identity, minute) as a *set of audit IDs*, so a batch the
-API server or CloudWatch delivers twice is not counted twice. When a window reaches its rule's
-threshold it is claimed (a conditional write) and published once; if publishing fails the claim
-is released and the error raised, so the delivery is retried (the webhook answers 503).
+Denials are kept per (rule, cluster, identity) in 10-second *buckets* of event time, each a set of
+``<time>|<audit ID>`` entries, so a batch the API server or CloudWatch delivers twice is not counted
+twice. After a batch is added, the buckets around it are read back and swept for a *burst*: at least
+``threshold`` denials between some denial's time ``s`` and ``s + 60 s`` inclusive, the span the
+``forbidden_bursts`` query counts (``RANGE ... INTERVAL '1' MINUTE PRECEDING``), whatever clock
+minutes it straddles. A burst is paged once: it *claims* every bucket its minute touches (one
+atomic write), and a span that touches a claimed bucket never pages again. So a sustained attack
+pages at most once a minute, a redelivered batch or a concurrent delivery of the same burst never
+pages twice, and if publishing fails the claim is released and the error raised, so the delivery
+is retried (the webhook answers 503) and the retry pages.
+
+Buckets expire a day after they last counted (the ingest clock, not event time): a log from last
+week pages for its bursts when it is ingested, exactly once, and ingesting it again within a day
+pages nothing new. After a day the counters are gone and a re-ingest pages again.
 
 Rules: ``forbidden`` (every 403, ``threshold``) and the optional narrower ``forbidden-secrets``
 (403s on secrets only, ``secrets_threshold``; 0 = off).
 
-DynamoDB: ``ALERT#<rule>#<cluster>#<minute>#<identity>/WINDOW`` with a TTL of a day.
-Local: ``<lake>/state/alerts.json``, alerts appended to ``<lake>/alerts/<yyyy-mm-dd>.jsonl``.
+DynamoDB: ``pk = ALERT#<rule>#<cluster>#<identity>``, ``sk = <bucket start, YYYY-MM-DDTHH:MM:S0>``,
+TTL a day after the last write; one UpdateItem per touched bucket and one Query per identity a batch.
+Local: ``<lake>/state/alerts.json`` (one read and one write a batch), alerts appended to
+``<lake>/alerts/<yyyy-mm-dd>.jsonl``.
 """
 
 from __future__ import annotations
@@ -19,12 +31,16 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .conditional import conditional_write
 from .jsonio import JSONError, dumps, dumps_str, loads
@@ -34,42 +50,125 @@ from .metrics import MetricsSink
 RULE_ALL = "forbidden"
 RULE_SECRETS = "forbidden-secrets"
 DETAILS = ("source_ips", "resources", "verbs")
-KEEP_SECONDS = 24 * 3600  # a window's counter outlives any redelivery
+KEEP_SECONDS = 24 * 3600  # a bucket outlives any redelivery by this long after it last counted
+BUCKET_SECONDS = 10
+SPAN = timedelta(seconds=60)
+_BUCKET = timedelta(seconds=BUCKET_SECONDS)
 
 
 class AlertError(RuntimeError):
     """Counting or publishing failed: the delivery must be retried."""
 
 
-@dataclass
-class Window:
+@dataclass(frozen=True)
+class Stream:
+    """Whose denials are counted together."""
+
     rule: str
     cluster: str
     identity: str
-    minute: str  # 2026-11-21T10:05 (UTC, event time)
+
+    @property
+    def key(self) -> str:  # rule and cluster hold no '#', so the identity may
+        return f"{self.rule}#{self.cluster}#{self.identity}"
+
+
+@dataclass
+class Bucket:
+    """Ten seconds of one stream's denials: ``<canonical time>|<audit ID>`` entries, what they were
+    about, and the claim of the burst that paged for them (None while none has)."""
+
     ids: set[str] = field(default_factory=set)
     details: dict[str, set[str]] = field(default_factory=lambda: {name: set() for name in DETAILS})
+    claimed: str | None = None
 
-    @property
-    def key(self) -> str:
-        return f"{self.rule}#{self.cluster}#{self.minute}#{self.identity}"
+    def merge(self, other: Bucket) -> None:
+        self.ids |= other.ids
+        for name in DETAILS:
+            self.details[name] |= other.details[name]
 
-    @property
-    def expires_at(self) -> int:
-        return int(datetime.fromisoformat(f"{self.minute}:00+00:00").timestamp()) + KEEP_SECONDS
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """The buckets a batch added to one stream, and the range around them to read back: every span
+    holding one of the new denials lies within it."""
+
+    added: dict[str, Bucket]
+    first: str
+    last: str
 
 
 class Counter(Protocol):
-    def add(self, window: Window) -> tuple[int, dict[str, set[str]]] | None:
-        """Add the window's audit IDs and details; the distinct count and details so far, or None
-        when the window has alerted already."""
+    def add(self, batch: dict[Stream, Neighbourhood], cap: int) -> dict[Stream, dict[str, Bucket]]:
+        """Add each stream's new denials to their buckets (not to a claimed bucket, nor to one that
+        already holds ``cap`` entries: neither can change what pages) and return, per stream, every
+        stored bucket from ``first`` to ``last``, both included."""
         ...
 
-    def claim(self, window: Window) -> bool:
-        """Mark the window alerted; False when another delivery did first."""
+    def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
+        """Claim every bucket at once for one burst; False when any is claimed already."""
         ...
 
-    def unclaim(self, window: Window) -> None: ...
+    def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None: ...
+
+
+def bucket_of(moment: datetime) -> str:
+    """The start of the 10-second bucket holding ``moment``, as the bucket's sort key."""
+    return f"{moment:%Y-%m-%dT%H:%M:}{moment.second // BUCKET_SECONDS}0"
+
+
+def _at(entry: str) -> datetime:
+    return datetime.fromisoformat(entry.split("|", 1)[0])
+
+
+def _shift(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, held at the calendar's edge instead of overflowing (year 1, year 9999)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if delta > timedelta(0) else datetime.min.replace(tzinfo=UTC)
+
+
+def _buckets_between(start: datetime, end: datetime) -> list[str]:
+    moment = start.replace(second=start.second - start.second % BUCKET_SECONDS, microsecond=0)
+    keys = []
+    while moment <= end:
+        keys.append(bucket_of(moment))
+        moment = _shift(moment, _BUCKET)
+        if bucket_of(moment) == keys[-1]:  # held at the calendar's end
+            break
+    return keys
+
+
+@dataclass(frozen=True)
+class Burst:
+    start: datetime
+    entries: list[str]
+    buckets: list[str]
+
+
+def find_bursts(stored: dict[str, Bucket], threshold: int) -> list[Burst]:
+    """Non-overlapping spans of ``threshold`` or more denials within 60 s that touch no claimed
+    bucket, earliest first. Pure: the sweep the counters' answers are judged by."""
+    taken = {key for key, bucket in stored.items() if bucket.claimed}
+    entries = sorted({entry for bucket in stored.values() for entry in bucket.ids})
+    times = [_at(entry) for entry in entries]
+    bursts: list[Burst] = []
+    end = 0
+    for first, start in enumerate(times):
+        if bursts and start <= _shift(bursts[-1].start, SPAN):
+            continue
+        end = max(end, first)
+        while end < len(times) and times[end] <= _shift(start, SPAN):
+            end += 1
+        if end - first < threshold:
+            continue
+        buckets = _buckets_between(start, _shift(start, SPAN))
+        if taken.intersection(buckets):
+            continue
+        taken.update(buckets)
+        bursts.append(Burst(start, entries[first:end], buckets))
+    return bursts
 
 
 class ForbiddenBursts:
@@ -88,42 +187,67 @@ class ForbiddenBursts:
 
     def observe(self, records: Iterable[Any]) -> list[dict[str, Any]]:
         """Count stored 403 records (normalised audit records); returns the alerts published."""
-        windows: dict[tuple[str, str, str, str], Window] = {}
+        added: dict[Stream, dict[str, Bucket]] = {}
+        spans: dict[Stream, tuple[datetime, datetime]] = {}
         for record in records:
             if not record.audit_id or not record.request_received_at:
                 continue
+            at = datetime.fromisoformat(record.request_received_at)  # canonical: validated at ingest
             rules = [RULE_ALL]
             if self.thresholds[RULE_SECRETS] and record.object_resource == "secrets":
                 rules.append(RULE_SECRETS)
             for rule in rules:
-                slot = (rule, record.cluster, record.user_name or "(unknown)", record.request_received_at[:16])
-                window = windows.get(slot) or windows.setdefault(slot, Window(*slot))
-                window.ids.add(record.audit_id)
-                window.details["source_ips"].update(record.source_ips or ())
-                window.details["resources"].add(_resource(record))
-                window.details["verbs"].add(record.verb or "?")
-        return [alert for window in windows.values() if (alert := self._count(window)) is not None]
+                stream = Stream(rule, record.cluster, record.user_name or "(unknown)")
+                buckets = added.setdefault(stream, {})
+                bucket = buckets.get(key := bucket_of(at)) or buckets.setdefault(key, Bucket())
+                bucket.ids.add(f"{record.request_received_at}|{record.audit_id}")
+                bucket.details["source_ips"].update(record.source_ips or ())
+                bucket.details["resources"].add(_resource(record))
+                bucket.details["verbs"].add(record.verb or "?")
+                low, high = spans.get(stream, (at, at))
+                spans[stream] = (min(low, at), max(high, at))
+        if not added:
+            return []
+        batch = {
+            stream: Neighbourhood(
+                buckets, bucket_of(_shift(spans[stream][0], -SPAN)), bucket_of(_shift(spans[stream][1], SPAN))
+            )
+            for stream, buckets in added.items()
+        }
+        # A bucket holding the largest threshold already pages every span it is in: more entries change nothing.
+        stored = self.counter.add(batch, cap=max(self.thresholds.values()))
+        published = []
+        for stream, buckets in stored.items():
+            for burst in find_bursts(buckets, self.thresholds[stream.rule]):
+                alert = self._page(stream, burst, buckets)
+                if alert is not None:
+                    published.append(alert)
+        return published
 
-    def _count(self, window: Window) -> dict[str, Any] | None:
-        counted = self.counter.add(window)
-        if counted is None or counted[0] < self.thresholds[window.rule] or not self.counter.claim(window):
-            return None
-        count, details = counted
-        start = datetime.fromisoformat(f"{window.minute}:00+00:00")
+    def _page(self, stream: Stream, burst: Burst, stored: dict[str, Bucket]) -> dict[str, Any] | None:
+        claim = uuid.uuid4().hex
+        if not self.counter.claim(stream, burst.buckets, claim):
+            return None  # a concurrent delivery paged for this burst
+        details = {name: set[str]() for name in DETAILS}
+        for key in burst.buckets:
+            for name in DETAILS:
+                details[name] |= stored[key].details[name] if key in stored else set()
         alert = {
-            "rule": window.rule,
-            "cluster": window.cluster,
-            "identity": window.identity,
-            "count": count,
-            "threshold": self.thresholds[window.rule],
-            "window_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "window_end": (start + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "rule": stream.rule,
+            "cluster": stream.cluster,
+            "identity": stream.identity,
+            "count": len(burst.entries),
+            "threshold": self.thresholds[stream.rule],
+            "window_start": f"{burst.start:%Y-%m-%dT%H:%M:%SZ}",
+            "window_end": f"{_shift(burst.start, SPAN):%Y-%m-%dT%H:%M:%SZ}",
+            "first_denied": burst.entries[0].split("|", 1)[0],
+            "last_denied": burst.entries[-1].split("|", 1)[0],
             **{name: sorted(values) for name, values in details.items()},
         }
         try:
             self.notify(alert)
         except Exception as exc:
-            self.counter.unclaim(window)  # the retried delivery claims and publishes again
+            self.counter.unclaim(stream, burst.buckets, claim)  # the retried delivery claims and publishes again
             raise AlertError(f"alert not published: {exc}") from exc
         return alert
 
@@ -143,59 +267,104 @@ def subject(alert: dict[str, Any]) -> str:
 
 
 class DynamoCounter:
-    def __init__(self, client: Any, table: str) -> None:
-        self.client, self.table = client, table
+    def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.client, self.table, self.clock = client, table, clock
+
+    def _expires(self) -> dict[str, str]:
+        return {"N": str(int(self.clock()) + KEEP_SECONDS)}
 
     @staticmethod
-    def _key(window: Window) -> dict[str, Any]:
-        return {"pk": {"S": f"ALERT#{window.key}"}, "sk": {"S": "WINDOW"}}
+    def _key(stream: Stream, bucket: str) -> dict[str, Any]:
+        return {"pk": {"S": f"ALERT#{stream.key}"}, "sk": {"S": bucket}}
 
-    def add(self, window: Window) -> tuple[int, dict[str, set[str]]] | None:
-        sets = {"ids": window.ids, **window.details}
-        present = {name: values for name, values in sets.items() if values}  # DynamoDB has no empty sets
-        answer = conditional_write(
-            lambda: self.client.update_item(
+    def add(self, batch: dict[Stream, Neighbourhood], cap: int) -> dict[Stream, dict[str, Bucket]]:
+        for stream, around in batch.items():
+            for key, bucket in around.added.items():
+                sets = {"ids": bucket.ids, **bucket.details}
+                present = {name: values for name, values in sets.items() if values}  # DynamoDB has no empty sets
+                request = {
+                    "TableName": self.table,
+                    "Key": self._key(stream, key),
+                    "UpdateExpression": "ADD " + ", ".join(f"{n} :{n}" for n in present) + " SET #ttl = :ttl",
+                    "ConditionExpression": "attribute_not_exists(claimed) AND "
+                    "(attribute_not_exists(ids) OR size(ids) < :cap)",
+                    "ExpressionAttributeNames": {"#ttl": "ttl"},
+                    "ExpressionAttributeValues": {
+                        **{f":{n}": {"SS": sorted(v)} for n, v in present.items()},
+                        ":ttl": self._expires(),
+                        ":cap": {"N": str(cap)},
+                    },
+                }
+                # Refused when claimed or full: nothing to add then.
+                conditional_write(partial(self.client.update_item, **request), AlertError, "count 403s")
+        return {stream: self._read(stream, around.first, around.last) for stream, around in batch.items()}
+
+    def _read(self, stream: Stream, first: str, last: str) -> dict[str, Bucket]:
+        buckets: dict[str, Bucket] = {}
+        try:
+            pages = self.client.get_paginator("query").paginate(
                 TableName=self.table,
-                Key=self._key(window),
-                UpdateExpression="ADD " + ", ".join(f"{n} :{n}" for n in present) + " SET #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(alerted)",
-                ExpressionAttributeNames={"#ttl": "ttl"},
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
                 ExpressionAttributeValues={
-                    **{f":{n}": {"SS": sorted(v)} for n, v in present.items()},
-                    ":ttl": {"N": str(window.expires_at)},
+                    ":pk": {"S": f"ALERT#{stream.key}"}, ":first": {"S": first}, ":last": {"S": last}
                 },
-                ReturnValues="ALL_NEW",
-            ),
-            AlertError,
-            "count 403s",
-        )
-        if answer is None:  # the window has alerted already
-            return None
-        item = answer["Attributes"]
-        return len(item["ids"]["SS"]), {name: set(item.get(name, {}).get("SS", ())) for name in DETAILS}
+                ConsistentRead=True,  # a concurrent delivery's denials must be seen
+            )  # fmt: skip
+            for page in pages:
+                for item in page["Items"]:
+                    buckets[item["sk"]["S"]] = Bucket(
+                        set(item.get("ids", {}).get("SS", ())),
+                        {name: set(item.get(name, {}).get("SS", ())) for name in DETAILS},
+                        item.get("claimed", {}).get("S"),
+                    )
+        except (BotoCoreError, ClientError) as exc:
+            raise AlertError(f"cannot read 403 counters: {exc}") from exc
+        return buckets
 
-    def _mark(self, window: Window, expression: str, condition: str | None) -> bool:
-        request: dict[str, Any] = {"TableName": self.table, "Key": self._key(window), "UpdateExpression": expression}
-        if condition:
-            now = {":now": {"N": str(int(time.time()))}}
-            request |= {"ConditionExpression": condition, "ExpressionAttributeValues": now}
-        return conditional_write(lambda: self.client.update_item(**request), AlertError, "mark the alert") is not None
+    def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
+        update = {
+            "TableName": self.table,
+            "UpdateExpression": "SET claimed = :claim, #ttl = :ttl",
+            "ConditionExpression": "attribute_not_exists(claimed)",
+            "ExpressionAttributeNames": {"#ttl": "ttl"},
+            "ExpressionAttributeValues": {":claim": {"S": claim}, ":ttl": self._expires()},
+        }
+        items = [{"Update": {**update, "Key": self._key(stream, key)}} for key in buckets]
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if exc.response["Error"]["Code"] == "TransactionCanceledException" and any(
+                reason.get("Code") == "ConditionalCheckFailed" for reason in reasons
+            ):
+                return False
+            raise AlertError(f"cannot claim the burst: {exc}") from exc
+        except BotoCoreError as exc:
+            raise AlertError(f"cannot claim the burst: {exc}") from exc
+        return True
 
-    def claim(self, window: Window) -> bool:
-        return self._mark(window, "SET alerted = :now", "attribute_not_exists(alerted)")
-
-    def unclaim(self, window: Window) -> None:
-        self._mark(window, "REMOVE alerted", None)
+    def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None:
+        for key in buckets:
+            release = partial(
+                self.client.update_item,
+                TableName=self.table,
+                Key=self._key(stream, key),
+                UpdateExpression="REMOVE claimed",
+                ConditionExpression="claimed = :claim",
+                ExpressionAttributeValues={":claim": {"S": claim}},
+            )
+            conditional_write(release, AlertError, "release the burst's claim")
 
 
 class LocalCounter:
-    """The same counting in one JSON file of the local lake, under a file lock."""
+    """The same counting in one JSON file of the local lake, under a file lock: one read and one
+    write a batch (and one each for a burst's claim)."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
         self.path, self.clock = Path(path), clock
 
     @contextmanager
-    def _state(self) -> Iterator[dict[str, Any]]:
+    def _state(self) -> Iterator[dict[str, dict[str, dict[str, Any]]]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -206,38 +375,53 @@ class LocalCounter:
                 state = {}
             except JSONError as exc:
                 raise AlertError(f"{self.path}: {exc.reason}") from None
-            yield state
             now = self.clock()
-            state = {k: v for k, v in state.items() if v["expires_at"] > now}
+            state = {stream: live for stream, buckets in state.items()
+                     if (live := {k: b for k, b in buckets.items() if b["expires_at"] > now})}  # fmt: skip
+            yield state
             partial = self.path.with_suffix(".partial")
             partial.write_bytes(dumps(state))
             os.replace(partial, self.path)
         finally:
             os.close(fd)
 
-    def add(self, window: Window) -> tuple[int, dict[str, set[str]]] | None:
+    def add(self, batch: dict[Stream, Neighbourhood], cap: int) -> dict[Stream, dict[str, Bucket]]:
+        expires = self.clock() + KEEP_SECONDS
+        out: dict[Stream, dict[str, Bucket]] = {}
         with self._state() as state:
-            entry = state.setdefault(window.key, {"expires_at": window.expires_at, "alerted": False, "ids": []})
-            if entry["alerted"]:
-                return None
-            entry["ids"] = sorted(set(entry["ids"]) | window.ids)
-            for name in DETAILS:
-                entry[name] = sorted(set(entry.get(name, ())) | window.details[name])
-            return len(entry["ids"]), {name: set(entry[name]) for name in DETAILS}
+            for stream, around in batch.items():
+                stored = state.setdefault(stream.key, {})
+                for key, bucket in around.added.items():
+                    entry = stored.setdefault(key, {"ids": [], "claimed": None, "expires_at": expires})
+                    if entry["claimed"] or len(entry["ids"]) >= cap:
+                        continue
+                    entry["ids"] = sorted(set(entry["ids"]) | bucket.ids)
+                    for name in DETAILS:
+                        entry[name] = sorted(set(entry.get(name, ())) | bucket.details[name])
+                    entry["expires_at"] = expires
+                out[stream] = {
+                    key: Bucket(set(entry["ids"]), {n: set(entry.get(n, ())) for n in DETAILS}, entry["claimed"])
+                    for key, entry in stored.items()
+                    if around.first <= key <= around.last
+                }
+        return out
 
-    def _set(self, window: Window, alerted: bool) -> bool:
+    def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
         with self._state() as state:
-            entry = state.get(window.key)
-            if entry is None or entry["alerted"] == alerted:
+            stored = state.setdefault(stream.key, {})
+            if any(stored.get(key, {}).get("claimed") for key in buckets):
                 return False
-            entry["alerted"] = alerted
+            for key in buckets:
+                entry = stored.setdefault(key, {"ids": []})
+                entry["claimed"], entry["expires_at"] = claim, self.clock() + KEEP_SECONDS
             return True
 
-    def claim(self, window: Window) -> bool:
-        return self._set(window, True)
-
-    def unclaim(self, window: Window) -> None:
-        self._set(window, False)
+    def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None:
+        with self._state() as state:
+            for key in buckets:
+                entry = state.get(stream.key, {}).get(key)
+                if entry is not None and entry.get("claimed") == claim:
+                    entry["claimed"] = None
 
 
 def sns_notifier(make_client: Callable[[], Any], topic_arn: str) -> Callable[[dict[str, Any]], None]:
