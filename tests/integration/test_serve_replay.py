@@ -6,6 +6,8 @@ import json
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import trustme
 
 from auditlake.landing import decode_lines
 from auditlake.stores.local import LocalStore
-from tests.conftest import as_row, corpus_path, forbidden_events
+from tests.conftest import as_row, corpus_path, eventlist_body, forbidden_events
 
 LOG = corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl")
 
@@ -85,19 +87,51 @@ def test_wrong_token_is_refused(server: Server, tmp_path: Path, lake: Path) -> N
     assert landed(lake) == []
 
 
-def test_oversized_request_is_answered_without_reading_the_body(server: Server, token_file: Path) -> None:
-    host, port = server.url.removeprefix("http://").split("/")[0].split(":")
+def post(url: str, body: bytes, token: str) -> tuple[int, dict[str, Any]]:
+    """POST with Python's ordinary HTTP client (urllib): the status and JSON body it receives."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_7_mb_post_receives_the_413_and_its_advice(server: Server, token_file: Path, lake: Path) -> None:
+    """The sender reads the status although it was still writing when the limit was passed: the
+    server reads and discards the body first (no connection reset), and stores nothing."""
+    body = eventlist_body(forbidden_events(1))[:-2] + b"," + b" " * (7 * 1024 * 1024) + b"]}"
+    status, reply = post(server.url, body, token_file.read_text().strip())
+    assert status == 413, reply
+    assert "exceeds the 6000000-byte limit" in reply["message"]
+    assert "--audit-webhook-truncate-max-batch-size" in reply["fix"]
+    # The connection was read to its end: the same server answers the next batch at once.
+    assert post(server.url, eventlist_body(forbidden_events(2)), token_file.read_text().strip())[0] == 200
+    assert len(landed(lake)) == 2
+
+
+def raw_request(url: str, head: bytes) -> str:
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(
-            b"POST /v1/audit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer " + token_file.read_text().strip().encode() + b"\r\n"
-            b"Content-Length: 50000000\r\n\r\n"
-        )
+        conn.sendall(head)
         chunks = []
-        while chunk := conn.recv(65536):  # the server closes the connection after a 413
+        while chunk := conn.recv(65536):  # the server closes the connection after answering
             chunks.append(chunk)
-    reply = b"".join(chunks).decode()
+    return b"".join(chunks).decode()
+
+
+def test_a_body_too_large_to_read_is_refused_unread(server: Server, token_file: Path) -> None:
+    token = token_file.read_text().strip().encode()
+    reply = raw_request(server.url, b"POST /v1/audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
+                        + b"\r\nContent-Length: 100000000\r\n\r\n")  # fmt: skip
     assert reply.startswith("HTTP/1.1 413") and "audit-webhook-truncate-max-batch-size" in reply
+
+
+def test_a_malformed_content_length_is_a_400_not_a_crash(server: Server, token_file: Path) -> None:
+    reply = raw_request(server.url, "POST /v1/audit HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n".encode())
+    assert reply.startswith("HTTP/1.1 400")
+    assert post(server.url, eventlist_body(forbidden_events(1)), token_file.read_text().strip())[0] == 200
 
 
 def test_tls_is_verified(tmp_path: Path, lake: Path, token_file: Path) -> None:
@@ -126,6 +160,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = cli("demo", "--lake", str(lake), "--minutes", "5", "--rate", "20")
     assert "planted secret values in the lake: none" in result.stdout
     assert "403 responses" in result.stdout and "quarantined items" in result.stdout
+    # The planted burst (15 denials within a minute, across two clock minutes) pages once, as serve prints it.
+    assert "ALERT auditlake: system:serviceaccount:default:build-robot denied" in " ".join(result.stdout.split())
+    assert "pages: 1, kept in alerts/" in result.stdout
+    [kept] = [json.loads(line) for day in (lake / "alerts").iterdir() for line in day.read_text().splitlines()]
+    assert kept["identity"] == "system:serviceaccount:default:build-robot" and kept["count"] >= 10
     # The named queries answer the planted incidents from the compacted archive.
     answers = result.stdout.split("$ auditlake query ")[1:]
     assert [a.split()[0] for a in answers] == ["secret_changes", "forbidden_bursts", "pod_exec",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -413,7 +414,9 @@ def serve(
 ) -> None:
     """Run a local audit webhook (POST /v1/audit) writing to the local lake; 403 bursts are printed
     and kept under LAKE/alerts/."""
-    from .serve import PATH, make_server
+    import ssl
+
+    from .serve import PATH, listen, make_server
     from .webhook import AuditWebhook, Reply
 
     token = token_file.read_text().strip()
@@ -433,24 +436,24 @@ def serve(
         fields = " ".join(f"{k}={v}" for k, v in reply.body.items() if k != "batch")
         click.echo(f"{datetime.now(UTC):%H:%M:%S} {reply.status} {fields}", err=True)
 
-    server = make_server(
-        webhook, host, port, on_reply=on_reply, tls=(tls_cert, tls_key) if tls_cert and tls_key else None
-    )
-    scheme = "https" if tls_cert else "http"
-    bound_port = server.server_address[1]
-    click.echo(f"listening on {scheme}://{host}:{bound_port}{PATH}", nl=True)
-    sys.stdout.flush()
-
-    def stop(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()  # waits for requests in flight: their 2xx means stored
+        server = make_server(webhook, on_reply=on_reply, tls=(tls_cert, tls_key) if tls_cert and tls_key else None)
+    except (ssl.SSLError, OSError) as exc:
+        _fail(f"cannot load --tls-cert/--tls-key: {exc}")
+    try:
+        sock = listen(host, port)
+    except OverflowError:
+        _fail(f"--port {port} is not a port: use 1-65535, or 0 for any free one")
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (0: any free one)")
+    scheme = "https" if tls_cert else "http"
+    click.echo(f"listening on {scheme}://{host}:{sock.getsockname()[1]}{PATH}", nl=True)
+    sys.stdout.flush()
+    # uvicorn drains requests in flight on SIGTERM/SIGINT, then re-raises the signal to the handler it
+    # found: make that a clean exit.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
 
 
 # ---------------------------------------------------------------- ingest
