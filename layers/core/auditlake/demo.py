@@ -91,24 +91,32 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
         "--policy",
         str(policy_file),
     ]
-    console.print(f"[bold]$ auditlake {' '.join(serve_args)} &[/bold]", highlight=False)
-    server = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "auditlake", *serve_args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline().strip()
-        if not ready.startswith("listening on "):
-            raise SystemExit(f"serve did not start: {ready!r}")
-        url = ready.removeprefix("listening on ")
-        console.print(f"  {ready}")
-        _run(console, ["replay", str(synth_file), "--url", url, "--token-file", str(token_file)])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    serve_log = inputs / "serve.log"
+    console.print(f"[bold]$ auditlake {' '.join(serve_args)} 2>{serve_log} &[/bold]", highlight=False)
+    with serve_log.open("w") as log:
+        server = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "auditlake", *serve_args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            ready = server.stdout.readline().strip()
+            if not ready.startswith("listening on "):
+                raise SystemExit(f"serve did not start: {ready!r} (see {serve_log})")
+            url = ready.removeprefix("listening on ")
+            console.print(f"  {ready}")
+            _run(console, ["replay", str(synth_file), "--url", url, "--token-file", str(token_file)])
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    # What serve printed as the burst happened: one line per page (every reply is in serve.log).
+    pages = [line for line in serve_log.read_text().splitlines() if line.startswith("ALERT ")]
+    for line in pages:
+        console.print(f"  [bold red]{line}[/bold red]", highlight=False)
+    kept = sorted(str(path.relative_to(lake)) for path in (lake / "alerts").glob("*.jsonl"))
+    console.print(f"  pages: {len(pages)}, kept in {', '.join(kept) or 'none'}", highlight=False)
 
     _run(console, ["ingest", str(events_file), "--kind", "events", "--cluster", CLUSTER, "--lake", str(lake)])
     store = LocalStore(lake)
