@@ -28,10 +28,11 @@ CLUSTER = "prod"
 
 
 class Clock:
-    """Wall time the test moves (leases, checkpoints, gap horizons)."""
+    """Wall time the test moves (leases, checkpoints, gap horizons), from the real now (the corpus'
+    Events are years old: nothing may compare them with the date the suite runs)."""
 
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+        self.now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
     def __call__(self) -> datetime:
         return self.now
@@ -185,12 +186,16 @@ def test_a_checkpoint_older_than_the_event_history_leaves_a_gap_record(
     assert "older than the API server's event history" in gap["note"]
     # The named query shows it to whoever asks about that day.
     coverage = query.load("coverage_gaps")
-    window = {"since": "2026-11-21T11:00:00Z", "until": "2026-11-22T00:00:00Z", "cluster": CLUSTER}
+
+    def iso(moment: datetime) -> str:
+        return f"{moment:%Y-%m-%dT%H:%M:%SZ}"
+
+    window = {"since": iso(synced + timedelta(hours=1)), "until": iso(synced + timedelta(hours=14)), "cluster": CLUSTER}
     answer = query.LocalEngine(tmp_path / "archive").run(coverage.sql, coverage.bind(window))
     assert [(row[0], row[1], row[2]) for row in answer.rows] == [
         (CLUSTER, gap["first_timestamp"], gap["last_timestamp"])
     ]
-    outside = {**window, "since": "2026-11-21T12:30:00Z"}
+    outside = {**window, "since": iso(synced + timedelta(hours=2, minutes=30))}
     assert query.LocalEngine(tmp_path / "archive").run(coverage.sql, coverage.bind(outside)).rows == []
 
 
