@@ -49,11 +49,18 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-# The unit tier again with the system clock 400 days ahead (libfaketime, Debian's `faketime`): no
-# test and no expiry may depend on the date the suite runs. .ci/run installs faketime when missing.
+# The suite again with the system clock 400 days ahead (libfaketime, Debian's `faketime`): no test
+# and no expiry may depend on the date the suite runs. .ci/run installs faketime when missing.
+# Not the Events watch scenarios, which libfaketime 0.9.10 itself breaks: CPython's timed lock waits
+# (Condition.wait(timeout) in the fake API server's watch loop) pass a deadline on the faked
+# CLOCK_MONOTONIC to sem_clockwait, which libfaketime does not intercept, so they never time out
+# (FAKETIME_DONT_FAKE_MONOTONIC=1 instead makes every time.sleep fail with EINVAL). Their clocks are
+# injected and start at the real now; they run in the main pass.
+WATCHING := tests/integration/test_poller.py tests/integration/test_poll_cli.py tests/integration/test_events_poller_lambda.py
 future: $(STAMP)
 	@command -v faketime >/dev/null || { echo "faketime is not installed: apt-get install faketime"; exit 1; }
-	faketime -f +400d $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+	timeout 900 faketime -f +400d $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration \
+	  $(addprefix --deselect ,$(WATCHING))
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
