@@ -136,3 +136,12 @@ def test_checkov_passes_with_every_skip_justified(tmp_path: Path) -> None:
     assert report["summary"]["parsing_errors"] == 0 and report["summary"]["passed"] > 90
     for check in report["results"]["skipped_checks"]:
         assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
+
+
+def test_ingest_roles_count_denials_on_alert_partitions_only(transformed: dict[str, Any]) -> None:
+    """403-burst counters: UpdateItem (alone and inside TransactWriteItems, which IAM authorises per
+    item as UpdateItem) and Query for the buckets around a batch, on ALERT# partitions only."""
+    for role in ("WebhookRole", "CloudWatchRole"):
+        count = {s["Sid"]: s for s in _statements(transformed["Resources"][role])}["CountDenials"]
+        assert count["Action"] == ["dynamodb:UpdateItem", "dynamodb:Query"]
+        assert count["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ALERT#*"]}}

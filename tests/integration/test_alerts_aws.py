@@ -105,6 +105,9 @@ def test_the_dynamodb_counter_pages_a_straddling_burst_once_and_expires_by_the_i
             events, cluster="prod", source="webhook", ingested_at="2026-11-21T10:06:00.000000Z"
         ).denials
 
+    calls: list[tuple[str, dict[str, Any]]] = []
+    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.*", lambda params, model, **_: calls.append(
+        (model.name, params)))  # fmt: skip
     now = datetime.now(UTC).timestamp()
     sent: list[dict[str, Any]] = []
     first = ForbiddenBursts(DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append)
@@ -116,6 +119,13 @@ def test_the_dynamodb_counter_pages_a_straddling_burst_once_and_expires_by_the_i
     first.observe(six)
     second.observe(six)  # a concurrent delivery of the same batch sees the same burst: its claim is refused
     assert [(a["count"], a["window_start"]) for a in sent] == [(15, "2026-11-21T10:05:44Z")]
+    counted = list(calls)
     items = aws.dynamodb.scan(TableName=aws.table)["Items"]
     assert {item["pk"]["S"] for item in items} == {"ALERT#forbidden#prod#mallory@example.com"}
     assert all(int(item["ttl"]["N"]) == int(now) + KEEP_SECONDS for item in items)
+    # What the functions' CountDenials statement must allow (tests/infra checks the roles): UpdateItem
+    # (in a transaction too) and Query, on ALERT# partitions only.
+    assert {name for name, _ in counted} == {"UpdateItem", "Query", "TransactWriteItems"}
+    keys = [p.get("Key") or p["ExpressionAttributeValues"] for name, p in counted if name != "TransactWriteItems"]
+    keys += [i["Update"]["Key"] for name, p in counted if name == "TransactWriteItems" for i in p["TransactItems"]]
+    assert all((key.get("pk") or key[":pk"])["S"].startswith("ALERT#") for key in keys)
