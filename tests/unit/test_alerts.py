@@ -203,6 +203,14 @@ def test_counters_expire_by_the_ingest_clock_even_a_year_from_the_fixtures(tmp_p
     assert "mallory" not in counter_file.read_text()
 
 
+def test_an_older_releases_counter_file_is_not_an_error(tmp_path: Path) -> None:
+    old = '{"forbidden#prod#2026-11-21T10:05#eve": {"expires_at": 4102444800, "alerted": false, "ids": ["a"]}}'
+    (tmp_path / "alerts.json").write_text(old)
+    pager = Pager()
+    bursts(tmp_path, pager).observe(denials(10))
+    assert len(pager.sent) == 1 and "eve" not in (tmp_path / "alerts.json").read_text()
+
+
 def test_the_local_counter_reads_and_writes_its_state_once_a_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -82,11 +82,6 @@ class Bucket:
     details: dict[str, set[str]] = field(default_factory=lambda: {name: set() for name in DETAILS})
     claimed: str | None = None
 
-    def merge(self, other: Bucket) -> None:
-        self.ids |= other.ids
-        for name in DETAILS:
-            self.details[name] |= other.details[name]
-
 
 @dataclass(frozen=True)
 class Neighbourhood:
@@ -376,12 +371,14 @@ class LocalCounter:
             except JSONError as exc:
                 raise AlertError(f"{self.path}: {exc.reason}") from None
             now = self.clock()
-            state = {stream: live for stream, buckets in state.items()
-                     if (live := {k: b for k, b in buckets.items() if b["expires_at"] > now})}  # fmt: skip
+            # What expired goes; so does anything not of this shape (an older release's windows).
+            state = {stream: live for stream, buckets in state.items() if isinstance(buckets, dict)
+                     and (live := {k: b for k, b in buckets.items()
+                                   if isinstance(b, dict) and b.get("expires_at", 0) > now})}  # fmt: skip
             yield state
-            partial = self.path.with_suffix(".partial")
-            partial.write_bytes(dumps(state))
-            os.replace(partial, self.path)
+            pending = self.path.with_suffix(".partial")
+            pending.write_bytes(dumps(state))
+            os.replace(pending, self.path)
         finally:
             os.close(fd)
 
