@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -132,6 +133,26 @@ def test_a_malformed_content_length_is_a_400_not_a_crash(server: Server, token_f
     reply = raw_request(server.url, "POST /v1/audit HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n".encode())
     assert reply.startswith("HTTP/1.1 400")
     assert post(server.url, eventlist_body(forbidden_events(1)), token_file.read_text().strip())[0] == 200
+
+
+def test_sigterm_lets_a_request_in_flight_be_stored_and_answered(lake: Path, token_file: Path) -> None:
+    """A batch half sent when serve is told to stop is still read, stored and answered 200; then
+    serve exits cleanly."""
+    server = Server(lake, token_file)
+    body = eventlist_body(forbidden_events(3))
+    token = token_file.read_text().strip().encode()
+    host, port = server.url.removeprefix("http://").split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(b"POST /v1/audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
+                     + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:50])  # fmt: skip
+        time.sleep(0.5)  # the request is in flight
+        server.process.terminate()
+        time.sleep(0.5)
+        conn.sendall(body[50:])
+        reply = conn.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 200"), reply
+    assert server.process.wait(timeout=30) == 0
+    assert len(landed(lake)) == 3
 
 
 def test_tls_is_verified(tmp_path: Path, lake: Path, token_file: Path) -> None:
