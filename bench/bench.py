@@ -26,6 +26,10 @@ The last line of output is one JSON object; later issues add keys to it.
 The Events poller (bench/polling.py): poll_events_per_sec, poll_ratio_to_ceiling and the state
 writes of one poll of 10 and of 10,000 Events (poll_state_writes_10_events, ..._10000_events).
 
+403-burst counting (bench/alerting.py): alerts_ms_per_batch_distinct_identities,
+alerts_ms_per_batch_one_identity and alerts_ratio_to_pipeline (what counting adds to a batch of
+400 denials, against the pipeline's own time for it).
+
 Compaction (bench/compaction.py), on a raw lake of 1,000,000 synthetic events landed by the same
 pipeline (one raw object per API-server batch):
 
@@ -68,6 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import alerting  # noqa: E402
 import compaction  # noqa: E402
 import polling  # noqa: E402
 from auditlake.cloudwatch import EksAuditForwarder  # noqa: E402
@@ -278,6 +283,7 @@ def main() -> None:
         "bench_request_response_fraction": round(rr, 3),
     }
     result.update(polling.polling_figures(Discard()))
+    result.update(alerting.alerting_figures())
     result.update(compaction_figures())
     print(json.dumps(result))
 

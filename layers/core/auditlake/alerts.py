@@ -54,6 +54,7 @@ KEEP_SECONDS = 24 * 3600  # a bucket outlives any redelivery by this long after 
 BUCKET_SECONDS = 10
 SPAN = timedelta(seconds=60)
 _BUCKET = timedelta(seconds=BUCKET_SECONDS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AlertError(RuntimeError):
@@ -108,8 +109,10 @@ class Counter(Protocol):
 
 
 def bucket_of(moment: datetime) -> str:
-    """The start of the 10-second bucket holding ``moment``, as the bucket's sort key."""
-    return f"{moment:%Y-%m-%dT%H:%M:}{moment.second // BUCKET_SECONDS}0"
+    """The start of the 10-second bucket holding ``moment``, as the bucket's sort key (four-digit
+    years, so keys sort in time from year 1 on)."""
+    m = moment
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second // BUCKET_SECONDS}0"
 
 
 def _at(entry: str) -> datetime:
@@ -124,15 +127,13 @@ def _shift(moment: datetime, delta: timedelta) -> datetime:
         return datetime.max.replace(tzinfo=UTC) if delta > timedelta(0) else datetime.min.replace(tzinfo=UTC)
 
 
-def _buckets_between(start: datetime, end: datetime) -> list[str]:
-    moment = start.replace(second=start.second - start.second % BUCKET_SECONDS, microsecond=0)
-    keys = []
-    while moment <= end:
-        keys.append(bucket_of(moment))
-        moment = _shift(moment, _BUCKET)
-        if bucket_of(moment) == keys[-1]:  # held at the calendar's end
-            break
-    return keys
+def _slot(moment: datetime) -> int:
+    """The bucket holding ``moment`` as a number (10-second steps since 1970; negative before)."""
+    return (moment - _EPOCH) // _BUCKET
+
+
+def _slot_key(slot: int) -> str:
+    return bucket_of(_EPOCH + slot * _BUCKET)
 
 
 @dataclass(frozen=True)
@@ -145,24 +146,24 @@ class Burst:
 def find_bursts(stored: dict[str, Bucket], threshold: int) -> list[Burst]:
     """Non-overlapping spans of ``threshold`` or more denials within 60 s that touch no claimed
     bucket, earliest first. Pure: the sweep the counters' answers are judged by."""
-    taken = {key for key, bucket in stored.items() if bucket.claimed}
+    taken = {_slot(datetime.fromisoformat(key).replace(tzinfo=UTC)) for key, b in stored.items() if b.claimed}
     entries = sorted({entry for bucket in stored.values() for entry in bucket.ids})
     times = [_at(entry) for entry in entries]
     bursts: list[Burst] = []
     end = 0
     for first, start in enumerate(times):
-        if bursts and start <= _shift(bursts[-1].start, SPAN):
+        if (bursts and start <= _shift(bursts[-1].start, SPAN)) or _slot(start) in taken:
             continue
         end = max(end, first)
         while end < len(times) and times[end] <= _shift(start, SPAN):
             end += 1
         if end - first < threshold:
             continue
-        buckets = _buckets_between(start, _shift(start, SPAN))
-        if taken.intersection(buckets):
+        slots = range(_slot(start), _slot(_shift(start, SPAN)) + 1)
+        if taken.intersection(slots):
             continue
-        taken.update(buckets)
-        bursts.append(Burst(start, entries[first:end], buckets))
+        taken.update(slots)
+        bursts.append(Burst(start, entries[first:end], [_slot_key(slot) for slot in slots]))
     return bursts
 
 
@@ -194,7 +195,9 @@ class ForbiddenBursts:
             for rule in rules:
                 stream = Stream(rule, record.cluster, record.user_name or "(unknown)")
                 buckets = added.setdefault(stream, {})
-                bucket = buckets.get(key := bucket_of(at)) or buckets.setdefault(key, Bucket())
+                # A canonical time's first 18 characters are its bucket's (four-digit years only).
+                key = received[:18] + "0" if len(received := record.request_received_at) == 27 else bucket_of(at)
+                bucket = buckets.get(key) or buckets.setdefault(key, Bucket())
                 bucket.ids.add(f"{record.request_received_at}|{record.audit_id}")
                 bucket.details["source_ips"].update(record.source_ips or ())
                 bucket.details["resources"].add(_resource(record))
