@@ -10,6 +10,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from auditlake.jsonio import dumps
 from tests.conftest import (
@@ -129,3 +131,41 @@ def test_the_dynamodb_counter_pages_a_straddling_burst_once_and_expires_by_the_i
     keys = [p.get("Key") or p["ExpressionAttributeValues"] for name, p in counted if name != "TransactWriteItems"]
     keys += [i["Update"]["Key"] for name, p in counted if name == "TransactWriteItems" for i in p["TransactItems"]]
     assert all((key.get("pk") or key[":pk"])["S"].startswith("ALERT#") for key in keys)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    offsets=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=40),
+    cut=st.integers(min_value=1, max_value=9),
+    data=st.data(),
+)
+def test_the_dynamodb_counter_pages_exactly_as_the_local_one(
+    aws: AwsStack, tmp_path_factory: pytest.TempPathFactory, offsets: list[int], cut: int, data: st.DataObject
+) -> None:
+    """The two adapters of one port: the same denials, batched and redelivered the same way, page
+    the same bursts with the same counts."""
+    from auditlake.alerts import DynamoCounter, ForbiddenBursts, LocalCounter
+    from auditlake.pipeline import AuditPipeline, PipelineConfig
+
+    cluster = f"c{uuid.uuid4().hex[:12]}"  # one table for every example: each its own partitions
+    events = [
+        e for n, o in enumerate(offsets) for e in forbidden_events(1, first=n, start=BURST_START + timedelta(seconds=o))
+    ]
+    records = (
+        AuditPipeline(PipelineConfig())
+        .process(events, cluster=cluster, source="webhook", ingested_at="2026-11-21T10:06:00.000000Z")
+        .denials
+    )
+    stream = [*data.draw(st.permutations(records)), *data.draw(st.lists(st.sampled_from(records), max_size=4))]
+    threshold = data.draw(st.integers(min_value=2, max_value=6))
+    pages: dict[str, list[tuple[str, int]]] = {"dynamodb": [], "local": []}
+    counters = {
+        "dynamodb": DynamoCounter(aws.dynamodb, aws.table),
+        "local": LocalCounter(tmp_path_factory.mktemp("alerts") / "alerts.json"),
+    }
+    for name, counter in counters.items():
+        alerts = ForbiddenBursts(counter, lambda a, name=name: pages[name].append((a["first_denied"], a["count"])),
+                                 threshold=threshold)  # fmt: skip
+        for start in range(0, len(stream), cut):
+            alerts.observe(stream[start : start + cut])
+    assert pages["dynamodb"] == pages["local"]
