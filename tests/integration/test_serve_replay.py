@@ -216,3 +216,21 @@ def test_serve_prints_403_bursts_and_keeps_them_in_the_lake(tmp_path: Path, lake
     [day] = (lake / "alerts").iterdir()
     [alert] = [json.loads(line) for line in day.read_text().splitlines()]
     assert (alert["cluster"], alert["count"], alert["window_start"]) == ("lab", 12, "2026-11-21T10:05:00Z")
+
+
+def test_a_port_in_use_out_of_range_or_a_bad_certificate_is_one_line_not_a_traceback(
+    tmp_path: Path, lake: Path, token_file: Path
+) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        for extra, message in (
+            (["--port", port], "cannot listen on 127.0.0.1:"),
+            (["--port", "70000"], "--port 70000 is not a port"),
+            (["--port", "0", "--tls-cert", str(bad), "--tls-key", str(bad)], "cannot load --tls-cert/--tls-key"),
+        ):
+            result = cli("serve", "--lake", str(lake), "--cluster", "lab", "--token-file", str(token_file), *extra,
+                         check=False)  # fmt: skip
+            assert result.returncode == 1 and "Traceback" not in result.stderr
+            assert result.stderr.startswith("error: ") and message in result.stderr
