@@ -84,21 +84,11 @@ class Bucket:
     claimed: str | None = None
 
 
-@dataclass(frozen=True)
-class Neighbourhood:
-    """The buckets a batch added to one stream, and the range around them to read back: every span
-    holding one of the new denials lies within it."""
-
-    added: dict[str, Bucket]
-    first: str
-    last: str
-
-
 class Counter(Protocol):
-    def add(self, batch: dict[Stream, Neighbourhood], cap: int) -> dict[Stream, dict[str, Bucket]]:
+    def add(self, batch: dict[Stream, dict[str, Bucket]], cap: int) -> dict[Stream, dict[str, Bucket]]:
         """Add each stream's new denials to their buckets (not to a claimed bucket, nor to one that
         already holds ``cap`` entries: neither can change what pages) and return, per stream, every
-        stored bucket from ``first`` to ``last``, both included."""
+        stored bucket within a minute of the buckets added (``around``)."""
         ...
 
     def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
@@ -113,10 +103,6 @@ def bucket_of(moment: datetime) -> str:
     years, so keys sort in time from year 1 on)."""
     m = moment
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second // BUCKET_SECONDS}0"
-
-
-def _at(entry: str) -> datetime:
-    return datetime.fromisoformat(entry.split("|", 1)[0])
 
 
 def _shift(moment: datetime, delta: timedelta) -> datetime:
@@ -136,6 +122,26 @@ def _slot_key(slot: int) -> str:
     return bucket_of(_EPOCH + slot * _BUCKET)
 
 
+def _key_slot(key: str) -> int:
+    return _slot(datetime.fromisoformat(key).replace(tzinfo=UTC))
+
+
+_SPAN_SLOTS = SPAN // _BUCKET
+_EDGES = (_slot(datetime.min.replace(tzinfo=UTC)), _slot(datetime.max.replace(tzinfo=UTC)))
+
+
+def around(keys: Iterable[str]) -> tuple[str, str]:
+    """The first and last bucket keys within a minute of ``keys`` (held at the calendar's edges):
+    every 60-second span that holds a denial of those buckets lies between them."""
+    slots = [_key_slot(key) for key in keys]
+    return _slot_key(max(min(slots) - _SPAN_SLOTS, _EDGES[0])), _slot_key(min(max(slots) + _SPAN_SLOTS, _EDGES[1]))
+
+
+def _stamp(entry: str) -> str:
+    """An entry's time (``<canonical time>|<audit ID>``)."""
+    return entry.split("|", 1)[0]
+
+
 @dataclass(frozen=True)
 class Burst:
     start: datetime
@@ -146,9 +152,9 @@ class Burst:
 def find_bursts(stored: dict[str, Bucket], threshold: int) -> list[Burst]:
     """Non-overlapping spans of ``threshold`` or more denials within 60 s that touch no claimed
     bucket, earliest first. Pure: the sweep the counters' answers are judged by."""
-    taken = {_slot(datetime.fromisoformat(key).replace(tzinfo=UTC)) for key, b in stored.items() if b.claimed}
+    taken = {_key_slot(key) for key, bucket in stored.items() if bucket.claimed}
     entries = sorted({entry for bucket in stored.values() for entry in bucket.ids})
-    times = [_at(entry) for entry in entries]
+    times = [datetime.fromisoformat(_stamp(entry)) for entry in entries]
     bursts: list[Burst] = []
     end = 0
     for first, start in enumerate(times):
@@ -184,36 +190,25 @@ class ForbiddenBursts:
     def observe(self, records: Iterable[Any]) -> list[dict[str, Any]]:
         """Count stored 403 records (normalised audit records); returns the alerts published."""
         added: dict[Stream, dict[str, Bucket]] = {}
-        spans: dict[Stream, tuple[datetime, datetime]] = {}
         for record in records:
-            if not record.audit_id or not record.request_received_at:
+            if not record.audit_id or not (received := record.request_received_at):
                 continue
-            at = datetime.fromisoformat(record.request_received_at)  # canonical: validated at ingest
+            # A canonical time's first 18 characters are its bucket's (four-digit years only).
+            key = received[:18] + "0" if len(received) == 27 else bucket_of(datetime.fromisoformat(received))
             rules = [RULE_ALL]
             if self.thresholds[RULE_SECRETS] and record.object_resource == "secrets":
                 rules.append(RULE_SECRETS)
             for rule in rules:
-                stream = Stream(rule, record.cluster, record.user_name or "(unknown)")
-                buckets = added.setdefault(stream, {})
-                # A canonical time's first 18 characters are its bucket's (four-digit years only).
-                key = received[:18] + "0" if len(received := record.request_received_at) == 27 else bucket_of(at)
+                buckets = added.setdefault(Stream(rule, record.cluster, record.user_name or "(unknown)"), {})
                 bucket = buckets.get(key) or buckets.setdefault(key, Bucket())
-                bucket.ids.add(f"{record.request_received_at}|{record.audit_id}")
+                bucket.ids.add(f"{received}|{record.audit_id}")
                 bucket.details["source_ips"].update(record.source_ips or ())
                 bucket.details["resources"].add(_resource(record))
                 bucket.details["verbs"].add(record.verb or "?")
-                low, high = spans.get(stream, (at, at))
-                spans[stream] = (min(low, at), max(high, at))
         if not added:
             return []
-        batch = {
-            stream: Neighbourhood(
-                buckets, bucket_of(_shift(spans[stream][0], -SPAN)), bucket_of(_shift(spans[stream][1], SPAN))
-            )
-            for stream, buckets in added.items()
-        }
         # A bucket holding the largest threshold already pages every span it is in: more entries change nothing.
-        stored = self.counter.add(batch, cap=max(self.thresholds.values()))
+        stored = self.counter.add(added, cap=max(self.thresholds.values()))
         published = []
         for stream, buckets in stored.items():
             for burst in find_bursts(buckets, self.thresholds[stream.rule]):
@@ -226,10 +221,8 @@ class ForbiddenBursts:
         claim = uuid.uuid4().hex
         if not self.counter.claim(stream, burst.buckets, claim):
             return None  # a concurrent delivery paged for this burst
-        details = {name: set[str]() for name in DETAILS}
-        for key in burst.buckets:
-            for name in DETAILS:
-                details[name] |= stored[key].details[name] if key in stored else set()
+        touched = [stored[key] for key in burst.buckets if key in stored]
+        details = {name: set[str]().union(*(bucket.details[name] for bucket in touched)) for name in DETAILS}
         alert = {
             "rule": stream.rule,
             "cluster": stream.cluster,
@@ -238,8 +231,8 @@ class ForbiddenBursts:
             "threshold": self.thresholds[stream.rule],
             "window_start": f"{burst.start:%Y-%m-%dT%H:%M:%SZ}",
             "window_end": f"{_shift(burst.start, SPAN):%Y-%m-%dT%H:%M:%SZ}",
-            "first_denied": burst.entries[0].split("|", 1)[0],
-            "last_denied": burst.entries[-1].split("|", 1)[0],
+            "first_denied": _stamp(burst.entries[0]),
+            "last_denied": _stamp(burst.entries[-1]),
             **{name: sorted(values) for name, values in details.items()},
         }
         try:
@@ -275,9 +268,9 @@ class DynamoCounter:
     def _key(stream: Stream, bucket: str) -> dict[str, Any]:
         return {"pk": {"S": f"ALERT#{stream.key}"}, "sk": {"S": bucket}}
 
-    def add(self, batch: dict[Stream, Neighbourhood], cap: int) -> dict[Stream, dict[str, Bucket]]:
-        for stream, around in batch.items():
-            for key, bucket in around.added.items():
+    def add(self, batch: dict[Stream, dict[str, Bucket]], cap: int) -> dict[Stream, dict[str, Bucket]]:
+        for stream, added in batch.items():
+            for key, bucket in added.items():
                 sets = {"ids": bucket.ids, **bucket.details}
                 present = {name: values for name, values in sets.items() if values}  # DynamoDB has no empty sets
                 request = {
@@ -295,7 +288,7 @@ class DynamoCounter:
                 }
                 # Refused when claimed or full: nothing to add then.
                 conditional_write(partial(self.client.update_item, **request), AlertError, "count 403s")
-        return {stream: self._read(stream, around.first, around.last) for stream, around in batch.items()}
+        return {stream: self._read(stream, *around(added)) for stream, added in batch.items()}
 
     def _read(self, stream: Stream, first: str, last: str) -> dict[str, Bucket]:
         buckets: dict[str, Bucket] = {}
@@ -328,18 +321,8 @@ class DynamoCounter:
             "ExpressionAttributeValues": {":claim": {"S": claim}, ":ttl": self._expires()},
         }
         items = [{"Update": {**update, "Key": self._key(stream, key)}} for key in buckets]
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if exc.response["Error"]["Code"] == "TransactionCanceledException" and any(
-                reason.get("Code") == "ConditionalCheckFailed" for reason in reasons
-            ):
-                return False
-            raise AlertError(f"cannot claim the burst: {exc}") from exc
-        except BotoCoreError as exc:
-            raise AlertError(f"cannot claim the burst: {exc}") from exc
-        return True
+        claimed = partial(self.client.transact_write_items, TransactItems=items)
+        return conditional_write(claimed, AlertError, "claim the burst") is not None
 
     def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None:
         for key in buckets:
@@ -385,13 +368,13 @@ class LocalCounter:
         finally:
             os.close(fd)
 
-    def add(self, batch: dict[Stream, Neighbourhood], cap: int) -> dict[Stream, dict[str, Bucket]]:
+    def add(self, batch: dict[Stream, dict[str, Bucket]], cap: int) -> dict[Stream, dict[str, Bucket]]:
         expires = self.clock() + KEEP_SECONDS
         out: dict[Stream, dict[str, Bucket]] = {}
         with self._state() as state:
-            for stream, around in batch.items():
+            for stream, added in batch.items():
                 stored = state.setdefault(stream.key, {})
-                for key, bucket in around.added.items():
+                for key, bucket in added.items():
                     entry = stored.setdefault(key, {"ids": [], "claimed": None, "expires_at": expires})
                     if entry["claimed"] or len(entry["ids"]) >= cap:
                         continue
@@ -399,10 +382,11 @@ class LocalCounter:
                     for name in DETAILS:
                         entry[name] = sorted(set(entry.get(name, ())) | bucket.details[name])
                     entry["expires_at"] = expires
+                first, last = around(added)
                 out[stream] = {
                     key: Bucket(set(entry["ids"]), {n: set(entry.get(n, ())) for n in DETAILS}, entry["claimed"])
                     for key, entry in stored.items()
-                    if around.first <= key <= around.last
+                    if first <= key <= last
                 }
         return out
 

@@ -1,9 +1,10 @@
-"""Conditional DynamoDB writes, the state table's one concurrency tool (leases, alert windows)."""
+"""Conditional DynamoDB writes, the state table's one concurrency tool (leases, checkpoints, alert
+counters and their claims)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -16,8 +17,17 @@ def conditional_write(write: Callable[[], T], error: type[Exception], what: str)
     try:
         return write()
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+        if _refused(exc.response):
             return None
         raise error(f"cannot {what}: {exc}") from exc
     except BotoCoreError as exc:
         raise error(f"cannot {what}: {exc}") from exc
+
+
+def _refused(response: Any) -> bool:
+    """A condition said no: of a single write, or of any item of a transaction (TransactWriteItems
+    cancels the whole transaction and says why per item)."""
+    code = response["Error"]["Code"]
+    if code == "TransactionCanceledException":
+        return any(reason.get("Code") == "ConditionalCheckFailed" for reason in response.get("CancellationReasons", ()))
+    return bool(code == "ConditionalCheckFailedException")
