@@ -19,23 +19,15 @@ from auditlake.alerts import (
     Bucket,
     ForbiddenBursts,
     LocalCounter,
+    around,
     bucket_of,
     find_bursts,
     subject,
 )
-from auditlake.pipeline import AuditPipeline, PipelineConfig
-from tests.conftest import BURST_START, forbidden_events
+from tests.conftest import BURST_START
+from tests.conftest import forbidden_records as denials
 
 NOW = datetime.now(UTC)
-
-
-def denials(count: int, *, cluster: str = "prod", **kwargs: Any) -> list[Any]:
-    """``count`` 403 records as the pipeline stores them (see forbidden_events for the options)."""
-    pipeline = AuditPipeline(PipelineConfig())
-    events = forbidden_events(count, **kwargs)
-    result = pipeline.process(events, cluster=cluster, source="webhook", ingested_at="2026-11-21T10:06:00.000000Z")
-    assert result.forbidden == count
-    return result.denials
 
 
 class Pager:
@@ -237,10 +229,33 @@ def test_buckets_are_ten_seconds_and_sort_in_time() -> None:
     )
 
 
+def test_the_range_read_back_is_a_minute_either_side_held_at_the_calendars_edges() -> None:
+    assert around(["2026-11-21T10:05:50", "2026-11-21T10:05:00"]) == ("2026-11-21T10:04:00", "2026-11-21T10:06:50")
+    assert around(["0001-01-01T00:00:10", "9999-12-31T23:59:50"]) == ("0001-01-01T00:00:00", "9999-12-31T23:59:50")
+
+
 def test_bursts_at_the_calendars_edges_do_not_overflow() -> None:
     edge = {"9999-12-31T23:59:50": Bucket({f"9999-12-31T23:59:5{n}.000000Z|id{n}" for n in range(10)})}
     [burst] = find_bursts(edge, 10)
     assert burst.buckets == ["9999-12-31T23:59:50"]
+
+
+def test_a_burst_whose_minute_ends_in_a_paged_bucket_is_part_of_that_page(tmp_path: Path) -> None:
+    """Found by the property below: two denials at 10:10:50 form a burst whose minute ends at
+    10:11:50.000, inside the first bucket of a burst from 10:11:51 that was delivered (and paged)
+    first. One identity, one page for both: the next may start only after the paged buckets."""
+    pager = Pager()
+    alerts = bursts(tmp_path, pager, threshold=2)
+    alerts.observe(denials(2, first=0, start=at("2026-11-21T10:11:51"), every=0))
+    alerts.observe(denials(2, first=2, start=at("2026-11-21T10:10:50"), every=0))
+    assert [a["window_start"] for a in pager.sent] == ["2026-11-21T10:11:51Z"]
+    alerts.observe(denials(2, first=4, start=at("2026-11-21T10:09:49"), every=0))  # a minute ending in 10:10:40
+    assert [a["window_start"] for a in pager.sent] == ["2026-11-21T10:11:51Z", "2026-11-21T10:09:49Z"]
+
+
+def minute_buckets(start: datetime) -> set[str]:
+    """The buckets a burst from ``start`` claims: every one its minute touches, both ends included."""
+    return {bucket_of(start + timedelta(seconds=s)) for s in (*range(0, 60, 10), 60)}
 
 
 # ---------------------------------------------------------------- properties
@@ -255,7 +270,8 @@ def test_every_burst_pages_once_whatever_the_batching_and_redelivery(
 ) -> None:
     """Denials delivered in any order, cut into any batches, some delivered twice: every page is a
     real burst (threshold denials within 60 s), pages never share a bucket, and every span that
-    holds a burst is covered by a page (none missed)."""
+    holds a burst shares a 10-second bucket of its minute with a paged minute (none missed; bursts
+    whose minutes share a bucket are one page, as documented)."""
     records = [
         r
         for n, offset in enumerate(offsets)
@@ -275,14 +291,11 @@ def test_every_burst_pages_once_whatever_the_batching_and_redelivery(
         first = at(alert["first_denied"][:-1])
         inside = [t for t in times if first <= t <= first + timedelta(seconds=60)]
         assert threshold <= alert["count"] <= len(inside)  # counted when it paged; more may come
-        buckets = {bucket_of(first + timedelta(seconds=s)) for s in range(0, 61, 10)} | {
-            bucket_of(first + timedelta(seconds=60))
-        }
+        buckets = minute_buckets(first)
         assert all(not (buckets & other) for other in claimed), "two pages for one burst"
         claimed.append(buckets)
     paged = set().union(*claimed) if claimed else set()
     for t in times:
         span = [u for u in times if t <= u <= t + timedelta(seconds=60)]
         if len(span) >= threshold:
-            touched = {bucket_of(u) for u in span}
-            assert touched & paged, f"a burst of {len(span)} from {t} never paged"
+            assert minute_buckets(t) & paged, f"a burst of {len(span)} from {t} never paged"
