@@ -21,6 +21,7 @@ from tests.conftest import (
     awslogs_event,
     eventlist_body,
     forbidden_events,
+    forbidden_records,
     load_function,
     subscription_document,
 )
@@ -97,15 +98,6 @@ def test_the_dynamodb_counter_pages_a_straddling_burst_once_and_expires_by_the_i
     """The state table's counters: a burst across a clock minute pages once although two deliveries
     race for it; every bucket's TTL is a day after it last counted, not a day after its event time."""
     from auditlake.alerts import KEEP_SECONDS, DynamoCounter, ForbiddenBursts
-    from auditlake.pipeline import AuditPipeline, PipelineConfig
-
-    pipeline = AuditPipeline(PipelineConfig())
-
-    def records(count: int, first: int, start: datetime) -> list[Any]:
-        events = forbidden_events(count, first=first, start=start, every=2)
-        return pipeline.process(
-            events, cluster="prod", source="webhook", ingested_at="2026-11-21T10:06:00.000000Z"
-        ).denials
 
     calls: list[tuple[str, dict[str, Any]]] = []
     aws.dynamodb.meta.events.register("provide-client-params.dynamodb.*", lambda params, model, **_: calls.append(
@@ -114,8 +106,8 @@ def test_the_dynamodb_counter_pages_a_straddling_burst_once_and_expires_by_the_i
     sent: list[dict[str, Any]] = []
     first = ForbiddenBursts(DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append)
     second = ForbiddenBursts(DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append)
-    nine = records(9, 0, datetime(2026, 11, 21, 10, 5, 44, tzinfo=UTC))  # 10:05:44 .. 10:06:00
-    six = records(6, 9, datetime(2026, 11, 21, 10, 6, 2, tzinfo=UTC))  # 10:06:02 .. 10:06:12
+    nine = forbidden_records(9, every=2, start=datetime(2026, 11, 21, 10, 5, 44, tzinfo=UTC))  # 10:05:44 .. 10:06:00
+    six = forbidden_records(6, every=2, first=9, start=datetime(2026, 11, 21, 10, 6, 2, tzinfo=UTC))  # .. 10:06:12
     first.observe(nine)
     assert sent == []
     first.observe(six)
@@ -145,17 +137,10 @@ def test_the_dynamodb_counter_pages_exactly_as_the_local_one(
     """The two adapters of one port: the same denials, batched and redelivered the same way, page
     the same bursts with the same counts."""
     from auditlake.alerts import DynamoCounter, ForbiddenBursts, LocalCounter
-    from auditlake.pipeline import AuditPipeline, PipelineConfig
 
     cluster = f"c{uuid.uuid4().hex[:12]}"  # one table for every example: each its own partitions
-    events = [
-        e for n, o in enumerate(offsets) for e in forbidden_events(1, first=n, start=BURST_START + timedelta(seconds=o))
-    ]
-    records = (
-        AuditPipeline(PipelineConfig())
-        .process(events, cluster=cluster, source="webhook", ingested_at="2026-11-21T10:06:00.000000Z")
-        .denials
-    )
+    at = [BURST_START + timedelta(seconds=offset) for offset in offsets]
+    records = [r for n, start in enumerate(at) for r in forbidden_records(1, cluster=cluster, first=n, start=start)]
     stream = [*data.draw(st.permutations(records)), *data.draw(st.lists(st.sampled_from(records), max_size=4))]
     threshold = data.draw(st.integers(min_value=2, max_value=6))
     pages: dict[str, list[tuple[str, int]]] = {"dynamodb": [], "local": []}

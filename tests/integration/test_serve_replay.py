@@ -40,6 +40,8 @@ class Server:
         line = self.process.stdout.readline().strip()
         assert line.startswith("listening on "), self.process.stderr.read() if self.process.stderr else line
         self.url = line.removeprefix("listening on ")
+        host, port = self.url.split("://", 1)[1].split("/")[0].rsplit(":", 1)
+        self.address = (host, int(port))
 
     def stop(self) -> str:
         self.process.terminate()
@@ -112,9 +114,8 @@ def test_a_7_mb_post_receives_the_413_and_its_advice(server: Server, token_file:
     assert len(landed(lake)) == 2
 
 
-def raw_request(url: str, head: bytes) -> str:
-    host, port = url.removeprefix("http://").split("/")[0].split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
+def raw_request(server: Server, head: bytes) -> str:
+    with socket.create_connection(server.address, timeout=10) as conn:
         conn.sendall(head)
         chunks = []
         while chunk := conn.recv(65536):  # the server closes the connection after answering
@@ -124,13 +125,13 @@ def raw_request(url: str, head: bytes) -> str:
 
 def test_a_body_too_large_to_read_is_refused_unread(server: Server, token_file: Path) -> None:
     token = token_file.read_text().strip().encode()
-    reply = raw_request(server.url, b"POST /v1/audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
+    reply = raw_request(server, b"POST /v1/audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
                         + b"\r\nContent-Length: 100000000\r\n\r\n")  # fmt: skip
     assert reply.startswith("HTTP/1.1 413") and "audit-webhook-truncate-max-batch-size" in reply
 
 
 def test_a_malformed_content_length_is_a_400_not_a_crash(server: Server, token_file: Path) -> None:
-    reply = raw_request(server.url, "POST /v1/audit HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n".encode())
+    reply = raw_request(server, "POST /v1/audit HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n".encode())
     assert reply.startswith("HTTP/1.1 400")
     assert post(server.url, eventlist_body(forbidden_events(1)), token_file.read_text().strip())[0] == 200
 
@@ -141,8 +142,7 @@ def test_sigterm_lets_a_request_in_flight_be_stored_and_answered(lake: Path, tok
     server = Server(lake, token_file)
     body = eventlist_body(forbidden_events(3))
     token = token_file.read_text().strip().encode()
-    host, port = server.url.removeprefix("http://").split("/")[0].split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
+    with socket.create_connection(server.address, timeout=30) as conn:
         conn.sendall(b"POST /v1/audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
                      + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:50])  # fmt: skip
         time.sleep(0.5)  # the request is in flight

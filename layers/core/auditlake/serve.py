@@ -48,11 +48,10 @@ class WebhookApp:
         if scope["type"] != "http":
             return
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        authorization = headers.get("authorization")
         declared = headers.get("content-length")  # h11 has checked it is digits and agrees with the body
         if declared is not None and int(declared) > DRAIN_BYTES:  # larger than any API server batch: unread
-            await self._answer(
-                send, self.webhook.handle_oversize(headers.get("authorization"), int(declared)), close=True
-            )
+            await self._answer(send, self.webhook.handle_oversize(authorization, int(declared)), close=True)
             return
         try:
             body, size = await asyncio.wait_for(self._read(receive), BODY_SECONDS)
@@ -68,9 +67,9 @@ class WebhookApp:
         elif scope["method"] != "POST":
             reply = Reply(405, {"message": f"POST audit EventLists to {PATH}"})
         elif body is None:
-            reply = self.webhook.handle_oversize(headers.get("authorization"), size)
+            reply = self.webhook.handle_oversize(authorization, size)
         else:
-            reply = await asyncio.to_thread(self.webhook.handle, headers.get("authorization"), body)
+            reply = await asyncio.to_thread(self.webhook.handle, authorization, body)
         await self._answer(send, reply)
 
     async def _read(self, receive: Receive) -> tuple[bytes | None, int]:
