@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
@@ -24,20 +25,10 @@ from auditlake.pipeline import AuditPipeline, PipelineConfig
 
 BATCHES = 15
 BATCH = 400
-TEMPLATE: dict[str, Any] = {
-    "kind": "Event",
-    "apiVersion": "audit.k8s.io/v1",
-    "level": "Metadata",
-    "stage": "ResponseComplete",
-    "verb": "get",
-    "requestURI": "/api/v1/namespaces/prod/secrets/db-pass",
-    "user": {"username": "", "groups": ["system:authenticated"]},
-    "sourceIPs": ["203.0.113.7"],
-    "userAgent": "kubectl/v1.31.0",
-    "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db-pass", "apiVersion": "v1"},
-    "responseStatus": {"metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403},
-    "annotations": {"authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": ""},
-}
+# The suite's own fixture: one 403 answer to a get of a secret.
+TEMPLATE: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parents[1] / "tests" / "events" / "forbidden_secret_get.json").read_text()
+)
 
 
 def denied(batch: int, start: datetime, *, distinct: bool) -> list[dict[str, Any]]:
