@@ -17,6 +17,7 @@ from auditlake.cloudwatch import (
     decode_subscription,
     eks_cluster_of,
     forward_saved,
+    one_value_each,
 )
 from auditlake.landing import Landing, valid_cluster_name
 from auditlake.pipeline import AuditPipeline, PipelineConfig
@@ -115,3 +116,17 @@ def test_a_message_holding_two_events_cannot_shift_the_others(tmp_path: object) 
         (2, document["logEvents"][2]["id"]),
     ]
     assert items[0]["auditID"] == json.loads(first)["auditID"]  # read from the head of the bad message
+
+
+@pytest.mark.parametrize(
+    ("messages", "each"),
+    [
+        ([b'{"a":1}', b' {"b":2}\n'], True),
+        ([b'{"a":1}],"items":[{"x":1}'], False),  # closes the joined list and repeats items
+        ([b'{"a":1},{"b":2}', b'{"x":1', b'"y":2}'], False),  # as many values as messages, spliced
+        ([b'{"a":1}', b""], False),
+        ([b'{"a":1} {"b":2}'], False),
+    ],
+)
+def test_each_message_must_be_exactly_one_json_value(messages: list[bytes], each: bool) -> None:
+    assert one_value_each(messages) is each

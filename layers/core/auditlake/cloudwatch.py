@@ -258,17 +258,15 @@ class EksAuditForwarder:
         return stats
 
     def _pipeline(self, raws: list[bytes], cluster: str, ingested_at: str) -> BatchResult:
-        """The messages as one EventList when they make one item each (the pipeline's fast path:
-        one typed decode for the batch); otherwise, or when any is not JSON, one at a time."""
-        if raws:
+        """The messages as one EventList when each is exactly one JSON value (the pipeline's fast
+        path: one typed decode for the batch); otherwise one at a time, so a message that is not
+        exactly one value is quarantined on its own."""
+        if raws and one_value_each(raws):
             body = b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[' + b",".join(raws) + b"]}"
             try:
-                result = self.pipeline.eventlist(body, cluster=cluster, source=self.source, ingested_at=ingested_at)
+                return self.pipeline.eventlist(body, cluster=cluster, source=self.source, ingested_at=ingested_at)
             except EnvelopeError:
-                pass  # a message that is not JSON: each is read on its own below
-            else:
-                if result.items == len(raws):  # a message holding two objects would shift the rest
-                    return result
+                pass  # not UTF-8, or nested beyond the parser: each is read on its own below
         return self.pipeline.items(raws, cluster=cluster, source=self.source, ingested_at=ingested_at)
 
     def refuse(self, reason: str, payload: bytes, *, log_group: str = "") -> ForwardStats:
@@ -281,6 +279,23 @@ class EksAuditForwarder:
         self.metrics.add_metric("PayloadsRejected", "Count", 1)
         logger.warning("delivery quarantined", extra={"batch": batch, "reason": reason, "log_group": log_group})
         return ForwardStats(events=1, quarantined=1)
+
+
+_values = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def one_value_each(messages: Sequence[bytes]) -> bool:
+    """Is every message exactly one JSON value? Joined into one list text, a message such as
+    ``{...}],"items":[{...}`` would close the list early and splice in values of its own (and two
+    messages can make one value between them, so counting values is not enough): the list is read
+    without decoding its values, and each value's bytes must be one message's, in order."""
+    try:
+        values = _values.decode(b"[" + b",".join(messages) + b"]")
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return len(values) == len(messages) and all(
+        bytes(value) == message.strip(b" \t\r\n") for value, message in zip(values, messages, strict=True)
+    )
 
 
 def _origin(event: LogEvent) -> dict[str, Any]:
