@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 
@@ -32,4 +33,9 @@ class Store(Protocol):
 
     def list(self, prefix: str) -> Iterator[str]:
         """Keys under ``prefix``, in lexicographic order."""
+        ...
+
+    def modified(self, key: str) -> datetime | None:
+        """When the object was really written (S3 LastModified; a file's ctime, which no one can
+        set back or forward without the system clock), UTC; None when there is no such object."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +63,15 @@ class LocalStore:
     def size(self, key: str) -> int | None:
         try:
             return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key}: {exc}") from exc
+
+    def modified(self, key: str) -> datetime | None:
+        # ctime, not mtime: `touch -d` sets mtime to anything; ctime follows the clock.
+        try:
+            return datetime.fromtimestamp(self._path(key).stat().st_ctime, UTC)
         except FileNotFoundError:
             return None
         except OSError as exc:

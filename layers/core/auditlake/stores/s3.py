@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -93,6 +94,17 @@ class S3Store:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
         except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+
+    def modified(self, key: str) -> datetime | None:
+        try:
+            moment: datetime = self.client.head_object(Bucket=self.bucket, Key=key)["LastModified"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+        return moment.astimezone(UTC)
 
     def list(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
