@@ -1,9 +1,12 @@
 """``auditlake serve``: a real local audit webhook, same core and same answers as the Lambda.
 
 HTTP is uvicorn's (h11): strict request parsing, a listen backlog, a cap on connections (503 past
-it), idle keep-alive timeouts, and on SIGTERM or Ctrl-C a graceful shutdown that stops accepting and
-lets requests in flight finish (their 2xx means stored). The ASGI app below only adapts a request to
-``AuditWebhook``, whose work (parse, store) runs in a worker thread.
+it), idle keep-alive timeouts, a deadline for the request line and headers (``HEADER_SECONDS``:
+uvicorn has none, so a client that connects and sends nothing, or trickles its headers, would hold a
+connection, and with ``MAX_CONNECTIONS`` of them every sender would get 503), and on SIGTERM or
+Ctrl-C a graceful shutdown that stops accepting and lets requests in flight finish (their 2xx
+means stored). The ASGI app below only adapts a request to ``AuditWebhook``, whose work (parse,
+store) runs in a worker thread.
 
 Every body is read before the answer, the 413 included: an HTTP client that is still writing when
 the server answers and closes sees a connection reset instead of the status (kube-apiserver then
@@ -27,6 +30,7 @@ DRAIN_BYTES = 64 * 1024 * 1024  # read and discard up to this much to deliver a 
 BODY_SECONDS = 60.0  # a body still arriving after this is answered 408 (a trickling client holds nothing longer)
 MAX_CONNECTIONS = 64  # more at once are answered 503 by uvicorn; kube-apiserver sends one batch at a time
 BACKLOG = 512
+HEADER_SECONDS = 10.0  # from connecting (or the first byte of the next request) to the end of its headers
 GRACE_SECONDS = 30  # on shutdown, requests in flight get this long to be stored and answered
 
 Scope = MutableMapping[str, Any]
@@ -99,6 +103,48 @@ class WebhookApp:
             self.on_reply(reply)
 
 
+def _header_deadline_protocol() -> type:
+    """uvicorn's h11 protocol with a deadline on the request line and headers: armed when a connection
+    opens and when the next request starts arriving, cleared once a request is being answered."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._answering():
+                self._disarm()
+            elif self._deadline is None:
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _answering(self) -> bool:
+            return self.cycle is not None and not self.cycle.response_complete
+
+        def _arm(self) -> None:
+            self._deadline = self.loop.call_later(HEADER_SECONDS, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if not self._answering() and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadline
+
+
 def listen(host: str, port: int) -> socket.socket:
     """Bind and listen (port 0: any free one) before serving, so the address can be printed first."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -117,7 +163,7 @@ def make_server(
 
     config = uvicorn.Config(
         WebhookApp(webhook, on_reply),
-        http="h11",
+        http=_header_deadline_protocol(),
         lifespan="off",
         log_config=None,
         access_log=False,
