@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from auditlake.arrow_schema import archive_schema
 from auditlake.compactor import Compactor
 from auditlake.jsonio import dumps
-from auditlake.landing import Landing, encode_lines
+from auditlake.landing import Landing, decode_lines, encode_lines
 from auditlake.locks import LocalLocks
 from auditlake.model import AUDIT
 from auditlake.pipeline import AuditPipeline, PipelineConfig
@@ -160,23 +161,28 @@ def test_a_key_redelivered_with_another_time_around_a_different_stage_is_kept_on
 
 def test_bad_raw_objects_are_quarantined_and_the_rest_archived(lake: Lake) -> None:
     good = lake.land(SYNTH[:500], "good")
-    broken = {
-        "raw/audit/c1/2026/11/20/12/not-zstd.ndjson.zst": b"plain text, not zstd",
+    unreadable = {"raw/audit/c1/2026/11/20/12/not-zstd.ndjson.zst": b"plain text, not zstd"}
+    bad_lines = {
         "raw/audit/c1/2026/11/20/12/not-json.ndjson.zst": encode_lines([b"{not json"]),
         "raw/audit/c1/2026/11/20/12/unknown-field.ndjson.zst": encode_lines([dumps({"cluster": "c1", "bogus": 1})]),
         "raw/audit/c1/2026/11/20/12/no-time.ndjson.zst": encode_lines([dumps({"cluster": "c1", "audit_id": "x",
                                                                                 "stage": "Panic"})]),
     }  # fmt: skip
-    for key, data in broken.items():
+    for key, data in (unreadable | bad_lines).items():
         lake.store.put(key, data)
-    report = lake.compactor().compact([good, *broken, "raw/nonsense.txt"])
-    assert set(report.quarantined) == set(broken) and report.done == {good} and report.ignored == ["raw/nonsense.txt"]
-    assert report.rows_written == 500
-    for key, data in broken.items():
-        target = "quarantine/" + key.removeprefix("raw/")
-        assert lake.store.get(target) == data  # as it was
-        assert key in lake.store.get(target.removesuffix(".ndjson.zst") + ".json").decode()
-    assert "unexpected field" in report.quarantined["raw/audit/c1/2026/11/20/12/unknown-field.ndjson.zst"]
+    report = lake.compactor().compact([good, *unreadable, *bad_lines, "raw/nonsense.txt"])
+    assert set(report.quarantined) == set(unreadable) | set(bad_lines) and report.ignored == ["raw/nonsense.txt"]
+    assert report.done == {good, *bad_lines} and report.rows_written == 500 and report.lines_quarantined == 3
+    manifests = {k: json.loads(lake.store.get(k)) for k in lake.store.list("quarantine/") if k.endswith(".json")}
+    by_raw = {m["raw_key"]: (k, m) for k, m in manifests.items()}
+    (key, data), = unreadable.items()
+    manifest_key, manifest = by_raw[key]
+    assert manifest_key.endswith(".json") and ".compact-" in manifest_key and manifest["items"] == []
+    assert lake.store.get(manifest["object_key"]) == data  # as it was
+    for key in bad_lines:
+        (item,) = by_raw[key][1]["items"]
+        assert item["line_number"] == 1 and item["line"] == decode_lines(bad_lines[key])[0].decode()
+    assert "unexpected field" in by_raw["raw/audit/c1/2026/11/20/12/unknown-field.ndjson.zst"][1]["items"][0]["reason"]
     assert "without request_received_at" in report.quarantined["raw/audit/c1/2026/11/20/12/no-time.ndjson.zst"]
 
 

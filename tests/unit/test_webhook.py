@@ -31,11 +31,13 @@ class FlakyStore(LocalStore):
         self.failures = failures
         self.match = match
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream", *, create_only: bool = False
+    ) -> None:
         if self.failures and self.match in key:
             self.failures -= 1
             raise StoreError("S3 is having a bad minute")
-        super().put(key, data, content_type)
+        super().put(key, data, content_type, create_only=create_only)
 
 
 class Metrics:

@@ -13,7 +13,12 @@ Exactly once, whatever is delivered twice or compacted concurrently:
    at all, and two compactors never interleave their read-then-write of a partition.
 3. A run that dies after writing leaves its rows archived; the retry finds them and writes nothing.
 
-A raw object that cannot be read is copied to quarantine with the reason; the rest goes on.
+Nothing read is dropped unsaid. A raw object must be whole: every zstd frame read to its end (a cut
+or empty object, or bytes after the last frame, is not). One that is not is copied to quarantine with
+the reason. In a readable object, a line the Arrow reader refuses (or that lacks its time or key) is
+quarantined on its own, with its line number and reason, and its neighbours are archived: one bad
+value never sinks an object. Quarantine writes are create-only under names of their own
+(``<batch>.compact-<hash>.json``), so they never replace what ingest quarantined for the same batch.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -44,7 +49,7 @@ from .jsonio import dumps
 from .ledger import Entry, Ledger
 from .locks import Locks
 from .model import ARCHIVE_KINDS, ArchiveKind
-from .stores import Store, StoreError
+from .stores import AlreadyExists, Store, StoreError
 from .timestamps import format_utc
 
 logger = logging.getLogger(__name__)
@@ -54,13 +59,24 @@ _FETCH_FAILED = b"\0fetch failed: "
 _UNREADABLE = b"\0unreadable: "
 RAW_KEY = re.compile(r"^raw/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.ndjson\.zst$")
 HOUR_MS = 3_600_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of a raw object the archive cannot hold: 1-based line number, the line, and why."""
+
+    number: int
+    line: bytes
+    reason: str
 
 
 @dataclass
 class CompactionReport:
     done: set[str] = field(default_factory=set)  # compacted, or nothing new in them
     failed: set[str] = field(default_factory=set)  # to be retried
-    quarantined: dict[str, str] = field(default_factory=dict)  # raw key -> reason
+    quarantined: dict[str, str] = field(default_factory=dict)  # raw key -> reason (whole object, or its bad lines)
+    lines_quarantined: int = 0  # bad lines set aside from objects whose other lines were archived
     ignored: list[str] = field(default_factory=list)  # not raw landing keys
     rows_read: int = 0
     rows_written: int = 0
@@ -71,6 +87,7 @@ class CompactionReport:
         self.done |= other.done
         self.failed |= other.failed
         self.quarantined.update(other.quarantined)
+        self.lines_quarantined += other.lines_quarantined
         self.ignored += other.ignored
         self.rows_read += other.rows_read
         self.rows_written += other.rows_written
@@ -133,6 +150,7 @@ class Compactor:
         tables: list[pa.Table] = []
         spans: list[tuple[str, int, int]] = []  # (raw key, first row, end row) in the round's table
         rows = size = 0
+        whole: set[str] = set()  # quarantined as a whole: nothing of them archived
         for chunk_keys, texts in self._chunks(keys):
             for key, text in zip(chunk_keys, texts, strict=True):
                 if text.startswith(_FETCH_FAILED):
@@ -140,11 +158,20 @@ class Compactor:
                     report.failed.add(key)
             readable = [(k, t) for k, t in zip(chunk_keys, texts, strict=True) if not t.startswith(_FETCH_FAILED)]
             size += sum(len(t) for _, t in readable)
-            table, counts, bad = self._parse(kind, readable)
+            table, counts, bad, bad_lines = self._parse(kind, readable)
+            texts_by_key = dict(readable) if bad_lines else {}
             del texts, readable
             for key, reason in bad.items():
                 self._quarantine(kind, key, reason)
                 report.quarantined[key] = reason
+                whole.add(key)
+            for key, lines in bad_lines.items():
+                self._quarantine_lines(kind, key, texts_by_key.pop(key), lines)
+                report.quarantined[key] = (
+                    f"{len(lines)} line(s) quarantined, first: line {lines[0].number}: {lines[0].reason}"
+                )
+                report.lines_quarantined += len(lines)
+            del texts_by_key
             for key, count in counts:
                 spans.append((key, rows, rows + count))
                 rows += count
@@ -154,7 +181,7 @@ class Compactor:
                 self._archive(kind, tables, spans, report)
                 tables, spans, rows, size = [], [], 0, 0
         self._archive(kind, tables, spans, report)
-        report.done = {key for key in keys if key not in report.failed and key not in report.quarantined}
+        report.done = {key for key in keys if key not in report.failed and key not in whole}
         return report
 
     def _archive(
@@ -194,13 +221,10 @@ class Compactor:
                 data = self.raw.get(key)
             except StoreError as exc:
                 return _FETCH_FAILED + str(exc).encode()
-            try:  # one shot when the frame records its size (ours do), ~3x faster than streaming
-                return zstandard.ZstdDecompressor().decompress(data)
-            except zstandard.ZstdError:
-                try:
-                    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-                except zstandard.ZstdError as exc:
-                    return _UNREADABLE + f"not zstd: {exc}".encode()
+            try:
+                return decompress_all(data)
+            except ValueError as exc:
+                return _UNREADABLE + str(exc).encode()
 
         with ThreadPoolExecutor(self.fetch_threads) as pool:
             pending: deque[tuple[str, Future[bytes]]] = deque()
@@ -227,30 +251,52 @@ class Compactor:
 
     def _parse(
         self, kind: ArchiveKind, objects: list[tuple[str, bytes]]
-    ) -> tuple[pa.Table | None, list[tuple[str, int]], dict[str, str]]:
-        """One Arrow table for a chunk, rows per object, and the objects that are bad (then each
-        object is parsed alone, to find which)."""
+    ) -> tuple[pa.Table | None, list[tuple[str, int]], dict[str, str], dict[str, list[BadLine]]]:
+        """One Arrow table for a chunk, rows per object, the objects that cannot be read at all, and
+        the bad lines of the others (when the chunk fails, each object is read alone, and an object
+        that fails is split until each bad line stands alone: its good lines are kept)."""
         texts = [_terminated(text) for _, text in objects]
         if not any(text.startswith(_UNREADABLE) for text in texts):
             try:
                 table = self._read(kind, _Chained(texts))
                 counts = [(key, text.count(b"\n")) for (key, _), text in zip(objects, texts, strict=True)]
                 if sum(n for _, n in counts) == table.num_rows:
-                    return table, counts, {}
+                    return table, counts, {}, {}
             except (pa.ArrowException, ValueError):
                 pass
-        good, counts, bad = [], [], {}
+        good: list[pa.Table] = []
+        counts, bad, bad_lines = [], {}, {}
         for (key, _), text in zip(objects, texts, strict=True):
-            try:
-                if text.startswith(_UNREADABLE):
-                    raise ValueError(text[len(_UNREADABLE) :].decode(errors="replace").strip())
-                table = self._read(kind, _Chained([text]))
-            except (pa.ArrowException, ValueError) as exc:
-                bad[key] = str(exc)[:500]
+            if text.startswith(_UNREADABLE):
+                bad[key] = text[len(_UNREADABLE) :].decode(errors="replace").strip()[:500]
                 continue
-            good.append(table)
-            counts.append((key, table.num_rows))
-        return (pa.concat_tables(good) if good else None), counts, bad
+            lines = [(number, line) for number, line in enumerate(text.split(b"\n"), 1) if line.strip()]
+            if not lines:
+                bad[key] = "no records: the object holds no line"
+                continue
+            tables, failures = self._read_lines(kind, lines)
+            if failures:
+                bad_lines[key] = failures
+            good += tables
+            counts.append((key, sum(t.num_rows for t in tables)))
+        return (pa.concat_tables(good) if good else None), counts, bad, bad_lines
+
+    def _read_lines(self, kind: ArchiveKind, lines: list[tuple[int, bytes]]) -> tuple[list[pa.Table], list[BadLine]]:
+        """The lines' rows (one per line, in order), halving until each bad line stands alone."""
+        try:
+            table = self._read(kind, _Chained([b"\n".join(line for _, line in lines) + b"\n"]))
+            if table.num_rows == len(lines):
+                return [table], []
+            error = f"{table.num_rows} rows from {len(lines)} line(s): a line must hold one JSON object"
+        except (pa.ArrowException, ValueError) as exc:
+            error = str(exc)[:500]
+        if len(lines) == 1:
+            number, line = lines[0]
+            return [], [BadLine(number, line, error)]
+        middle = len(lines) // 2
+        head, head_bad = self._read_lines(kind, lines[:middle])
+        tail, tail_bad = self._read_lines(kind, lines[middle:])
+        return head + tail, head_bad + tail_bad
 
     def _read(self, kind: ArchiveKind, text: _Chained) -> pa.Table:
         table = pj.read_json(
@@ -262,8 +308,11 @@ class Compactor:
             if table[name].null_count:
                 raise ValueError(f"{table[name].null_count} rows without {name}")
         for name in timestamp_columns(kind):  # the precision Athena reads from Parquet
+            column = table[name]
+            if column.null_count < len(column) and pc.min(column.cast(pa.int64())).as_py() < 0:
+                column = pc.floor_temporal(column, unit="millisecond")  # before 1970: down, not toward 1970
             table = table.set_column(
-                table.schema.get_field_index(name), name, pc.cast(table[name], ARCHIVE_TIMESTAMP, safe=False)
+                table.schema.get_field_index(name), name, pc.cast(column, ARCHIVE_TIMESTAMP, safe=False)
             )
         return table
 
@@ -300,7 +349,7 @@ class Compactor:
     def _partitions(kind: ArchiveKind, table: pa.Table, order: pa.Array) -> Iterator[tuple[str, int, pa.Array]]:
         """(cluster, hour since epoch, row indices) per archive partition, in order."""
         clusters = pc.take(table["cluster"], order)
-        hours = pc.divide(pc.cast(pc.take(table[kind.time_column], order), pa.int64()), HOUR_MS)
+        hours = _floor_divide(pc.cast(pc.take(table[kind.time_column], order), pa.int64()), HOUR_MS)
         starts = _changes(pa.table({"c": clusters, "h": hours}), ["c", "h"])
         bounds = [*pc.indices_nonzero(starts).to_pylist(), len(order)]
         for start, end in itertools.pairwise(bounds):
@@ -311,10 +360,11 @@ class Compactor:
     def _write_partition(
         self, kind: ArchiveKind, table: pa.Table, cluster: str, hour: int, rows: pa.Array
     ) -> tuple[int, int, str | None]:
-        moment = datetime.fromtimestamp(hour * 3600, UTC)
-        directory = f"{kind.name}/dt={moment:%Y-%m-%d}/hour={moment:%H}"
+        moment = EPOCH + timedelta(hours=hour)
+        day, hh = moment.date().isoformat(), f"{moment.hour:02d}"  # year 1 is 0001 (strftime %Y: 1)
+        directory = f"{kind.name}/dt={day}/hour={hh}"
         store = self.archives[kind.name]
-        lock_name = f"{kind.name}#{moment:%Y-%m-%d}#{moment:%H}#{cluster}"
+        lock_name = f"{kind.name}#{day}#{hh}#{cluster}"
         token = self._lock(lock_name)
         try:
             new = self._not_archived(kind, table, rows, store, f"{directory}/{cluster}-")
@@ -322,9 +372,9 @@ class Compactor:
             if not len(new):
                 return 0, skipped, None
             rows = new
-            now = self.clock()
-            key = f"{directory}/{cluster}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(6)}.parquet"
             data = self._parquet(kind, table, rows)
+            now = self.clock()  # after the encode: written_at is within the ledger's SETTLE of the write
+            key = f"{directory}/{cluster}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(6)}.parquet"
             if self.ledger is not None:
                 times = pc.min_max(pc.take(table[kind.time_column], rows))
                 self.ledger.record(Entry(
@@ -404,15 +454,71 @@ class Compactor:
 
     def _quarantine(self, kind: ArchiveKind, key: str, reason: str) -> None:
         """The raw object as it was, and why it could not be archived."""
-        target = "quarantine/" + key.removeprefix("raw/")
         try:
             data = self.raw.get(key)
         except StoreError as exc:
             data, reason = b"", f"{reason}; and it could not be read again: {exc}"
-        self.raw.put(target, data, "application/zstd")
-        manifest = {"kind": kind.name, "raw_key": key, "reason": reason, "quarantined_at": format_utc(self.clock())}
-        self.raw.put(target.removesuffix(".ndjson.zst") + ".json", dumps(manifest), "application/json")
+        target = _quarantine_name(key, data)
+        self._create(target + ".ndjson.zst", data, "application/zstd")
+        manifest = {"kind": kind.name, "raw_key": key, "reason": reason, "quarantined_at": format_utc(self.clock()),
+                    "object_key": target + ".ndjson.zst", "items": []}  # fmt: skip
+        self._create(target + ".json", dumps(manifest), "application/json")
         logger.warning("raw object quarantined", extra={"key": key, "reason": reason})
+
+    def _quarantine_lines(self, kind: ArchiveKind, key: str, text: bytes, lines: list[BadLine]) -> None:
+        """The bad lines of an object whose other lines were archived: one manifest item per line."""
+        items = []
+        for bad in lines:
+            item: dict[str, object] = {"index": bad.number - 1, "line_number": bad.number, "reason": bad.reason}
+            try:
+                item["line"] = bad.line.decode("utf-8")
+            except UnicodeDecodeError:
+                item["line_hex"] = bad.line.hex()
+            items.append(item)
+        reason = f"{len(lines)} line(s) the archive cannot hold; the object's other lines were archived"
+        manifest = {"kind": kind.name, "raw_key": key, "reason": reason, "quarantined_at": format_utc(self.clock()),
+                    "items": items}  # fmt: skip
+        self._create(_quarantine_name(key, text) + ".json", dumps(manifest), "application/json")
+        logger.warning("raw lines quarantined", extra={"key": key, "lines": [b.number for b in lines]})
+
+    def _create(self, key: str, data: bytes, content_type: str) -> None:
+        """Create-only: a name taken holds what an earlier run of this same object wrote (the name
+        carries the content's hash), so it is kept, never replaced."""
+        try:
+            self.raw.put(key, data, content_type, create_only=True)
+        except AlreadyExists:
+            logger.info("already quarantined", extra={"key": key})
+
+
+def _quarantine_name(key: str, content: bytes) -> str:
+    """``quarantine/<kind>/<cluster>/.../<batch>.compact-<hash>``: apart from ingest's ``<batch>.json``,
+    and one per content, so a raw object rewritten with other bytes never replaces the first."""
+    base = "quarantine/" + key.removeprefix("raw/").removesuffix(".ndjson.zst")
+    return f"{base}.compact-{hashlib.sha256(content).hexdigest()[:12]}"
+
+
+def decompress_all(data: bytes) -> bytes:
+    """Every zstd frame of ``data``, each read to its end; ValueError for an empty object, a cut
+    frame, or bytes that are not zstd (zstandard's streaming reader returns what it could from a cut
+    frame and raises nothing, and its one-shot reader stops after the first frame)."""
+    if not data:
+        raise ValueError("empty object: no zstd frame")
+    try:  # one frame that records its size (ours): one shot, ~3x faster than streaming
+        return zstandard.ZstdDecompressor().decompress(data, allow_extra_data=False)
+    except zstandard.ZstdError:
+        pass
+    parts, rest, frame = [], data, 0
+    while rest:
+        frame += 1
+        reader = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            parts.append(reader.decompress(rest))
+        except zstandard.ZstdError as exc:
+            raise ValueError(f"not zstd (frame {frame} at byte {len(data) - len(rest)}): {exc}") from None
+        if not reader.eof:
+            raise ValueError(f"cut: zstd frame {frame} ends before its end ({len(data)} bytes)")
+        rest = reader.unused_data
+    return b"".join(parts)
 
 
 class _Chained(io.RawIOBase):
@@ -454,6 +560,15 @@ def _keys_with_rows(spans: list[tuple[str, int, int]], rows: pa.Array) -> set[st
 def _utc(moment: datetime) -> str:
     """An archive timestamp (UTC without a zone, as Athena reads them) in RFC 3339."""
     return format_utc(moment.replace(tzinfo=UTC))
+
+
+def _floor_divide(values: pa.Array, divisor: int) -> pa.Array:
+    """``values // divisor`` (toward minus infinity; Arrow's integer divide truncates toward zero)."""
+    quotient = pc.divide(values, divisor)
+    if len(values) and pc.min(values).as_py() < 0:
+        below = pc.less(values, pc.multiply(quotient, divisor))
+        quotient = pc.subtract(quotient, pc.cast(below, pa.int64()))
+    return quotient
 
 
 def _terminated(text: bytes) -> bytes:

@@ -8,21 +8,26 @@ instead of adding a copy (and the compactor deduplicates whatever still arrives 
 
 Quarantine: ``quarantine/<kind>/<cluster>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.json`` explains what went
 wrong (item index, auditID, stage, reason, the item without secret bodies); ``<batch-id>.body`` holds
-the original bytes unchanged when the payload could not be read at all.
+the original bytes unchanged when the payload could not be read at all. Quarantine writes are
+create-only: a name already taken by other content (a retry whose manifest differs) gets a name of
+its own (``<batch-id>-<hash>.json``), so no quarantined item is ever replaced. The compactor's
+manifests are ``<batch-id>.compact-<hash>.json`` beside them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import zstandard
 
 from .jsonio import dumps
 from .pipeline import ItemFailure
-from .stores import Store
+from .stores import AlreadyExists, Store
 from .timestamps import format_utc
 
 KINDS = ("audit", "events")
@@ -49,9 +54,24 @@ def encode_lines(lines: Sequence[bytes]) -> bytes:
     return zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n")
 
 
-def decode_lines(data: bytes) -> list[bytes]:
-    text = zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    return [line for line in text.split(b"\n") if line]
+def decode_lines(data: bytes, *, strict: bool = False) -> list[bytes]:
+    """The lines of a raw object, every zstd frame of it. ``strict``: ValueError if a frame is cut or
+    not zstd; otherwise what could be read (for readers that show a lake: summaries, scans)."""
+    parts, rest = [], data
+    while rest:
+        reader = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            parts.append(reader.decompress(rest))
+        except zstandard.ZstdError as exc:
+            if strict or not parts:
+                raise ValueError(f"not zstd: {exc}") from None
+            break
+        if not reader.eof:
+            if strict:
+                raise ValueError("cut: a zstd frame ends before its end")
+            break
+        rest = reader.unused_data
+    return [line for line in b"".join(parts).split(b"\n") if line]
 
 
 class Landing:
@@ -64,7 +84,7 @@ class Landing:
     def _prefix(self, area: str, cluster: str, at: datetime) -> str:
         if not valid_cluster_name(cluster) and not (area == "quarantine" and cluster == UNROUTED):
             raise ValueError(f"invalid cluster name {cluster!r}")
-        return f"{area}/{self.kind}/{cluster}/{at:%Y/%m/%d/%H}"
+        return f"{area}/{self.kind}/{cluster}/{at.year:04d}/{at:%m/%d/%H}"  # %Y does not pad year 1 (glibc)
 
     def raw_key(self, cluster: str, at: datetime, batch: str) -> str:
         return f"{self._prefix('raw', cluster, at)}/{batch}.ndjson.zst"
@@ -106,15 +126,40 @@ class Landing:
             manifest["payload_sha256"] = hashlib.sha256(payload).hexdigest()
             manifest["payload_bytes"] = len(payload)
         if payload is not None and not failures:
-            body_key = f"{prefix}.body"
-            self.store.put(body_key, payload, "application/octet-stream")
+            body_key = self._create(prefix, ".body", payload, "application/octet-stream")
             manifest["payload_key"] = body_key
             keys.append(body_key)
         manifest["items"] = [_failure_doc(f) for f in failures]
-        manifest_key = f"{prefix}.json"
-        self.store.put(manifest_key, dumps(manifest), "application/json")
-        keys.append(manifest_key)
+        keys.append(self._create(prefix, ".json", dumps(manifest), "application/json", same=_same_manifest))
         return tuple(keys)
+
+    def _create(self, prefix: str, suffix: str, data: bytes, content_type: str, same: _Same = bytes.__eq__) -> str:
+        """Create-only at ``prefix + suffix``; when that name holds something else, at a name of its own."""
+        key = f"{prefix}{suffix}"
+        try:
+            self.store.put(key, data, content_type, create_only=True)
+            return key
+        except AlreadyExists:
+            if same(self.store.get(key), data):
+                return key  # a retry of the same batch: what it would keep is kept
+        key = f"{prefix}-{hashlib.sha256(data).hexdigest()[:12]}{suffix}"
+        with contextlib.suppress(AlreadyExists):  # taken: by the same bytes (the name is their hash)
+            self.store.put(key, data, content_type, create_only=True)
+        return key
+
+
+_Same = Callable[[bytes, bytes], bool]
+
+
+def _same_manifest(stored: bytes, new: bytes) -> bool:
+    """The same quarantine apart from when it was received (a sender's retry of the same batch)."""
+    try:
+        old_doc, new_doc = json.loads(stored), json.loads(new)
+    except ValueError:
+        return False
+    old_doc.pop("received_at", None)
+    new_doc.pop("received_at", None)
+    return bool(old_doc == new_doc)
 
 
 def _failure_doc(failure: ItemFailure) -> dict[str, object]:
