@@ -288,13 +288,15 @@ def one_value_each(messages: Sequence[bytes]) -> bool:
     """Is every message exactly one JSON value? Joined into one list text, a message such as
     ``{...}],"items":[{...}`` would close the list early and splice in values of its own (and two
     messages can make one value between them, so counting values is not enough): the list is read
-    without decoding its values, and each value's bytes must be one message's, in order."""
+    without decoding its values, and each value must span one whole message, in order. Lengths
+    prove it: the first value starts where the first message's text does, so one of that length ends
+    where the message ends, and the next can only start after the comma that follows it."""
     try:
         values = _values.decode(b"[" + b",".join(messages) + b"]")
     except (msgspec.DecodeError, RecursionError):
         return False
     return len(values) == len(messages) and all(
-        bytes(value) == message.strip(b" \t\r\n") for value, message in zip(values, messages, strict=True)
+        len(value) == len(message.strip(b" \t\r\n")) for value, message in zip(values, messages, strict=True)
     )
 
 
