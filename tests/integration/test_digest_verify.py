@@ -4,9 +4,11 @@ change to the digest chain itself."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from auditlake.cli import main
-from auditlake.digest import Digester, LocalChainHead, LocalSigner, verify
+from auditlake.digest import Digester, LocalChainHead, LocalSigner, message_digest, verify
 from auditlake.ledger import Entry, LocalLedger
 from auditlake.stores.local import LocalStore
+from auditlake.timestamps import format_utc
 from tests.conftest import corpus_path
 
 
@@ -66,6 +69,12 @@ def test_an_added_file_is_caught(lake: Path) -> None:
     original = archive_files(lake)[0]
     forged = original.with_name(original.name.replace(original.name.split("-")[-1], "0badc0ffee00.parquet"))
     shutil.copy(original, forged)
+    # Written after the last digest (its real write time, whatever its name says), but no
+    # compaction recorded it in the ledger.
+    result = run("verify", "--lake", str(lake))
+    assert result.exit_code == 1 and "UNRECORDED" in result.stdout and forged.name in result.stdout
+    # The next digest does not seal it (not in the ledger): from then on it is extra.
+    assert run("digest", "--lake", str(lake)).exit_code == 0
     result = run("verify", "--lake", str(lake))
     assert result.exit_code == 1 and "EXTRA" in result.stdout and forged.name in result.stdout
 
@@ -93,19 +102,92 @@ def test_editing_or_removing_a_digest_breaks_the_chain(lake: Path, tmp_path: Pat
     assert removed.exit_code == 1 and "CHAIN" in removed.stdout and "EXTRA" in removed.stdout
 
 
-def test_a_write_that_never_happened_is_left_out(tmp_path: Path) -> None:
-    """The compactor records a file in the ledger before writing it; if the write then fails, the
-    digest must not seal a file that does not exist."""
-    lake = tmp_path / "lake"
-    ledger = LocalLedger(lake / "state" / "ledger")
-    at = "2026-11-21T10:00:00.000000Z"
-    key = "audit/dt=2026-11-21/hour=10/c1-20261121T100000Z-000000000000.parquet"
-    ledger.record(Entry(key, "0" * 64, 10, 1, at, at, at))
+def _local(lake: Path) -> tuple[LocalLedger, dict[str, LocalStore], LocalSigner, LocalChainHead]:
     archive = LocalStore(lake / "archive")
-    stores = {"audit": archive, "events": archive}
-    signer = LocalSigner(lake / "state" / "key.pem")
-    report = Digester(ledger, stores, LocalChainHead(lake / "head.json"), signer).seal(
-        datetime(2026, 11, 21, 11, tzinfo=UTC), start=datetime(2026, 11, 21, 10, tzinfo=UTC)
-    )
-    assert report.dropped == [key] and report.objects == 0
-    assert verify(stores, signer).ok
+    return (LocalLedger(lake / "state" / "ledger"), {"audit": archive, "events": archive},
+            LocalSigner(lake / "state" / "key.pem"), LocalChainHead(lake / "head.json"))  # fmt: skip
+
+
+def _entry(key: str, at: datetime, data: bytes = b"x" * 10) -> Entry:
+    stamp = format_utc(at)
+    return Entry(key, hashlib.sha256(data).hexdigest(), len(data), 1, stamp, stamp, stamp)
+
+
+def test_a_write_that_never_happened_is_left_out_and_reported(tmp_path: Path) -> None:
+    """The compactor records a file in the ledger before writing it; if the write then fails, the
+    digest must not seal a file that does not exist, and verify says so: a failed write and a file
+    removed before it was sealed look the same."""
+    ledger, stores, signer, head = _local(tmp_path / "lake")
+    now = datetime.now(UTC).replace(microsecond=0)
+    key = "audit/dt=2026-11-21/hour=10/c1-20261121T100000Z-000000000000.parquet"
+    ledger.record(_entry(key, now - timedelta(minutes=30)))
+    report = Digester(ledger, stores, head, signer).seal(now, start=now - timedelta(hours=1), hourly=False)
+    assert report.dropped == [key] and report.objects == 0 and len(report.digests) == 1
+    found = verify(stores, signer, head=head)
+    assert [(f.kind, f.key) for f in found.findings] == [("vanished", key)]
+
+
+def test_a_file_still_being_written_is_sealed_by_the_next_digest(tmp_path: Path) -> None:
+    """A digest reading the ledger between a compactor's entry and its write ends its window before
+    that entry; the file, once written, is sealed by the next digest (it used to be left out as
+    never written, then reported extra forever)."""
+    ledger, stores, signer, head = _local(tmp_path / "lake")
+    now = datetime.now(UTC).replace(microsecond=0)
+    key = "audit/dt=2026-11-21/hour=10/c1-20261121T100000Z-000000000001.parquet"
+    ledger.record(_entry(key, now - timedelta(seconds=1)))
+    first = Digester(ledger, stores, head, signer).seal(now, start=now - timedelta(hours=1), hourly=False)
+    assert first.waiting == [key] and first.dropped == [] and first.objects == 0
+    stores["audit"].put(key, b"x" * 10, create_only=True)  # the compactor's write lands
+    between = verify(stores, signer, head=head, ledger=ledger, now=datetime.now(UTC))
+    assert between.ok and between.unsealed == [key], between.findings
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    second = Digester(ledger, stores, head, signer).seal(later, start=now, hourly=False, now=later)
+    assert second.objects == 1 and second.waiting == []
+    after = verify(stores, signer, head=head, ledger=ledger, now=later)
+    assert after.ok and after.objects == 1 and after.unsealed == [], after.findings
+
+
+def test_a_cut_ledger_line_is_skipped_and_reported(lake: Path) -> None:
+    """A compactor killed mid-append leaves half a line: digest skips it, says so, and the next
+    compaction's entry still starts on a line of its own."""
+    hour_file = sorted((lake / "state" / "ledger").glob("*.jsonl"))[-1]
+    with hour_file.open("ab") as handle:
+        handle.write(b'{"key": "audit/dt=2026-01-01/hour=00/cut-')
+    log = corpus_path("audit/liggitt__audit2rbac__demo_v1.jsonl")
+    assert run("ingest", str(log), "--cluster", "c2", "--lake", str(lake)).exit_code == 0
+    assert run("compact", "--lake", str(lake)).exit_code == 0
+    sealed = run("digest", "--lake", str(lake))
+    assert sealed.exit_code == 0, sealed.stderr
+    assert "unreadable ledger lines 1" in sealed.stderr and "ledger entry unreadable" in sealed.stderr
+    result = run("verify", "--lake", str(lake))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "not yet sealed 0" in result.stderr
+
+
+def test_verify_never_makes_a_key_and_needs_a_lake(tmp_path: Path) -> None:
+    typo = tmp_path / "lakee"
+    result = run("verify", "--lake", str(typo))
+    assert result.exit_code == 1 and "no lake at" in result.stderr and not typo.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run("verify", "--lake", str(empty))
+    assert result.exit_code == 1 and "NO-DIGEST" in result.stdout
+    assert not (empty / "state" / "digest-key.pem").exists()
+
+
+def test_an_exported_public_key_verifies_and_refuses_a_swapped_key(lake: Path, tmp_path: Path) -> None:
+    public = tmp_path / "elsewhere" / "digest.pub"
+    public.parent.mkdir()
+    exported = run("digest", "--lake", str(lake), "--export-public-key", str(public))
+    assert exported.exit_code == 0 and public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    head = exported.stderr.split("chain head ", 1)[1].split()[0]
+    assert run("verify", "--lake", str(lake), "--public-key", str(public), "--expect-head", head).exit_code == 0
+    # Someone with write access swaps the lake's key and re-signs every digest with theirs.
+    (lake / "state" / "digest-key.pem").unlink()
+    forger = LocalSigner(lake / "state" / "digest-key.pem")
+    for path in sorted((lake / "archive" / "digests").iterdir()):
+        doc = json.loads(path.read_text())
+        doc["signature"]["value"] = base64.b64encode(forger.sign(message_digest(doc))).decode()
+        path.write_text(json.dumps(doc))
+    result = run("verify", "--lake", str(lake), "--public-key", str(public))
+    assert result.exit_code == 1 and "BAD-SIGNATURE" in result.stdout

@@ -942,29 +942,40 @@ def compact(lake: Path) -> None:
 # ---------------------------------------------------------------- tamper evidence
 
 
-def _local_digests(lake: Path) -> tuple[dict[str, Store], Any]:
-    from .digest import LocalSigner
+def _local_digests(lake: Path, *, public_key: Path | None = None) -> tuple[dict[str, Store], Any]:
+    """The local lake's archive and its signing key (made on first use; when verifying, pass
+    ``public_key`` or have the lake's key: verifying never makes one)."""
+    from .digest import LocalSigner, PublicKey
 
     archive = LocalStore(lake / "archive")
+    if public_key is not None:
+        return {"audit": archive, "events": archive}, PublicKey.load(public_key)
     return {"audit": archive, "events": archive}, LocalSigner(lake / "state" / "digest-key.pem")
 
 
 @main.command()
 @lake_option
-def digest(lake: Path) -> None:
+@click.option("--export-public-key", "export", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the signing key's public half (PEM) here: keep it away from the lake, "
+                   "for verify --public-key.")  # fmt: skip
+def digest(lake: Path, export: Path | None) -> None:
     """Seal everything archived in the local lake so far: a signed digest chained to the last one.
 
     The key (RSA-3072) is made on first use in LAKE/state/digest-key.pem; a deployed stack signs
-    its hourly digests with a KMS key instead.
+    its hourly digests with a KMS key instead. A file whose ledger entry is younger than 10
+    minutes and that is not there yet is left for the next digest.
     """
     from .digest import Digester, DigestError, LocalChainHead
     from .ledger import LocalLedger
 
+    if not lake.is_dir():
+        _fail(f"no lake at {lake}")
     ledger = LocalLedger(lake / "state" / "ledger")
     first = ledger.first_hour()
-    # Digests end on a whole second: wait for the next one, so what was written until now is in.
+    # Digests end on a whole second: wait for the next one (and a clock tick more: file times come
+    # from the kernel's coarse clock), so whatever the ledger does not hold yet is written after it.
     now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
-    time.sleep(max(0.0, (now - datetime.now(UTC)).total_seconds()))
+    time.sleep(max(0.0, (now - datetime.now(UTC)).total_seconds() + 0.05))
     start = datetime.fromisoformat(f"{first}:00:00+00:00") if first else now
     archives, signer = _local_digests(lake)
     try:
@@ -973,56 +984,123 @@ def digest(lake: Path) -> None:
         )
     except DigestError as exc:
         _fail(str(exc))
+    for line in report.damaged:
+        err.print(f"[yellow]ledger entry unreadable, skipped:[/yellow] {line}")
+    for key in report.dropped:
+        err.print(f"[yellow]recorded in the ledger, never written (verify reports it):[/yellow] {key}")
     _print_counts("sealed", {"digests": len(report.digests), "files": report.objects,
-                             "never written (left out)": len(report.dropped)})  # fmt: skip
+                             "never written (left out)": len(report.dropped),
+                             "still being written (next digest)": len(report.waiting),
+                             "unreadable ledger lines": len(report.damaged)})  # fmt: skip
+    head = LocalChainHead(lake / "state" / "digest-head.json").load()
+    if head:
+        err.print(f"chain head {head['sequence']}:{head['sha256']} (record it: verify --expect-head)")
+    if export is not None:
+        export.write_bytes(signer.public.pem())
+        err.print(f"public key written to {export} (keep it away from the lake: verify --public-key)")
 
 
 @main.command()
 @click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake.")
-@click.option("--stack", help="Deployed stack: its archive buckets and digest key are looked up.")
+@click.option("--stack", help="Deployed stack: its archive buckets, digest key and state table are looked up.")
 @click.option("--region", help="AWS region (default: the SDK's).")
 @click.option("--from", "start", help="Check files of digests from this time (ISO 8601 or 7d).")
 @click.option("--to", "end", help="... until this time (default: now).")
-def verify(lake: Path | None, stack: str | None, region: str | None, start: str | None, end: str | None) -> None:
+@click.option("--expect-head", metavar="SEQ:SHA256",
+              help="The chain head recorded earlier (digest prints it): the chain must still hold it.")  # fmt: skip
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Check local signatures with this exported public key instead of the lake's key.")  # fmt: skip
+@click.option("--max-age", help="Fail when the newest digest ends longer ago than this (e.g. 3h). "
+              "Default: 3h with --stack (hourly digests), no limit with --lake.")  # fmt: skip
+def verify(lake: Path | None, stack: str | None, region: str | None, start: str | None, end: str | None,
+           expect_head: str | None, public_key: Path | None, max_age: str | None) -> None:  # fmt: skip
     """Prove the archive complete and unaltered: walk the digest chain, check every sealed file.
 
-    Exits 1 when a digest or file is missing, altered or extra (listed one per line).
+    Exits 1 when nothing is sealed, the chain is shorter than its head, stale, or broken, or a file
+    is missing, altered, extra, vanished or unrecorded (listed one per line).
     """
-    from .digest import DigestError, KmsSigner
+    from .digest import ChainHead, DigestError, DynamoChainHead, KmsSigner, LocalChainHead, parse_head
     from .digest import verify as verify_chain
+    from .ledger import DynamoLedger, Ledger, LocalLedger
 
     if (lake is None) == (stack is None):
         raise click.UsageError("give exactly one of --lake, --stack")
     now = datetime.now(UTC)
     try:
-        window = {"start": instant(start, now) if start else None, "end": instant(end, now) if end else None}
+        since, until = instant(start, now) if start else None, instant(end, now) if end else None
+        age = now - instant(max_age, now) if max_age else None if lake is not None else timedelta(hours=3)
+        expected = parse_head(expect_head) if expect_head else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if lake is not None:
-        archives, signer = _local_digests(lake)
-    else:
-        import boto3
-
-        from .stores.s3 import S3Store
-
-        session = boto3.session.Session(region_name=region)
-        outputs = _stack_outputs(session, str(stack))
-        s3 = session.client("s3")
-        archives = {"audit": S3Store(s3, outputs["AuditArchiveBucketName"]),
-                    "events": S3Store(s3, outputs["EventsArchiveBucketName"])}  # fmt: skip
-        signer = KmsSigner(session.client("kms"), outputs["DigestKeyArn"])
+    head: ChainHead
+    ledger: Ledger
     try:
-        report = verify_chain(archives, signer, **window)
+        if lake is not None:
+            if not lake.is_dir():
+                _fail(f"no lake at {lake}")
+            archives, signer = _local_digests_to_verify(lake, public_key)
+            head = LocalChainHead(lake / "state" / "digest-head.json")
+            ledger = LocalLedger(lake / "state" / "ledger")
+        else:
+            import boto3
+
+            from .stores.s3 import S3Store
+
+            session = boto3.session.Session(region_name=region)
+            outputs = _stack_outputs(session, str(stack))
+            s3 = session.client("s3")
+            archives = {"audit": S3Store(s3, outputs["AuditArchiveBucketName"]),
+                        "events": S3Store(s3, outputs["EventsArchiveBucketName"])}  # fmt: skip
+            signer = KmsSigner(session.client("kms"), outputs["DigestKeyArn"])
+            dynamodb = session.client("dynamodb")
+            head = DynamoChainHead(dynamodb, outputs["StateTableName"])
+            ledger = DynamoLedger(dynamodb, outputs["StateTableName"])
+        report = verify_chain(archives, signer, start=since, end=until, head=head, expected=expected,
+                              ledger=ledger, now=now, max_age=age)  # fmt: skip
     except (DigestError, StoreError) as exc:
         _fail(str(exc))
     for finding in report.findings:
         click.echo(f"{finding.kind.upper():14} {finding.key}  {finding.detail}")
+    for line in sorted(set(ledger.damaged)):
+        err.print(f"[yellow]ledger entry unreadable, skipped:[/yellow] {line}")
     summary = {"digests": report.digests, "files checked": report.objects, "problems": len(report.findings),
                "not yet sealed": len(report.unsealed)}  # fmt: skip
     _print_counts(f"sealed until {report.sealed_until or 'never'}", summary)
+    if report.head:
+        err.print(f"chain head {report.head}")
     if not report.ok:
         raise SystemExit(1)
     err.print("[green]verified[/green]: every sealed file is present and unaltered; no file is unaccounted for")
+
+
+def _local_digests_to_verify(lake: Path, public_key: Path | None) -> tuple[dict[str, Store], Any]:
+    from .digest import DigestError, LocalSigner
+
+    if public_key is not None:
+        return _local_digests(lake, public_key=public_key)
+    archive = LocalStore(lake / "archive")
+    try:
+        signer: Any = LocalSigner(lake / "state" / "digest-key.pem", create=False)
+    except DigestError:
+        signer = _NoKey(lake / "state" / "digest-key.pem")
+    return {"audit": archive, "events": archive}, signer
+
+
+class _NoKey:
+    """No key to check signatures with: fine while there is no digest; an error when there is."""
+
+    key_id = "none"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def sign(self, digest: bytes) -> bytes:
+        raise NotImplementedError
+
+    def verify(self, digest: bytes, signature: bytes) -> bool:
+        from .digest import DigestError
+
+        raise DigestError(f"no signing key at {self.path} to check the digests: pass --public-key FILE")
 
 
 @main.command()

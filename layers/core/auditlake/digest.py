@@ -1,16 +1,25 @@
 """Tamper-evident digests of the archive, and their verification.
 
-A digest lists every archive file written in its window (from the ledger: key, SHA-256, bytes,
-rows, event time range), names the SHA-256 of the previous digest file, and is signed
-(RSASSA-PSS with SHA-256: a KMS asymmetric key on AWS, a local RSA key in a local lake). Digests
-form a chain: removing, reordering or editing one breaks it. They are written create-only to
-``digests/<sequence>.json`` of the audit archive (under Object Lock when it is on).
+A digest lists every archive file whose real write time (S3 LastModified, a file's ctime; never
+the time in its name) falls in its window, with what the ledger recorded of it before the write
+(key, SHA-256, bytes, rows, event time range), and the ledger entries whose file never appeared
+(``unwritten``). It names the SHA-256 of the previous digest file and is signed (RSASSA-PSS with
+SHA-256: a KMS asymmetric key on AWS, a local RSA key in a local lake). Digests form a chain:
+removing, reordering or editing one breaks it. They are written create-only to
+``digests/<sequence>.json`` of the audit archive (under Object Lock when it is on); the chain head
+(sequence, key, SHA-256: DynamoDB ``DIGEST#HEAD``, locally ``state/digest-head.json``) moves with
+a conditional write. A window ends before any ledger entry whose file may still be being written
+(younger than ``SETTLE``), so a slow write is sealed by the next digest, never called unwritten.
 
-``verify`` walks the chain and reports, exiting non-zero when anything is wrong:
+``verify`` walks the chain and reports, exiting non-zero when anything is wrong: ``no-digest``
+(nothing sealed), ``head`` (the chain shorter than, or different from, its head or the head an
+auditor recorded), ``stale`` (the newest digest ends longer than ``max_age`` ago),
 ``bad-signature`` and ``chain`` (digests altered, missing or out of order), ``missing`` and
-``altered`` (a sealed file gone or different), ``extra`` (an archive file no digest lists,
-written before the last digest's end). Files written after it are ``unsealed``: not yet sealed,
-not an error.
+``altered`` (a sealed file gone or different), ``extra`` (an archive file no digest lists, really
+written before the last digest's end), ``vanished`` (a ledger entry with no file: a failed write,
+or a file removed before it was sealed: the two look the same), ``unrecorded`` (a file written
+since the last digest that no compaction recorded in the ledger). Files written since the last
+digest that the ledger holds are ``unsealed``: not yet sealed, not an error.
 """
 
 from __future__ import annotations
@@ -20,17 +29,16 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .ledger import Ledger, hours
+from .ledger import KEEP_SECONDS, SETTLE, Entry, Ledger, hours
 from .stores import Store, StoreError
 from .timestamps import format_utc, parse
 
@@ -38,7 +46,7 @@ FORMAT = "auditlake-digest/1"
 ALGORITHM = "RSASSA_PSS_SHA_256"
 PREFIX = "digests/"
 ARCHIVE_PREFIXES = ("audit/", "events/")
-_STAMP = re.compile(r"-(\d{8}T\d{6}Z)-[0-9a-f]+\.parquet$")  # compactor file names carry their write time
+SKEW = timedelta(minutes=1)  # between the clock that stamps the ledger and the one that dates objects
 
 
 class DigestError(RuntimeError):
@@ -79,15 +87,66 @@ class KmsSigner:
         return bool(answer["SignatureValid"])
 
 
-class LocalSigner:
-    """An RSA-3072 key in the local lake (created on first use, mode 0600)."""
+def _scheme() -> tuple[Any, Any]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    # As KMS's RSASSA_PSS_SHA_256: MGF1 with SHA-256, salt as long as the hash.
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), utils.Prehashed(hashes.SHA256())
+
+
+class PublicKey:
+    """Verifies only: the public half of a local key, exported (``digest --export-public-key``) and
+    kept away from the lake, so whoever can write the lake cannot swap the key ``verify`` trusts."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+        self.key_id = "local:sha256:" + hashlib.sha256(self._bytes("DER")).hexdigest()[:16]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PublicKey:
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            return cls(serialization.load_pem_public_key(Path(path).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise DigestError(f"cannot read a public key from {path}: {exc}") from exc
+
+    def _bytes(self, encoding: str) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return bytes(self._key.public_bytes(getattr(serialization.Encoding, encoding),
+                                            serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+
+    def pem(self) -> bytes:
+        return self._bytes("PEM")
+
+    def sign(self, digest: bytes) -> bytes:
+        raise DigestError("a public key cannot sign")
+
+    def verify(self, digest: bytes, signature: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+
+        pss, prehashed = _scheme()
+        try:
+            self._key.verify(signature, digest, pss, prehashed)
+        except InvalidSignature:
+            return False
+        return True
+
+
+class LocalSigner:
+    """An RSA-3072 key in the local lake (made on first use, mode 0600; with ``create=False`` a
+    missing key is a DigestError: verifying never makes keys)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         self.path = Path(path)
         if not self.path.exists():
+            if not create:
+                raise DigestError(f"no signing key at {self.path}")
             key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
             pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())  # fmt: skip
@@ -96,31 +155,15 @@ class LocalSigner:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(pem)
         self._key: Any = serialization.load_pem_private_key(self.path.read_bytes(), password=None)
-        public = self._key.public_key().public_bytes(serialization.Encoding.DER,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
-        self.key_id = "local:sha256:" + hashlib.sha256(public).hexdigest()[:16]
-
-    @staticmethod
-    def _scheme() -> tuple[Any, Any]:
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding, utils
-
-        # As KMS's RSASSA_PSS_SHA_256: MGF1 with SHA-256, salt as long as the hash.
-        return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), utils.Prehashed(hashes.SHA256())
+        self.public = PublicKey(self._key.public_key())
+        self.key_id = self.public.key_id
 
     def sign(self, digest: bytes) -> bytes:
-        pss, prehashed = self._scheme()
+        pss, prehashed = _scheme()
         return bytes(self._key.sign(digest, pss, prehashed))
 
     def verify(self, digest: bytes, signature: bytes) -> bool:
-        from cryptography.exceptions import InvalidSignature
-
-        pss, prehashed = self._scheme()
-        try:
-            self._key.public_key().verify(signature, digest, pss, prehashed)
-        except InvalidSignature:
-            return False
-        return True
+        return self.public.verify(digest, signature)
 
 
 class ChainHead(Protocol):
@@ -201,53 +244,84 @@ def message_digest(doc: Mapping[str, Any]) -> bytes:
 class SealReport:
     digests: list[str] = field(default_factory=list)
     objects: int = 0
-    dropped: list[str] = field(default_factory=list)  # in the ledger, but the write never happened
+    dropped: list[str] = field(default_factory=list)  # in the ledger, but no file appeared within SETTLE
+    waiting: list[str] = field(default_factory=list)  # in the ledger, file not there yet: the next digest's
+    damaged: list[str] = field(default_factory=list)  # ledger entries that could not be read (skipped)
+
+
+def _second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
 
 
 class Digester:
-    def __init__(self, ledger: Ledger, archives: Mapping[str, Store], head: ChainHead, signer: Signer) -> None:
+    def __init__(self, ledger: Ledger, archives: Mapping[str, Store], head: ChainHead, signer: Signer,
+                 *, settle: timedelta = SETTLE) -> None:  # fmt: skip
         self.ledger, self.archives, self.head, self.signer = ledger, archives, head, signer
+        self.settle = settle
 
-    def seal(self, until: datetime, *, start: datetime, hourly: bool = True) -> SealReport:
+    def seal(self, until: datetime, *, start: datetime, hourly: bool = True, now: datetime | None = None) -> SealReport:
         """Seal what was written before ``until`` and after the last digest (the first digest starts
-        at ``start``): one digest per clock hour, or (``hourly=False``) one for the whole span."""
+        at ``start``): one digest per clock hour, or (``hourly=False``) one for the whole span.
+        ``until`` must not be later than ``now`` (when the ledger is read; default ``until``):
+        a file whose entry is not in the ledger yet is written after it."""
         report = SealReport()
-        # Whole seconds: file names carry their write time to the second, so verify can tell exactly
-        # which side of a digest's end an unlisted file was written on.
-        until = until.replace(microsecond=0)
+        until, now = _second(until), now or until
         head = self.head.load()
         begin = parse(head["to"]) if head else start
         while begin < until:
             end = min(begin.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1), until) if hourly else until
-            head = self._seal_window(head, begin, end, report)
+            sealed = self._seal_window(head, begin, end, now, report)
+            if sealed is None:
+                break
+            head = sealed
+            if parse(head["to"]) < end:  # cut short by a file still being written
+                break
             begin = end
+        report.damaged = sorted(set(self.ledger.damaged))
         return report
 
     def seal_finished_hours(self, now: datetime, *, grace: timedelta = timedelta(minutes=5)) -> SealReport:
         """The deployed schedule: every hour that ended ``grace`` ago (writes of it have landed),
         one digest each. The first digest looks back a day: the ledger cannot be listed cheaply."""
         until = (now - grace).replace(minute=0, second=0, microsecond=0)
-        return self.seal(until, start=until - timedelta(days=1))
+        return self.seal(until, start=until - timedelta(days=1), now=now)
 
-    def _seal_window(self, head: dict[str, Any] | None, start: datetime, end: datetime,
-                     report: SealReport) -> dict[str, Any]:  # fmt: skip
-        objects = []
-        for hour in hours(start, end):
+    def _seal_window(self, head: dict[str, Any] | None, start: datetime, end: datetime, now: datetime,
+                     report: SealReport) -> dict[str, Any] | None:  # fmt: skip
+        present: list[tuple[datetime, Entry]] = []
+        absent: list[tuple[datetime, Entry]] = []
+        cut = end
+        for hour in hours(start - self.settle, end):
             for entry in self.ledger.entries(hour):
-                if not start <= parse(entry.written_at) < end:
+                try:
+                    stamped = parse(entry.written_at)
+                except (TypeError, ValueError):
+                    self.ledger.damaged.append(f"{entry.key}: written_at {entry.written_at!r}")
                     continue
-                if self.archives[entry.key.split("/", 1)[0]].size(entry.key) != entry.bytes:
-                    report.dropped.append(entry.key)  # the write after the ledger entry failed
+                if not start - self.settle <= stamped < end:
                     continue
-                objects.append(asdict(entry))
+                written = self.archives[entry.key.split("/", 1)[0]].modified(entry.key)
+                if written is not None:
+                    present.append((written, entry))
+                elif stamped >= now - self.settle:  # may still be being written: its file is the next digest's
+                    cut = min(cut, _second(stamped - SKEW))
+                    report.waiting.append(entry.key)
+                else:
+                    absent.append((stamped, entry))
+        if cut <= start:
+            return None
+        objects = [asdict(entry) for written, entry in present if start <= written < cut]
+        # Reported once: by the window whose end is SETTLE after the entry was stamped.
+        unwritten = [{"key": e.key, "written_at": e.written_at} for stamped, e in absent if stamped < cut - self.settle]
         sequence = (head or {}).get("sequence", 0) + 1
         doc: dict[str, Any] = {
             "format": FORMAT,
             "sequence": sequence,
             "from": format_utc(start),
-            "to": format_utc(end),
+            "to": format_utc(cut),
             "previous": {"key": head["key"], "sha256": head["sha256"]} if head else None,
             "objects": sorted(objects, key=lambda o: o["key"]),
+            "unwritten": sorted(unwritten, key=lambda o: o["key"]),
         }
         signature = self.signer.sign(message_digest(doc))
         doc["signature"] = {"algorithm": ALGORITHM, "key_id": self.signer.key_id,
@@ -262,12 +336,13 @@ class Digester:
         self.head.advance(sequence - 1, new_head)
         report.digests.append(key)
         report.objects += len(objects)
+        report.dropped += [o["key"] for o in unwritten]
         return new_head
 
 
 @dataclass
 class Finding:
-    kind: str  # bad-signature | chain | missing | altered | extra
+    kind: str  # no-digest | head | stale | bad-signature | chain | missing | altered | extra | vanished | unrecorded
     key: str
     detail: str
 
@@ -279,45 +354,84 @@ class VerifyReport:
     findings: list[Finding] = field(default_factory=list)
     unsealed: list[str] = field(default_factory=list)
     sealed_until: str | None = None
+    head: str | None = None  # SEQUENCE:SHA256 of the newest digest: what an auditor records
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
 
-def written_at(key: str) -> datetime | None:
-    match = _STAMP.search(key)
-    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) if match else None
+def parse_head(value: str) -> tuple[int, str]:
+    """``SEQUENCE:SHA256`` (as ``verify`` prints it); ValueError otherwise."""
+    sequence, _, sha = value.strip().partition(":")
+    if not sequence.isascii() or not sequence.isdigit() or int(sequence) < 1 or len(sha) != 64:
+        raise ValueError(f"expected SEQUENCE:SHA256 (e.g. 12:{'0' * 64}), not {value!r}")
+    int(sha, 16)
+    return int(sequence), sha.lower()
 
 
 def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | None = None,
-           end: datetime | None = None) -> VerifyReport:  # fmt: skip
-    """Walk the whole chain; check the files of the digests overlapping [start, end)."""
+           end: datetime | None = None, head: ChainHead | None = None, expected: tuple[int, str] | None = None,
+           ledger: Ledger | None = None, now: datetime | None = None, max_age: timedelta | None = None,
+           settle: timedelta = SETTLE) -> VerifyReport:  # fmt: skip
+    """Walk the whole chain; check it against its ``head`` and the head an auditor ``expected``
+    (sequence, SHA-256 of that digest file), and its age against ``now`` and ``max_age``; check
+    the files of the digests overlapping [start, end); judge every unlisted file by its real write
+    time, and (with the ``ledger``) what was written since the last digest."""
     report = VerifyReport()
     digests = archives["audit"]
     sealed: set[str] = set()  # every file any digest lists
     to_check: list[dict[str, Any]] = []  # those of the digests overlapping [start, end)
+    unwritten: list[dict[str, Any]] = []  # ledger entries the digests say never got a file
+    chain: dict[int, tuple[str, str]] = {}  # position -> (key, SHA-256 of the digest file)
     previous: tuple[str, bytes] | None = None
+
+    def overlaps(doc: dict[str, Any]) -> bool:
+        return not ((start and parse(doc["to"]) <= start) or (end and parse(doc["from"]) >= end))
+
     for n, key in enumerate(sorted(k for k in digests.list(PREFIX) if k.endswith(".json")), start=1):
         data = digests.get(key)
         report.digests += 1
+        chain[n] = (key, hashlib.sha256(data).hexdigest())
         try:
             doc = json.loads(data)
             signature = base64.b64decode(doc["signature"]["value"])
+            parse(doc["from"]), parse(doc["to"])
         except (ValueError, KeyError, TypeError) as exc:
             report.findings.append(Finding("bad-signature", key, f"not a signed digest: {exc}"))
             continue
         if not signer.verify(message_digest(doc), signature):
             report.findings.append(Finding("bad-signature", key, "the signature does not match the digest"))
-        expected = {"key": previous[0], "sha256": hashlib.sha256(previous[1]).hexdigest()} if previous else None
-        if doc.get("sequence") != n or doc.get("previous") != expected:
-            report.findings.append(Finding("chain", key, f"expected digest {n} after {expected and expected['key']}"))
+        expected_link = {"key": previous[0], "sha256": hashlib.sha256(previous[1]).hexdigest()} if previous else None
+        if doc.get("sequence") != n or doc.get("previous") != expected_link:
+            report.findings.append(
+                Finding("chain", key, f"expected digest {n} after {expected_link and expected_link['key']}")
+            )
         previous = (key, data)
-        report.sealed_until = doc.get("to")
+        report.sealed_until = doc["to"]
         objects = doc.get("objects", ())
         sealed.update(obj["key"] for obj in objects)
-        if not ((start and parse(doc["to"]) <= start) or (end and parse(doc["from"]) >= end)):
+        if overlaps(doc):
             to_check += objects
+            unwritten += doc.get("unwritten", ())
+    last = max(chain, default=0)
+    if last:
+        report.head = f"{last}:{chain[last][1]}"
+    else:
+        report.findings.append(Finding("no-digest", PREFIX, "nothing is sealed: the archive holds no digest"))
+    _check_head(report, chain, head, expected)
+    if max_age is not None and now is not None and report.sealed_until is not None:
+        age = now - parse(report.sealed_until)
+        if age > max_age:
+            report.findings.append(
+                Finding(
+                    "stale",
+                    chain[last][0],
+                    f"the newest digest ends {_ago(age)} ago "
+                    f"(at most {_ago(max_age)} expected): digests stopped, or were removed",
+                )
+            )
+
     for obj in to_check:
         key = obj["key"]
         report.objects += 1
@@ -328,16 +442,153 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             continue
         if hashlib.sha256(data).hexdigest() != obj["sha256"]:
             report.findings.append(Finding("altered", key, "its SHA-256 differs from the digest's"))
+
+    listed = {key for prefix in ARCHIVE_PREFIXES for key in archives[prefix.rstrip("/")].list(prefix)}
+    for obj in unwritten:
+        if obj["key"] not in listed:
+            report.findings.append(
+                Finding(
+                    "vanished",
+                    obj["key"],
+                    f"recorded in the ledger at {obj['written_at']}, "
+                    "never found: a write that failed, or a file removed before it was sealed",
+                )
+            )
+
     horizon = parse(report.sealed_until) if report.sealed_until else None
-    for prefix in ARCHIVE_PREFIXES:
-        for key in archives[prefix.rstrip("/")].list(prefix):
-            if key in sealed:
+    recorded = _LedgerView(ledger, now, settle)
+    for key in sorted(listed - sealed):
+        written = archives[key.split("/", 1)[0]].modified(key)
+        if written is None or (start and written < start) or (end and written >= end):
+            continue
+        if horizon is not None and written < horizon:
+            report.findings.append(
+                Finding(
+                    "extra",
+                    key,
+                    f"in the archive but in no digest, written at {format_utc(written)}, before the last digest's end",
+                )
+            )
+            continue
+        report.unsealed.append(key)
+        if ledger is None:
+            continue
+        entry = recorded.find(key, written)
+        if entry is None:
+            report.findings.append(
+                Finding(
+                    "unrecorded",
+                    key,
+                    f"written at {format_utc(written)}, after the last "
+                    "digest, but no compaction recorded it in the ledger",
+                )
+            )
+        elif hashlib.sha256(archives[key.split("/", 1)[0]].get(key)).hexdigest() != entry.sha256:
+            report.findings.append(Finding("altered", key, "not yet sealed, and its SHA-256 differs from the ledger's"))
+    if ledger is not None and horizon is not None and now is not None:
+        for entry in recorded.since(horizon - settle):
+            stamped = parse(entry.written_at)
+            if entry.key in sealed or entry.key in listed or (start and stamped < start) or (end and stamped >= end):
                 continue
-            stamp = written_at(key)
-            if stamp is not None and ((start and stamp < start) or (end and stamp >= end)):
-                continue
-            if stamp is not None and (horizon is None or stamp >= horizon):
-                report.unsealed.append(key)
-            else:
-                report.findings.append(Finding("extra", key, "in the archive but in no digest"))
+            report.findings.append(
+                Finding(
+                    "vanished",
+                    entry.key,
+                    f"recorded in the ledger at {entry.written_at}, "
+                    "not in the archive: a compaction still writing it (verify again in a "
+                    "few minutes), a write that failed, or a file removed",
+                )
+            )
     return report
+
+
+def _check_head(report: VerifyReport, chain: dict[int, tuple[str, str]], head: ChainHead | None,
+                expected: tuple[int, str] | None) -> None:  # fmt: skip
+    last = max(chain, default=0)
+    if head is not None:
+        stored = head.load()
+        if stored is None:
+            if last:
+                report.findings.append(Finding("head", chain[last][0], f"{last} digests, but no chain head recorded"))
+        elif int(stored.get("sequence", 0)) > last:
+            report.findings.append(
+                Finding(
+                    "head",
+                    str(stored.get("key")),
+                    f"the chain head is at digest {stored.get('sequence')}, the chain ends at {last}: digests removed",
+                )
+            )
+        elif int(stored.get("sequence", 0)) < last:
+            report.findings.append(
+                Finding(
+                    "head",
+                    chain[last][0],
+                    f"the chain runs to digest {last}, past its "
+                    f"head ({stored.get('sequence')}): the head was moved back",
+                )
+            )
+        elif (stored.get("key"), stored.get("sha256")) != chain[last]:
+            report.findings.append(
+                Finding(
+                    "head", chain[last][0], "the newest digest is not the one the chain head names: it was replaced"
+                )
+            )
+    if expected is not None:
+        sequence, sha = expected
+        if sequence > last:
+            report.findings.append(
+                Finding(
+                    "head",
+                    f"{PREFIX}{sequence:010d}.json",
+                    f"the recorded head is digest {sequence}; the chain ends at {last}: digests removed",
+                )
+            )
+        elif chain[sequence][1] != sha:
+            report.findings.append(
+                Finding(
+                    "head",
+                    chain[sequence][0],
+                    "differs from the recorded head (its SHA-256): the chain was rewritten from there",
+                )
+            )
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds}s"
+
+
+class _LedgerView:
+    """The ledger hours verify needs, each read once."""
+
+    def __init__(self, ledger: Ledger | None, now: datetime | None, settle: timedelta) -> None:
+        self.ledger, self.now, self.settle = ledger, now, settle
+        self._hours: dict[str, list[Entry]] = {}
+
+    def _entries(self, hour: str) -> list[Entry]:
+        if hour not in self._hours:
+            self._hours[hour] = self.ledger.entries(hour) if self.ledger is not None else []
+        return self._hours[hour]
+
+    def find(self, key: str, written: datetime) -> Entry | None:
+        for hour in hours(written - self.settle - SKEW, written + SKEW):
+            for entry in self._entries(hour):
+                if entry.key == key:
+                    return entry
+        return None
+
+    def since(self, moment: datetime) -> Iterator[Entry]:
+        """Entries stamped from ``moment`` to now (no further back than the deployed ledger keeps)."""
+        if self.now is None:
+            return
+        moment = max(moment, self.now - timedelta(seconds=KEEP_SECONDS))
+        for hour in hours(moment, self.now + SKEW):
+            for entry in self._entries(hour):
+                try:
+                    if parse(entry.written_at) >= moment:
+                        yield entry
+                except (TypeError, ValueError):
+                    continue

@@ -1,9 +1,12 @@
 """The ledger: every archive file the compactor writes, recorded *before* it is written.
 
-The hourly digest seals what the ledger says was written in its window (key, SHA-256, bytes,
-rows, event time range), after checking each file is really there: an entry whose write then
-failed is left out, so a crash between the two steps never seals a file that does not exist, and
-never leaves a written file outside every digest.
+The hourly digest seals the files whose real write time (S3 LastModified, a file's ctime) falls
+in its window, with what the ledger says of each (key, SHA-256, bytes, rows, event time range).
+``written_at`` is stamped just before the entry is recorded, so a file is written within
+``SETTLE`` after it: an entry whose file is not there yet is left for the next digest (the
+window ends before it); one still without a file after ``SETTLE`` is listed in the digest as
+never written, and ``verify`` reports it (a failed write looks like a file removed before it was
+sealed). A line that cannot be read (a compactor killed mid-append) is skipped and reported.
 
 DynamoDB: ``LEDGER#<yyyy-mm-ddThh>/<key>`` (the hour the file was written), kept 30 days (the
 digest copies what it needs). Local: ``<lake>/state/ledger/<yyyy-mm-ddThh>.jsonl``.
@@ -25,6 +28,7 @@ from .jsonio import dumps, loads
 from .stores import StoreError
 
 KEEP_SECONDS = 30 * 86400
+SETTLE = timedelta(minutes=10)  # written_at -> the file written: above the compactor's Lambda timeout
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ def hours(start: datetime, end: datetime) -> Iterator[str]:
 
 
 class Ledger(Protocol):
+    damaged: list[str]  # entries that could not be read, named (hour file and line, or key)
+
     def record(self, entry: Entry) -> None: ...
 
     def entries(self, hour: str) -> list[Entry]: ...
@@ -59,6 +65,7 @@ class Ledger(Protocol):
 class DynamoLedger:
     def __init__(self, client: Any, table: str) -> None:
         self.client, self.table = client, table
+        self.damaged: list[str] = []
 
     def record(self, entry: Entry) -> None:
         item = {k: {"N": str(v)} if isinstance(v, int) else {"S": v} for k, v in asdict(entry).items()}
@@ -86,8 +93,11 @@ class DynamoLedger:
             )
             for page in pages:
                 for item in page.get("Items", ()):
-                    fields: dict[str, Any] = {k: int(v["N"]) if "N" in v else v["S"] for k, v in item.items()}
-                    out.append(Entry(**{k: v for k, v in fields.items() if k not in ("pk", "sk", "ttl")}))
+                    try:
+                        fields: dict[str, Any] = {k: int(v["N"]) if "N" in v else v["S"] for k, v in item.items()}
+                        out.append(Entry(**{k: v for k, v in fields.items() if k not in ("pk", "sk", "ttl")}))
+                    except (KeyError, TypeError, ValueError) as exc:
+                        self.damaged.append(f"LEDGER#{hour} {item.get('sk', {}).get('S', '?')}: {exc}")
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot read the ledger for {hour}: {exc}") from exc
         return out
@@ -96,12 +106,16 @@ class DynamoLedger:
 class LocalLedger:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        self.damaged: list[str] = []
 
     def record(self, entry: Entry) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / f"{entry.written_at[:13]}.jsonl").open("ab") as handle:
+        with (self.directory / f"{entry.written_at[:13]}.jsonl").open("ab+") as handle:  # + : read its end
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # compactions in parallel append whole lines
-            handle.write(dumps(asdict(entry)) + b"\n")
+            # A line cut by a killed compactor must not swallow this one: start on a line of its own.
+            end = os.fstat(handle.fileno()).st_size
+            cut = end > 0 and os.pread(handle.fileno(), 1, end - 1) != b"\n"
+            handle.write((b"\n" if cut else b"") + dumps(asdict(entry)) + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -113,4 +127,12 @@ class LocalLedger:
             text = (self.directory / f"{hour}.jsonl").read_bytes()
         except FileNotFoundError:
             return []
-        return [Entry(**loads(line)) for line in text.splitlines() if line.strip()]
+        out = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Entry(**loads(line)))
+            except (ValueError, TypeError) as exc:
+                self.damaged.append(f"{hour}.jsonl line {number}: {str(exc)[:80]}")
+        return out
