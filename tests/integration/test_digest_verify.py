@@ -191,3 +191,19 @@ def test_an_exported_public_key_verifies_and_refuses_a_swapped_key(lake: Path, t
         path.write_text(json.dumps(doc))
     result = run("verify", "--lake", str(lake), "--public-key", str(public))
     assert result.exit_code == 1 and "BAD-SIGNATURE" in result.stdout
+
+
+def test_a_stale_chain_fails_against_max_age(tmp_path: Path) -> None:
+    """Digests that stopped (or whose newest ones were removed with the head) end too long ago."""
+    lake = tmp_path / "lake"
+    archive = LocalStore(lake / "archive")
+    now = datetime.now(UTC).replace(microsecond=0)
+    Digester(LocalLedger(lake / "state" / "ledger"), {"audit": archive, "events": archive},
+             LocalChainHead(lake / "state" / "digest-head.json"), LocalSigner(lake / "state" / "digest-key.pem"),
+             ).seal(now - timedelta(hours=2), start=now - timedelta(hours=3), hourly=False)  # fmt: skip
+    assert run("verify", "--lake", str(lake)).exit_code == 0  # a local lake has no schedule: no limit by default
+    stale = run("verify", "--lake", str(lake), "--max-age", "1h")
+    assert stale.exit_code == 1 and stale.stdout.startswith("STALE"), stale.stdout
+    assert run("verify", "--lake", str(lake), "--max-age", "3h").exit_code == 0
+    bad = run("verify", "--lake", str(lake), "--expect-head", "2:abc")
+    assert bad.exit_code == 2 and "SEQUENCE:SHA256" in bad.stderr

@@ -268,9 +268,10 @@ class Digester:
         until, now = _second(until), now or until
         head = self.head.load()
         begin = parse(head["to"]) if head else start
+        recent = self._recently_sealed(head, begin - self.settle)
         while begin < until:
             end = min(begin.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1), until) if hourly else until
-            sealed = self._seal_window(head, begin, end, now, report)
+            sealed = self._seal_window(head, begin, end, now, report=report, recent=recent)
             if sealed is None:
                 break
             head = sealed
@@ -280,6 +281,22 @@ class Digester:
         report.damaged = sorted(set(self.ledger.damaged))
         return report
 
+    def _recently_sealed(self, head: dict[str, Any] | None, since: datetime) -> set[str]:
+        """Files the digests ending after ``since`` list: a file whose ctime moved (a chmod, a
+        restore) after it was sealed is not sealed twice."""
+        keys: set[str] = set()
+        link = head
+        while link:
+            try:
+                doc = json.loads(self.archives["audit"].get(link["key"]))
+                keys.update(obj["key"] for obj in doc.get("objects", ()))
+                if parse(doc["from"]) <= since:
+                    break
+            except (StoreError, ValueError, KeyError, TypeError) as exc:
+                raise DigestError(f"cannot read the chain's digest {link['key']}: {exc}") from exc
+            link = doc.get("previous")
+        return keys
+
     def seal_finished_hours(self, now: datetime, *, grace: timedelta = timedelta(minutes=5)) -> SealReport:
         """The deployed schedule: every hour that ended ``grace`` ago (writes of it have landed),
         one digest each. The first digest looks back a day: the ledger cannot be listed cheaply."""
@@ -287,7 +304,7 @@ class Digester:
         return self.seal(until, start=until - timedelta(days=1), now=now)
 
     def _seal_window(self, head: dict[str, Any] | None, start: datetime, end: datetime, now: datetime,
-                     report: SealReport) -> dict[str, Any] | None:  # fmt: skip
+                     *, report: SealReport, recent: set[str]) -> dict[str, Any] | None:  # fmt: skip
         present: list[tuple[datetime, Entry]] = []
         absent: list[tuple[datetime, Entry]] = []
         cut = end
@@ -310,7 +327,8 @@ class Digester:
                     absent.append((stamped, entry))
         if cut <= start:
             return None
-        objects = [asdict(entry) for written, entry in present if start <= written < cut]
+        objects = [asdict(entry) for written, entry in present if start <= written < cut and entry.key not in recent]
+        recent.update(obj["key"] for obj in objects)
         # Reported once: by the window whose end is SETTLE after the entry was stamped.
         unwritten = [{"key": e.key, "written_at": e.written_at} for stamped, e in absent if stamped < cut - self.settle]
         sequence = (head or {}).get("sequence", 0) + 1
