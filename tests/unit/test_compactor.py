@@ -175,7 +175,7 @@ def test_bad_raw_objects_are_quarantined_and_the_rest_archived(lake: Lake) -> No
     assert report.done == {good, *bad_lines} and report.rows_written == 500 and report.lines_quarantined == 3
     manifests = {k: json.loads(lake.store.get(k)) for k in lake.store.list("quarantine/") if k.endswith(".json")}
     by_raw = {m["raw_key"]: (k, m) for k, m in manifests.items()}
-    (key, data), = unreadable.items()
+    ((key, data),) = unreadable.items()
     manifest_key, manifest = by_raw[key]
     assert manifest_key.endswith(".json") and ".compact-" in manifest_key and manifest["items"] == []
     assert lake.store.get(manifest["object_key"]) == data  # as it was
@@ -251,3 +251,67 @@ def test_an_object_s3_would_not_give_is_retried_not_quarantined(lake: Lake) -> N
     report = Compactor(Flaky(lake.root), {"audit": lake.archive, "events": lake.archive},
                        LocalLocks(lake.root / "locks")).compact([good, missing])  # fmt: skip
     assert (report.done, report.failed, report.quarantined, report.rows_written) == ({good}, {missing}, {}, 100)
+
+
+def record_line(n: int, received: str) -> bytes:
+    return dumps({"cluster": "c1", "source": "file", "audit_id": f"id-{n:05d}", "stage": "ResponseComplete",
+                  "level": "Metadata", "request_received_at": received, "ingested_at": INGESTED})  # fmt: skip
+
+
+def test_bad_lines_are_found_among_many_and_only_they_are_quarantined(lake: Lake) -> None:
+    lines = [record_line(n, f"2026-11-20T12:{n // 60 % 60:02d}:{n % 60:02d}.000000Z") for n in range(1000)]
+    bad = {7, 500, 501, 998}
+    for n in bad:
+        lines[n] = record_line(n, "2026-W47-5T12:00:00.000000Z") if n != 500 else b'{"cluster": 5}'
+    key = "raw/audit/c1/2026/11/20/12/mixed.ndjson.zst"
+    lake.store.put(key, encode_lines(lines))
+    report = lake.compactor().compact([key])
+    assert report.done == {key} and report.rows_written == 1000 - len(bad) and report.lines_quarantined == len(bad)
+    ((_, manifest),) = ((k, json.loads(lake.store.get(k))) for k in lake.store.list("quarantine/"))
+    assert [item["line_number"] for item in manifest["items"]] == [n + 1 for n in sorted(bad)]
+    assert sorted(lake.rows()["audit_id"].to_pylist()) == [f"id-{n:05d}" for n in range(1000) if n not in bad]
+    again = lake.compactor().compact([key])  # a retry writes nothing twice, and keeps the first quarantine
+    assert again.rows_written == 0 and len(list(lake.store.list("quarantine/"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("received", "partition", "stored"),
+    [
+        ("1969-12-31T22:30:00.000000Z", "dt=1969-12-31/hour=22", "1969-12-31 22:30:00"),
+        ("1969-12-31T23:59:59.999999Z", "dt=1969-12-31/hour=23", "1969-12-31 23:59:59.999000"),  # floored
+        ("0001-01-01T00:00:00.000000Z", "dt=0001-01-01/hour=00", "0001-01-01 00:00:00"),
+        ("9999-12-31T23:59:59.999999Z", "dt=9999-12-31/hour=23", "9999-12-31 23:59:59.999000"),
+        ("1970-01-01T00:00:00.000000Z", "dt=1970-01-01/hour=00", "1970-01-01 00:00:00"),
+    ],
+)
+def test_times_at_the_ends_of_the_range_are_partitioned_by_their_own_hour(
+    lake: Lake, received: str, partition: str, stored: str
+) -> None:
+    key = "raw/audit/c1/2026/11/20/12/edges.ndjson.zst"
+    lake.store.put(key, encode_lines([record_line(1, received), record_line(2, "2026-11-20T12:00:00.000000Z")]))
+    report = lake.compactor().compact([key])
+    assert report.rows_written == 2 and not report.quarantined
+    (file,) = [f for f in lake.files() if "dt=2026" not in f]
+    assert file.startswith(f"audit/{partition}/c1-")
+    assert str(pq.read_table(lake.root / "archive" / file)["request_received_at"][0]) == stored
+
+
+def test_raw_objects_must_be_whole(lake: Lake) -> None:
+    import zstandard
+
+    whole = encode_lines([record_line(n, "2026-11-20T12:00:00.000000Z") for n in range(20)])
+    objects = {
+        "cut": whole[:-5],
+        "empty": b"",
+        "two-frames": whole + encode_lines([record_line(99, "2026-11-20T12:00:00.000000Z")]),
+        "trailing": whole + b"\0\0",
+        "unsized": zstandard.ZstdCompressor(write_content_size=False).compress(record_line(98, INGESTED)),
+    }
+    keys = {}
+    for name, data in objects.items():
+        keys[name] = f"raw/audit/c1/2026/11/20/12/{name}.ndjson.zst"
+        lake.store.put(keys[name], data)
+    report = lake.compactor().compact(keys.values())
+    assert set(report.quarantined) == {keys["cut"], keys["empty"], keys["trailing"]}
+    assert report.done == {keys["two-frames"], keys["unsized"]} and report.rows_written == 22
+    assert "cut" in report.quarantined[keys["cut"]] and "empty" in report.quarantined[keys["empty"]]

@@ -57,6 +57,13 @@ def test_both_apis_map_to_the_same_columns() -> None:
         ({"metadata": {"name": "x"}}, "uid and metadata.resourceVersion are required"),
         ({"kind": "Pod"}, "kind must be Event"),
         ({"count": "7"}, "count must be"),
+        ({"series": {"count": "7", "lastObservedTime": "2026-11-21T12:00:00Z"}}, "series.count must be a 32-bit"),
+        ({"series": {"count": 2**31, "lastObservedTime": "2026-11-21T12:00:00Z"}}, "series.count must be a 32-bit"),
+        ({"eventTime": "2026-W47-6T12:00:00.000000Z"}, "eventTime: .*RFC 3339"),
+        (
+            {"lastTimestamp": "9999-12-31T23:59:59Z", "eventTime": None, "firstTimestamp": "0001-01-01T00:30:00+01:00"},
+            "firstTimestamp: outside the supported range",
+        ),
         ({"eventTime": "soon"}, "eventTime: not an RFC 3339 timestamp"),
         ({"message": 5}, "message must be a string"),
     ],

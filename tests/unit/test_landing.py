@@ -64,3 +64,38 @@ def test_local_store_writes_atomically_and_lists_in_order(tmp_path: Path) -> Non
     (tmp_path / "raw" / ".tmp-partial").write_bytes(b"half")  # a crashed writer's leftover
     assert list(store.list("raw/")) == ["raw/a", "raw/b"]
     assert list(store.list("nothing/")) == []
+
+
+def test_year_one_is_zero_padded_in_keys(tmp_path: Path) -> None:
+    landing = Landing(LocalStore(tmp_path), "audit")
+    assert landing.raw_key("c1", datetime(1, 1, 1, tzinfo=UTC), "b") == "raw/audit/c1/0001/01/01/00/b.ndjson.zst"
+
+
+def test_decode_lines_reads_every_frame_and_strict_refuses_a_cut_one() -> None:
+    two = encode_lines([b"a"]) + encode_lines([b"b"])
+    assert decode_lines(two) == [b"a", b"b"]
+    with pytest.raises(ValueError, match="cut"):
+        decode_lines(two[:-3], strict=True)
+    assert decode_lines(two[:-3]) == [b"a"]  # a reader that shows a lake gets what can be read
+
+
+def test_quarantine_never_replaces_another_quarantine(tmp_path: Path) -> None:
+    from auditlake.pipeline import ItemFailure
+
+    store = LocalStore(tmp_path)
+    landing = Landing(store, "audit")
+
+    def failure(reason: str) -> ItemFailure:
+        return ItemFailure(index=1, reason=reason, item={"auditID": "x"})
+
+    first = landing.quarantine("c1", AT, "b1", source="webhook", reason="r", failures=[failure("one")])
+    retry = landing.quarantine(
+        "c1", AT.replace(second=9), "b1", source="webhook", reason="r", failures=[failure("one")]
+    )
+    assert retry == first  # the sender's retry of the same batch: kept once
+    other = landing.quarantine("c1", AT, "b1", source="webhook", reason="r", failures=[failure("two")])
+    assert other != first and other[0].startswith("quarantine/audit/c1/2026/03/04/07/b1-")
+    reasons = [store.get(k) for k in store.list("quarantine/")]
+    assert len(reasons) == 2 and any(b'"one"' in r for r in reasons) and any(b'"two"' in r for r in reasons)
+    body = landing.quarantine("c1", AT, "b2", source="webhook", reason="unreadable", payload=b"\xff")
+    assert landing.quarantine("c1", AT, "b2", source="webhook", reason="unreadable", payload=b"\xff") == body
