@@ -104,7 +104,9 @@ def test_bad_raw_objects_are_quarantined_not_retried(aws: AwsStack, archive: dic
     good = land(aws, EVENTS[:10], "good")
     reply = app.lambda_handler(sqs_event(aws.bucket, [bad, good]), LambdaContext())
     assert reply == {"batchItemFailures": []}
-    quarantined = S3Store(aws.s3, aws.bucket).get("quarantine/audit/prod-eu/2026/11/20/11/garbage.json")
+    store = S3Store(aws.s3, aws.bucket)
+    (manifest,) = store.list("quarantine/audit/prod-eu/2026/11/20/11/garbage.compact-")  # never ingest's garbage.json
+    quarantined = store.get(manifest)
     assert b"changed from string to number" in quarantined or b"cluster" in quarantined
 
 
