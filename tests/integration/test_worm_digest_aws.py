@@ -4,6 +4,7 @@ the KMS-signed chain, and catches what a privileged user changes by bypassing go
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -43,15 +44,15 @@ def functions(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, st
 def stack(aws: AwsStack, worm: dict[str, str]) -> str:
     name = f"auditlake-{uuid.uuid4().hex[:8]}"
     outputs = {"AuditArchiveBucketName": worm["audit"], "EventsArchiveBucketName": worm["events"],
-               "DigestKeyArn": worm["key"]}  # fmt: skip
+               "DigestKeyArn": worm["key"], "StateTableName": aws.table}  # fmt: skip
     template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
                 "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
     boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
     return name
 
 
-def verify(name: str) -> Any:
-    return CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name], catch_exceptions=False)
+def verify(name: str, *args: str) -> Any:
+    return CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, *args], catch_exceptions=False)
 
 
 def test_worm_archive_compaction_digests_and_verify(monkeypatch: pytest.MonkeyPatch, aws: AwsStack,
@@ -92,3 +93,62 @@ class _At:
 
     def now(self, tz: Any = None) -> datetime:
         return self.moment
+
+
+def test_deployed_verify_holds_the_chain_to_its_head_and_judges_by_last_modified(
+    monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, str]
+) -> None:
+    """verify --stack compares the chain with DIGEST#HEAD (and a head an auditor recorded), fails on a
+    stale chain (3 h by default: digests are hourly), and judges an unlisted file by its S3
+    LastModified, not the write time in its name."""
+    compactor, digest = functions(monkeypatch, aws, worm)
+    assert compactor.lambda_handler(sqs_event(aws.bucket, [land(aws, EVENTS[:500], "a")]), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    at = datetime.now(UTC).replace(minute=6) + timedelta(hours=1)
+    monkeypatch.setattr(digest, "datetime", _At(at))
+    sealed = digest.lambda_handler({}, LambdaContext())
+    assert sealed["files"] == 1
+    name = stack(aws, worm)
+    honest = verify(name)
+    assert honest.exit_code == 0, honest.stdout + honest.stderr
+    recorded = honest.stderr.split("chain head ", 1)[1].split()[0]
+    assert recorded.startswith(f"{len(sealed['digests'])}:")
+    s3, bucket = aws.s3, worm["audit"]
+
+    # A forged file whose name says 2099: by its LastModified it was written before the last
+    # digest's end (this digest ran at the next hour) and no digest lists it.
+    partition = next(S3Store(s3, bucket).list("audit/")).rsplit("/", 1)[0]
+    forged = f"{partition}/prod-20991231T235959Z-0badc0ffee00.parquet"
+    s3.put_object(Bucket=bucket, Key=forged, Body=b"PAR1 forged", ChecksumAlgorithm="CRC32")
+    result = verify(name)
+    assert result.exit_code == 1 and f"EXTRA          {forged}" in result.stdout, result.stdout
+    s3.delete_object(Bucket=bucket, Key=forged, VersionId=s3.head_object(Bucket=bucket, Key=forged)["VersionId"],
+                     BypassGovernanceRetention=True)  # fmt: skip
+    assert verify(name).exit_code == 0
+
+    # Stale: an auditor running verify four hours after the last digest (the schedule stopped).
+    later = CliRunner(mix_stderr=False)
+    monkeypatch.setattr("auditlake.cli.datetime", _At(at + timedelta(hours=4)))
+    stale = later.invoke(main, ["verify", "--stack", name], catch_exceptions=False)
+    assert stale.exit_code == 1 and "STALE" in stale.stdout, stale.stdout
+    monkeypatch.setattr("auditlake.cli.datetime", datetime)
+
+    # The newest digest removed by a privileged user (governance bypassed): shorter than its head.
+    newest = sealed["digests"][-1]
+    version = s3.head_object(Bucket=bucket, Key=newest)["VersionId"]
+    s3.delete_object(Bucket=bucket, Key=newest, VersionId=version, BypassGovernanceRetention=True)
+    short = verify(name)
+    assert short.exit_code == 1 and "HEAD" in short.stdout and "digests removed" in short.stdout, short.stdout
+    # ... and with the head moved back too, only the head the auditor recorded tells.
+    previous = json.loads(s3.get_object(Bucket=bucket, Key=sealed["digests"][-2])["Body"].read())
+    aws.dynamodb.delete_item(TableName=aws.table, Key={"pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"}})
+    data = s3.get_object(Bucket=bucket, Key=sealed["digests"][-2])["Body"].read()
+    head = {"sequence": previous["sequence"], "key": sealed["digests"][-2],
+            "sha256": hashlib.sha256(data).hexdigest(), "to": previous["to"]}  # fmt: skip
+    aws.dynamodb.put_item(TableName=aws.table, Item={"pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"},
+                          "head": {"S": json.dumps(head)}, "sequence": {"N": str(head["sequence"])}})  # fmt: skip
+    rolled = verify(name, "--max-age", "1000d")
+    assert rolled.exit_code == 0, rolled.stdout  # the stack alone agrees with itself
+    audited = verify(name, "--expect-head", recorded)
+    assert audited.exit_code == 1 and "the recorded head is digest" in audited.stdout, audited.stdout
