@@ -25,5 +25,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     report = digester.seal_finished_hours(datetime.now(UTC))
     metrics.add_metric("DigestsWritten", "Count", len(report.digests))
     metrics.add_metric("FilesSealed", "Count", report.objects)
-    logger.info("sealed", extra={"digests": report.digests, "files": report.objects, "dropped": report.dropped})
-    return {"digests": report.digests, "files": report.objects, "dropped": report.dropped}
+    if report.dropped or report.damaged:  # verify reports each never-written entry; say it here first
+        logger.warning("ledger entries without a file, or unreadable",
+                       extra={"never_written": report.dropped, "unreadable": report.damaged})  # fmt: skip
+    logger.info("sealed", extra={"digests": report.digests, "files": report.objects, "waiting": report.waiting})
+    return {"digests": report.digests, "files": report.objects, "dropped": report.dropped,
+            "waiting": report.waiting, "damaged": report.damaged}  # fmt: skip
