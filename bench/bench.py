@@ -131,6 +131,9 @@ class Discard:
     def size(self, key: str) -> int | None:
         return None
 
+    def modified(self, key: str) -> datetime | None:
+        return None
+
     def list(self, prefix: str) -> Iterator[str]:
         return iter(())
 
