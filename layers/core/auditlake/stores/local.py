@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,7 +73,7 @@ class LocalStore:
     def modified(self, key: str) -> datetime | None:
         # ctime, not mtime: `touch -d` sets mtime to anything; ctime follows the clock.
         try:
-            return datetime.fromtimestamp(self._path(key).stat().st_ctime, UTC)
+            return datetime.fromtimestamp(self._path(key).stat().st_ctime + _file_clock_offset(), UTC)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -90,3 +92,12 @@ class LocalStore:
                 if key.startswith(prefix):
                     keys.append(key)
         yield from sorted(keys)
+
+
+@functools.cache
+def _file_clock_offset() -> float:
+    """This process's clock minus the clock that dates files, when they differ by over a second
+    (libfaketime moves the first and not the second): file times are given on the caller's clock."""
+    with tempfile.TemporaryFile() as probe:
+        offset = time.time() - os.fstat(probe.fileno()).st_ctime
+    return offset if abs(offset) > 1 else 0.0
