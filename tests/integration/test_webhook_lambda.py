@@ -144,8 +144,9 @@ def test_bad_bodies_get_400_and_are_quarantined_unchanged(aws: AwsStack, app: Mo
     status, reply = invoker(app)(body, token, binary=binary)
     assert status == 400 and case["reason"] in reply["message"]
     stored = objects(aws, "quarantine/audit/bad/")
-    (payload,) = [data for key, data in stored.items() if key.endswith(".body")]
-    assert payload == body
+    payloads = [data for key, data in stored.items() if key.endswith(".body")]
+    # Byte for byte only when it is not JSON; what parses is kept as redacted items in the manifest.
+    assert payloads == ([body] if case["name"] in {"invalid-json", "not-utf8", "nan-constant"} else [])
     assert objects(aws, "raw/") == {}
 
 

@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig
-from auditlake.redact import RedactionConfig, ResourceSpec
+from auditlake.redact import RedactionConfig, ResourceSpec, resource_of_uri
 from auditlake.synth import PLANTED_SECRET_VALUE, Synth
 from tests.conftest import as_row, complete_events
 
 FALCO = "audit/falcosecurity__falco__trace_files_k8s_audit.jsonl"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+AT = "2026-11-21T00:00:00.000000Z"
 
 
 def run(events: list[Any], config: PipelineConfig | None = None) -> BatchResult:
@@ -150,13 +152,137 @@ def test_a_secret_nested_in_another_object_is_replaced_by_a_stub() -> None:
     assert "aHVudGVyMg==" not in record["request_object"] + record["response_object"]
 
 
-def test_hostile_nesting_quarantines_instead_of_crashing() -> None:
+def test_hostile_nesting_is_redacted_where_reachable_and_stubbed_beyond() -> None:
     deep: Any = {"kind": "Secret", "data": {"p": "c2VjcmV0"}}
     for _ in range(230):
         deep = {"kind": "Wrapper", "inner": deep}
-    (failure,) = run([event("objects", deep, group="example.com")]).failures
-    assert "deeper than 200 levels" in failure.reason and "kept as received" in failure.reason
-    assert failure.item is None and failure.raw  # its original bytes, never half-redacted
+    near = {"kind": "Wrapper", "a": {"kind": "Secret", "data": {"p": "bmVhci1zZWNyZXQ="}}, "deep": deep}
+    result = run([event("objects", near, group="example.com")])
+    assert result.failures == []
+    (record,) = records(result)
+    assert "c2VjcmV0" not in record["request_object"] and "bmVhci1zZWNyZXQ=" not in record["request_object"]
+    assert "[nested too deep]" in record["request_object"]
+    assert "requestObject.a" in record["redactions"]
+    assert all(len(path) <= 300 for path in record["redactions"])
+
+
+def test_last_applied_configuration_is_a_body_too() -> None:
+    manifest = {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"p": "last-applied-value"}}
+    applied = json.dumps({"kind": "Object", "spec": {"forProvider": {"manifest": manifest}}})
+    body = {"kind": "Object", "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied}}}
+    (record,) = records(run([event("objects", body, group="kubernetes.crossplane.io")]))
+    assert "last-applied-value" not in record["request_object"]
+    annotation = json.loads(json.loads(record["request_object"])["metadata"]["annotations"][LAST_APPLIED])
+    assert annotation["spec"]["forProvider"]["manifest"]["redacted"] is True
+    assert f"requestObject.metadata.annotations.{LAST_APPLIED}.spec.forProvider.manifest" in record["redactions"]
+
+
+def test_a_string_that_looks_like_json_naming_a_secret_but_does_not_parse_is_dropped() -> None:
+    body = {"kind": "Object", "note": '{"kind":"Secret","data":{"p":"broken-value"'}
+    (record,) = records(run([event("objects", body, group="example.com")]))
+    assert json.loads(record["request_object"])["note"] == "[redacted]"
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"spec": {"forProvider": {"manifest": {"stringData": {"password": "patch-value"}}}}},
+        {"spec": {"forProvider": {"manifest": {"data": {"password": "patch-value"}}}}},
+        [{"op": "add", "path": "/spec/forProvider/manifest/stringData", "value": {"password": "patch-value"}}],
+        [{"op": "replace", "path": "/spec/forProvider/manifest/data/password", "value": "patch-value"}],
+        [{"op": "add", "path": "/spec/forProvider/manifest", "value": {"data": {"password": "patch-value"}}}],
+    ],
+)
+def test_patches_aimed_at_an_embedded_secret_lose_its_data(patch: Any) -> None:
+    patching = event("objects", patch, group="kubernetes.crossplane.io")
+    patching["verb"] = "patch"
+    patching["responseObject"] = None
+    (record,) = records(run([patching]))
+    assert "patch-value" not in record["request_object"] and record["redactions"]
+
+
+def test_data_outside_patches_is_kept_but_string_data_never() -> None:
+    body = {"kind": "Widget", "data": {"colour": "blue"}, "spec": {"stringData": {"p": "sd-value"}}}
+    (record,) = records(run([event("widgets", body, group="example.com")]))
+    stored = json.loads(record["request_object"])
+    assert stored["data"] == {"colour": "blue"} and stored["spec"]["stringData"] == "[redacted]"
+
+
+@pytest.mark.parametrize("kind", ["secret", "SECRET", "sEcReTlIsT"])
+def test_secret_kind_is_matched_in_any_case(kind: str) -> None:
+    body = {"kind": "List", "items": [{"kind": kind, "data": {"p": "Y2FzZS12YWx1ZQ=="}}]}
+    (record,) = records(run([event("objects", body, group="example.com")]))
+    assert "Y2FzZS12YWx1ZQ==" not in record["request_object"]
+
+
+def test_a_duplicated_kind_key_counts_as_secret_if_any_value_is() -> None:
+    body = b'{"kind":"List","items":[{"kind":"Secret","data":{"p":"ZHVwLXZhbHVl"},"kind":"ConfigMap"}]}'
+    raw = json.dumps(event("objects", None, group="example.com")).encode()
+    raw = raw.replace(b'"requestObject": null', b'"requestObject": ' + body)
+    (record,) = records(AuditPipeline(PipelineConfig()).items([raw], cluster="c", source="webhook", ingested_at=AT))
+    assert "ZHVwLXZhbHVl" not in (record["request_object"] or "")
+
+
+def test_the_resource_is_also_read_from_the_request_uri() -> None:
+    no_ref = event("secrets", {"data": {"p": "dXJpLXZhbHVl"}})
+    del no_ref["objectRef"]
+    no_ref["requestURI"] = "/api/v1/namespaces/prod/secrets/x?fieldManager=kubectl"
+    review = event("tokenreviews", {"spec": {"token": "review-token"}})  # objectRef without apiGroup
+    review["requestURI"] = "/apis/authentication.k8s.io/v1/tokenreviews"
+    for stored in records(run([no_ref, review])):
+        assert stored["request_object"] is None and stored["redactions"] == ["requestObject", "responseObject"]
+
+
+def test_resource_of_uri() -> None:
+    assert resource_of_uri("/api/v1/namespaces/a/secrets/b") == ("", "secrets", "")
+    assert resource_of_uri("/api/v1/namespaces/a") == ("", "namespaces", "")
+    assert resource_of_uri("/api/v1/namespaces/a/serviceaccounts/b/token") == ("", "serviceaccounts", "token")
+    assert resource_of_uri("/apis/kubernetes.crossplane.io/v1alpha2/objects?x=1") == (
+        "kubernetes.crossplane.io",
+        "objects",
+        "",
+    )
+    assert resource_of_uri("/healthz") is None and resource_of_uri("/apis/x") is None
+
+
+def test_custom_resources_can_be_redacted_whole() -> None:
+    config = PipelineConfig(redaction=RedactionConfig.build(extra=["objects.kubernetes.crossplane.io"]))
+    (record,) = records(run([event("objects", {"spec": {}}, group="kubernetes.crossplane.io")], config))
+    assert record["request_object"] is None
+
+
+def test_secrets_in_free_form_fields_are_stubbed() -> None:
+    secret = {"kind": "Secret", "data": {"p": "ZnJlZS1mb3Jt"}}
+    item = event("pods", None)
+    item["user"] = {"username": "u", "extra": {"x": [secret]}}
+    item["responseStatus"] = {"code": 409, "details": {"causes": [secret]}}
+    item["vendorField"] = {"nested": secret}
+    (record,) = records(run([item]))
+    assert "ZnJlZS1mb3Jt" not in json.dumps(record)
+    assert {"user.extra.x[0]", "responseStatus.details.causes[0]", "extra.vendorField.nested"} <= set(
+        record["redactions"]
+    )
+
+
+@pytest.mark.parametrize(
+    "ref", [{"resource": "secrets", "apiGroup": 5}, "secrets", {"resource": ["secrets"]}], ids=["group", "str", "list"]
+)
+def test_quarantine_drops_bodies_when_the_object_ref_cannot_be_read(ref: Any) -> None:
+    bad = event("secrets", {"data": {"p": "cmVmLXZhbHVl"}})
+    bad["objectRef"] = ref
+    (failure,) = run([bad]).failures
+    assert "cmVmLXZhbHVl" not in json.dumps(failure.item) and "requestObject redacted" in failure.reason
+
+
+def test_quarantine_stubs_a_deep_user_extra() -> None:
+    deep: Any = {"kind": "Secret", "data": {"p": "ZGVlcC1leHRyYQ=="}}
+    for _ in range(300):
+        deep = {"x": deep}
+    bad = event("pods", None)
+    bad["user"] = {"username": "u", "extra": {"k": deep}}
+    del bad["stage"]
+    (failure,) = run([bad]).failures
+    assert failure.raw is None and "ZGVlcC1leHRyYQ==" not in json.dumps(failure.item)
 
 
 def test_quarantined_items_do_not_keep_secret_bodies() -> None:

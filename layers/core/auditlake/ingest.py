@@ -1,7 +1,8 @@
 """``auditlake ingest``: existing audit log files through the same pipeline as the webhook.
 
 Files are streamed in chunks (one raw object per chunk), so a multi-gigabyte log never sits in
-memory. A line that is not JSON is quarantined byte for byte, with its line number.
+memory. A line that is not JSON (a last line cut short by a crash or a rotation) is quarantined with
+its line number, only up to its first body (see ``pipeline.quarantine_item``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .alerts import Watch
-from .jsonio import JSONError, dumps, loads
+from .jsonio import JSONError, dumps, encode, loads
 from .kube_events import CORE_V1, api_of, normalise_event
 from .landing import Landing, batch_id
 from .model import SOURCE_FILE
 from .normalise import Invalid
 from .parse import EnvelopeError, eventlist_raw_items, iter_decoded, iter_lines
-from .pipeline import AuditPipeline, ItemFailure
+from .pipeline import AuditPipeline, ItemFailure, quarantine_item, refused_items
+from .redact import RedactionConfig
 from .timestamps import format_utc
 
 CHUNK_EVENTS = 5000
@@ -73,8 +75,8 @@ class FileIngest:
                 if b'"EventList"' in line.raw:
                     try:
                         items = eventlist_raw_items(line.raw)
-                    except EnvelopeError as exc:
-                        refused.append(ItemFailure(line.number, exc.reason, raw=line.raw))
+                    except EnvelopeError as exc:  # kept redacted, or its head when it is not JSON
+                        refused.append(quarantine_item(line.number, exc.reason, line.raw, self._redaction()))
                         continue
                     raws += items
                     numbers += [line.number] * len(items)
@@ -103,6 +105,7 @@ class FileIngest:
                 source=SOURCE_FILE,
                 reason=exc.reason,
                 payload=data,
+                failures=refused_items(data, exc.reason, self._redaction()) or (),
             )
             self.progress(len(data))
             return IngestStats(events=1, quarantined=1)
@@ -113,6 +116,9 @@ class FileIngest:
         self.progress(len(data))
         return stats
 
+    def _redaction(self) -> RedactionConfig:
+        return self.pipeline.config().redaction
+
     def _chunk(self, raws: Sequence[Any], numbers: Sequence[int], refused: list[ItemFailure]) -> IngestStats:
         """One raw object, and one quarantine manifest if anything failed."""
         at = self.clock()
@@ -120,7 +126,7 @@ class FileIngest:
             raws, cluster=self.cluster, source=SOURCE_FILE, ingested_at=format_utc(at), numbers=numbers
         )
         failures = refused + result.failures
-        payload = b"\n".join(bytes(raw) for raw in raws) + b"".join(f.raw or b"" for f in refused)
+        payload = b"\n".join(bytes(raw) for raw in raws) + b"".join(encode(f.item) + (f.raw or b"") for f in refused)
         batch = batch_id(self.cluster, SOURCE_FILE, payload)
         raw_key = self.landing.write_raw(self.cluster, at, batch, result.lines)
         alerts = self.watch.stored(self.cluster, result.denials)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from ciso8601 import parse_rfc3339
 
 from . import timestamps
-from .jsonio import encode
 from .k8s_audit import AuditEvent, ObjectReference, Status, UserInfo
 from .model import LEVEL_RANK, AuditRecord
 from .policy import Policy
-from .redact import RedactionConfig, TooDeep, redact_bodies
+from .redact import RedactionConfig, free_form, raw_text, redact_bodies
 
 CURRENT_API = "audit.k8s.io/v1"
 _NO_USER = UserInfo()
@@ -92,12 +90,9 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         request = event.requestObject or None
         response = (event.responseObject or None) if rank >= _REQUEST_RESPONSE else None
         if request is not None or response is not None:
-            try:
-                request_json, response_json = redact_bodies(
-                    request, response, ref, redaction, redactions, omit_managed=omit_managed
-                )
-            except TooDeep as exc:
-                raise Invalid(str(exc)) from None
+            request_json, response_json = redact_bodies(
+                request, response, ref, redaction, redactions, omit_managed=omit_managed, verb=verb, uri=uri
+            )
 
     annotations = event.annotations
     if (
@@ -117,6 +112,7 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         if status.metadata:
             extra["responseStatus.metadata"] = status.metadata
     imp = event.impersonatedUser or _NO_USER
+    imp_extra = None if imp.extra is None else free_form(imp.extra, "impersonatedUser.extra", redactions)
     details = status.details
     # Positional, one line per column in AUDIT_COLUMNS order (tests/unit/test_normalise.py checks it).
     return AuditRecord(
@@ -131,11 +127,11 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         user.username,  # user_name
         user.uid,  # user_uid
         user.groups,  # user_groups
-        None if user.extra is None else encode(user.extra).decode(),  # user_extra
+        None if user.extra is None else free_form(user.extra, "user.extra", redactions),  # user_extra
         imp.username,  # impersonated_user_name
         imp.uid,  # impersonated_user_uid
         imp.groups,  # impersonated_user_groups
-        None if imp.extra is None else encode(imp.extra).decode(),  # impersonated_user_extra
+        imp_extra,  # impersonated_user_extra
         event.sourceIPs,  # source_ips
         event.userAgent,  # user_agent
         ref.resource,  # object_resource
@@ -150,16 +146,16 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         status.status,  # response_status
         status.reason,  # response_reason
         status.message,  # response_message
-        _raw_text(details) if details else None,  # response_details
+        raw_text(details, "responseStatus.details", redactions) if details else None,  # response_details
         received_at,  # request_received_at
         stage_at,  # stage_at
         annotations.get("authorization.k8s.io/decision") if annotations else None,  # authz_decision
         annotations.get("authorization.k8s.io/reason") if annotations else None,  # authz_reason
-        encode(annotations).decode() if annotations else None,  # annotations
+        free_form(annotations, "annotations", redactions) if annotations else None,  # annotations
         request_json,  # request_object
         response_json,  # response_object
         redactions,  # redactions
-        encode(extra).decode() if extra else None,  # extra
+        free_form(extra, "extra", redactions) if extra else None,  # extra
         ingested_at,  # ingested_at
     )
 
@@ -167,11 +163,6 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
 def _is_canonical_shape(value: str) -> bool:
     # parse_rfc3339 then checks digits, separators and the calendar (no week dates, hour 24, second 60).
     return len(value) == 27 and value[26] == "Z" and value[19] == "." and value[10] == "T"
-
-
-def _raw_text(raw: msgspec.Raw) -> str | None:
-    text = str(raw, "utf-8")
-    return None if text == "null" else text
 
 
 def _event_time(event: AuditEvent) -> str:

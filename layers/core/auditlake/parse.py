@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -31,12 +33,8 @@ def decode_eventlist(body: bytes) -> EventList | RawEventList:
     check_utf8(body)
     try:
         doc: EventList | RawEventList = eventlist_decoder.decode(body)
-    except msgspec.ValidationError:
-        try:
-            doc = raw_eventlist_decoder.decode(body)
-        except _UNREADABLE:
-            _explain(body)  # raises the precise reason
-            raise
+    except (msgspec.ValidationError, RecursionError):
+        doc = _raw_eventlist(body)
     except _UNREADABLE:
         _explain(body)
         raise
@@ -44,14 +42,31 @@ def decode_eventlist(body: bytes) -> EventList | RawEventList:
     return doc
 
 
+def _raw_eventlist(body: bytes) -> RawEventList:
+    """Each item as its bytes; an item nested beyond the parser's limit is split out by a scanner,
+    so it alone fails (and its neighbours are kept)."""
+    try:
+        return raw_eventlist_decoder.decode(body)
+    except RecursionError:
+        split = split_eventlist(body)
+        if split is None:
+            _explain(body)
+            raise
+        return split
+    except _UNREADABLE:
+        _explain(body)  # raises the precise reason
+        raise
+
+
 def eventlist_raw_items(body: bytes, *, single_event: bool = False) -> list[Any]:
     """The items of an EventList as raw bytes each (file ingest); EnvelopeError when it is not one.
     With ``single_event``, a document that is one Event is a list of one."""
     check_utf8(body)
     try:
-        doc = raw_eventlist_decoder.decode(body)
-    except _UNREADABLE:
-        _explain(body)
+        doc = _raw_eventlist(body)
+    except RecursionError:
+        if single_event:
+            return [body]  # one Event too deep to parse: it fails on its own
         raise
     if single_event and doc.kind == "Event":
         return [body]
@@ -123,3 +138,93 @@ def iter_decoded(stream: IO[bytes]) -> Iterator[tuple[Line, Any, str | None]]:
             yield line, loads(line.raw), None
         except JSONError as exc:
             yield line, None, exc.reason + legacy_hint(line.raw)
+
+
+# JSON strings (escapes included) and the structural characters between them: enough to track depth.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]')
+_OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
+TOO_DEEP_TEXT = b'"[nested too deep]"'
+_ENVELOPE_DEPTH = 64
+
+
+def split_eventlist(body: bytes) -> RawEventList | None:
+    """An EventList body split into its envelope and the bytes of each item, without parsing the
+    items: for a body the parser refuses as too deep. None when it is not an object with an
+    ``items`` array (the caller then explains why)."""
+    depth, key, expect_key, seen_items, deepest = 0, None, False, False, 0
+    kind = api_version = None
+    items: list[msgspec.Raw] = []
+    item_start: int | None = None  # inside the items array: where the current item starts
+    for match in _TOKEN.finditer(body):
+        char = body[match.start()]
+        if char == 0x22:  # a string
+            if depth == 1 and expect_key:
+                key = json.loads(match.group())
+            elif depth == 1 and key in ("kind", "apiVersion"):
+                value = json.loads(match.group())
+                kind, api_version = (value, api_version) if key == "kind" else (kind, value)
+        elif char in _OPEN:
+            if depth == 0 and char != 0x7B:
+                return None
+            if depth == 1 and key == "items" and char == 0x5B and not expect_key:
+                item_start, seen_items, items = match.end(), True, []
+            depth += 1
+            expect_key = char == 0x7B and depth == 1
+            if item_start is None and depth > deepest:
+                deepest = depth
+        elif char in _CLOSE:
+            depth -= 1
+            if depth == 1 and item_start is not None:
+                _add_item(items, body, item_start, match.start())
+                item_start = None
+            if depth < 0:
+                return None
+        elif char == 0x2C:  # ,
+            if depth == 2 and item_start is not None:
+                _add_item(items, body, item_start, match.start())
+                item_start = match.end()
+            expect_key = depth == 1
+        elif depth == 1:  # :
+            expect_key = False
+    if depth != 0 or not seen_items or deepest > _ENVELOPE_DEPTH:
+        return None  # the envelope itself (not an item) is too deep: the body is refused
+    return RawEventList(kind=kind, apiVersion=api_version, items=items)
+
+
+def _add_item(items: list[msgspec.Raw], body: bytes, start: int, end: int) -> None:
+    item = body[start:end].strip()
+    if item:
+        items.append(msgspec.Raw(item))
+
+
+def prune(data: bytes, limit: int) -> bytes:
+    """JSON bytes with every value nested deeper than ``limit`` replaced by ``"[nested too deep]"``:
+    what the parser can then read, and redaction walk."""
+    out: list[bytes] = []
+    depth, last, skipping = 0, 0, False
+    for match in _TOKEN.finditer(data):
+        char = data[match.start()]
+        if char in _OPEN:
+            depth += 1
+            if depth == limit + 1 and not skipping:
+                out.append(data[last : match.start()])
+                skipping = True
+        elif char in _CLOSE:
+            if depth == limit + 1 and skipping:
+                out.append(TOO_DEEP_TEXT)
+                last, skipping = match.end(), False
+            depth -= 1
+    out.append(b"" if skipping else data[last:])
+    return b"".join(out)
+
+
+BODY_KEYS = ('"requestObject":', '"responseObject":')
+AUDIT_ID = re.compile(r'"auditID"\s*:\s*"([A-Za-z0-9-]{1,64})"')
+STAGE = re.compile(r'"stage"\s*:\s*"([A-Za-z]{1,32})"')
+
+
+def head_before_bodies(text: str) -> tuple[str, bool]:
+    """An audit event's text cut before its first body (a message or line cut short: bodies that
+    cannot be parsed cannot be checked for secrets); True when a body was cut off."""
+    cut = [at for at in (text.find(key) for key in BODY_KEYS) if at >= 0]
+    return (text[: min(cut)], True) if cut else (text, False)

@@ -19,9 +19,28 @@ import msgspec
 from .jsonio import JSONError, encode, loads
 from .k8s_audit import EVENT_FIELDS, OBJECT_REF_FIELDS, STATUS_FIELDS, USER_FIELDS, AuditEvent, event_decoder
 from .normalise import Invalid, normalise
-from .parse import EnvelopeError, EventList, check_utf8, decode_eventlist, legacy_hint
+from .parse import (
+    AUDIT_ID,
+    STAGE,
+    EnvelopeError,
+    EventList,
+    check_utf8,
+    decode_eventlist,
+    head_before_bodies,
+    legacy_hint,
+    prune,
+)
 from .policy import Policy
-from .redact import RedactionConfig, TooDeep, redact_nested_secrets
+from .redact import (
+    DROPPED,
+    MAX_DEPTH,
+    RedactionConfig,
+    TooDeep,
+    may_hold_secret,
+    redact_json,
+    redact_nested_secrets,
+    resolve_duplicate_kinds,
+)
 
 _NESTED = (
     ("user", USER_FIELDS),
@@ -109,7 +128,7 @@ class AuditPipeline:
                 except (EnvelopeError, msgspec.ValidationError, msgspec.DecodeError, RecursionError):
                     event, extra = _lenient(raw)
                 self._add(result, event, extra, config, cluster, source, ingested_at)
-            except (Invalid, TooDeep) as exc:
+            except (Invalid, TooDeep, RecursionError) as exc:
                 number = numbers[index] if numbers is not None else index
                 result.failures.append(quarantine_item(number, str(exc), bytes(raw), config.redaction))
         return result
@@ -124,7 +143,7 @@ class AuditPipeline:
         for index, event in enumerate(events):
             try:
                 self._add(result, event, None, config, cluster, source, ingested_at)
-            except (Invalid, TooDeep) as exc:
+            except (Invalid, TooDeep, RecursionError) as exc:
                 result.failures.append(quarantine_item(index, str(exc), encode(event), config.redaction))
         return result
 
@@ -170,23 +189,85 @@ def _lenient(raw: Any) -> tuple[AuditEvent, dict[str, Any]]:
 
 
 def quarantine_item(index: int, reason: str, raw: bytes, redaction: RedactionConfig) -> ItemFailure:
-    """Keep a bad item for inspection, without the secret material it may still hold."""
+    """Keep a bad item for inspection, redacted by the same rules as a stored record: bodies of
+    sensitive resources dropped (and of an item whose objectRef cannot be read), everything else
+    walked. An item nested beyond the parser's limit is read with what lies deeper than the walk's
+    limit cut away, and loses its bodies; one that is not JSON keeps only its head before the
+    first body, parsed and redacted when it can be, else as text when nothing in it could be a
+    secret, else only its auditID and stage."""
+    data, deep = raw, False
     try:
-        item = loads(raw)
-    except JSONError:
-        return ItemFailure(index, reason, raw=raw)  # not JSON: nothing to redact, kept byte for byte
+        item = loads(data)
+    except JSONError as exc:
+        if exc.reason != "nesting too deep":
+            return _unparsed(index, reason, raw)
+        data, deep = prune(raw, MAX_DEPTH), True
+        try:
+            item = loads(data)
+        except JSONError:
+            return _unparsed(index, reason, raw)
+        reason += f"; nested beyond the parser's limit: bodies and what lies deeper than {MAX_DEPTH} levels not kept"
+    item = resolve_duplicate_kinds(item, data)
+    if item is DROPPED:
+        return _unparsed(index, reason, raw)
     failure = ItemFailure(index, reason)
     if isinstance(item, dict):
         audit_id, stage = item.get("auditID"), item.get("stage")
         failure.audit_id = audit_id if isinstance(audit_id, str) else None
         failure.stage = stage if isinstance(stage, str) else None
-        if redaction.covers_ref(item.get("objectRef")):
+        if deep or redaction.covers_ref(item.get("objectRef"), item.get("requestURI")):
             for key in ("requestObject", "responseObject"):
                 if item.pop(key, None) is not None:
                     failure.reason += f"; {key} redacted"
-    try:
-        failure.item = redact_nested_secrets(item, "item", [])
-    except TooDeep:
-        failure.raw = raw
-        failure.reason += "; kept as received (too deep to redact)"
+        elif item.get("verb") == "patch" and "requestObject" in item:
+            # The request body of a patch is walked as a patch (kindless data and stringData go).
+            item["requestObject"] = redact_nested_secrets(item["requestObject"], "requestObject", [], patch=True)
+    failure.item = redact_nested_secrets(item, "item", [])
     return failure
+
+
+def refused_items(body: bytes, reason: str, redaction: RedactionConfig) -> list[ItemFailure] | None:
+    """A body refused as a whole (not an EventList) that still parses: its items (or itself) as
+    redacted failures, so nothing that can be inspected is kept unredacted. None when it is not JSON."""
+    try:
+        value = loads(body)
+    except JSONError as exc:
+        if exc.reason != "nesting too deep":
+            return None
+        return [quarantine_item(0, reason, body, redaction)]
+    items = value.get("items") if isinstance(value, dict) else None
+    if not isinstance(items, list) or not items:
+        return [quarantine_item(0, reason, body, redaction)]
+    return [quarantine_item(index, reason, encode(item), redaction) for index, item in enumerate(items)]
+
+
+def _unparsed(index: int, reason: str, raw: bytes) -> ItemFailure:
+    """An item that is not JSON (a line cut short, a proxy's garbage): its head, before any body."""
+    text = raw.decode("utf-8", "replace")
+    head, cut = head_before_bodies(text)
+    failure = ItemFailure(index, reason, audit_id=_read(AUDIT_ID, head), stage=_read(STAGE, head))
+    if cut:
+        failure.reason += "; bodies not kept (cut short, they cannot be checked for secrets)"
+    closed = head.rstrip().rstrip(",")
+    try:
+        value = loads((closed + "}").encode()) if closed.startswith("{") else None
+    except JSONError:
+        value = None
+    if isinstance(value, dict):
+        found: list[str] = []
+        redacted = redact_json(value, closed.encode(), "item", found)
+        if redacted is not DROPPED:
+            failure.item = redacted
+            failure.reason += "; kept up to its first body"
+            return failure
+    if may_hold_secret(head.encode()) or "secret" in head.lower():
+        failure.reason += "; not kept (not JSON, and it may hold a secret)"
+        failure.item = None
+        return failure
+    failure.raw = head.encode("utf-8")
+    return failure
+
+
+def _read(pattern: Any, text: str) -> str | None:
+    match = pattern.search(text, 0, 4096)
+    return match.group(1) if match else None

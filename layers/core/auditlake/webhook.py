@@ -5,7 +5,8 @@ it, so the answers are chosen for that sender:
 
 * 401 - no or unknown token (no detail why); nothing is stored.
 * 413 - body over the limit, with the flags that keep batches under it.
-* 400 - not an EventList at all (invalid JSON, wrong kind, not UTF-8, too deep); bytes quarantined.
+* 400 - not an EventList at all (invalid JSON, wrong kind, not UTF-8, too deep): quarantined, redacted
+  when it parses (its items one by one), byte for byte only when it is not JSON.
 * 200 - envelope valid: good events stored, bad ones quarantined, counts in the body.
 * 503 - storage or registry failed: nothing acknowledged, the sender retries.
 * 500 - an unexpected error; the body is quarantined first when storage allows.
@@ -27,7 +28,7 @@ from .jsonio import dumps_str
 from .landing import Landing, batch_id
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .parse import EnvelopeError
-from .pipeline import AuditPipeline
+from .pipeline import AuditPipeline, refused_items
 from .registry import RegistryError, TokenRegistry, bearer_token, token_hash
 from .stores import StoreError
 from .timestamps import format_utc
@@ -148,7 +149,11 @@ class AuditWebhook:
         try:
             result = self.pipeline.eventlist(body, cluster=cluster, source=self.source, ingested_at=format_utc(at))
         except EnvelopeError as exc:
-            self.landing.quarantine(cluster, at, batch, source=self.source, reason=exc.reason, payload=body)
+            # Kept byte for byte only when it is not JSON at all; what parses is kept redacted.
+            refused = refused_items(body, exc.reason, self.pipeline.config().redaction)
+            self.landing.quarantine(
+                cluster, at, batch, source=self.source, reason=exc.reason, payload=body, failures=refused or ()
+            )
             self.metrics.add_metric("BatchesRejected", "Count", 1)
             logger.warning("not an EventList", extra={"cluster": cluster, "batch": batch, "reason": exc.reason})
             return Reply(400, {"message": exc.reason, "batch": batch, "quarantined": True})
