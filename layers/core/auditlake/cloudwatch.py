@@ -37,7 +37,7 @@ from .ingest import IngestStats
 from .landing import UNROUTED, Landing, batch_id, valid_cluster_name
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .model import SOURCE_CLOUDWATCH
-from .parse import EnvelopeError
+from .parse import EnvelopeError, head_before_bodies
 from .pipeline import AuditPipeline, BatchResult, ItemFailure
 from .stores import StoreError
 from .timestamps import format_utc
@@ -54,7 +54,6 @@ _LOG_GROUP = re.compile(r"^/aws/eks/(?P<name>[0-9A-Za-z][A-Za-z0-9_-]{0,99})/clu
 # Read from the head of a message that is not JSON (the regex Falco's k8saudit-eks plugin uses, anchored).
 _AUDIT_ID = re.compile(r'"auditID"\s*:\s*"([A-Za-z0-9-]{1,64})"')
 _STAGE = re.compile(r'"stage"\s*:\s*"([A-Za-z]{1,32})"')
-_BODIES = ('"requestObject":', '"responseObject":')
 
 
 def log_group_of(eks_cluster: str) -> str:
@@ -310,8 +309,7 @@ def _read(pattern: re.Pattern[str], message: str) -> str | None:
 
 
 def _truncated(index: int, event: LogEvent) -> ItemFailure:
-    cut = [at for at in (event.message.find(key) for key in _BODIES) if at >= 0]
-    head = event.message[: min(cut)] if cut else event.message
+    head, cut = head_before_bodies(event.message)
     reason = f"message truncated by CloudWatch Logs ({len(event.message)} characters, ends with {TRUNCATED})"
     if cut:
         reason += "; bodies not kept (cut short, they cannot be checked for secrets)"
