@@ -169,7 +169,7 @@ def test_hostile_nesting_is_redacted_where_reachable_and_stubbed_beyond() -> Non
 def test_last_applied_configuration_is_a_body_too() -> None:
     manifest = {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"p": "last-applied-value"}}
     applied = json.dumps({"kind": "Object", "spec": {"forProvider": {"manifest": manifest}}})
-    body = {"kind": "Object", "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied}}}
+    body = {"kind": "Object", "metadata": {"annotations": {LAST_APPLIED: applied}}}
     (record,) = records(run([event("objects", body, group="kubernetes.crossplane.io")]))
     assert "last-applied-value" not in record["request_object"]
     annotation = json.loads(json.loads(record["request_object"])["metadata"]["annotations"][LAST_APPLIED])
