@@ -246,13 +246,16 @@ def redact_nested_secrets(body: Any, path: str, found: list[str], *, patch: bool
     return _Walk(found).run(body, path, patch)
 
 
+_ANY_MARK = re.compile(rb'\\u|stringData|kind\\*"\s*:\s*\\*"(?i:secret)')  # one call, for small values
+
+
 def free_form(value: Any, path: str, found: list[str]) -> str:
     """A free-form JSON value (user.extra, unknown fields) as the JSON text to store, redacted."""
     try:
         data = encode(value)
     except RecursionError:
         data = b""
-    if data and not may_hold_secret(data):
+    if data and _ANY_MARK.search(data) is None:
         return data.decode("utf-8")
     redacted = redact_json(value, data, path, found) if data else _Walk(found).run(value, path, False)
     return "null" if redacted is DROPPED else encode(redacted).decode("utf-8")
