@@ -59,7 +59,7 @@ unit: $(STAMP)
 WATCHING := tests/integration/test_poller.py tests/integration/test_poll_cli.py tests/integration/test_events_poller_lambda.py
 future: $(STAMP)
 	@command -v faketime >/dev/null || { echo "faketime is not installed: apt-get install faketime"; exit 1; }
-	timeout 900 faketime -f +400d $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration \
+	timeout 900 faketime -f +400d $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration tests/attacks \
 	  $(addprefix --deselect ,$(WATCHING))
 
 integration: $(STAMP)
