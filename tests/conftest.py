@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from auditlake.timestamps import format_utc
+
 # CI runs without a terminal, where rich assumes 80 columns: test as narrow as that, or narrower.
 os.environ["COLUMNS"] = "60"
 
@@ -84,7 +86,7 @@ def forbidden_events(count: int, *, start: datetime = BURST_START, every: float 
         event["objectRef"]["resource"] = resource
         event["sourceIPs"] = [f"203.0.113.{n % 3}"]
         at = start + timedelta(seconds=every * (n - first))
-        event["requestReceivedTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event["requestReceivedTimestamp"] = format_utc(at)
         events.append(event)
     return events
 

@@ -240,6 +240,13 @@ def test_bursts_at_the_calendars_edges_do_not_overflow() -> None:
     assert burst.buckets == ["9999-12-31T23:59:50"]
 
 
+def test_a_page_in_year_one_names_its_window_with_four_digit_years(tmp_path: Path) -> None:
+    pager = Pager()
+    bursts(tmp_path, pager).observe(denials(10, start=at("0001-01-01T00:00:00")))
+    [alert] = pager.sent
+    assert (alert["window_start"], alert["window_end"]) == ("0001-01-01T00:00:00Z", "0001-01-01T00:01:00Z")
+
+
 def test_a_burst_whose_minute_ends_in_a_paged_bucket_is_part_of_that_page(tmp_path: Path) -> None:
     """Found by the property below: two denials at 10:10:50 form a burst whose minute ends at
     10:11:50.000, inside the first bucket of a burst from 10:11:51 that was delivered (and paged)

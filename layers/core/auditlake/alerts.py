@@ -46,6 +46,7 @@ from .conditional import conditional_write
 from .jsonio import JSONError, dumps, dumps_str, loads
 from .liveness import Heartbeats
 from .metrics import MetricsSink
+from .timestamps import format_seconds
 
 RULE_ALL = "forbidden"
 RULE_SECRETS = "forbidden-secrets"
@@ -229,8 +230,8 @@ class ForbiddenBursts:
             "identity": stream.identity,
             "count": len(burst.entries),
             "threshold": self.thresholds[stream.rule],
-            "window_start": f"{burst.start:%Y-%m-%dT%H:%M:%SZ}",
-            "window_end": f"{_shift(burst.start, SPAN):%Y-%m-%dT%H:%M:%SZ}",
+            "window_start": format_seconds(burst.start),
+            "window_end": format_seconds(_shift(burst.start, SPAN)),
             "first_denied": _stamp(burst.entries[0]),
             "last_denied": _stamp(burst.entries[-1]),
             **{name: sorted(values) for name, values in details.items()},

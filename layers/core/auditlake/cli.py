@@ -38,7 +38,7 @@ from .registry import DynamoRegistry, PollConfig, RegistryError, StaticTokens, n
 from .stores import Store, StoreError
 from .stores.local import LocalStore
 from .summary import LakeSummary, summarise
-from .timestamps import DURATION, instant
+from .timestamps import DURATION, format_millis, instant
 
 err = Console(stderr=True, soft_wrap=True)  # diagnostics stay one line each, whatever the path length
 F = TypeVar("F", bound=Callable[..., Any])
@@ -1184,7 +1184,7 @@ def print_result(result: Any, fmt: str, console: Console | None = None, title: s
         if value is None:
             return ""
         if isinstance(value, datetime):
-            return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            return format_millis(value if value.tzinfo else value.replace(tzinfo=UTC))
         if isinstance(value, list):
             return ", ".join(text(v) for v in value)
         return str(value)

@@ -70,7 +70,7 @@ def _instant(value: str | None, default: datetime, name: str, now: datetime) -> 
             moment = timestamps.instant(value, now)
         except ValueError:
             raise QueryError(f"{name}: not an ISO 8601 time or a duration like 7d: {value!r}") from None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return timestamps.format_millis(moment)
 
 
 _HEADER = re.compile(r"^-- (params|placeholders):")

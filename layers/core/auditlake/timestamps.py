@@ -58,6 +58,16 @@ def format_utc(moment: datetime) -> str:
     )
 
 
+def format_millis(moment: datetime) -> str:
+    """``moment`` as RFC 3339 UTC to the millisecond (for people: query parameters and output)."""
+    return format_utc(moment)[:23] + "Z"
+
+
+def format_seconds(moment: datetime) -> str:
+    """``moment`` as RFC 3339 UTC to the second."""
+    return format_utc(moment)[:19] + "Z"
+
+
 def parse(value: str) -> datetime:
     """An RFC 3339 timestamp (any of the forms ``canonical`` accepts) as an aware UTC datetime."""
     return datetime.fromisoformat(canonical(value))
