@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,16 @@ def sealed_by(path: Path) -> list[Path]:
 
 def archive_files(lake: Path) -> list[Path]:
     return sorted((lake / "archive" / "audit").rglob("*.parquet"))
+
+
+def forge_2099_file(lake: Path) -> None:
+    """A copy of an archive file beside it, named with a 2099 write stamp and its mtime set to 2099."""
+    honest = archive_files(lake)[0]
+    cluster = honest.name.split("-")[0]
+    forged = honest.with_name(f"{cluster}-20991231T235959Z-0badc0ffee00.parquet")
+    shutil.copy(honest, forged)
+    future = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+    os.utime(forged, (future, future))
 
 
 def flip_a_byte(path: Path) -> None:

@@ -2,21 +2,13 @@
 "not yet sealed" forever while queries returned its rows. Judged by its real write time it was
 written after the last digest, and no compaction recorded it."""
 
-import os
-import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.attacks.tampering import archive_files
+from tests.attacks.tampering import forge_2099_file
 
 ISSUE = "11.12"
 FINDING = "UNRECORDED"
 
 
 def tamper(lake: Path) -> None:
-    honest = archive_files(lake)[0]
-    cluster = honest.name.split("-")[0]
-    forged = honest.with_name(f"{cluster}-20991231T235959Z-0badc0ffee00.parquet")
-    shutil.copy(honest, forged)
-    future = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
-    os.utime(forged, (future, future))
+    forge_2099_file(lake)

@@ -86,25 +86,23 @@ class S3Store:
         return body
 
     def size(self, key: str) -> int | None:
-        try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+        head = self._head(key)
+        return None if head is None else int(head["ContentLength"])
 
     def modified(self, key: str) -> datetime | None:
+        head = self._head(key)
+        return None if head is None else head["LastModified"].astimezone(UTC)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's HeadObject answer; None when there is no such object."""
         try:
-            moment: datetime = self.client.head_object(Bucket=self.bucket, Key=key)["LastModified"]
+            return dict(self.client.head_object(Bucket=self.bucket, Key=key))
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
         except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
-        return moment.astimezone(UTC)
 
     def list(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
