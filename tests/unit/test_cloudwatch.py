@@ -17,9 +17,8 @@ from auditlake.cloudwatch import (
     decode_subscription,
     eks_cluster_of,
     forward_saved,
-    one_value_each,
 )
-from auditlake.landing import Landing, valid_cluster_name
+from auditlake.landing import Landing, decode_lines, valid_cluster_name
 from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import instant
@@ -118,15 +117,20 @@ def test_a_message_holding_two_events_cannot_shift_the_others(tmp_path: object) 
     assert items[0]["auditID"] == json.loads(first)["auditID"]  # read from the head of the bad message
 
 
-@pytest.mark.parametrize(
-    ("messages", "each"),
-    [
-        ([b'{"a":1}', b' {"b":2}\n'], True),
-        ([b'{"a":1}],"items":[{"x":1}'], False),  # closes the joined list and repeats items
-        ([b'{"a":1},{"b":2}', b'{"x":1', b'"y":2}'], False),  # as many values as messages, spliced
-        ([b'{"a":1}', b""], False),
-        ([b'{"a":1} {"b":2}'], False),
-    ],
-)
-def test_each_message_must_be_exactly_one_json_value(messages: list[bytes], each: bool) -> None:
-    assert one_value_each(messages) is each
+@pytest.mark.parametrize("splice", ["close the list and repeat items", "two messages make one value"])
+def test_a_message_is_read_as_exactly_one_json_value(splice: str, tmp_path: object) -> None:
+    """Joined into one EventList text, such messages would replace or merge their neighbours; each
+    is read on its own, so only the splicing messages are quarantined."""
+    first, second, third = eks_messages()[:3]
+    if splice == "close the list and repeat items":
+        messages = [first, second + '],"items":[' + third]
+    else:
+        messages = [first + "," + second[:-1] + ",", '"userAgent":"spliced"}', third]
+    lake = LocalStore(str(tmp_path))
+    stats = EksAuditForwarder(AuditPipeline(PipelineConfig()), Landing(lake)).forward(
+        decode_document(json.dumps(subscription_document(messages)).encode())
+    )
+    kept = first if splice == "close the list and repeat items" else third
+    assert (stats.accepted, stats.quarantined) == (1, len(messages) - 1)
+    [raw] = lake.list("raw/")
+    assert [json.loads(line)["audit_id"] for line in decode_lines(lake.get(raw))] == [json.loads(kept)["auditID"]]
