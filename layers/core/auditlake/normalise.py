@@ -14,10 +14,11 @@ from typing import Any
 from ciso8601 import parse_rfc3339
 
 from . import timestamps
+from .jsonio import loads
 from .k8s_audit import AuditEvent, ObjectReference, Status, UserInfo
 from .model import LEVEL_RANK, AuditRecord
 from .policy import Policy
-from .redact import RedactionConfig, free_form, raw_text, redact_bodies
+from .redact import RedactionConfig, free_form, raw_text, redact_bodies, redact_text, safe_reason, shown
 
 CURRENT_API = "audit.k8s.io/v1"
 _NO_USER = UserInfo()
@@ -29,7 +30,12 @@ _fromisoformat = parse_rfc3339  # strict RFC 3339: the grammar of timestamps.can
 
 
 class Invalid(ValueError):
-    """The event cannot be normalised; the message is the quarantine reason."""
+    """The event cannot be normalised; the message is the quarantine reason. ``field`` names the
+    offending value (a dotted path), which quarantine keeps only as ``redact.shown`` allows."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
 
 
 def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably per event
@@ -47,7 +53,7 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
     """
     api = event.apiVersion
     if api is not None and api != CURRENT_API and not api.startswith("audit.k8s.io/"):
-        raise Invalid(f"apiVersion must be audit.k8s.io/*, got {api!r}")
+        raise Invalid(f"apiVersion must be audit.k8s.io/*, got {shown(api)}", "apiVersion")
     user = event.user or _NO_USER
     ref = event.objectRef or _NO_REF
     status = event.responseStatus or _NO_STATUS
@@ -71,7 +77,7 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         try:
             _fromisoformat(received_at)
         except ValueError as exc:
-            raise Invalid(f"requestReceivedTimestamp: {exc}") from None
+            raise _bad_time("requestReceivedTimestamp", received_at, exc) from None
     else:
         received_at = _event_time(event)
     if stage_at is not None and stage_at != received_at:
@@ -79,7 +85,7 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
             try:
                 _fromisoformat(stage_at)
             except ValueError as exc:
-                raise Invalid(f"stageTimestamp: {exc}") from None
+                raise _bad_time("stageTimestamp", stage_at, exc) from None
         else:
             stage_at = _timestamp(stage_at, "stageTimestamp")
 
@@ -112,8 +118,24 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         if status.metadata:
             extra["responseStatus.metadata"] = status.metadata
     imp = event.impersonatedUser or _NO_USER
-    imp_extra = None if imp.extra is None else free_form(imp.extra, "impersonatedUser.extra", redactions)
+    imp_extra = None if imp.extra is None else free_form(imp.extra, "impersonatedUser.extra", redactions, redaction)
+    user_extra = None if user.extra is None else free_form(user.extra, "user.extra", redactions, redaction)
     details = status.details
+    details_json = raw_text(details, "responseStatus.details", redactions, redaction) if details else None
+    message = status.message
+    if message:
+        message = redact_text(message, "responseStatus.message", redactions)
+    authz_decision: Any = None
+    authz_reason: Any = None
+    annotations_json = None
+    if annotations:
+        # The authorization columns come from the annotations as stored: redacted.
+        before = len(redactions)
+        annotations_json = free_form(annotations, "annotations", redactions, redaction)
+        kept = annotations if len(redactions) == before else loads(annotations_json.encode())
+        if type(kept) is dict:
+            authz_decision = kept.get("authorization.k8s.io/decision")
+            authz_reason = kept.get("authorization.k8s.io/reason")
     # Positional, one line per column in AUDIT_COLUMNS order (tests/unit/test_normalise.py checks it).
     return AuditRecord(
         cluster,  # cluster
@@ -127,7 +149,7 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         user.username,  # user_name
         user.uid,  # user_uid
         user.groups,  # user_groups
-        None if user.extra is None else free_form(user.extra, "user.extra", redactions),  # user_extra
+        user_extra,  # user_extra
         imp.username,  # impersonated_user_name
         imp.uid,  # impersonated_user_uid
         imp.groups,  # impersonated_user_groups
@@ -145,17 +167,17 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         status.code,  # response_code
         status.status,  # response_status
         status.reason,  # response_reason
-        status.message,  # response_message
-        raw_text(details, "responseStatus.details", redactions) if details else None,  # response_details
+        message,  # response_message
+        details_json,  # response_details
         received_at,  # request_received_at
         stage_at,  # stage_at
-        annotations.get("authorization.k8s.io/decision") if annotations else None,  # authz_decision
-        annotations.get("authorization.k8s.io/reason") if annotations else None,  # authz_reason
-        free_form(annotations, "annotations", redactions) if annotations else None,  # annotations
+        authz_decision if type(authz_decision) is str else None,  # authz_decision
+        authz_reason if type(authz_reason) is str else None,  # authz_reason
+        annotations_json,  # annotations
         request_json,  # request_object
         response_json,  # response_object
         redactions,  # redactions
-        free_form(extra, "extra", redactions) if extra else None,  # extra
+        free_form(extra, "extra", redactions, redaction) if extra else None,  # extra
         ingested_at,  # ingested_at
     )
 
@@ -184,4 +206,12 @@ def _timestamp(value: Any, name: str) -> str:
     try:
         return timestamps.canonical(value)
     except ValueError as exc:
-        raise Invalid(f"{name}: {exc}") from None
+        raise _bad_time(name, value, exc) from None
+
+
+def _bad_time(name: str, value: Any, exc: ValueError) -> Invalid:
+    """The reason names the field and the problem; the value only as ``redact.shown`` allows."""
+    text = str(exc)
+    if type(value) is str:
+        text = text.replace(repr(value[:40]), shown(value))
+    return Invalid(f"{name}: {safe_reason(text)}", name)

@@ -10,6 +10,7 @@ fields go to ``extra``); an item that still does not fit is quarantined with the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,15 @@ from typing import Any
 import msgspec
 
 from .jsonio import JSONError, encode, loads
-from .k8s_audit import EVENT_FIELDS, OBJECT_REF_FIELDS, STATUS_FIELDS, USER_FIELDS, AuditEvent, event_decoder
+from .k8s_audit import (
+    EVENT_FIELDS,
+    OBJECT_REF_FIELDS,
+    STATUS_FIELDS,
+    USER_FIELDS,
+    AuditEvent,
+    event_decoder,
+    raw_eventlist_decoder,
+)
 from .normalise import Invalid, normalise
 from .parse import (
     AUDIT_ID,
@@ -36,10 +45,12 @@ from .redact import (
     MAX_DEPTH,
     RedactionConfig,
     TooDeep,
+    Walk,
     may_hold_secret,
     redact_json,
-    redact_nested_secrets,
     resolve_duplicate_kinds,
+    safe_reason,
+    shown,
 )
 
 _NESTED = (
@@ -103,7 +114,7 @@ class AuditPipeline:
         """A webhook body. Raises parse.EnvelopeError when it is not an EventList at all."""
         doc = decode_eventlist(body)
         if isinstance(doc, EventList):
-            return self._typed(doc.items or [], cluster, source, ingested_at)
+            return self._typed(doc.items or [], body, cluster, source, ingested_at)
         return self.items(doc.items or [], cluster=cluster, source=source, ingested_at=ingested_at)
 
     def items(
@@ -130,21 +141,29 @@ class AuditPipeline:
                 self._add(result, event, extra, config, cluster, source, ingested_at)
             except (Invalid, TooDeep, RecursionError) as exc:
                 number = numbers[index] if numbers is not None else index
-                result.failures.append(quarantine_item(number, str(exc), bytes(raw), config.redaction))
+                field = exc.field if isinstance(exc, Invalid) else None
+                result.failures.append(quarantine_item(number, str(exc), bytes(raw), config.redaction, field=field))
         return result
 
     def process(self, items: Iterable[Any], *, cluster: str, source: str, ingested_at: str) -> BatchResult:
         """Items already parsed as Python values (tools and tests): encoded, then as ``items``."""
         return self.items([encode(item) for item in items], cluster=cluster, source=source, ingested_at=ingested_at)
 
-    def _typed(self, events: list[AuditEvent], cluster: str, source: str, ingested_at: str) -> BatchResult:
+    def _typed(self, events: list[AuditEvent], body: bytes, cluster: str, source: str, ingested_at: str) -> BatchResult:
         config = self._config()
         result = BatchResult(items=len(events))
+        raws: list[Any] | None = None
         for index, event in enumerate(events):
             try:
                 self._add(result, event, None, config, cluster, source, ingested_at)
             except (Invalid, TooDeep, RecursionError) as exc:
-                result.failures.append(quarantine_item(index, str(exc), encode(event), config.redaction))
+                # Quarantined from the bytes received (re-encoding the typed event would lose
+                # absent bodies' shape), read again as raw items on the first failure only.
+                if raws is None:
+                    raws = raw_eventlist_decoder.decode(body).items or []
+                raw = bytes(raws[index]) if index < len(raws) else encode(event)
+                field = exc.field if isinstance(exc, Invalid) else None
+                result.failures.append(quarantine_item(index, str(exc), raw, config.redaction, field=field))
         return result
 
     @staticmethod
@@ -185,16 +204,27 @@ def _lenient(raw: Any) -> tuple[AuditEvent, dict[str, Any]]:
     try:
         return event_decoder.decode(encode(value)), extra
     except msgspec.ValidationError as exc:
-        raise Invalid(str(exc)) from None
+        at = _AT.search(str(exc))
+        raise Invalid(safe_reason(str(exc)), at.group(1) if at else None) from None
 
 
-def quarantine_item(index: int, reason: str, raw: bytes, redaction: RedactionConfig) -> ItemFailure:
+_AT = re.compile(r"- at `\$\.([\w.]+)`$")  # msgspec names the offending field: "... - at `$.user.uid`"
+
+
+def quarantine_item(
+    index: int, reason: str, raw: bytes, redaction: RedactionConfig, *, field: str | None = None
+) -> ItemFailure:
     """Keep a bad item for inspection, redacted by the same rules as a stored record: bodies of
     sensitive resources dropped (and of an item whose objectRef cannot be read), everything else
-    walked. An item nested beyond the parser's limit is read with what lies deeper than the walk's
+    walked. The resource rule applies to every object in it with a requestObject or responseObject
+    (an event wrapped in another object, a list of events), each by its own objectRef, requestURI
+    and verb. An item nested beyond the parser's limit is read with what lies deeper than the walk's
     limit cut away, and loses its bodies; one that is not JSON keeps only its head before the
     first body, parsed and redacted when it can be, else as text when nothing in it could be a
-    secret, else only its auditID and stage."""
+    secret, else only its auditID and stage. The reason never repeats a value that could be a
+    secret (``redact.safe_reason``), and the value it names (``field``, a dotted path) is kept
+    only as ``redact.shown`` would show it."""
+    reason = safe_reason(reason)
     data, deep = raw, False
     try:
         item = loads(data)
@@ -212,18 +242,34 @@ def quarantine_item(index: int, reason: str, raw: bytes, redaction: RedactionCon
         return _unparsed(index, reason, raw)
     failure = ItemFailure(index, reason)
     if isinstance(item, dict):
-        audit_id, stage = item.get("auditID"), item.get("stage")
-        failure.audit_id = audit_id if isinstance(audit_id, str) else None
-        failure.stage = stage if isinstance(stage, str) else None
+        if field is not None:
+            _hide_value(item, field, failure)
         if deep or redaction.covers_ref(item.get("objectRef"), item.get("requestURI")):
             for key in ("requestObject", "responseObject"):
                 if item.pop(key, None) is not None:
                     failure.reason += f"; {key} redacted"
-        elif item.get("verb") == "patch" and "requestObject" in item:
-            # The request body of a patch is walked as a patch (kindless data and stringData go).
-            item["requestObject"] = redact_nested_secrets(item["requestObject"], "requestObject", [], patch=True)
-    failure.item = redact_nested_secrets(item, "item", [])
+    walk = Walk([], redaction, drop_bodies=deep)
+    failure.item = walk.run(item, "item", False)
+    for path in walk.bodies:
+        failure.reason += f"; {path.removeprefix('item.')} redacted"
+    if isinstance(failure.item, dict):  # read after redaction: a stage may hold a Secret's JSON
+        audit_id, stage = failure.item.get("auditID"), failure.item.get("stage")
+        failure.audit_id = audit_id if isinstance(audit_id, str) else None
+        failure.stage = stage if isinstance(stage, str) else None
     return failure
+
+
+def _hide_value(item: dict[str, Any], field: str, failure: ItemFailure) -> None:
+    """The invalid value a reason names, kept only as ``redact.shown`` would show it."""
+    *parents, name = field.split(".")
+    node: Any = item
+    for key in parents:
+        node = node.get(key) if type(node) is dict else None
+    if type(node) is dict and type(node.get(name)) is str:
+        text = shown(node[name])
+        if text.startswith("<"):
+            node[name] = text
+            failure.reason += f"; {field} not kept"
 
 
 def refused_items(body: bytes, reason: str, redaction: RedactionConfig) -> list[ItemFailure] | None:
@@ -235,7 +281,7 @@ def refused_items(body: bytes, reason: str, redaction: RedactionConfig) -> list[
         if exc.reason != "nesting too deep":
             return None
         return [quarantine_item(0, reason, body, redaction)]
-    items = value.get("items") if isinstance(value, dict) else None
+    items = value if isinstance(value, list) else value.get("items") if isinstance(value, dict) else None
     if not isinstance(items, list) or not items:
         return [quarantine_item(0, reason, body, redaction)]
     return [quarantine_item(index, reason, encode(item), redaction) for index, item in enumerate(items)]

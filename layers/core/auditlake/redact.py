@@ -45,9 +45,19 @@ CONFIGMAPS = "configmaps"
 SECRET_KINDS = frozenset({"secret", "secretlist"})  # compared lower-cased
 # Bodies are parsed only when they may hold something to redact: a kind whose value starts with
 # "secret" in any case, escaped or not (inside a JSON string it reads \"kind\":\"Secret\"), a
-# stringData key, or any \u escape (which could spell either).
-_KIND_MARK = re.compile(rb'kind\\*"\s*:\s*\\*"(?i:secret)')
-_KIND_MARK_TEXT = re.compile(r'kind\\*"\s*:\s*\\*"(?i:secret)')
+# stringData key, any \u escape (which could spell either), or an embedded audit event's body.
+# JSON whitespace may stand between kind, the colon and the value, escaped when the JSON sits in a
+# string (\n, or \\n a level deeper); the quotes are optional: YAML in a string writes kind: Secret.
+_WS = r"(?:\s|\\+[nrt])*"
+_KIND_IS = r'kind\\*"?' + _WS + ":" + _WS + r"""\\*["']?"""
+_KIND_MARK = re.compile((_KIND_IS + "(?i:secret)").encode())
+_KIND_MARK_TEXT = re.compile(_KIND_IS + "(?i:secret)")
+# A string that is not a JSON document but names a Secret kind (YAML, a message quoting a body):
+# it cannot be redacted field by field, so it is replaced whole.
+_SECRET_TEXT = re.compile(_KIND_IS + r"(?i:secret(?:list)?)\b")
+# Letters written as \u escapes could spell a kind key or value the duplicate count cannot see.
+_LETTER_ESCAPE = re.compile(rb"\\u00[4-7][0-9a-fA-F]")
+_EVENT_BODY = re.compile(rb"(?:request|response)Object")
 # A real (unescaped) kind member naming a Secret: counted to catch a duplicated kind key.
 _SECRET_KIND_MEMBER = re.compile(rb'"kind"\s*:\s*"(?i:secret|secretlist)"')
 # Walking deeper than this stubs the rest.
@@ -73,7 +83,7 @@ class ResourceSpec:
     @classmethod
     def parse(cls, spec: str) -> ResourceSpec:
         text = spec.strip()
-        resource_part, _, subresource = text.partition("/")
+        resource_part, _, subresource = text.lower().partition("/")
         resource, _, group = resource_part.partition(".")
         if not resource or "*" in text or " " in text:
             raise ValueError(f"not a resource spec (resource[.group][/subresource]): {spec!r}")
@@ -96,6 +106,9 @@ class RedactionConfig:
         return cls(tuple(ResourceSpec.parse(name) for name in names if name.strip()))
 
     def covers(self, group: str | None, resource: str, subresource: str) -> bool:
+        """Names compared case-insensitively (the specs are lower-cased): ``Secrets`` is ``secrets``."""
+        resource, subresource = resource.lower(), subresource.lower()
+        group = group.lower() if group else group
         return any(spec.matches(group, resource, subresource) for spec in self.specs)
 
     def covers_event(self, group: Any, resource: Any, subresource: Any, uri: Any) -> bool:
@@ -169,17 +182,29 @@ def redact_bodies(
             redactions.append("responseObject")
         return None, None
     return (
-        _body(request, "requestObject", redactions, omit_managed, verb == "patch"),
-        _body(response, "responseObject", redactions, omit_managed, False),
+        _body(request, "requestObject", redactions, omit_managed, is_patch(verb), config),
+        _body(response, "responseObject", redactions, omit_managed, False, config),
     )
+
+
+def is_patch(verb: Any) -> bool:
+    """Verbs compared case-insensitively: a proxy's ``PATCH`` is a patch."""
+    return verb == "patch" or (type(verb) is str and verb.lower() == "patch")
 
 
 def may_hold_secret(data: bytes) -> bool:
     """Could these JSON bytes hold something the rules redact? (cheap; false means surely not)"""
-    return b"\\u" in data or b"stringData" in data or _KIND_MARK.search(data) is not None
+    return (
+        b"\\u" in data
+        or b"stringData" in data
+        or _KIND_MARK.search(data) is not None
+        or _EVENT_BODY.search(data) is not None
+    )
 
 
-def _body(raw: Any, path: str, redactions: list[str], omit_managed: bool, patch: bool) -> str | None:
+def _body(  # noqa: PLR0917 - internal
+    raw: Any, path: str, redactions: list[str], omit_managed: bool, patch: bool, config: RedactionConfig
+) -> str | None:
     if raw is None:
         return None
     data = bytes(raw)
@@ -195,7 +220,7 @@ def _body(raw: Any, path: str, redactions: list[str], omit_managed: bool, patch:
             return None
         if omit_managed:
             drop_managed_fields(value)
-        value = redact_json(value, data, path, redactions, patch=patch)
+        value = redact_json(value, data, path, redactions, patch=patch, config=config)
         if value is DROPPED:
             return None
         data = encode(value)
@@ -205,24 +230,36 @@ def _body(raw: Any, path: str, redactions: list[str], omit_managed: bool, patch:
 DROPPED: Any = object()
 
 
-def redact_json(value: Any, data: bytes, path: str, found: list[str], *, patch: bool = False) -> Any:
-    """``value`` (parsed from ``data``) with the rules applied; ``DROPPED`` when it cannot be kept."""
+def redact_json(
+    value: Any,
+    data: bytes,
+    path: str,
+    found: list[str],
+    *,
+    patch: bool = False,
+    config: RedactionConfig | None = None,
+) -> Any:
+    """``value`` (parsed from ``data``) with the rules applied; ``DROPPED`` when it cannot be kept.
+    With ``config``, an embedded audit event (an object with requestObject/responseObject) loses
+    the bodies its own objectRef/requestURI names, as a stored event does."""
     value = resolve_duplicate_kinds(value, data)
     if value is DROPPED:
         found.append(path)
         return DROPPED
-    return _Walk(found).run(value, path, patch)
+    return Walk(found, config).run(value, path, patch)
 
 
 def resolve_duplicate_kinds(value: Any, data: bytes) -> Any:
     """JSON readers keep the last of duplicated keys. When ``data`` names more Secret kinds than
-    ``value`` (parsed from it) holds, ``data`` is read again keeping any Secret kind of a duplicated
-    ``kind`` key; ``DROPPED`` when it cannot be."""
-    if b'"kind"' not in data:
-        return value
-    expected = len(_SECRET_KIND_MEMBER.findall(data))
-    if not expected or expected <= _count_secrets(value):
-        return value
+    ``value`` (parsed from it) holds, or spells letters as \\u escapes (which could write a
+    ``kind`` key or a Secret kind the count cannot see), ``data`` is read again keeping any Secret
+    kind of a duplicated ``kind`` key; ``DROPPED`` when it cannot be."""
+    if _LETTER_ESCAPE.search(data) is None:
+        if b'"kind"' not in data:
+            return value
+        expected = len(_SECRET_KIND_MEMBER.findall(data))
+        if not expected or expected <= _count_secrets(value):
+            return value
     try:
         return json.loads(data, object_pairs_hook=_secret_kind_wins)
     except (RecursionError, ValueError):
@@ -239,17 +276,11 @@ def _secret_kind_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def redact_nested_secrets(body: Any, path: str, found: list[str], *, patch: bool = False) -> Any:
-    """Return ``body`` with every rule applied (nested Secrets stubbed, JSON strings and patches
-    redacted, what is too deep stubbed); paths go to ``found``. Iterative and depth-bounded, so
-    hostile nesting cannot exhaust the interpreter stack."""
-    return _Walk(found).run(body, path, patch)
+# One call, for small values: anything may_hold_secret looks for.
+_ANY_MARK = re.compile(rb"\\u|stringData|(?:request|response)Object|" + _KIND_MARK.pattern)
 
 
-_ANY_MARK = re.compile(rb'\\u|stringData|kind\\*"\s*:\s*\\*"(?i:secret)')  # one call, for small values
-
-
-def free_form(value: Any, path: str, found: list[str]) -> str:
+def free_form(value: Any, path: str, found: list[str], config: RedactionConfig | None = None) -> str:
     """A free-form JSON value (user.extra, unknown fields) as the JSON text to store, redacted."""
     try:
         data = encode(value)
@@ -257,11 +288,14 @@ def free_form(value: Any, path: str, found: list[str]) -> str:
         data = b""
     if data and _ANY_MARK.search(data) is None:
         return data.decode("utf-8")
-    redacted = redact_json(value, data, path, found) if data else _Walk(found).run(value, path, False)
+    if data:
+        redacted = redact_json(value, data, path, found, config=config)
+    else:
+        redacted = Walk(found, config).run(value, path, False)
     return "null" if redacted is DROPPED else encode(redacted).decode("utf-8")
 
 
-def raw_text(raw: Any, path: str, found: list[str]) -> str | None:
+def raw_text(raw: Any, path: str, found: list[str], config: RedactionConfig | None = None) -> str | None:
     """Raw JSON bytes (responseStatus.details) as text to store, redacted when they may need it."""
     data = bytes(raw)
     if data == b"null":
@@ -272,14 +306,71 @@ def raw_text(raw: Any, path: str, found: list[str]) -> str | None:
         except (RecursionError, msgspec.DecodeError):
             found.append(path)
             return None
-        value = redact_json(value, data, path, found)
+        value = redact_json(value, data, path, found, config=config)
         return None if value is DROPPED else encode(value).decode("utf-8")
     return data.decode("utf-8")
 
 
-class _Walk:
-    def __init__(self, found: list[str]) -> None:
+def redact_text(text: str, path: str, found: list[str]) -> str:
+    """A free-text string (responseStatus.message): a JSON document in it is redacted by the
+    rules, and text that names a Secret kind anywhere is replaced by ``[redacted]``."""
+    if _KIND_MARK_TEXT.search(text) is None and "stringData" not in text and "\\u" not in text:
+        return text
+    return Walk(found).run(text, path, False)
+
+
+# A value repeated in a quarantine reason: only a short one of plain characters, or one made of a
+# timestamp's characters; anything else is shown as its length (it could be secret material).
+_SHOWN_MAX = 20
+_PLAIN = re.compile(r"[A-Za-z0-9._/:+-]*")
+_TIMESTAMP_CHARS = re.compile(r"[0-9TtZzW:.,+ -]{1,40}")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+
+
+def shown(value: Any) -> str:
+    """``value`` as a quarantine reason may show it: repr'd when short and of plain characters
+    (or a timestamp's), else ``<N characters>``; a non-string is named by its type."""
+    if type(value) is not str:
+        return f"a JSON {type(value).__name__}" if value is not None else "null"
+    if (len(value) <= _SHOWN_MAX and _PLAIN.fullmatch(value)) or _TIMESTAMP_CHARS.fullmatch(value):
+        lowered = value.lower()
+        if not any(mark in lowered for mark in ("secret", "token", "password")):
+            return repr(value)
+    return f"<{len(value)} characters>"
+
+
+def safe_reason(reason: str) -> str:
+    """A quarantine reason with every quoted value (a repr, msgspec's 'value') replaced as
+    ``shown`` would show it: the reason names the field and the problem, never the secret."""
+    if "'" not in reason and '"' not in reason:
+        return reason
+    return _QUOTED.sub(lambda m: shown(m.group()[1:-1]), reason)
+
+
+_JSON_WS = " \t\n\r"
+_MAY_OPEN = frozenset("{[" + _JSON_WS)  # a string that may be a JSON document (after whitespace)
+
+
+_SHORTEST_MARK = len("kind:Secret")  # a shorter key cannot name a Secret
+
+
+def _marked_key(key: str) -> bool:
+    if _SECRET_TEXT.search(key):
+        return True
+    return key.lstrip(_JSON_WS)[:1] in ("{", "[") and ("\\u" in key or "stringData" in key)
+
+
+class Walk:
+    """The rules over a parsed value, iterative and depth-bounded (hostile nesting cannot exhaust
+    the interpreter stack). With a ``config``, every embedded audit event (an object with
+    requestObject/responseObject) is judged by the resource rule with its own objectRef,
+    requestURI and verb; ``bodies`` lists what that removed."""
+
+    def __init__(self, found: list[str], config: RedactionConfig | None = None, *, drop_bodies: bool = False) -> None:
         self.found = found
+        self.config = config
+        self.drop_bodies = drop_bodies  # every embedded event loses its bodies (an item cut too deep)
+        self.bodies: list[str] = []  # bodies removed by the resource rule, by path
 
     def note(self, where: str) -> None:
         self.found.append(where if len(where) <= _MAX_PATH else where[: _MAX_PATH - 3] + "...")
@@ -296,11 +387,15 @@ class _Walk:
         stack: list[tuple[Any, str, int, bool]] = [(body, path, depth, patch)]
         while stack:
             node, where, level, in_patch = stack.pop()
+            patch_key = None
             if isinstance(node, dict):
                 if "stringData" in node:
                     self._replace(node, "stringData", where)
                 if in_patch and "data" in node and "kind" not in node:
                     self._replace(node, "data", where)
+                if self.config is not None and ("requestObject" in node or "responseObject" in node):
+                    patch_key = self._event(node, where)
+                self._keys(node, where)
                 children: Iterable[tuple[Any, Any]] = node.items()
                 label = "{}.{}"
             elif isinstance(node, list):
@@ -312,9 +407,9 @@ class _Walk:
             else:
                 continue
             for key, child in list(children):
+                child_patch = in_patch or key == patch_key
                 if type(child) is str:
-                    if child[:1] in ("{", "["):
-                        node[key] = self._string(child, label.format(where, key), in_patch, level + 1)
+                    node[key] = self._string(child, label.format(where, key), child_patch, level + 1)
                     continue
                 if not isinstance(child, dict | list):
                     continue
@@ -326,8 +421,31 @@ class _Walk:
                     node[key] = TOO_DEEP
                     self.note(child_path)
                 else:
-                    stack.append((child, child_path, level + 1, in_patch))
+                    stack.append((child, child_path, level + 1, child_patch))
         return body
+
+    def _event(self, node: dict[str, Any], where: str) -> str | None:
+        """An embedded audit event: the resource rule with its own objectRef and requestURI (its
+        bodies removed), else the key of a patch's request body, walked as a patch."""
+        assert self.config is not None
+        if self.drop_bodies or self.config.covers_ref(node.get("objectRef"), node.get("requestURI")):
+            for key in ("requestObject", "responseObject"):
+                if node.pop(key, None) is not None:
+                    self.note(f"{where}.{key}")
+                    self.bodies.append(f"{where}.{key}")
+            return None
+        return "requestObject" if is_patch(node.get("verb")) else None
+
+    def _keys(self, node: dict[str, Any], where: str) -> None:
+        """A key that holds a JSON document that may hold a Secret, or text naming a Secret kind,
+        cannot be redacted in place: it is renamed ``[redacted]`` (numbered when taken)."""
+        for key in [k for k in node if type(k) is str and len(k) >= _SHORTEST_MARK and _marked_key(k)]:
+            new, number = REDACTED, 1
+            while new in node:
+                number += 1
+                new = f"[redacted {number}]"
+            node[new] = node.pop(key)
+            self.note(f"{where}.{new}")
 
     def _replace(self, node: dict[str, Any], key: str, where: str) -> None:
         if node[key] not in (None, REDACTED):
@@ -346,9 +464,20 @@ class _Walk:
                 self.note(f"{where}[{index}].value")
 
     def _string(self, text: str, where: str, patch: bool, depth: int) -> str:
-        """A string holding a JSON document: redacted by the same rules, re-encoded if anything went."""
-        if text[:1] not in ("{", "[") or not (
-            "\\u" in text or "stringData" in text or _KIND_MARK_TEXT.search(text) or (patch and '"data"' in text)
+        """A string holding a JSON document (leading whitespace allowed): redacted by the same
+        rules, re-encoded if anything went. Text that is no JSON document but names a Secret kind
+        (YAML, a message quoting a body) is replaced by ``[redacted]``."""
+        if text[:1] not in _MAY_OPEN or text.lstrip(_JSON_WS)[:1] not in ("{", "["):
+            if "ind" in text and _SECRET_TEXT.search(text):
+                self.note(where)
+                return REDACTED
+            return text
+        if not (
+            "\\u" in text
+            or "stringData" in text
+            or _KIND_MARK_TEXT.search(text)
+            or (patch and '"data"' in text)
+            or (self.config is not None and ("requestObject" in text or "responseObject" in text))
         ):
             return text
         data = text.encode("utf-8", "surrogatepass")
@@ -362,7 +491,9 @@ class _Walk:
             self.note(where)
             return REDACTED
         start = len(self.found)
-        value = _Walk(self.found).run(value, where, patch, depth)
+        inner = Walk(self.found, self.config, drop_bodies=self.drop_bodies)
+        value = inner.run(value, where, patch, depth)
+        self.bodies += inner.bodies
         if len(self.found) == start:
             return text
         return encode(value).decode("utf-8")
