@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig
+from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig, quarantine_item, refused_items
 from auditlake.policy import policy_from_dict
 from tests.conftest import as_row, complete_events
 
@@ -123,3 +123,66 @@ def test_integers_beyond_64_bits_are_kept_exactly() -> None:
 
 def test_forbidden_responses_are_counted() -> None:
     assert run(complete_events("audit/liggitt__audit2rbac__demo_v1.jsonl"), PipelineConfig()).forbidden == 11
+
+
+def token_review(audit_id: str = "t1") -> dict[str, Any]:
+    return pod_event(
+        auditID=audit_id,
+        requestURI="/apis/authentication.k8s.io/v1/tokenreviews",
+        objectRef={"resource": "tokenreviews", "apiGroup": "authentication.k8s.io", "apiVersion": "v1"},
+        requestObject={"kind": "TokenReview", "spec": {"token": "TOKEN-P1"}},
+        responseObject=None,
+    )
+
+
+def test_quarantine_judges_every_embedded_event_by_its_own_object_ref() -> None:
+    redaction = PipelineConfig().redaction
+    secret_patch = pod_event(
+        verb="patch",
+        requestURI="/api/v1/namespaces/default/secrets/db",
+        objectRef={"resource": "secrets", "namespace": "default", "name": "db"},
+        requestObject={"data": {"p": "UEFUQ0gtUDE="}},
+    )
+    widget_patch = pod_event(verb="patch", requestObject={"spec": {"data": {"p": "V0lER0VULVAx"}}})
+    wrapped = {"log": token_review(), "nested": [{"deeper": secret_patch}], "patch": json.dumps(widget_patch)}
+    failure = quarantine_item(3, "missing level", json.dumps(wrapped).encode(), redaction)
+    kept = json.dumps(failure.item)
+    assert "TOKEN-P1" not in kept and "UEFUQ0gtUDE" not in kept and "V0lER0VULVAx" not in kept
+    assert "log.requestObject redacted" in failure.reason and "nested[0].deeper.responseObject" in failure.reason
+    assert failure.item["log"]["auditID"] == "t1"  # the rest of the wrapped event is kept
+
+
+def test_a_refused_bare_array_is_kept_as_its_redacted_items() -> None:
+    body = json.dumps([token_review("t1"), pod_event(auditID="p1")]).encode()
+    failures = refused_items(body, "not an EventList", PipelineConfig().redaction)
+    assert failures is not None and [f.audit_id for f in failures] == ["t1", "p1"]
+    assert "TOKEN-P1" not in json.dumps([f.item for f in failures])
+
+
+def test_a_fast_path_failure_is_quarantined_from_the_bytes_received() -> None:
+    """The typed fast path re-encoded the event, an absent body as invalid JSON: the item was then
+    treated as cut short and lost its timestamps and annotations."""
+    bad = pod_event(auditID="bad", requestReceivedTimestamp="2026-W47-6T12:00:00.000000Z", annotations={"a": "b"})
+    del bad["requestObject"], bad["responseObject"]
+    body = json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [pod_event(), bad]}).encode()
+    result = AuditPipeline(PipelineConfig()).eventlist(body, cluster="c", source="webhook", ingested_at=TS)
+    [failure] = result.failures
+    assert failure.index == 1 and failure.raw is None and "cut short" not in failure.reason
+    assert failure.item == bad
+
+
+def test_quarantine_reasons_and_items_never_repeat_a_long_value() -> None:
+    secret = '{"kind":"Secret","stringData":{"p":"REASON-P1"}}'
+    events = [
+        pod_event(auditID="a", apiVersion=secret),
+        pod_event(auditID="s", stage=secret),
+        pod_event(auditID="t", stageTimestamp="2026-11-20T10:00:00ZREASON-P1"),
+    ]
+    result = AuditPipeline(PipelineConfig()).process(events, cluster="c", source="webhook", ingested_at=TS)
+    assert len(result.failures) == 3
+    for failure in result.failures:
+        assert "REASON-P1" not in json.dumps([failure.reason, failure.item, failure.stage]), failure
+        assert "characters>" in failure.reason and "not kept" in failure.reason
+    short = pod_event(auditID="v", apiVersion="v2")
+    [failure] = AuditPipeline(PipelineConfig()).process([short], cluster="c", source="w", ingested_at=TS).failures
+    assert failure.reason == "apiVersion must be audit.k8s.io/*, got 'v2'" and failure.item["apiVersion"] == "v2"

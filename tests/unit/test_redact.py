@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig
-from auditlake.redact import RedactionConfig, ResourceSpec, resource_of_uri
+from auditlake.redact import RedactionConfig, ResourceSpec, resource_of_uri, safe_reason, shown
 from auditlake.synth import PLANTED_SECRET_VALUE, Synth
 from tests.conftest import as_row, complete_events
 
@@ -310,3 +310,103 @@ def test_resource_spec_grammar() -> None:
         and spec.matches("", "secrets", "anything")
         and not spec.matches("x.io", "secrets", "")
     )
+
+
+SECRET_JSON = '{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"stringData":{"p":"VALUE-R1"}}'
+
+
+def annotated(annotations: dict[str, str], **body: Any) -> dict[str, Any]:
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "annotations": annotations}}
+    return event("deployments", {**obj, **body}, group="apps")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"apiVersion":"v1","kind":\n"Secret","metadata":{"name":"s"},"data":{"p":"VkFMVUUtUjE="}}',
+        '{"apiVersion":"v1","kind"\t:\r\n "Secret","data":{"p":"VkFMVUUtUjE="}}',
+        "  \n" + SECRET_JSON,
+        json.dumps({"kind": "List", "items": [{"note": SECRET_JSON.replace('"kind":', '"kind":\n')}]}),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  p: VALUE-R1\n",
+        "denied: " + SECRET_JSON,
+    ],
+    ids=["escaped-newline", "escaped-tab-cr", "leading-whitespace", "nested-twice", "yaml", "text-then-json"],
+)
+def test_secrets_in_strings_are_found_whatever_the_spelling(text: str) -> None:
+    [row] = records(run([annotated({"x": text})]))
+    stored = json.dumps(row)
+    assert "VALUE-R1" not in stored and "VkFMVUUtUjE" not in stored, stored
+    assert row["redactions"]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        '{"kind":"\\u0053ecret","kind":"ConfigMapX","metadata":{"name":"s"},"data":{"p":"VkFMVUUtUjE="}}',
+        '{"\\u006bind":"Secret","kind":"ConfigMapX","metadata":{"name":"s"},"data":{"p":"VkFMVUUtUjE="}}',
+    ],
+    ids=["escaped-value", "escaped-key"],
+)
+def test_a_duplicated_kind_spelled_with_escapes_is_still_a_secret(item: str) -> None:
+    body = '{"apiVersion":"v1","kind":"List","items":[' + item + "]}"
+    raw = json.dumps(event("deployments", None, group="apps"))[:-1] + ', "requestObject": ' + body + "}"
+    result = AuditPipeline(PipelineConfig()).items([raw.encode()], cluster="c", source="s", ingested_at=AT)
+    [row] = records(result)
+    assert "VkFMVUUtUjE" not in json.dumps(row) and row["redactions"] == ["requestObject.items[0]"]
+
+
+def test_a_secret_named_in_a_key_is_renamed() -> None:
+    [row] = records(run([event("widgets", {"kind": "Widget", "spec": {SECRET_JSON: 1, "kind: Secret here": 2}})]))
+    assert "VALUE-R1" not in json.dumps(row)
+    assert json.loads(row["request_object"])["spec"] == {"[redacted]": 1, "[redacted 2]": 2}
+
+
+def test_authorization_columns_come_from_the_redacted_annotations() -> None:
+    annotations = {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": SECRET_JSON}
+    [row] = records(run([{**event("pods", None), "annotations": annotations}]))
+    assert "VALUE-R1" not in json.dumps(row)
+    assert row["authz_decision"] == "allow" and json.loads(row["authz_reason"])["redacted"] is True
+    plain = {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": 'RBAC: allowed by "x"'}
+    [row] = records(run([{**event("pods", None), "annotations": plain}]))
+    assert (row["authz_decision"], row["authz_reason"]) == ("allow", 'RBAC: allowed by "x"')
+
+
+def test_a_status_message_naming_a_secret_is_redacted() -> None:
+    failed = {**event("pods", None), "responseStatus": {"code": 403, "message": "admission denied: " + SECRET_JSON}}
+    ok = {**event("pods", None), "responseStatus": {"code": 403, "message": 'pods "x" is forbidden'}}
+    first, second = records(run([failed, ok]))
+    assert first["response_message"] == "[redacted]" and "responseStatus.message" in first["redactions"]
+    assert second["response_message"] == 'pods "x" is forbidden'
+
+
+def test_resources_and_verbs_are_compared_case_insensitively() -> None:
+    config = RedactionConfig.build(extra=["SealedSecrets.Bitnami.com"])
+    assert config.covers("", "Secrets", "") and config.covers("bitnami.com", "sealedsecrets", "")
+    assert config.covers_event(None, None, None, "/api/v1/namespaces/p/SECRETS/db")
+    patch = {**event("widgets", {"spec": {"data": {"p": "VkFMVUUtUjE="}}}), "verb": "PATCH", "responseObject": None}
+    [row] = records(run([patch]))
+    assert "VkFMVUUtUjE" not in json.dumps(row) and row["redactions"] == ["requestObject.spec.data"]
+
+
+def test_an_event_embedded_in_a_free_form_field_is_judged_by_its_own_object_ref() -> None:
+    inner = {**event("tokenreviews", {"spec": {"token": "TOKEN-R1"}}, group="authentication.k8s.io")}
+    [row] = records(run([{**event("pods", None), "wrapped": {"log": inner}}]))
+    assert "TOKEN-R1" not in json.dumps(row)
+    assert "extra.wrapped.log.requestObject" in row["redactions"]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("v2", "'v2'"),
+        ("2026-W47-6T12:00:00.000000Z", "'2026-W47-6T12:00:00.000000Z'"),
+        ("2026-11-20T10:00:00ZCANARY-ts", "<29 characters>"),
+        (SECRET_JSON, f"<{len(SECRET_JSON)} characters>"),
+        ("my-secret-value", "<15 characters>"),
+        (12, "a JSON int"),
+    ],
+)
+def test_reasons_show_only_short_plain_values(value: Any, text: str) -> None:
+    assert shown(value) == text
+    if isinstance(value, str):
+        assert safe_reason(f"bad: {value!r} - at `$.stage`") == f"bad: {text} - at `$.stage`"
