@@ -20,10 +20,11 @@ from .kube_events import CORE_V1, api_of, normalise_event
 from .landing import Landing, batch_id
 from .model import SOURCE_FILE
 from .normalise import Invalid
-from .parse import EnvelopeError, eventlist_raw_items, iter_decoded, iter_lines
-from .pipeline import AuditPipeline, ItemFailure, quarantine_item, refused_items
+from .parse import EnvelopeError, eventlist_raw_items, iter_decoded, iter_lines, top_kind
+from .pipeline import AuditPipeline, ItemFailure, quarantine_item
 from .redact import RedactionConfig
 from .timestamps import format_utc
+from .webhook import refused_failures
 
 CHUNK_EVENTS = 5000
 
@@ -72,11 +73,17 @@ class FileIngest:
         refused: list[ItemFailure] = []
         with path.open("rb") as handle:
             for line in iter_lines(handle):
-                if b'"EventList"' in line.raw:
+                # A saved webhook body by its top-level kind: an audit event's body may be an EventList too.
+                if b'"EventList"' in line.raw and top_kind(line.raw) == "EventList":
                     try:
                         items = eventlist_raw_items(line.raw)
-                    except EnvelopeError as exc:  # kept redacted, or its head when it is not JSON
-                        refused.append(quarantine_item(line.number, exc.reason, line.raw, self._redaction()))
+                    except EnvelopeError as exc:  # its items, or itself, kept redacted; its head if not JSON
+                        failures = refused_failures(line.raw, exc, self._redaction()) or [
+                            quarantine_item(0, exc.reason, line.raw, self._redaction())
+                        ]
+                        for failure in failures:
+                            failure.index = line.number
+                        refused += failures
                         continue
                     raws += items
                     numbers += [line.number] * len(items)
@@ -98,6 +105,7 @@ class FileIngest:
         try:
             items = eventlist_raw_items(data, single_event=True)
         except EnvelopeError as exc:
+            refused = refused_failures(data, exc, self._redaction())
             self.landing.quarantine(
                 self.cluster,
                 self.clock(),
@@ -105,10 +113,10 @@ class FileIngest:
                 source=SOURCE_FILE,
                 reason=exc.reason,
                 payload=data,
-                failures=refused_items(data, exc.reason, self._redaction()) or (),
+                failures=refused or (),
             )
             self.progress(len(data))
-            return IngestStats(events=1, quarantined=1)
+            return IngestStats(events=max(1, len(refused or ())), quarantined=max(1, len(refused or ())))
         stats = IngestStats()
         for start in range(0, len(items), self.chunk_events):
             part = items[start : start + self.chunk_events]

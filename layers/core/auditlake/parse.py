@@ -6,72 +6,143 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import msgspec
 
-from .jsonio import JSONError, loads
-from .k8s_audit import EventList, RawEventList, eventlist_decoder, raw_eventlist_decoder
+from .jsonio import JSONError, encode, loads
+from .k8s_audit import AuditEvent, EventList, RawEventList
 
 _EVENTLIST_API_VERSIONS = frozenset({None, "audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"})
 
 
-_UNREADABLE = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_top_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_value_decoder = msgspec.json.Decoder()
+_typed_items_decoder = msgspec.json.Decoder(list[AuditEvent] | None)
+_raw_items_decoder = msgspec.json.Decoder(list[msgspec.Raw] | None)
+DUPLICATE_ITEMS = "the body has more than one top-level items key (readers disagree which list is the batch)"
 
 
 class EnvelopeError(ValueError):
-    """The body is not an EventList at all; ``reason`` is safe to return to the client."""
+    """The body is not an EventList at all; ``reason`` is safe to return to the client. ``items``: the
+    body's items as their bytes when they could still be told apart (each to be kept redacted)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, items: list[bytes] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.items = items
 
 
 def decode_eventlist(body: bytes) -> EventList | RawEventList:
     """The typed EventList when every item fits the schema (the fast path), else the same list with
-    each item as raw bytes, to be handled one by one. EnvelopeError when it is not an EventList."""
-    check_utf8(body)
-    try:
-        doc: EventList | RawEventList = eventlist_decoder.decode(body)
-    except (msgspec.ValidationError, RecursionError):
-        doc = _raw_eventlist(body)
-    except _UNREADABLE:
-        _explain(body)
-        raise
-    check_envelope(doc.kind, doc.apiVersion)
-    return doc
+    each item as raw bytes, to be handled one by one. EnvelopeError when it is not an EventList.
 
-
-def _raw_eventlist(body: bytes) -> RawEventList:
-    """Each item as its bytes; an item nested beyond the parser's limit is split out by a scanner,
-    so it alone fails (and its neighbours are kept)."""
+    What makes one item unreadable (bytes that are not UTF-8, an escape that names no character, such
+    as a lone surrogate, which Go's JSON accepts in a patch body; nesting beyond the parser) fails that
+    item alone: the body is then split into its items by a scanner, and only an envelope that cannot
+    be read refuses the body."""
+    top = _top(body)
+    if top is None:
+        return _split(body)
+    kind, api_version, items = _envelope(body, top)
+    if items is None:
+        return EventList(kind=kind, apiVersion=api_version, items=[])
     try:
-        return raw_eventlist_decoder.decode(body)
-    except RecursionError:
-        split = split_eventlist(body)
-        if split is None:
-            _explain(body)
-            raise
-        return split
+        return EventList(kind=kind, apiVersion=api_version, items=_typed_items_decoder.decode(items))
+    except (msgspec.ValidationError, *_UNREADABLE):
+        pass
+    try:
+        return RawEventList(kind=kind, apiVersion=api_version, items=_raw_items_decoder.decode(items))
+    except msgspec.ValidationError:
+        raise EnvelopeError("items must be a list") from None
     except _UNREADABLE:
-        _explain(body)  # raises the precise reason
-        raise
+        return _split(body)
 
 
 def eventlist_raw_items(body: bytes, *, single_event: bool = False) -> list[Any]:
     """The items of an EventList as raw bytes each (file ingest); EnvelopeError when it is not one.
     With ``single_event``, a document that is one Event is a list of one."""
-    check_utf8(body)
+    if single_event and top_kind(body) == "Event":
+        return [body]  # one Event, readable or not: it fails or passes on its own
+    top = _top(body)
+    if top is None:
+        return list(_split(body).items or [])
+    _kind, _api_version, items = _envelope(body, top)
+    if items is None:
+        return []
     try:
-        doc = _raw_eventlist(body)
-    except RecursionError:
-        if single_event:
-            return [body]  # one Event too deep to parse: it fails on its own
+        return list(_raw_items_decoder.decode(items) or [])
+    except msgspec.ValidationError:
+        raise EnvelopeError("items must be a list") from None
+    except _UNREADABLE:
+        return list(_split(body).items or [])
+
+
+def top_kind(document: bytes) -> Any:
+    """The ``kind`` of a JSON object's top level (None when it has none or cannot be read): what tells a
+    saved webhook body (an EventList) from an audit event that holds one in its bodies."""
+    try:
+        check_utf8(document)
+        value = _top_decoder.decode(document).get("kind")
+        return None if value is None else _value_decoder.decode(value)
+    except (EnvelopeError, msgspec.ValidationError, *_UNREADABLE):
+        scan = _scan(document)
+        return scan.kind if scan is not None else None
+
+
+def _top(body: bytes) -> dict[str, msgspec.Raw] | None:
+    """The body's top-level object, each value as its bytes; None when something in it cannot be read."""
+    try:
+        check_utf8(body)
+        return _top_decoder.decode(body)
+    except msgspec.ValidationError:
+        _explain(body)  # not a JSON object
+    except (EnvelopeError, *_UNREADABLE):
+        return None
+
+
+def _envelope(body: bytes, top: dict[str, msgspec.Raw]) -> tuple[Any, Any, msgspec.Raw | None]:
+    """kind, apiVersion (checked) and the items' bytes of a readable body; EnvelopeError for a body
+    whose top level holds ``items`` more than once."""
+    kind, api_version = (_value_decoder.decode(top[k]) if k in top else None for k in ("kind", "apiVersion"))
+    check_envelope(kind, api_version)
+    if not _compact_and_unique(body, top):
+        scan = _scan(body)
+        if scan is not None and len(scan.arrays) > 1:
+            raise EnvelopeError(DUPLICATE_ITEMS, [bytes(item) for array in scan.arrays for item in array])
+    return kind, api_version, top.get("items")
+
+
+def _compact_and_unique(body: bytes, top: dict[str, msgspec.Raw]) -> bool:
+    """True when the body is exactly its top-level keys and values, written compactly (as kube-apiserver
+    writes it): then no key occurs twice (a repeated key adds bytes). Cheap: no pass over the body;
+    anything else (whitespace, escaped keys, a repeated key) is told by the scanner."""
+    if not top:
+        return False
+    size = 1 + len(top)  # braces and the commas between members
+    for key, value in top.items():
+        size += len(encode(key)) + 1 + len(value)
+    return size == len(body)
+
+
+def _split(body: bytes) -> RawEventList:
+    """A body that cannot be read as a whole, split into its envelope and the bytes of each item, so
+    that only the unreadable items fail. When the envelope itself cannot be read (or is not an
+    EventList's), the items found are given with the EnvelopeError, to be kept each redacted."""
+    scan = _scan(body)
+    items = [item for array in scan.arrays for item in array] if scan is not None else []
+    try:
+        if scan is None or not scan.envelope_ok or not scan.arrays:
+            _explain(body)
+        check_envelope(scan.kind, scan.api_version)
+        if len(scan.arrays) > 1:
+            raise EnvelopeError(DUPLICATE_ITEMS)
+    except EnvelopeError as exc:
+        if items and exc.items is None:
+            exc.items = [bytes(item) for item in items]
         raise
-    if single_event and doc.kind == "Event":
-        return [body]
-    check_envelope(doc.kind, doc.apiVersion)
-    return doc.items or []
+    return RawEventList(kind=scan.kind, apiVersion=scan.api_version, items=items)
 
 
 def check_utf8(body: bytes) -> None:
@@ -97,8 +168,9 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _explain(body: bytes) -> None:
+def _explain(body: bytes) -> NoReturn:
     """Raise EnvelopeError with the reason the body is not an EventList (slow path, errors only)."""
+    check_utf8(body)
     try:
         doc = loads(body)
     except JSONError as exc:
@@ -147,48 +219,91 @@ TOO_DEEP_TEXT = b'"[nested too deep]"'
 _ENVELOPE_DEPTH = 64
 
 
-def split_eventlist(body: bytes) -> RawEventList | None:
-    """An EventList body split into its envelope and the bytes of each item, without parsing the
-    items: for a body the parser refuses as too deep. None when it is not an object with an
-    ``items`` array (the caller then explains why)."""
-    depth, key, expect_key, seen_items, deepest = 0, None, False, False, 0
-    kind = api_version = None
+@dataclass
+class _Scan:
+    """A body as the scanner reads it: the top level's ``kind`` and ``apiVersion``, the items of each
+    top-level ``items`` array (as their bytes, unparsed) and whether the rest, the envelope, is JSON
+    this parser reads, at most ``_ENVELOPE_DEPTH`` deep."""
+
+    kind: Any
+    api_version: Any
+    arrays: list[list[msgspec.Raw]]
+    envelope_ok: bool
+
+
+def _scan(body: bytes) -> _Scan | None:
+    """Split a JSON object into its envelope and the bytes of each item of its ``items`` arrays without
+    parsing the items. None when it is not an object with balanced brackets."""
+    depth, key, expect_key, deepest = 0, None, False, 0
+    values: dict[Any, Any] = {}
+    arrays: list[list[msgspec.Raw]] = []
+    spans: list[tuple[int, int]] = []
     items: list[msgspec.Raw] = []
-    item_start: int | None = None  # inside the items array: where the current item starts
+    array_start = item_start = -1  # inside an items array: where it and its current item start
     for match in _TOKEN.finditer(body):
         char = body[match.start()]
         if char == 0x22:  # a string
             if depth == 1 and expect_key:
-                key = json.loads(match.group())
+                key = _string(match.group())
             elif depth == 1 and key in ("kind", "apiVersion"):
-                value = json.loads(match.group())
-                kind, api_version = (value, api_version) if key == "kind" else (kind, value)
+                values[key] = _string(match.group())
         elif char in _OPEN:
             if depth == 0 and char != 0x7B:
                 return None
             if depth == 1 and key == "items" and char == 0x5B and not expect_key:
-                item_start, seen_items, items = match.end(), True, []
+                array_start = item_start = match.end()
+                items = []
             depth += 1
             expect_key = char == 0x7B and depth == 1
-            if item_start is None and depth > deepest:
+            if item_start < 0 and depth > deepest:
                 deepest = depth
         elif char in _CLOSE:
             depth -= 1
-            if depth == 1 and item_start is not None:
-                _add_item(items, body, item_start, match.start())
-                item_start = None
             if depth < 0:
                 return None
+            if depth == 1 and item_start >= 0:
+                _add_item(items, body, item_start, match.start())
+                arrays.append(items)
+                spans.append((array_start, match.start()))
+                item_start = -1
         elif char == 0x2C:  # ,
-            if depth == 2 and item_start is not None:
+            if depth == 2 and item_start >= 0:
                 _add_item(items, body, item_start, match.start())
                 item_start = match.end()
             expect_key = depth == 1
         elif depth == 1:  # :
             expect_key = False
-    if depth != 0 or not seen_items or deepest > _ENVELOPE_DEPTH:
-        return None  # the envelope itself (not an item) is too deep: the body is refused
-    return RawEventList(kind=kind, apiVersion=api_version, items=items)
+    if depth != 0 or deepest == 0:
+        return None
+    return _Scan(
+        values.get("kind"), values.get("apiVersion"), arrays, deepest <= _ENVELOPE_DEPTH and _readable(body, spans)
+    )
+
+
+def _string(token: bytes) -> Any:
+    try:
+        return json.loads(token)
+    except ValueError:  # not UTF-8, a broken escape: no key or value this parser would read
+        return _UNREADABLE_STRING
+
+
+_UNREADABLE_STRING = object()
+
+
+def _readable(body: bytes, spans: list[tuple[int, int]]) -> bool:
+    """Whether the body without the contents of its items arrays is JSON this parser reads."""
+    parts, last = [], 0
+    for start, end in spans:
+        parts.append(body[last:start])
+        last = end
+    parts.append(body[last:])
+    envelope = b"".join(parts)
+    try:
+        check_utf8(envelope)
+        msgspec.json.decode(envelope)
+    except (EnvelopeError, msgspec.DecodeError, *_UNREADABLE):
+        return False
+    return True
 
 
 def _add_item(items: list[msgspec.Raw], body: bytes, start: int, end: int) -> None:

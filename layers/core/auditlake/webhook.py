@@ -28,7 +28,8 @@ from .jsonio import dumps_str
 from .landing import Landing, batch_id
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .parse import EnvelopeError
-from .pipeline import AuditPipeline, refused_items
+from .pipeline import AuditPipeline, ItemFailure, quarantine_item, refused_items
+from .redact import RedactionConfig
 from .registry import RegistryError, TokenRegistry, bearer_token, token_hash
 from .stores import StoreError
 from .timestamps import format_utc
@@ -150,7 +151,7 @@ class AuditWebhook:
             result = self.pipeline.eventlist(body, cluster=cluster, source=self.source, ingested_at=format_utc(at))
         except EnvelopeError as exc:
             # Kept byte for byte only when it is not JSON at all; what parses is kept redacted.
-            refused = refused_items(body, exc.reason, self.pipeline.config().redaction)
+            refused = refused_failures(body, exc, self.pipeline.config().redaction)
             self.landing.quarantine(
                 cluster, at, batch, source=self.source, reason=exc.reason, payload=body, failures=refused or ()
             )
@@ -173,3 +174,12 @@ class AuditWebhook:
         emit_counts(self.metrics, counts)
         logger.info("batch stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
         return Reply(200, {"batch": batch, **counts})
+
+
+def refused_failures(body: bytes, exc: EnvelopeError, redaction: RedactionConfig) -> list[ItemFailure] | None:
+    """What is kept of a refused body: the items the scanner told apart (a body with two items keys,
+    or whose envelope cannot be read) each redacted; else what parses, redacted; None when nothing
+    does (the body is then kept unchanged)."""
+    if exc.items:
+        return [quarantine_item(index, exc.reason, item, redaction) for index, item in enumerate(exc.items)]
+    return refused_items(body, exc.reason, redaction)
