@@ -4,6 +4,7 @@ messages, the pipeline policy, storage failure and redelivery."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from types import ModuleType
 from typing import Any
@@ -48,7 +49,8 @@ def quarantined(aws: AwsStack, cluster: str) -> list[dict[str, Any]]:
 
 def test_real_payload_decodes_and_is_quarantined_whole(monkeypatch: pytest.MonkeyPatch, aws: AwsStack) -> None:
     """aws-lambda-go's fixture: decodes to exactly the corpus' DECODED bytes; its log group is not an
-    EKS cluster's, so nothing is archived and the whole delivery waits in quarantine."""
+    EKS cluster's, so nothing is archived and the whole delivery waits in quarantine: it parses, so
+    as its log events' messages (redacted as quarantined items are), never as bytes."""
     app = load_app(monkeypatch, aws)
     event = json.loads(corpus_path(REAL_PAYLOAD).read_text())
     result = app.lambda_handler(event, LambdaContext())
@@ -56,8 +58,10 @@ def test_real_payload_decodes_and_is_quarantined_whole(monkeypatch: pytest.Monke
     assert list(landed(aws)) == []
     (manifest,) = quarantined(aws, "_unrouted")
     assert "testLogGroup" in manifest["reason"] and manifest["log_group"] == "testLogGroup"
-    body = S3Store(aws.s3, aws.bucket).get(manifest["payload_key"])
-    assert body == corpus_path(REAL_DECODED).read_bytes()
+    decoded = corpus_path(REAL_DECODED).read_bytes()
+    assert manifest["payload_sha256"] == hashlib.sha256(decoded).hexdigest() and "payload_key" not in manifest
+    log_events = json.loads(decoded)["logEvents"]
+    assert [item["origin"]["event_id"] for item in manifest["items"]] == [e["id"] for e in log_events]
 
 
 def test_eks_events_land_with_cluster_from_log_group(monkeypatch: pytest.MonkeyPatch, aws: AwsStack) -> None:

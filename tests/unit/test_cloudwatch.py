@@ -134,3 +134,50 @@ def test_a_message_is_read_as_exactly_one_json_value(splice: str, tmp_path: obje
     assert (stats.accepted, stats.quarantined) == (1, len(messages) - 1)
     [raw] = lake.list("raw/")
     assert [json.loads(line)["audit_id"] for line in decode_lines(lake.get(raw))] == [json.loads(kept)["auditID"]]
+
+
+SECRET_MESSAGE = json.dumps(
+    {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "RequestResponse",
+        "auditID": "cw-secret-1",
+        "stage": "ResponseComplete",
+        "verb": "get",
+        "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db", "apiVersion": "v1"},
+        "requestReceivedTimestamp": "2026-11-20T10:00:00.000000Z",
+        "stageTimestamp": "2026-11-20T10:00:00.100000Z",
+        "responseObject": {"kind": "Secret", "data": {"p": "Y3ctcmVmdXNlZA=="}},
+    }
+)
+
+
+def test_a_log_event_that_is_not_one_fails_alone(tmp_path: object) -> None:
+    """A numeric id (or no message) in one log event: that one quarantined, its message redacted;
+    the others archived; the document never kept as bytes."""
+    messages = [*eks_messages()[:2], SECRET_MESSAGE]
+    document = subscription_document(messages)
+    document["logEvents"][1]["id"] = 2
+    lake = LocalStore(str(tmp_path))
+    forwarder = EksAuditForwarder(AuditPipeline(PipelineConfig()), Landing(lake))
+    stats = forward_saved(forwarder, json.dumps(document).encode())
+    assert (stats.events, stats.accepted, stats.quarantined) == (3, 2, 1)
+    (key,) = [k for k in lake.list("quarantine/") if k.endswith(".json")]
+    (item,) = json.loads(lake.get(key))["items"]
+    assert item["index"] == 1 and item["origin"]["event_id"] == 2 and "`$.id`" in item["reason"]
+    assert item["auditID"] == json.loads(messages[1])["auditID"]
+    assert not [k for k in lake.list("quarantine/") if k.endswith(".body")]
+    assert all(b"Y3ctcmVmdXNlZA==" not in lake.get(k) for k in lake.list(""))
+
+
+def test_a_refused_document_that_parses_is_kept_redacted(tmp_path: object) -> None:
+    document = subscription_document([SECRET_MESSAGE, eks_messages()[0]], log_group="/aws/lambda/not-eks")
+    lake = LocalStore(str(tmp_path))
+    forwarder = EksAuditForwarder(AuditPipeline(PipelineConfig()), Landing(lake))
+    stats = forward_saved(forwarder, json.dumps(document).encode())
+    assert (stats.accepted, stats.quarantined) == (0, 1)
+    (key,) = list(lake.list("quarantine/audit/_unrouted/"))
+    manifest = json.loads(lake.get(key))
+    assert "not an EKS cluster's" in manifest["reason"] and len(manifest["items"]) == 2
+    assert manifest["items"][0]["auditID"] == "cw-secret-1" and "responseObject" not in manifest["items"][0]["item"]
+    assert b"Y3ctcmVmdXNlZA==" not in lake.get(key)

@@ -38,7 +38,8 @@ from .landing import UNROUTED, Landing, batch_id, valid_cluster_name
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .model import SOURCE_CLOUDWATCH
 from .parse import head_before_bodies
-from .pipeline import AuditPipeline, ItemFailure
+from .pipeline import AuditPipeline, ItemFailure, quarantine_item
+from .redact import RedactionConfig
 from .stores import StoreError
 from .timestamps import format_utc
 
@@ -83,11 +84,29 @@ class LogEvent(msgspec.Struct):
     stream: str = ""  # backfill pages mix streams; a subscription document names its one stream once
 
 
+@dataclass(frozen=True)
+class BadLogEvent:
+    """A log event that is not one (an ``id`` that is a number, no ``message``): quarantined alone."""
+
+    value: Any  # as parsed
+    reason: str
+    stream: str = ""
+
+
 class _Document(msgspec.Struct, rename="camel"):
     message_type: str
     log_group: str
     log_stream: str
     log_events: list[LogEvent]
+
+
+class _LooseDocument(msgspec.Struct, rename="camel"):
+    """The same document with each log event left as parsed, to be checked one by one."""
+
+    message_type: str
+    log_group: str
+    log_stream: str
+    log_events: list[Any]
 
 
 _document_decoder = msgspec.json.Decoder(_Document)
@@ -100,7 +119,7 @@ class LogBatch:
     message_type: str
     log_group: str
     log_stream: str
-    events: Sequence[LogEvent]
+    events: Sequence[LogEvent | BadLogEvent]
     document: bytes = b""  # the decoded JSON as delivered, kept for quarantine
 
 
@@ -131,11 +150,29 @@ def decode_document(document: bytes, parsed: Any = _UNPARSED) -> LogBatch:
     JSON value when the caller has read it already, so it is converted rather than parsed again."""
     try:
         doc = _document_decoder.decode(document) if parsed is _UNPARSED else msgspec.convert(parsed, _Document)
+    except msgspec.ValidationError:
+        return _loose_document(document, parsed)  # one log event that is not one fails alone
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise PayloadError(f"decoded awslogs.data is not JSON: {exc}", document) from None
+    return LogBatch(doc.message_type, doc.log_group, doc.log_stream, doc.log_events, document)
+
+
+def _loose_document(document: bytes, parsed: Any) -> LogBatch:
+    """A document whose log events are checked one by one (slow path): the bad ones as BadLogEvent."""
+    try:
+        doc = msgspec.convert(msgspec.json.decode(document) if parsed is _UNPARSED else parsed, _LooseDocument)
     except msgspec.ValidationError as exc:
         raise PayloadError(f"not a CloudWatch Logs subscription document: {exc}", document) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError(f"decoded awslogs.data is not JSON: {exc}", document) from None
-    return LogBatch(doc.message_type, doc.log_group, doc.log_stream, doc.log_events, document)
+    events: list[LogEvent | BadLogEvent] = []
+    for value in doc.log_events:
+        try:
+            events.append(msgspec.convert(value, LogEvent))
+        except msgspec.ValidationError as exc:
+            stream = value.get("stream") if isinstance(value, dict) else None
+            events.append(BadLogEvent(value, f"not a log event: {exc}", stream if isinstance(stream, str) else ""))
+    return LogBatch(doc.message_type, doc.log_group, doc.log_stream, events, document)
 
 
 @dataclass
@@ -201,36 +238,42 @@ class EksAuditForwarder:
             return self.refuse(reason, batch.document, log_group=batch.log_group)
         return self.events(eks, batch.events, stream=batch.log_stream)
 
-    def events(self, eks_cluster: str, events: Sequence[LogEvent], *, stream: str = "") -> ForwardStats:
+    def events(self, eks_cluster: str, events: Sequence[LogEvent | BadLogEvent], *, stream: str = "") -> ForwardStats:
         """Log events of one EKS cluster's log group (each of its own stream, or of ``stream``): audit
-        streams go through the pipeline into one raw object; other streams are counted as skipped."""
+        streams go through the pipeline into one raw object; other streams are counted as skipped. A
+        value that is not a log event (BadLogEvent) is quarantined alone, its message redacted."""
         cluster = archive_cluster_name(eks_cluster)
-        audit: list[LogEvent] = []
+        names: list[str] = []  # of the audit stream's log events, in order: what names the batch
         refused: list[ItemFailure] = []
         raws: list[bytes] = []
-        numbers: list[int] = []
+        sources: list[tuple[int, LogEvent]] = []  # of each raw: its position and log event
         for event in events:  # one pass: keep audit streams, set truncated messages aside
+            if isinstance(event, BadLogEvent):
+                if (event.stream or stream).startswith(AUDIT_STREAM_PREFIX):
+                    failure = _bad_log_event(len(names), event, stream, self.pipeline.config().redaction)
+                    refused.append(failure)
+                    names.append(f"{event.stream or stream}/!{hashlib.sha256(encode_any(event.value)).hexdigest()}")
+                continue
             event.stream = event.stream or stream
             if not event.stream.startswith(AUDIT_STREAM_PREFIX):
                 continue
             if event.message.rstrip().endswith(TRUNCATED):
-                refused.append(_truncated(len(audit), event))
+                refused.append(_truncated(len(names), event))
             else:
                 raws.append(event.message.encode("utf-8", "surrogatepass"))
-                numbers.append(len(audit))
-            audit.append(event)
-        stats = ForwardStats(events=len(audit), skipped=len(events) - len(audit))
-        if not audit:
+                sources.append((len(names), event))
+            names.append(f"{event.stream}/{event.id}")
+        stats = ForwardStats(events=len(names), skipped=len(events) - len(names))
+        if not names:
             self.metrics.add_metric("EventsSkipped", "Count", stats.skipped)
             return stats
         at = self.clock()
-        batch = batch_id(cluster, self.source, "\n".join(f"{e.stream}/{e.id}" for e in audit).encode())
+        batch = batch_id(cluster, self.source, "\n".join(names).encode())
         # Each message on its own: joined into one EventList text, a message such as
         # ``{...}],"items":[{...}`` would close the list and replace the others (measured: no slower).
         result = self.pipeline.items(raws, cluster=cluster, source=self.source, ingested_at=format_utc(at))
         for failure in result.failures:
-            failure.index = numbers[failure.index]
-            event = audit[failure.index]
+            failure.index, event = sources[failure.index]
             failure.origin = _origin(event)
             failure.audit_id = failure.audit_id or _read(_AUDIT_ID, event.message)
             failure.stage = failure.stage or _read(_STAGE, event.message)
@@ -242,7 +285,7 @@ class EksAuditForwarder:
                 at,
                 batch,
                 source=self.source,
-                reason=f"{len(failures)} of {len(audit)} log events could not be ingested",
+                reason=f"{len(failures)} of {len(names)} log events could not be ingested",
                 failures=sorted(failures, key=lambda f: f.index),
                 context={"log_group": log_group_of(eks_cluster)},
             )
@@ -259,11 +302,20 @@ class EksAuditForwarder:
         return stats
 
     def refuse(self, reason: str, payload: bytes, *, log_group: str = "") -> ForwardStats:
-        """A delivery that is not EKS audit data at all: kept whole, under no cluster."""
+        """A delivery that is not EKS audit data at all, under no cluster: when it parses, its log
+        events' messages (or itself) kept redacted as quarantined items; else its bytes unchanged."""
         batch = batch_id(UNROUTED, self.source, payload)
         context = {"log_group": log_group} if log_group else None
+        failures = _refused_document(payload, reason, self.pipeline.config().redaction)
         self.landing.quarantine(
-            UNROUTED, self.clock(), batch, source=self.source, reason=reason, payload=payload, context=context
+            UNROUTED,
+            self.clock(),
+            batch,
+            source=self.source,
+            reason=reason,
+            payload=payload,
+            failures=failures,
+            context=context,
         )
         self.metrics.add_metric("PayloadsRejected", "Count", 1)
         logger.warning("delivery quarantined", extra={"batch": batch, "reason": reason, "log_group": log_group})
@@ -272,6 +324,50 @@ class EksAuditForwarder:
 
 def _origin(event: LogEvent) -> dict[str, Any]:
     return {"log_stream": event.stream, "event_id": event.id, "timestamp": event.timestamp}
+
+
+def encode_any(value: Any) -> bytes:
+    """JSON text of a parsed value, whatever its strings hold (lone surrogates come out as escapes)."""
+    return json.dumps(value).encode()
+
+
+def _message_failure(index: int, reason: str, value: Any, redaction: RedactionConfig) -> ItemFailure:
+    """A log event (as parsed) that is quarantined: its message, when it has one, as an audit event
+    with quarantine's redaction; otherwise the whole value, redacted the same way. Its stream, id
+    and time, where they are scalars, say where CloudWatch keeps it."""
+    message = value.get("message") if isinstance(value, dict) else None
+    if isinstance(message, str):
+        failure = quarantine_item(index, reason, message.encode("utf-8", "surrogatepass"), redaction)
+        failure.audit_id = failure.audit_id or _read(_AUDIT_ID, message)
+        failure.stage = failure.stage or _read(_STAGE, message)
+    else:
+        failure = quarantine_item(index, reason, encode_any(value), redaction)
+    if isinstance(value, dict):
+        origin = {name: value.get(key) for name, key in _ORIGIN if isinstance(value.get(key), str | int | float)}
+        failure.origin = origin or None
+    return failure
+
+
+_ORIGIN = (("log_stream", "stream"), ("event_id", "id"), ("timestamp", "timestamp"))
+
+
+def _bad_log_event(index: int, event: BadLogEvent, stream: str, redaction: RedactionConfig) -> ItemFailure:
+    failure = _message_failure(index, event.reason, event.value, redaction)
+    failure.origin = {"log_stream": event.stream or stream, **(failure.origin or {})}
+    return failure
+
+
+def _refused_document(payload: bytes, reason: str, redaction: RedactionConfig) -> list[ItemFailure]:
+    """A refused delivery that parses, as redacted items: each log event's message, or the document
+    itself when it holds none. Empty when it is not JSON (it is then kept unchanged)."""
+    try:
+        value = json.loads(payload.decode("utf-8", "surrogateescape"))  # lone surrogates too, as Go writes
+    except (ValueError, RecursionError):
+        return []
+    events = value.get("logEvents") if isinstance(value, dict) else None
+    if isinstance(events, list) and events:
+        return [_message_failure(index, reason, event, redaction) for index, event in enumerate(events)]
+    return [quarantine_item(0, reason, encode_any(value), redaction)]
 
 
 def _read(pattern: re.Pattern[str], message: str) -> str | None:
