@@ -230,3 +230,60 @@ def test_unexpected_error_quarantines_the_body_and_answers_500(store: LocalStore
     assert webhook.handle(f"Bearer {TOKEN}", GOOD).status == 500
     (body_key,) = [k for k in keys(store, "quarantine/") if k.endswith(".body")]
     assert store.get(body_key) == GOOD
+
+
+OPENSHIFT = "audit/openshift__openshift-docs__audit-log-basic-viewing.jsonl"
+
+
+def _compact_body(items: list[bytes], tail: bytes = b"") -> bytes:
+    return b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[' + b",".join(items) + b"]" + tail + b"}"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b'{"metadata":{"labels":{"x":"\\ud800"}}}', b'{"metadata":{"labels":{"x":"\xff\xfe"}}}'],
+    ids=["lone-surrogate-escape", "not-utf8"],
+)
+def test_an_unreadable_item_fails_alone(store: LocalStore, bad: bytes) -> None:
+    """Go's JSON takes both in a patch body (kube-apiserver copies patch bytes into the event); the
+    parser does not: the body is split into its items and only that one is quarantined."""
+    good = [json.dumps(item, separators=(",", ":")).encode() for item in complete_events(OPENSHIFT)]
+    item = json.loads(good[0])
+    secret = {"kind": "Secret", "data": {"p": "dW5yZWFkYWJsZS1pdGVt"}}
+    item.update(auditID="unreadable-1", verb="patch", requestObject="BAD", responseObject=secret)
+    text = json.dumps(item, separators=(",", ":")).encode().replace(b'"BAD"', bad)
+    reply = make(store).handle(f"Bearer {TOKEN}", _compact_body([*good, text]))
+    assert reply.status == 200 and (reply.body["accepted"], reply.body["quarantined"]) == (len(good), 1)
+    (manifest_key,) = [k for k in keys(store, "quarantine/") if k.endswith(".json")]
+    (failure,) = json.loads(store.get(manifest_key))["items"]
+    assert failure["auditID"] == "unreadable-1" and failure["index"] == len(good)
+    assert [k for k in keys(store, "quarantine/") if k.endswith(".body")] == []
+    assert all(b"dW5yZWFkYWJsZS1pdGVt" not in store.get(k) for k in keys(store))
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b',"items":[]', b',"item\\u0073":[]', b', "items" : []'],
+    ids=["repeated", "escaped", "with-whitespace"],
+)
+def test_a_second_items_key_is_refused_with_every_item_kept_redacted(store: LocalStore, tail: bytes) -> None:
+    """JSON readers disagree which list a repeated key means (Go's and ours keep the last): never a
+    200 that silently archives one list; a 400, every item of every list kept redacted."""
+    items = [json.dumps(item).encode() for item in complete_events(OPENSHIFT)[:2]]
+    reply = make(store).handle(f"Bearer {TOKEN}", _compact_body(items, tail))
+    assert reply.status == 400 and "more than one top-level items key" in reply.body["message"]
+    (manifest_key,) = [k for k in keys(store, "quarantine/") if k.endswith(".json")]
+    assert len(json.loads(store.get(manifest_key))["items"]) == 2
+    assert keys(store, "raw/") == []
+
+
+def test_items_keys_inside_bodies_and_envelope_are_not_a_second_list(store: LocalStore) -> None:
+    """A list response's body holds "items"; so may the envelope's metadata; a pretty-printed body
+    takes the scanner's way: none of them is refused."""
+    events = complete_events(OPENSHIFT)[:2]
+    events[0]["responseObject"] = {"kind": "PodList", "items": [{"metadata": {"name": "p"}}]}
+    body = json.loads(eventlist_body(events))
+    body["metadata"] = {"items": ["x"]}
+    for text in (json.dumps(body, separators=(",", ":")).encode(), json.dumps(body, indent=2).encode()):
+        reply = make(store).handle(f"Bearer {TOKEN}", text)
+        assert reply.status == 200 and reply.body["accepted"] == 2, reply.body
