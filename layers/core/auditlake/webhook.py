@@ -5,9 +5,11 @@ it, so the answers are chosen for that sender:
 
 * 401 - no or unknown token (no detail why); nothing is stored.
 * 413 - body over the limit, with the flags that keep batches under it.
-* 400 - not an EventList at all (invalid JSON, wrong kind, not UTF-8, too deep): quarantined, redacted
-  when it parses (its items one by one), byte for byte only when it is not JSON.
-* 200 - envelope valid: good events stored, bad ones quarantined, counts in the body.
+* 400 - not an EventList at all (an envelope that is not JSON or not UTF-8, wrong kind, too deep; a
+  second top-level ``items`` key): quarantined, its items one by one, redacted; byte for byte only
+  when its items cannot be told apart and it is not JSON.
+* 200 - envelope valid: good events stored, bad ones quarantined, counts in the body; an item the
+  parser cannot read (a lone surrogate escape, bytes not UTF-8, too deep) fails alone.
 * 503 - storage or registry failed: nothing acknowledged, the sender retries.
 * 500 - an unexpected error; the body is quarantined first when storage allows.
 
