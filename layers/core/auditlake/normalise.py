@@ -125,17 +125,15 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
     message = status.message
     if message:
         message = redact_text(message, "responseStatus.message", redactions)
-    authz_decision: Any = None
-    authz_reason: Any = None
-    annotations_json = None
+    authz_decision = authz_reason = annotations_json = None
     if annotations:
-        # The authorization columns come from the annotations as stored: redacted.
+        # The authorization columns come from the annotations as stored: redacted (string values
+        # stay strings, replaced or re-encoded).
         before = len(redactions)
         annotations_json = free_form(annotations, "annotations", redactions, redaction)
-        kept = annotations if len(redactions) == before else loads(annotations_json.encode())
-        if type(kept) is dict:
-            authz_decision = kept.get("authorization.k8s.io/decision")
-            authz_reason = kept.get("authorization.k8s.io/reason")
+        kept = annotations if len(redactions) == before else loads(annotations_json.encode()) or {}
+        authz_decision = kept.get("authorization.k8s.io/decision")
+        authz_reason = kept.get("authorization.k8s.io/reason")
     # Positional, one line per column in AUDIT_COLUMNS order (tests/unit/test_normalise.py checks it).
     return AuditRecord(
         cluster,  # cluster
@@ -171,8 +169,8 @@ def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably p
         details_json,  # response_details
         received_at,  # request_received_at
         stage_at,  # stage_at
-        authz_decision if type(authz_decision) is str else None,  # authz_decision
-        authz_reason if type(authz_reason) is str else None,  # authz_reason
+        authz_decision,  # authz_decision
+        authz_reason,  # authz_reason
         annotations_json,  # annotations
         request_json,  # request_object
         response_json,  # response_object

@@ -34,6 +34,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeGuard
 
 import msgspec
@@ -57,7 +58,6 @@ _KIND_MARK_TEXT = re.compile(_KIND_IS + "(?i:secret)")
 _SECRET_TEXT = re.compile(_KIND_IS + r"(?i:secret(?:list)?)\b")
 # Letters written as \u escapes could spell a kind key or value the duplicate count cannot see.
 _LETTER_ESCAPE = re.compile(rb"\\u00[4-7][0-9a-fA-F]")
-_EVENT_BODY = re.compile(rb"(?:request|response)Object")
 # A real (unescaped) kind member naming a Secret: counted to catch a duplicated kind key.
 _SECRET_KIND_MEMBER = re.compile(rb'"kind"\s*:\s*"(?i:secret|secretlist)"')
 # Walking deeper than this stubs the rest.
@@ -105,9 +105,17 @@ class RedactionConfig:
         names = [*DEFAULT_RESOURCES, *([CONFIGMAPS] if configmaps else []), *extra]
         return cls(tuple(ResourceSpec.parse(name) for name in names if name.strip()))
 
+    @cached_property
+    def _resources(self) -> frozenset[str]:
+        return frozenset(spec.resource for spec in self.specs)
+
     def covers(self, group: str | None, resource: str, subresource: str) -> bool:
         """Names compared case-insensitively (the specs are lower-cased): ``Secrets`` is ``secrets``."""
-        resource, subresource = resource.lower(), subresource.lower()
+        if resource not in self._resources:
+            resource = resource.lower()
+            if resource not in self._resources:
+                return False  # most events: one lookup
+        subresource = subresource.lower()
         group = group.lower() if group else group
         return any(spec.matches(group, resource, subresource) for spec in self.specs)
 
@@ -198,7 +206,8 @@ def may_hold_secret(data: bytes) -> bool:
         b"\\u" in data
         or b"stringData" in data
         or _KIND_MARK.search(data) is not None
-        or _EVENT_BODY.search(data) is not None
+        or b"requestObject" in data
+        or b"responseObject" in data
     )
 
 
