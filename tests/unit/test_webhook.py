@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from auditlake.jsonio import REPLACED
 from auditlake.landing import Landing, decode_lines
-from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.pipeline import REPLACED_NOTE, AuditPipeline, PipelineConfig
 from auditlake.registry import RegistryError, StaticTokens, token_hash
 from auditlake.stores import StoreError
 from auditlake.stores.local import LocalStore
@@ -123,7 +124,7 @@ def _bad_body(case: dict[str, Any]) -> bytes:
     return nested(case["nesting"])
 
 
-NOT_JSON = {"invalid-json", "not-utf8", "nan-constant"}
+NOT_JSON = {"invalid-json", "nan-constant"}  # bytes not UTF-8 are read as Go reads them (U+FFFD)
 
 
 @pytest.mark.parametrize("case", fixture("bad_bodies.json"), ids=lambda c: c["name"])
@@ -140,7 +141,7 @@ def test_not_an_eventlist_gets_400_and_is_quarantined_redacted_or_unchanged(
     assert case["reason"] in manifest["reason"]
     assert manifest["cluster"] == "prod-eu" and manifest["payload_bytes"] == len(body)
     bodies = [k for k in keys(store, "quarantine/") if k.endswith(".body")]
-    if case["name"] in NOT_JSON:  # cannot be inspected: kept byte for byte
+    if case["name"] in NOT_JSON:  # not JSON even to Go: cannot be inspected, kept byte for byte
         assert [store.get(k) for k in bodies] == [body]
     else:  # it parses: kept as redacted items, never as bytes
         assert bodies == [] and manifest["items"]
@@ -244,20 +245,22 @@ def _compact_body(items: list[bytes], tail: bytes = b"") -> bytes:
     [b'{"metadata":{"labels":{"x":"\\ud800"}}}', b'{"metadata":{"labels":{"x":"\xff\xfe"}}}'],
     ids=["lone-surrogate-escape", "not-utf8"],
 )
-def test_an_unreadable_item_fails_alone(store: LocalStore, bad: bytes) -> None:
-    """Go's JSON takes both in a patch body (kube-apiserver copies patch bytes into the event); the
-    parser does not: the body is split into its items and only that one is quarantined."""
+def test_an_item_go_reads_is_stored_as_go_reads_it(store: LocalStore, bad: bytes) -> None:
+    """Go's JSON takes both in a patch body (kube-apiserver copies patch bytes into the event), as
+    U+FFFD; msgspec does not: the body is split into its items, that one is read as Go reads it and
+    stored, redacted, saying what was replaced."""
     good = [json.dumps(item, separators=(",", ":")).encode() for item in complete_events(OPENSHIFT)]
     item = json.loads(good[0])
     secret = {"kind": "Secret", "data": {"p": "dW5yZWFkYWJsZS1pdGVt"}}
-    item.update(auditID="unreadable-1", verb="patch", requestObject="BAD", responseObject=secret)
+    item.update(auditID="unreadable-1", verb="patch", level="RequestResponse", requestObject="BAD", responseObject=secret)
     text = json.dumps(item, separators=(",", ":")).encode().replace(b'"BAD"', bad)
     reply = make(store).handle(f"Bearer {TOKEN}", _compact_body([*good, text]))
-    assert reply.status == 200 and (reply.body["accepted"], reply.body["quarantined"]) == (len(good), 1)
-    (manifest_key,) = [k for k in keys(store, "quarantine/") if k.endswith(".json")]
-    (failure,) = json.loads(store.get(manifest_key))["items"]
-    assert failure["auditID"] == "unreadable-1" and failure["index"] == len(good)
-    assert [k for k in keys(store, "quarantine/") if k.endswith(".body")] == []
+    assert reply.status == 200 and (reply.body["accepted"], reply.body["quarantined"]) == (len(good) + 1, 0)
+    [record] = [r for r in records(store) if r["audit_id"] == "unreadable-1"]
+    replaced = "\ufffd" * (2 if b"\xff" in bad else 1)
+    assert json.loads(record["request_object"]) == {"metadata": {"labels": {"x": replaced}}}
+    assert json.loads(record["extra"]) == {REPLACED_NOTE: REPLACED}
+    assert record["redactions"] == ["responseObject"]
     assert all(b"dW5yZWFkYWJsZS1pdGVt" not in store.get(k) for k in keys(store))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from .jsonio import JSONError, encode, loads
+from .jsonio import REPLACED, JSONError, encode, loads, loads_like_go
 from .k8s_audit import (
     EVENT_FIELDS,
     OBJECT_REF_FIELDS,
@@ -190,12 +190,14 @@ class AuditPipeline:
 def _lenient(raw: Any) -> tuple[AuditEvent, dict[str, Any]]:
     """An item with fields the schema does not know: those go to ``extra``, the rest is validated."""
     try:
-        value = loads(bytes(raw))
+        value, replaced = loads_like_go(bytes(raw))
     except JSONError as exc:
         raise Invalid(exc.reason + legacy_hint(bytes(raw))) from None
     if not isinstance(value, dict):
         raise Invalid(f"item is a JSON {type(value).__name__}, not an audit event object")
     extra = {key: value.pop(key) for key in value.keys() - EVENT_FIELDS}
+    if replaced:  # the record says so; the event is kept, as kube-apiserver's own reader kept it
+        extra[REPLACED_NOTE] = REPLACED
     for name, known in _NESTED:
         nested = value.get(name)
         if isinstance(nested, dict) and not known.issuperset(nested):
@@ -208,6 +210,7 @@ def _lenient(raw: Any) -> tuple[AuditEvent, dict[str, Any]]:
         raise Invalid(safe_reason(str(exc)), at.group(1) if at else None) from None
 
 
+REPLACED_NOTE = "auditlake.io/replaced"  # in ``extra``: what was read as U+FFFD
 _AT = re.compile(r"- at `\$\.([\w.]+)`$")  # msgspec names the offending field: "... - at `$.user.uid`"
 
 
@@ -227,7 +230,9 @@ def quarantine_item(
     reason = safe_reason(reason)
     data, deep = raw, False
     try:
-        item = loads(data)
+        item, replaced = loads_like_go(data)
+        if replaced:
+            reason += f"; {REPLACED}"
     except JSONError as exc:
         if exc.reason != "nesting too deep":
             return _unparsed(index, reason, raw)
@@ -276,7 +281,7 @@ def refused_items(body: bytes, reason: str, redaction: RedactionConfig) -> list[
     """A body refused as a whole (not an EventList) that still parses: its items (or itself) as
     redacted failures, so nothing that can be inspected is kept unredacted. None when it is not JSON."""
     try:
-        value = loads(body)
+        value, _ = loads_like_go(body)
     except JSONError as exc:
         if exc.reason != "nesting too deep":
             return None
