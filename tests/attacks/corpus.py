@@ -5,13 +5,14 @@ A case (``tests/attacks/inputs/<name>.json``) is a JSON object:
 - ``issue``: where it was reported (``"11.1"``); ``what``: one line saying what the attack does.
 - ``via``: the ingest path it is delivered through: ``webhook`` (the local webhook core, as
   ``auditlake serve`` builds it), ``jsonl``, ``eventlist`` or ``cloudwatch`` (``auditlake ingest
-  --format``), or ``compact`` (``input`` is written as a raw landing object, then compacted).
+  --format``), ``events`` (``auditlake ingest --kind events``: Kubernetes Events), or ``compact``
+  (``input`` is written as a raw landing object, then compacted).
 - the input, one of: ``input`` (a JSON value, sent as its JSON text), ``input_text`` (text sent as
   is), ``input_file`` (a file beside the case, sent byte for byte: for inputs JSON cannot hold).
 - ``canary``: a string that must appear in no stored byte, in no output, in no log line; its base64
   form neither (Secrets carry ``data`` base64-encoded). ``null`` when the case is about loss only.
 - ``expect``: what must hold after delivery and ``auditlake compact``: ``status`` (webhook reply),
-  ``archived`` (rows in the archive), ``archived_ids`` (audit IDs that must be among them),
+  ``archived`` (rows in the archive), ``archived_ids`` (audit IDs, or Events' uids, that must be among them),
   ``quarantined`` (quarantined items, counted over every manifest and payload kept).
 
 Helpers here deliver a case into a fresh lake and read back every stored byte as text: zstd frames

@@ -26,6 +26,7 @@ TOKEN = "attack-corpus-token"
 @dataclass
 class Outcome:
     lake: Path
+    kind: str = "audit"  # the archive the case's input lands in
     status: int | None = None
     output: list[str] = field(default_factory=list)
 
@@ -34,10 +35,12 @@ class Outcome:
         return "\n".join(self.output)
 
     def archived_ids(self) -> list[str]:
-        result = cli("query", "--lake", str(self.lake), "--sql", "SELECT audit_id FROM audit", "--format", "json")
+        """The audit IDs archived (Events: their uids)."""
+        sql = "SELECT audit_id AS id FROM audit" if self.kind == "audit" else "SELECT uid AS id FROM events"
+        result = cli("query", "--lake", str(self.lake), "--sql", sql, "--format", "json")
         self.output.append(result.output + result.stderr)
         assert result.exit_code == 0, result.stderr
-        return [json.loads(line)["audit_id"] for line in result.output.splitlines() if line.strip()]
+        return [json.loads(line)["id"] for line in result.output.splitlines() if line.strip()]
 
     def quarantined(self) -> int:
         """Quarantined items: each manifest's items, or 1 for a manifest that keeps a whole payload."""
@@ -55,7 +58,7 @@ def cli(*args: str) -> Any:
 
 
 def deliver(case: Case, lake: Path, work: Path) -> Outcome:
-    outcome = Outcome(lake)
+    outcome = Outcome(lake, kind="events" if case.via == "events" else "audit")
     if case.via == "webhook":
         webhook = AuditWebhook(
             StaticTokens({token_hash(TOKEN): CLUSTER}),
@@ -66,10 +69,11 @@ def deliver(case: Case, lake: Path, work: Path) -> Outcome:
         reply = webhook.handle(f"Bearer {TOKEN}", case.payload)
         outcome.status = reply.status
         outcome.output.append(json.dumps(reply.body))
-    elif case.via in ("jsonl", "eventlist", "cloudwatch"):
+    elif case.via in ("jsonl", "eventlist", "cloudwatch", "events"):
         path = work / f"{case.name}.input"
         path.write_bytes(case.payload)
-        args = ["ingest", "--lake", str(lake), "--format", case.via, str(path)]
+        how = ["--kind", "events"] if case.via == "events" else ["--format", case.via]
+        args = ["ingest", "--lake", str(lake), *how, str(path)]
         result = cli(*args, *([] if case.via == "cloudwatch" else ["--cluster", CLUSTER]))
         outcome.output.append(result.output + result.stderr)
         outcome.status = result.exit_code

@@ -36,5 +36,5 @@ def test_every_case_names_its_issue_and_path() -> None:
     assert CASES, "the attack corpus is empty"
     for case in CASES:
         assert case.issue.startswith("11."), case.name
-        assert case.via in {"webhook", "jsonl", "eventlist", "cloudwatch", "compact"}, case.name
+        assert case.via in {"webhook", "jsonl", "eventlist", "cloudwatch", "events", "compact"}, case.name
         assert case.what and case.expect, case.name

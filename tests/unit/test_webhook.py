@@ -290,3 +290,14 @@ def test_items_keys_inside_bodies_and_envelope_are_not_a_second_list(store: Loca
     for text in (json.dumps(body, separators=(",", ":")).encode(), json.dumps(body, indent=2).encode()):
         reply = make(store).handle(f"Bearer {TOKEN}", text)
         assert reply.status == 200 and reply.body["accepted"] == 2, reply.body
+
+
+def test_a_refused_envelope_s_kind_is_not_repeated_in_the_reply_or_the_log(
+    store: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reply, the log line and the reason name the field, not a value that could be a secret
+    (the refused body itself is kept, redacted, in the manifest's items)."""
+    kind = "s3cr3t-value-that-is-longer-than-a-name"
+    reply = make(store).handle(f"Bearer {TOKEN}", json.dumps({"kind": kind, "items": []}).encode())
+    assert reply.status == 400 and reply.body["message"] == "expected kind EventList, got <39 characters>"
+    assert kind not in caplog.text

@@ -179,15 +179,15 @@ def ingest_events(
         for line, value, error in iter_decoded(io.BytesIO(data)):
             if error is None:
                 items.append((line.number, value))
-            else:
-                failures.append(ItemFailure(line.number, error, raw=line.raw))
+            else:  # redacted as audit items are: only a head that cannot hold a Secret is kept
+                failures.append(quarantine_item(line.number, error, line.raw, RedactionConfig.build()))
     lines = []
     for number, item in items:
         try:
             api = api_of(item) if isinstance(item, dict) else CORE_V1
             lines.append(dumps(normalise_event(item, cluster=cluster, api=api, observed_at=format_utc(at))))
         except Invalid as exc:
-            failures.append(ItemFailure(number, str(exc), item=item))
+            failures.append(quarantine_item(number, str(exc), encode(item), RedactionConfig.build()))
     batch = batch_id(cluster, SOURCE_FILE, data)
     raw_key = landing.write_raw(cluster, at, batch, lines)
     if failures:

@@ -12,6 +12,7 @@ import msgspec
 
 from .jsonio import JSONError, encode, loads
 from .k8s_audit import AuditEvent, EventList, RawEventList
+from .redact import shown
 
 _EVENTLIST_API_VERSIONS = frozenset({None, "audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"})
 
@@ -157,15 +158,9 @@ def check_utf8(body: bytes) -> None:
 
 def check_envelope(kind: Any, api_version: Any) -> None:
     if kind != "EventList":
-        raise EnvelopeError(f"expected kind EventList, got {_shown(kind)}")
+        raise EnvelopeError(f"expected kind EventList, got {shown(kind)}")
     if api_version not in _EVENTLIST_API_VERSIONS:
-        raise EnvelopeError(f"expected apiVersion audit.k8s.io/v1, got {_shown(api_version)}")
-
-
-def _shown(value: Any) -> str:
-    """A client's value in a reply or a log line, bounded: it may be anything, of any size."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        raise EnvelopeError(f"expected apiVersion audit.k8s.io/v1, got {shown(api_version)}")
 
 
 def _explain(body: bytes) -> NoReturn:
