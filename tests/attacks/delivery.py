@@ -75,6 +75,7 @@ def deliver(case: Case, lake: Path, work: Path) -> Outcome:
         how = ["--kind", "events"] if case.via == "events" else ["--format", case.via]
         args = ["ingest", "--lake", str(lake), *how, str(path)]
         result = cli(*args, *([] if case.via == "cloudwatch" else ["--cluster", CLUSTER]))
+        path.unlink()  # the sender's copy: only what auditlake stored stays to be scanned
         outcome.output.append(result.output + result.stderr)
         outcome.status = result.exit_code
     elif case.via == "compact":
