@@ -19,6 +19,7 @@ Planted incidents (all inside the window, at fixed fractions of it):
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ INCIDENT_DENIED = "system:serviceaccount:default:build-robot"
 INCIDENT_EXEC = "bob@example.com"
 INCIDENT_EVICTOR = "carol@example.com"
 JOINING_NODE = "node-d"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # What a planted secret holds; the redaction tests assert it never reaches storage.
 PLANTED_SECRET_VALUE = "cGFzc3dvcmQtdGhhdC1tdXN0LW5ldmVyLWJlLXN0b3JlZA=="  # noqa: S105 - planted on purpose
 
@@ -395,13 +397,15 @@ class Synth:
         if rng.random() < 0.5:
             return self._helm_update(at, "secrets", ns, name, secret, groups, allow)
         # A Crossplane provider-kubernetes Object embeds a whole manifest: the Secret inside must be
-        # found and stubbed although the resource itself is not a secret.
-        wrapper = {
+        # found and stubbed although the resource itself is not a secret; `kubectl apply` repeats the
+        # whole object, Secret included, as JSON text in the last-applied annotation.
+        wrapper: dict[str, Any] = {
             "kind": "Object",
             "apiVersion": "kubernetes.crossplane.io/v1alpha2",
             "metadata": {"name": f"{ns}-registry-credentials"},
             "spec": {"forProvider": {"manifest": secret}, "providerConfigRef": {"name": "in-cluster"}},
         }
+        wrapper["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(wrapper, separators=(",", ":")) + "\n"}
         return _Request(
             at,
             "create",
@@ -453,7 +457,7 @@ class Synth:
                 "namespace": ns,
                 "uid": self._uid(),
                 "annotations": {
-                    "kubectl.kubernetes.io/last-applied-configuration": '{"apiVersion":"v1","data":{"password":"'
+                    LAST_APPLIED: '{"apiVersion":"v1","data":{"password":"'
                     + PLANTED_SECRET_VALUE
                     + '"},"kind":"Secret"}'
                 },
