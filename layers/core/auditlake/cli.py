@@ -38,7 +38,7 @@ from .registry import DynamoRegistry, PollConfig, RegistryError, StaticTokens, n
 from .stores import Store, StoreError
 from .stores.local import LocalStore
 from .summary import LakeSummary, summarise
-from .timestamps import DURATION, format_millis, instant
+from .timestamps import DURATION, format_millis, format_utc, instant
 
 err = Console(stderr=True, soft_wrap=True)  # diagnostics stay one line each, whatever the path length
 F = TypeVar("F", bound=Callable[..., Any])
@@ -986,6 +986,8 @@ def digest(lake: Path, export: Path | None) -> None:
         _fail(str(exc))
     for line in report.damaged:
         err.print(f"[yellow]ledger entry unreadable, skipped:[/yellow] {line}")
+    for key in report.adopted:
+        err.print(f"{key} was written by a digest run that stopped before moving the chain head: adopted")
     for key in report.dropped:
         err.print(f"[yellow]recorded in the ledger, never written (verify reports it):[/yellow] {key}")
     _print_counts("sealed", {"digests": len(report.digests), "files": report.objects,
@@ -1004,7 +1006,8 @@ def digest(lake: Path, export: Path | None) -> None:
 @click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake.")
 @click.option("--stack", help="Deployed stack: its archive buckets, digest key and state table are looked up.")
 @click.option("--region", help="AWS region (default: the SDK's).")
-@click.option("--from", "start", help="Check files of digests from this time (ISO 8601 or 7d).")
+@click.option("--from", "start", help="Check the files written (sealed) from this time, not events of it "
+              "(ISO 8601 or 7d).")  # fmt: skip
 @click.option("--to", "end", help="... until this time (default: now).")
 @click.option("--expect-head", metavar="SEQ:SHA256",
               help="The chain head recorded earlier (digest prints it): the chain must still hold it.")  # fmt: skip
@@ -1070,7 +1073,15 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
         err.print(f"chain head {report.head}")
     if not report.ok:
         raise SystemExit(1)
-    err.print("[green]verified[/green]: every sealed file is present and unaltered; no file is unaccounted for")
+    if since is None and until is None:
+        err.print("[green]verified[/green]: every sealed file is present and unaltered; no file is unaccounted for")
+    else:  # the window selects by write (seal) time, not event time: files outside it were not read
+        window = f"from {format_utc(since) if since else 'the first digest'} to {format_utc(until) if until else 'now'}"
+        err.print(
+            f"[green]verified[/green] {window} (by write time): the chain is whole; the files of the digests "
+            "in that window are present and unaltered; no file written in it is unaccounted for. "
+            "Files sealed outside the window were not read"
+        )
 
 
 def _local_digests_to_verify(lake: Path, public_key: Path | None) -> tuple[dict[str, Store], Any]:

@@ -32,14 +32,14 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .ledger import KEEP_SECONDS, SETTLE, Entry, Ledger, hours
-from .stores import Store, StoreError
+from .stores import AlreadyExists, Store, StoreError
 from .timestamps import format_utc, parse
 
 FORMAT = "auditlake-digest/1"
@@ -176,6 +176,22 @@ class ChainHead(Protocol):
         ...
 
 
+def _valid_head(head: Any, where: str) -> dict[str, Any]:
+    """A stored chain head, checked: DigestError naming ``where`` when it is not one."""
+    if not (
+        isinstance(head, dict)
+        and type(head.get("sequence")) is int
+        and head["sequence"] >= 1
+        and all(isinstance(head.get(name), str) for name in ("key", "sha256", "to"))
+    ):
+        raise DigestError(f"the chain head ({where}) is not a digest head: {str(head)[:120]!r}")
+    try:
+        parse(head["to"])
+    except (TypeError, ValueError) as exc:
+        raise DigestError(f"the chain head ({where}) is not a digest head: {exc}") from exc
+    return head
+
+
 class DynamoChainHead:
     def __init__(self, client: Any, table: str) -> None:
         self.client, self.table = client, table
@@ -186,7 +202,12 @@ class DynamoChainHead:
             item = self.client.get_item(TableName=self.table, Key=self._key, ConsistentRead=True).get("Item")
         except (BotoCoreError, ClientError) as exc:
             raise DigestError(f"cannot read the digest chain head: {exc}") from exc
-        return json.loads(item["head"]["S"]) if item else None
+        if not item:
+            return None
+        try:
+            return _valid_head(json.loads(item["head"]["S"]), "DIGEST#HEAD")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DigestError(f"the chain head (DIGEST#HEAD) cannot be read: {exc}") from exc
 
     def advance(self, previous: int, head: dict[str, Any]) -> None:
         try:
@@ -217,14 +238,16 @@ class LocalChainHead:
 
     def load(self) -> dict[str, Any] | None:
         try:
-            loaded: dict[str, Any] = json.loads(self.path.read_text())
+            loaded = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return None
-        return loaded
+        except (OSError, ValueError) as exc:  # cut short, not JSON, not UTF-8, a directory...
+            raise DigestError(f"the chain head ({self.path}) cannot be read: {exc}") from exc
+        return _valid_head(loaded, str(self.path))
 
     def advance(self, previous: int, head: dict[str, Any]) -> None:
         with self._locked():
-            current = self.load()
+            current = self.load()  # DigestError when it cannot be read: never overwritten blindly
             if (current or {}).get("sequence", 0) != previous:
                 raise DigestError("another digest run moved the chain head")
             self.path.with_suffix(".partial").write_text(json.dumps(head))
@@ -246,6 +269,7 @@ class SealReport:
     objects: int = 0
     dropped: list[str] = field(default_factory=list)  # in the ledger, but no file appeared within SETTLE
     waiting: list[str] = field(default_factory=list)  # in the ledger, file not there yet: the next digest's
+    adopted: list[str] = field(default_factory=list)  # written by a run that stopped before moving the head
     damaged: list[str] = field(default_factory=list)  # ledger entries that could not be read (skipped)
 
 
@@ -274,10 +298,13 @@ class Digester:
             sealed = self._seal_window(head, begin, end, now, report=report, recent=recent)
             if sealed is None:
                 break
+            adopted = bool(report.adopted) and report.adopted[-1] == sealed["key"]
             head = sealed
-            if parse(head["to"]) < end:  # cut short by a file still being written
+            if parse(head["to"]) < end and not adopted:  # cut short by a file still being written
                 break
-            begin = end
+            if adopted and parse(head["to"]) <= begin:
+                break
+            begin = parse(head["to"]) if adopted else end  # an adopted digest's window is its own
         report.damaged = sorted(set(self.ledger.damaged))
         return report
 
@@ -348,6 +375,8 @@ class Digester:
         key = f"{PREFIX}{sequence:010d}.json"
         try:
             self.archives["audit"].put(key, data, "application/json", create_only=True)
+        except AlreadyExists:
+            return self._adopt(key, head, report=report, recent=recent)
         except StoreError as exc:
             raise DigestError(f"cannot write {key}: {exc}") from exc
         new_head = {"sequence": sequence, "key": key, "sha256": hashlib.sha256(data).hexdigest(), "to": doc["to"]}
@@ -357,10 +386,41 @@ class Digester:
         report.dropped += [o["key"] for o in unwritten]
         return new_head
 
+    def _adopt(self, key: str, head: dict[str, Any] | None, *, report: SealReport, recent: set[str]) -> dict[str, Any]:
+        """The next digest's file is already there: a run that wrote it and stopped before moving
+        the head. Adopted (the head moves to it) if it is signed by this key and links to the
+        current head; anything else there is an error naming it."""
+        sequence = (head or {}).get("sequence", 0) + 1
+        link = {"key": head["key"], "sha256": head["sha256"]} if head else None
+        try:
+            data = self.archives["audit"].get(key)
+            doc = json.loads(data)
+            signed = self.signer.verify(message_digest(doc), base64.b64decode(doc["signature"]["value"]))
+            parse(doc["from"]), parse(doc["to"])
+            objects = [obj["key"] for obj in doc.get("objects", ())]
+            unwritten = [obj["key"] for obj in doc.get("unwritten", ())]
+        except (StoreError, ValueError, KeyError, TypeError) as exc:
+            raise DigestError(f"{key} exists and is not a readable digest ({exc}): the chain cannot go on") from exc
+        if not signed or doc.get("sequence") != sequence or doc.get("previous") != link:
+            raise DigestError(
+                f"{key} exists but is not the next digest of this chain "
+                f"({'does not link to the head' if signed else 'its signature does not match this key'}): "
+                "the chain cannot go on; see what wrote it"
+            )
+        new_head = {"sequence": sequence, "key": key, "sha256": hashlib.sha256(data).hexdigest(), "to": doc["to"]}
+        self.head.advance(sequence - 1, new_head)
+        recent.update(objects)
+        report.digests.append(key)
+        report.adopted.append(key)
+        report.objects += len(objects)
+        report.dropped += unwritten
+        return new_head
+
 
 @dataclass
 class Finding:
-    kind: str  # no-digest | head | stale | bad-signature | chain | missing | altered | extra | vanished | unrecorded
+    kind: str  # no-digest | head | stale | bad-signature | chain | missing | altered | extra | vanished |
+    # unrecorded | irregular | leftover
     key: str
     detail: str
 
@@ -462,6 +522,7 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             report.findings.append(Finding("altered", key, "its SHA-256 differs from the digest's"))
 
     listed = {key for prefix in ARCHIVE_PREFIXES for key in archives[prefix.rstrip("/")].list(prefix)}
+    _check_irregular(report, archives, now or datetime.now(UTC))
     for obj in unwritten:
         if obj["key"] not in listed:
             report.findings.append(
@@ -474,7 +535,7 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             )
 
     horizon = parse(report.sealed_until) if report.sealed_until else None
-    recorded = _LedgerView(ledger, now, settle)
+    recorded = _LedgerView(ledger, now, settle, horizon)
     for key in sorted(listed - sealed):
         written = archives[key.split("/", 1)[0]].modified(key)
         if written is None or (start and written < start) or (end and written >= end):
@@ -520,37 +581,63 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
     return report
 
 
+def _check_irregular(report: VerifyReport, archives: Mapping[str, Store], now: datetime) -> None:
+    """A local archive holds regular files only: a symlink, FIFO, device or a directory named like
+    a file is never opened (it could lead outside the archive or hang a reader) and is a finding;
+    so is a temp file (``.tmp-*``) older than a write takes."""
+    seen: set[str] = set()
+    for prefix in (*ARCHIVE_PREFIXES, PREFIX):
+        store = archives["audit" if prefix == PREFIX else prefix.rstrip("/")]
+        irregular = getattr(store, "irregular", None)
+        if irregular is None:  # S3: only objects
+            continue
+        for key, why in irregular(prefix, now):
+            if key in seen:
+                continue
+            seen.add(key)
+            kind = "leftover" if why.startswith("leftover") else "irregular"
+            detail = f"{why}: never read; queries skip it" if kind == "leftover" else f"{why}: never opened"
+            report.findings.append(Finding(kind, key, f"in the archive, {detail}"))
+
+
 def _check_head(report: VerifyReport, chain: dict[int, tuple[str, str]], head: ChainHead | None,
                 expected: tuple[int, str] | None) -> None:  # fmt: skip
     last = max(chain, default=0)
     if head is not None:
-        stored = head.load()
-        if stored is None:
-            if last:
-                report.findings.append(Finding("head", chain[last][0], f"{last} digests, but no chain head recorded"))
-        elif int(stored.get("sequence", 0)) > last:
-            report.findings.append(
-                Finding(
-                    "head",
-                    str(stored.get("key")),
-                    f"the chain head is at digest {stored.get('sequence')}, the chain ends at {last}: digests removed",
+        try:
+            stored = head.load()
+        except DigestError as exc:  # cut short, not JSON, not a head: a finding, not a crash
+            report.findings.append(Finding("head", str(getattr(head, "path", "DIGEST#HEAD")), str(exc)))
+        else:
+            if stored is None:
+                if last:
+                    report.findings.append(
+                        Finding("head", chain[last][0], f"{last} digests, but no chain head recorded")
+                    )
+            elif int(stored.get("sequence", 0)) > last:
+                report.findings.append(
+                    Finding(
+                        "head",
+                        str(stored.get("key")),
+                        f"the chain head is at digest {stored.get('sequence')}, "
+                        f"the chain ends at {last}: digests removed",
+                    )
                 )
-            )
-        elif int(stored.get("sequence", 0)) < last:
-            report.findings.append(
-                Finding(
-                    "head",
-                    chain[last][0],
-                    f"the chain runs to digest {last}, past its "
-                    f"head ({stored.get('sequence')}): the head was moved back",
+            elif int(stored.get("sequence", 0)) < last:
+                report.findings.append(
+                    Finding(
+                        "head",
+                        chain[last][0],
+                        f"the chain runs to digest {last}, past its "
+                        f"head ({stored.get('sequence')}): the head was moved back",
+                    )
                 )
-            )
-        elif (stored.get("key"), stored.get("sha256")) != chain[last]:
-            report.findings.append(
-                Finding(
-                    "head", chain[last][0], "the newest digest is not the one the chain head names: it was replaced"
+            elif (stored.get("key"), stored.get("sha256")) != chain[last]:
+                report.findings.append(
+                    Finding(
+                        "head", chain[last][0], "the newest digest is not the one the chain head names: it was replaced"
+                    )
                 )
-            )
     if expected is not None:
         sequence, sha = expected
         if sequence > last:
@@ -561,7 +648,7 @@ def _check_head(report: VerifyReport, chain: dict[int, tuple[str, str]], head: C
                     f"the recorded head is digest {sequence}; the chain ends at {last}: digests removed",
                 )
             )
-        elif chain[sequence][1] != sha:
+        elif sequence in chain and chain[sequence][1] != sha:
             report.findings.append(
                 Finding(
                     "head",
@@ -582,9 +669,11 @@ def _ago(delta: timedelta) -> str:
 class _LedgerView:
     """The ledger hours verify needs, each read once."""
 
-    def __init__(self, ledger: Ledger | None, now: datetime | None, settle: timedelta) -> None:
-        self.ledger, self.now, self.settle = ledger, now, settle
+    def __init__(self, ledger: Ledger | None, now: datetime | None, settle: timedelta,
+                 horizon: datetime | None = None) -> None:  # fmt: skip
+        self.ledger, self.now, self.settle, self.horizon = ledger, now, settle, horizon
         self._hours: dict[str, list[Entry]] = {}
+        self._since_horizon: dict[str, Entry] | None = None
 
     def _entries(self, hour: str) -> list[Entry]:
         if hour not in self._hours:
@@ -592,11 +681,27 @@ class _LedgerView:
         return self._hours[hour]
 
     def find(self, key: str, written: datetime) -> Entry | None:
+        """The entry of ``key``, written at ``written`` (after the last digest): looked up around
+        that time, then in every ledger hour since the last digest's window. A copy of the lake
+        (cp -a, tar, a restore) dates its files when it was made, long after their entries."""
         for hour in hours(written - self.settle - SKEW, written + SKEW):
             for entry in self._entries(hour):
                 if entry.key == key:
                     return entry
-        return None
+        return self._recorded_since_horizon(written).get(key)
+
+    def _recorded_since_horizon(self, written: datetime) -> dict[str, Entry]:
+        if self._since_horizon is None:
+            self._since_horizon = {}
+            end = max(written, self.now or written) + SKEW
+            first = self.ledger.first_hour() if self.ledger is not None else None
+            # No further back than the ledger holds: its first hour, or (deployed) what DynamoDB keeps.
+            floor = parse(f"{first}:00:00Z") if first else end - timedelta(seconds=KEEP_SECONDS)
+            begin = self.horizon - self.settle - SKEW if self.horizon else floor
+            for hour in hours(max(begin, floor), end):
+                for entry in self._entries(hour):
+                    self._since_horizon.setdefault(entry.key, entry)
+        return self._since_horizon
 
     def since(self, moment: datetime) -> Iterator[Entry]:
         """Entries stamped from ``moment`` to now (no further back than the deployed ledger keeps)."""

@@ -125,7 +125,10 @@ class Result:
 
 
 class LocalEngine:
-    """DuckDB over the local lake's archive: views ``audit`` and ``events`` over its Parquet files."""
+    """DuckDB over the local lake's archive: views ``audit`` and ``events`` over its Parquet files.
+
+    It reads exactly the partition files the archive lists (``LocalStore.list``: regular files,
+    no temp files, never through a symlink), the files ``verify`` accounts for, never a glob."""
 
     def __init__(self, archive: Path) -> None:
         import duckdb  # CLI-only dependency
@@ -136,17 +139,27 @@ class LocalEngine:
             self.connection.execute(self._view(kind, archive))
 
     @staticmethod
+    def files(kind: ArchiveKind, archive: Path) -> list[str]:
+        """The archive's Parquet files of ``kind``: its partitions' objects, as absolute paths."""
+        from .stores.local import LocalStore
+
+        store = LocalStore(archive)
+        partition = re.compile(rf"{re.escape(kind.name)}/dt=[^/]+/hour=[^/]+/[^/]+\.parquet")
+        return [str(store.root / key) for key in store.list(f"{kind.name}/") if partition.fullmatch(key)]
+
+    @staticmethod
     def _view(kind: ArchiveKind, archive: Path) -> str:
-        if next((archive / kind.name).glob("dt=*/hour=*/*.parquet"), None):
-            pattern = str(archive / kind.name / "dt=*" / "hour=*" / "*.parquet").replace("'", "''")
+        files = LocalEngine.files(kind, archive)
+        if files:
+            paths = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
             source = (
-                f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true, "
+                f"read_parquet([{paths}], hive_partitioning = true, union_by_name = true, "
                 "hive_types = {'dt': VARCHAR, 'hour': INTEGER})"
             )
         else:  # nothing archived yet: the same columns, no rows
             columns = ", ".join(f"NULL::{_DUCKDB_TYPES[t]} AS {n}" for n, t in kind.columns)
             source = f"(SELECT {columns}, NULL::VARCHAR AS dt, NULL::INTEGER AS hour WHERE false)"
-        return f"CREATE VIEW {kind.name} AS SELECT * FROM {source}"  # noqa: S608 - our own columns and an escaped path
+        return f"CREATE VIEW {kind.name} AS SELECT * FROM {source}"  # noqa: S608 - our own columns and escaped paths
 
     def run(self, sql: str, values: Sequence[Any] = ()) -> Result:
         import sqlglot
