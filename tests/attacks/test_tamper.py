@@ -1,12 +1,14 @@
 """Every tampering of the corpus (tests/attacks/tamper/, one per file) on an honest local lake:
 verify passes on the lake before it, and fails with the case's FINDING after it. Cases marked
 AUDITOR are verified as an auditor would: with the chain head recorded after the honest digest
-(--expect-head) and the public key exported then and kept outside the lake (--public-key)."""
+(--expect-head) and the public key exported then and kept outside the lake (--public-key). Cases
+with VERIFY_LATER are verified that much later (verify's clock moved)."""
 
 from __future__ import annotations
 
 import importlib
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -43,7 +45,7 @@ def compacted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_tampering_is_caught(name: str, compacted: Path, tmp_path: Path) -> None:
+def test_tampering_is_caught(name: str, compacted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     case = _load(name)
     lake = tmp_path / "lake"
     shutil.copytree(compacted, lake)
@@ -60,6 +62,14 @@ def test_tampering_is_caught(name: str, compacted: Path, tmp_path: Path) -> None
     if when == "after-digest":
         _ok(lake, *auditor)
         case.tamper(lake)
+    later: timedelta = getattr(case, "VERIFY_LATER", timedelta(0))
+
+    class _Later(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return datetime.now(tz) + later  # type: ignore[arg-type]
+
+    monkeypatch.setattr("auditlake.cli.datetime", _Later)
     result = cli("verify", "--lake", str(lake), *auditor)
     assert result.exit_code == 1, (name, result.stdout + result.stderr)
     assert case.FINDING in result.stdout, (name, result.stdout + result.stderr)

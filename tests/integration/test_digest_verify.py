@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from click.testing import CliRunner
 from auditlake.cli import main
 from auditlake.digest import Digester, LocalChainHead, LocalSigner, message_digest, verify
 from auditlake.ledger import Entry, LocalLedger
+from auditlake.stores import StoreError
+from auditlake.stores import local as local_module
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import format_utc
 from tests.conftest import corpus_path
@@ -207,3 +211,99 @@ def test_a_stale_chain_fails_against_max_age(tmp_path: Path) -> None:
     assert run("verify", "--lake", str(lake), "--max-age", "3h").exit_code == 0
     bad = run("verify", "--lake", str(lake), "--expect-head", "2:abc")
     assert bad.exit_code == 2 and "SEQUENCE:SHA256" in bad.stderr
+
+
+@pytest.fixture
+def unsealed(lake: Path) -> Path:
+    """The sealed lake, then a second cluster compacted and not yet sealed."""
+    log = corpus_path("audit/liggitt__audit2rbac__demo_v1.jsonl")
+    assert run("ingest", str(log), "--cluster", "c2", "--lake", str(lake)).exit_code == 0
+    assert run("compact", "--lake", str(lake)).exit_code == 0
+    return lake
+
+
+def test_an_honest_copy_verifies(unsealed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An auditor gets a copy of the lake (cp -a, tar, a restore): every file's ctime is the copy's.
+    A file written since the last digest is looked up in every ledger hour since that digest, not
+    only around its (copied) write time, so a copy made hours later verifies too."""
+    copy = tmp_path / "copy"
+    shutil.copytree(unsealed, copy, symlinks=True)
+    result = run("verify", "--lake", str(copy))
+    assert result.exit_code == 0 and "not yet sealed 0" not in result.stderr, result.stdout + result.stderr
+    # The copy made (and verified) three hours later: file times and verify's clock both move.
+    later = timedelta(hours=3)
+    base = local_module._file_clock_offset()
+    monkeypatch.setattr(local_module, "_file_clock_offset", lambda: base + later.total_seconds())
+    ledger, stores, _, _ = _local(copy)
+    signer = LocalSigner(copy / "state" / "digest-key.pem", create=False)
+    head = LocalChainHead(copy / "state" / "digest-head.json")
+    report = verify(stores, signer, head=head, ledger=ledger, now=datetime.now(UTC) + later)
+    assert report.ok and report.unsealed, report.findings
+    # ... and a file written since the last digest that the ledger does not hold is still caught.
+    stray = report.unsealed[0].replace("c2-", "c3-")
+    shutil.copy(copy / "archive" / report.unsealed[0], copy / "archive" / stray)
+    caught = verify(stores, signer, head=head, ledger=ledger, now=datetime.now(UTC) + later)
+    assert [(f.kind, f.key) for f in caught.findings] == [("unrecorded", stray)]
+
+
+def test_a_digest_run_that_stopped_before_moving_the_head_is_adopted(unsealed: Path) -> None:
+    """A crash between writing digest N+1 and moving the head used to stall sealing for good
+    ("cannot write ...: exists"). The next run adopts the file if it is signed by the key and links
+    to the head; anything else there is an error naming it."""
+    head_path = unsealed / "state" / "digest-head.json"
+    before = head_path.read_bytes()
+    assert run("digest", "--lake", str(unsealed)).exit_code == 0
+    written = sorted((unsealed / "archive" / "digests").glob("*.json"))[-1]
+    head_path.write_bytes(before)  # the run stopped before moving the head
+    assert "HEAD" in run("verify", "--lake", str(unsealed)).stdout
+    again = run("digest", "--lake", str(unsealed))
+    assert again.exit_code == 0 and f"digests/{written.name} was written by a digest run" in again.stderr, again.stderr
+    result = run("verify", "--lake", str(unsealed))
+    assert result.exit_code == 0 and "not yet sealed 0" in result.stderr, result.stdout + result.stderr
+    # A file at the next digest's name that this key did not sign is not adopted.
+    after = head_path.read_bytes()
+    newest = sorted((unsealed / "archive" / "digests").glob("*.json"))[-1]
+    nxt = newest.with_name(f"{int(newest.stem) + 1:010d}.json")
+    doc = json.loads(newest.read_text())
+    doc["sequence"] += 1
+    nxt.write_text(json.dumps(doc))
+    time_passes = run("digest", "--lake", str(unsealed))
+    assert time_passes.exit_code == 1 and f"digests/{nxt.name} exists but is not the next" in time_passes.stderr, (
+        time_passes.stderr
+    )
+    assert head_path.read_bytes() == after
+
+
+def test_verify_in_a_window_says_what_it_checked(lake: Path) -> None:
+    """--from/--to choose files by write (seal) time; a sealed file outside the window is not read,
+    so the message names the window instead of claiming every sealed file."""
+    archive_files(lake)[0].write_bytes(b"altered, sealed before the window")
+    window = run("verify", "--lake", str(lake), "--from", "2h")
+    assert window.exit_code == 1  # the file was sealed within the last two hours
+    future = run("verify", "--lake", str(lake), "--from", format_utc(datetime.now(UTC) + timedelta(hours=1)))
+    assert future.exit_code == 0, future.stdout + future.stderr
+    assert "every sealed file" not in future.stderr
+    assert "(by write time)" in future.stderr and "Files sealed outside the window were not read" in future.stderr
+
+
+def test_a_fifo_recorded_in_the_ledger_is_never_opened(lake: Path) -> None:
+    """A FIFO named like an archive file with a forged ledger line made verify hang hashing it."""
+    partition = archive_files(lake)[0].parent
+    fifo = partition / "c9-20991231T235959Z-0badc0ffee00.parquet"
+    os.mkfifo(fifo)
+    key = fifo.relative_to(lake / "archive").as_posix()
+    LocalLedger(lake / "state" / "ledger").record(_entry(key, datetime.now(UTC)))
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("verify hung on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        result = run("verify", "--lake", str(lake))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert result.exit_code == 1 and f"IRREGULAR      {key}" in result.stdout, result.stdout
+    with pytest.raises(StoreError):
+        LocalStore(lake / "archive").get(key)
