@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,21 @@ def test_athena_gets_the_file_and_bound_literals(aws: AwsStack) -> None:
     assert sent["ExecutionParameters"][-2:] == ["'prod'", "'db''pass'"]  # quoted, quotes doubled
     assert sent["ExecutionParameters"][0] == "'2026-11-20T00:00:00.000Z'"
     assert isinstance(result.rows, list)
+
+
+def test_local_queries_read_only_the_files_the_archive_lists(tmp_path: Path) -> None:
+    """A `.tmp-` forgery, a symlinked partition and a symlink named like a file were read by DuckDB's
+    glob while verify did not see them: queries now read exactly the archive's listed files."""
+    lake = tmp_path / "lake"
+    run("ingest", str(corpus_path("audit/liggitt__audit2rbac__demo_v1.jsonl")), "--cluster", "a2r", "--lake", str(lake))
+    assert run("compact", "--lake", str(lake)).exit_code == 0
+    count = ["query", "--sql", "SELECT count(*) AS n FROM audit", "--lake", str(lake), "--format", "csv"]
+    assert run(*count).stdout.splitlines() == ["n", "37"]
+    honest = sorted((lake / "archive" / "audit").rglob("*.parquet"))[0]
+    shutil.copy(honest, honest.with_name(".tmp-forged.parquet"))
+    elsewhere = tmp_path / "elsewhere" / "hour=21"
+    elsewhere.mkdir(parents=True)
+    shutil.copy(honest, elsewhere / "c9-forged.parquet")
+    (lake / "archive" / "audit" / "dt=2099-12-31").symlink_to(elsewhere.parent, target_is_directory=True)
+    (honest.parent / "c9-linked.parquet").symlink_to(honest)
+    assert run(*count).stdout.splitlines() == ["n", "37"]

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
 from auditlake.cli import main
+from auditlake.digest import DigestError
 from auditlake.stores.s3 import S3Store
 from tests.conftest import AwsStack, LambdaContext, load_function
 from tests.integration.test_compactor_lambda import EVENTS, land, sqs_event
@@ -152,3 +153,38 @@ def test_deployed_verify_holds_the_chain_to_its_head_and_judges_by_last_modified
     assert rolled.exit_code == 0, rolled.stdout  # the stack alone agrees with itself
     audited = verify(name, "--expect-head", recorded)
     assert audited.exit_code == 1 and "the recorded head is digest" in audited.stdout, audited.stdout
+
+
+def test_a_digest_run_that_stopped_before_moving_the_head_is_adopted(
+    monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, str]
+) -> None:
+    """The digest function wrote digests/N.json (create-only, If-None-Match) and stopped before
+    moving DIGEST#HEAD: the next run used to fail on "exists" for good. It adopts the file (signed
+    by the KMS key, linked to the head) and moves the head; a file it did not sign is an error."""
+    compactor, digest = functions(monkeypatch, aws, worm)
+    assert compactor.lambda_handler(sqs_event(aws.bucket, [land(aws, EVENTS[:500], "a")]), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    at = datetime.now(UTC).replace(minute=6) + timedelta(hours=1)
+    monkeypatch.setattr(digest, "datetime", _At(at))
+    sealed = digest.lambda_handler({}, LambdaContext())
+    s3, bucket, key = aws.s3, worm["audit"], {"pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"}}
+    newest = json.loads(s3.get_object(Bucket=bucket, Key=sealed["digests"][-1])["Body"].read())
+    data = s3.get_object(Bucket=bucket, Key=sealed["digests"][-2])["Body"].read()
+    previous = json.loads(data)
+    head = {"sequence": previous["sequence"], "key": sealed["digests"][-2],
+            "sha256": hashlib.sha256(data).hexdigest(), "to": previous["to"]}  # fmt: skip
+    aws.dynamodb.put_item(TableName=aws.table, Item={**key, "head": {"S": json.dumps(head)},
+                          "sequence": {"N": str(head["sequence"])}})  # fmt: skip
+    name = stack(aws, worm)
+    assert "HEAD" in verify(name).stdout
+    again = digest.lambda_handler({}, LambdaContext())
+    assert again["adopted"] == [sealed["digests"][-1]] and again["files"] == len(newest["objects"])
+    result = verify(name)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    # A file at the next digest's name that the key did not sign stops the chain with its name.
+    following = f"digests/{newest['sequence'] + 1:010d}.json"
+    s3.put_object(Bucket=bucket, Key=following, Body=json.dumps({**newest, "sequence": newest["sequence"] + 1}))
+    monkeypatch.setattr(digest, "datetime", _At(at + timedelta(hours=1)))
+    with pytest.raises(DigestError, match=f"{following} exists but is not the next"):
+        digest.lambda_handler({}, LambdaContext())
