@@ -18,8 +18,15 @@ auditor recorded), ``stale`` (the newest digest ends longer than ``max_age`` ago
 ``altered`` (a sealed file gone or different), ``extra`` (an archive file no digest lists, really
 written before the last digest's end), ``vanished`` (a ledger entry with no file: a failed write,
 or a file removed before it was sealed: the two look the same), ``unrecorded`` (a file written
-since the last digest that no compaction recorded in the ledger). Files written since the last
-digest that the ledger holds are ``unsealed``: not yet sealed, not an error.
+since the last digest that no compaction recorded in the ledger: looked up in every ledger hour
+since the last digest, so a copy of the lake, its files dated when it was made, verifies),
+``irregular`` and ``leftover`` (a local archive: anything not a regular file, never opened; a
+``.tmp-*`` file older than a write takes). Files written since the last digest that the ledger
+holds are ``unsealed``: not yet sealed, not an error. A digest proves what existed and what the
+ledger recorded of it when it was sealed, not who wrote it: the compactor's rights are trusted.
+
+A digest run that stopped after writing its file and before moving the head is adopted by the
+next run when the file is signed by the key and links to the head (a DigestError names it if not).
 """
 
 from __future__ import annotations
