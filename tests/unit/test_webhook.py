@@ -252,7 +252,9 @@ def test_an_item_go_reads_is_stored_as_go_reads_it(store: LocalStore, bad: bytes
     good = [json.dumps(item, separators=(",", ":")).encode() for item in complete_events(OPENSHIFT)]
     item = json.loads(good[0])
     secret = {"kind": "Secret", "data": {"p": "dW5yZWFkYWJsZS1pdGVt"}}
-    item.update(auditID="unreadable-1", verb="patch", level="RequestResponse", requestObject="BAD", responseObject=secret)
+    item.update(
+        auditID="unreadable-1", verb="patch", level="RequestResponse", requestObject="BAD", responseObject=secret
+    )
     text = json.dumps(item, separators=(",", ":")).encode().replace(b'"BAD"', bad)
     reply = make(store).handle(f"Bearer {TOKEN}", _compact_body([*good, text]))
     assert reply.status == 200 and (reply.body["accepted"], reply.body["quarantined"]) == (len(good) + 1, 0)
