@@ -11,8 +11,8 @@ from typing import IO, Any, NoReturn
 import msgspec
 
 from .jsonio import JSONError, encode, loads
-from .k8s_audit import AuditEvent, EventList, RawEventList
-from .redact import shown
+from .k8s_audit import AuditEvent, EventList, RawEventList, eventlist_decoder
+from .redact import LETTER_ESCAPE, shown
 
 _EVENTLIST_API_VERSIONS = frozenset({None, "audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"})
 
@@ -43,6 +43,17 @@ def decode_eventlist(body: bytes) -> EventList | RawEventList:
     as a lone surrogate, which Go's JSON accepts in a patch body; nesting beyond the parser) fails that
     item alone: the body is then split into its items by a scanner, and only an envelope that cannot
     be read refuses the body."""
+    if body.count(b'"items"') == 1 and LETTER_ESCAPE.search(body) is None:
+        # kube-apiserver's own bodies: one items key and no letter written as an escape (Go escapes
+        # only <, >, & and U+2028/9), so no second items key can hide; one typed decode.
+        try:
+            check_utf8(body)
+            doc = eventlist_decoder.decode(body)
+        except (EnvelopeError, msgspec.ValidationError, *_UNREADABLE):
+            pass
+        else:
+            check_envelope(doc.kind, doc.apiVersion)
+            return doc
     top = _top(body)
     if top is None:
         return _split(body)

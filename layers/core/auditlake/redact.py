@@ -57,7 +57,7 @@ _KIND_MARK_TEXT = re.compile(_KIND_IS + "(?i:secret)")
 # it cannot be redacted field by field, so it is replaced whole.
 _SECRET_TEXT = re.compile(_KIND_IS + r"(?i:secret(?:list)?)\b")
 # Letters written as \u escapes could spell a kind key or value the duplicate count cannot see.
-_LETTER_ESCAPE = re.compile(rb"\\u00[4-7][0-9a-fA-F]")
+LETTER_ESCAPE = re.compile(rb"\\u00[4-7][0-9a-fA-F]")
 # A real (unescaped) kind member naming a Secret: counted to catch a duplicated kind key.
 _SECRET_KIND_MEMBER = re.compile(rb'"kind"\s*:\s*"(?i:secret|secretlist)"')
 # Walking deeper than this stubs the rest.
@@ -129,7 +129,12 @@ class RedactionConfig:
                 return True
             if self.covers(group or None, resource, subresource or ""):
                 return True
-        inferred = resource_of_uri(uri) if type(uri) is str else None
+        if type(uri) is not str:
+            return False
+        lowered = uri.lower()
+        if not any(name in lowered for name in self._resources):
+            return False  # most events: the URI names no listed resource at all
+        inferred = resource_of_uri(uri)
         return inferred is not None and self.covers(*inferred)
 
     def covers_ref(self, ref: Any, uri: Any = None) -> bool:
@@ -211,6 +216,13 @@ def may_hold_secret(data: bytes) -> bool:
     )
 
 
+def _patch_may_carry_data(data: bytes) -> bool:
+    """Could a patch body hold ``data``: a ``"data"`` key (``data\\"`` inside a JSON string, such as
+    a last-applied annotation), or a JSON patch path through ``/data``? (``"metadata"`` matches
+    none of them; a key spelled with \\u escapes is seen by may_hold_secret.)"""
+    return b'"data"' in data or b'data\\"' in data or b"/data" in data
+
+
 def _body(  # noqa: PLR0917 - internal
     raw: Any, path: str, redactions: list[str], omit_managed: bool, patch: bool, config: RedactionConfig
 ) -> str | None:
@@ -219,9 +231,10 @@ def _body(  # noqa: PLR0917 - internal
     data = bytes(raw)
     if data == b"null":
         return None
-    # Most bodies are stored as received. Parse only patches, those that may hold a Secret and
-    # those whose managedFields must go.
-    if patch or may_hold_secret(data) or (omit_managed and b'"managedFields"' in data):
+    # Most bodies are stored as received. Parse only those that may hold a Secret, patches that
+    # may carry data, and those whose managedFields must go.
+    managed = omit_managed and b'"managedFields"' in data
+    if (patch and _patch_may_carry_data(data)) or may_hold_secret(data) or managed:
         try:
             value = msgspec.json.decode(data)
         except (RecursionError, msgspec.DecodeError):
@@ -263,7 +276,7 @@ def resolve_duplicate_kinds(value: Any, data: bytes) -> Any:
     ``value`` (parsed from it) holds, or spells letters as \\u escapes (which could write a
     ``kind`` key or a Secret kind the count cannot see), ``data`` is read again keeping any Secret
     kind of a duplicated ``kind`` key; ``DROPPED`` when it cannot be."""
-    if _LETTER_ESCAPE.search(data) is None:
+    if LETTER_ESCAPE.search(data) is None:
         if b'"kind"' not in data:
             return value
         expected = len(_SECRET_KIND_MEMBER.findall(data))
@@ -289,13 +302,32 @@ def _secret_kind_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _ANY_MARK = re.compile(rb"\\u|stringData|(?:request|response)Object|" + _KIND_MARK.pattern)
 
 
+def _may_mark(data: bytes) -> bool:
+    """``_ANY_MARK.search(data)``, with substring tests first: most small values (annotations,
+    user.extra) hold none of them, and a substring test costs less than the regex's alternation."""
+    if b"\\u" in data or b"tringData" in data or b"Object" in data:
+        return True
+    return b"kind" in data and _ANY_MARK.search(data) is not None
+
+
+# Free-form values repeat (the authorization annotations of one binding, one identity's user.extra):
+# those found to hold no mark are remembered by their bytes, so each is searched once.
+_CLEAN: set[bytes] = set()
+_CLEAN_MAX = 4096
+
+
 def free_form(value: Any, path: str, found: list[str], config: RedactionConfig | None = None) -> str:
     """A free-form JSON value (user.extra, unknown fields) as the JSON text to store, redacted."""
     try:
         data = encode(value)
     except RecursionError:
         data = b""
-    if data and _ANY_MARK.search(data) is None:
+    if data in _CLEAN:
+        return data.decode("utf-8")
+    if data and not _may_mark(data):
+        if len(_CLEAN) >= _CLEAN_MAX:
+            _CLEAN.clear()
+        _CLEAN.add(data)
         return data.decode("utf-8")
     if data:
         redacted = redact_json(value, data, path, found, config=config)
