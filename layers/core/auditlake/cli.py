@@ -1106,7 +1106,9 @@ class _NoKey:
         self.path = path
 
     def sign(self, digest: bytes) -> bytes:
-        raise NotImplementedError
+        from .digest import DigestError
+
+        raise DigestError("verifying never signs")
 
     def verify(self, digest: bytes, signature: bytes) -> bool:
         from .digest import DigestError
