@@ -96,19 +96,26 @@ class _At:
         return self.moment
 
 
-def test_deployed_verify_holds_the_chain_to_its_head_and_judges_by_last_modified(
+def compacted_and_sealed(
     monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, str]
-) -> None:
-    """verify --stack compares the chain with DIGEST#HEAD (and a head an auditor recorded), fails on a
-    stale chain (3 h by default: digests are hourly), and judges an unlisted file by its S3
-    LastModified, not the write time in its name."""
+) -> tuple[ModuleType, datetime, dict[str, Any]]:
+    """500 events compacted, then the next hour's digest run: the digest function, its clock, its answer."""
     compactor, digest = functions(monkeypatch, aws, worm)
     assert compactor.lambda_handler(sqs_event(aws.bucket, [land(aws, EVENTS[:500], "a")]), LambdaContext()) == {
         "batchItemFailures": []
     }
     at = datetime.now(UTC).replace(minute=6) + timedelta(hours=1)
     monkeypatch.setattr(digest, "datetime", _At(at))
-    sealed = digest.lambda_handler({}, LambdaContext())
+    return digest, at, digest.lambda_handler({}, LambdaContext())
+
+
+def test_deployed_verify_holds_the_chain_to_its_head_and_judges_by_last_modified(
+    monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, str]
+) -> None:
+    """verify --stack compares the chain with DIGEST#HEAD (and a head an auditor recorded), fails on a
+    stale chain (3 h by default: digests are hourly), and judges an unlisted file by its S3
+    LastModified, not the write time in its name."""
+    _, at, sealed = compacted_and_sealed(monkeypatch, aws, worm)
     assert sealed["files"] == 1
     name = stack(aws, worm)
     honest = verify(name)
@@ -161,13 +168,7 @@ def test_a_digest_run_that_stopped_before_moving_the_head_is_adopted(
     """The digest function wrote digests/N.json (create-only, If-None-Match) and stopped before
     moving DIGEST#HEAD: the next run used to fail on "exists" for good. It adopts the file (signed
     by the KMS key, linked to the head) and moves the head; a file it did not sign is an error."""
-    compactor, digest = functions(monkeypatch, aws, worm)
-    assert compactor.lambda_handler(sqs_event(aws.bucket, [land(aws, EVENTS[:500], "a")]), LambdaContext()) == {
-        "batchItemFailures": []
-    }
-    at = datetime.now(UTC).replace(minute=6) + timedelta(hours=1)
-    monkeypatch.setattr(digest, "datetime", _At(at))
-    sealed = digest.lambda_handler({}, LambdaContext())
+    digest, at, sealed = compacted_and_sealed(monkeypatch, aws, worm)
     s3, bucket, key = aws.s3, worm["audit"], {"pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"}}
     newest = json.loads(s3.get_object(Bucket=bucket, Key=sealed["digests"][-1])["Body"].read())
     data = s3.get_object(Bucket=bucket, Key=sealed["digests"][-2])["Body"].read()
