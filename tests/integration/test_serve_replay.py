@@ -24,9 +24,12 @@ LOG = corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl")
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "auditlake", *args], capture_output=True, text=True, check=check, timeout=120
+    result = subprocess.run(
+        [sys.executable, "-m", "auditlake", *args], check=False, capture_output=True, text=True, timeout=120
     )
+    # On failure, the command's own stderr (a traceback, a fatal error) is the message.
+    assert not check or result.returncode == 0, f"{args[0]} exited {result.returncode}:\n{result.stderr[-4000:]}"
+    return result
 
 
 class Server:
