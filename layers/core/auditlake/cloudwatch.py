@@ -37,7 +37,7 @@ from .ingest import IngestStats
 from .landing import UNROUTED, Landing, batch_id, valid_cluster_name
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .model import SOURCE_CLOUDWATCH
-from .parse import head_before_bodies
+from .parse import head_before_bodies, head_ids
 from .pipeline import AuditPipeline, ItemFailure, quarantine_item
 from .redact import RedactionConfig
 from .stores import StoreError
@@ -52,9 +52,6 @@ CONTROL_MESSAGE = "CONTROL_MESSAGE"
 # EKS cluster names: 1-100 characters, a letter or digit first (the EKS CreateCluster API).
 EKS_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 _LOG_GROUP = re.compile(r"^/aws/eks/(?P<name>[0-9A-Za-z][A-Za-z0-9_-]{0,99})/cluster$")
-# Read from the head of a message that is not JSON (the regex Falco's k8saudit-eks plugin uses, anchored).
-_AUDIT_ID = re.compile(r'"auditID"\s*:\s*"([A-Za-z0-9-]{1,64})"')
-_STAGE = re.compile(r'"stage"\s*:\s*"([A-Za-z]{1,32})"')
 
 
 def log_group_of(eks_cluster: str) -> str:
@@ -275,8 +272,7 @@ class EksAuditForwarder:
         for failure in result.failures:
             failure.index, event = sources[failure.index]
             failure.origin = _origin(event)
-            failure.audit_id = failure.audit_id or _read(_AUDIT_ID, event.message)
-            failure.stage = failure.stage or _read(_STAGE, event.message)
+            _fill_ids(failure, event.message)
         failures = refused + result.failures
         raw_key = self.landing.write_raw(cluster, at, batch, result.lines)
         if failures:
@@ -338,8 +334,7 @@ def _message_failure(index: int, reason: str, value: Any, redaction: RedactionCo
     message = value.get("message") if isinstance(value, dict) else None
     if isinstance(message, str):
         failure = quarantine_item(index, reason, message.encode("utf-8", "surrogatepass"), redaction)
-        failure.audit_id = failure.audit_id or _read(_AUDIT_ID, message)
-        failure.stage = failure.stage or _read(_STAGE, message)
+        _fill_ids(failure, message)
     else:
         failure = quarantine_item(index, reason, encode_any(value), redaction)
     if isinstance(value, dict):
@@ -370,24 +365,22 @@ def _refused_document(payload: bytes, reason: str, redaction: RedactionConfig) -
     return [quarantine_item(0, reason, encode_any(value), redaction)]
 
 
-def _read(pattern: re.Pattern[str], message: str) -> str | None:
-    match = pattern.search(message, 0, 4096)  # both sit near the start, before any body
-    return match.group(1) if match else None
-
-
 def _truncated(index: int, event: LogEvent) -> ItemFailure:
     head, cut = head_before_bodies(event.message)
     reason = f"message truncated by CloudWatch Logs ({len(event.message)} characters, ends with {TRUNCATED})"
     if cut:
         reason += "; bodies not kept (cut short, they cannot be checked for secrets)"
+    audit_id, stage = head_ids(event.message)
     return ItemFailure(
-        index,
-        reason,
-        audit_id=_read(_AUDIT_ID, event.message),
-        stage=_read(_STAGE, event.message),
-        raw=head.encode("utf-8", "surrogatepass"),
-        origin=_origin(event),
+        index, reason, audit_id=audit_id, stage=stage, raw=head.encode("utf-8", "surrogatepass"), origin=_origin(event)
     )
+
+
+def _fill_ids(failure: ItemFailure, message: str) -> None:
+    """The auditID and stage, when quarantine could not read them, from the message's head."""
+    if failure.audit_id is None or failure.stage is None:
+        audit_id, stage = head_ids(message)
+        failure.audit_id, failure.stage = failure.audit_id or audit_id, failure.stage or stage
 
 
 def forward_saved(forwarder: EksAuditForwarder, data: bytes) -> ForwardStats:

@@ -340,8 +340,16 @@ def prune(data: bytes, limit: int) -> bytes:
 
 
 BODY_KEYS = ('"requestObject":', '"responseObject":')
-AUDIT_ID = re.compile(r'"auditID"\s*:\s*"([A-Za-z0-9-]{1,64})"')
-STAGE = re.compile(r'"stage"\s*:\s*"([A-Za-z]{1,32})"')
+# Read from the head of an event that is not JSON (the regex Falco's k8saudit-eks plugin uses, anchored).
+_AUDIT_ID = re.compile(r'"auditID"\s*:\s*"([A-Za-z0-9-]{1,64})"')
+_STAGE = re.compile(r'"stage"\s*:\s*"([A-Za-z]{1,32})"')
+
+
+def head_ids(text: str) -> tuple[str | None, str | None]:
+    """The auditID and stage of an event's text that cannot be parsed: both sit near its start."""
+    found = (pattern.search(text, 0, 4096) for pattern in (_AUDIT_ID, _STAGE))
+    audit_id, stage = (match.group(1) if match else None for match in found)
+    return audit_id, stage
 
 
 def head_before_bodies(text: str) -> tuple[str, bool]:

@@ -29,13 +29,12 @@ from .k8s_audit import (
 )
 from .normalise import Invalid, normalise
 from .parse import (
-    AUDIT_ID,
-    STAGE,
     EnvelopeError,
     EventList,
     check_utf8,
     decode_eventlist,
     head_before_bodies,
+    head_ids,
     legacy_hint,
     prune,
 )
@@ -296,7 +295,8 @@ def _unparsed(index: int, reason: str, raw: bytes) -> ItemFailure:
     """An item that is not JSON (a line cut short, a proxy's garbage): its head, before any body."""
     text = raw.decode("utf-8", "replace")
     head, cut = head_before_bodies(text)
-    failure = ItemFailure(index, reason, audit_id=_read(AUDIT_ID, head), stage=_read(STAGE, head))
+    audit_id, stage = head_ids(head)
+    failure = ItemFailure(index, reason, audit_id=audit_id, stage=stage)
     if cut:
         failure.reason += "; bodies not kept (cut short, they cannot be checked for secrets)"
     closed = head.rstrip().rstrip(",")
@@ -317,8 +317,3 @@ def _unparsed(index: int, reason: str, raw: bytes) -> ItemFailure:
         return failure
     failure.raw = head.encode("utf-8")
     return failure
-
-
-def _read(pattern: Any, text: str) -> str | None:
-    match = pattern.search(text, 0, 4096)
-    return match.group(1) if match else None
