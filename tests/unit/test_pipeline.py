@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from auditlake.parse import EnvelopeError
 from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig, quarantine_item, refused_items
 from auditlake.policy import policy_from_dict
 from tests.conftest import as_row, complete_events
@@ -154,7 +155,7 @@ def test_quarantine_judges_every_embedded_event_by_its_own_object_ref() -> None:
 
 def test_a_refused_bare_array_is_kept_as_its_redacted_items() -> None:
     body = json.dumps([token_review("t1"), pod_event(auditID="p1")]).encode()
-    failures = refused_items(body, "not an EventList", PipelineConfig().redaction)
+    failures = refused_items(body, EnvelopeError("not an EventList"), PipelineConfig().redaction)
     assert failures is not None and [f.audit_id for f in failures] == ["t1", "p1"]
     assert "TOKEN-P1" not in json.dumps([f.item for f in failures])
 

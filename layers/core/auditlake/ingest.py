@@ -21,10 +21,9 @@ from .landing import Landing, batch_id
 from .model import SOURCE_FILE
 from .normalise import Invalid
 from .parse import EnvelopeError, eventlist_raw_items, iter_decoded, iter_lines, top_kind
-from .pipeline import AuditPipeline, ItemFailure, quarantine_item
+from .pipeline import AuditPipeline, ItemFailure, quarantine_item, refused_items
 from .redact import RedactionConfig
 from .timestamps import format_utc
-from .webhook import refused_failures
 
 CHUNK_EVENTS = 5000
 
@@ -78,7 +77,7 @@ class FileIngest:
                     try:
                         items = eventlist_raw_items(line.raw)
                     except EnvelopeError as exc:  # its items, or itself, kept redacted; its head if not JSON
-                        failures = refused_failures(line.raw, exc, self._redaction()) or [
+                        failures = refused_items(line.raw, exc, self._redaction()) or [
                             quarantine_item(0, exc.reason, line.raw, self._redaction())
                         ]
                         for failure in failures:
@@ -105,7 +104,7 @@ class FileIngest:
         try:
             items = eventlist_raw_items(data, single_event=True)
         except EnvelopeError as exc:
-            refused = refused_failures(data, exc, self._redaction())
+            refused = refused_items(data, exc, self._redaction())
             self.landing.quarantine(
                 self.cluster,
                 self.clock(),

@@ -276,9 +276,13 @@ def _hide_value(item: dict[str, Any], field: str, failure: ItemFailure) -> None:
             failure.reason += f"; {field} not kept"
 
 
-def refused_items(body: bytes, reason: str, redaction: RedactionConfig) -> list[ItemFailure] | None:
-    """A body refused as a whole (not an EventList) that still parses: its items (or itself) as
-    redacted failures, so nothing that can be inspected is kept unredacted. None when it is not JSON."""
+def refused_items(body: bytes, refusal: EnvelopeError, redaction: RedactionConfig) -> list[ItemFailure] | None:
+    """What is kept of a body refused as a whole (not an EventList): the items the scanner told apart
+    (``refusal.items``), else, when it parses, its items (or itself), each redacted, so nothing that
+    can be inspected is kept unredacted. None when it is not JSON (it is then kept unchanged)."""
+    reason = refusal.reason
+    if refusal.items:
+        return [quarantine_item(index, reason, item, redaction) for index, item in enumerate(refusal.items)]
     try:
         value, _ = loads_like_go(body)
     except JSONError as exc:

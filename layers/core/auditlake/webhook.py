@@ -8,8 +8,8 @@ it, so the answers are chosen for that sender:
 * 400 - not an EventList at all (an envelope that is not JSON or not UTF-8, wrong kind, too deep; a
   second top-level ``items`` key): quarantined, its items one by one, redacted; byte for byte only
   when its items cannot be told apart and it is not JSON.
-* 200 - envelope valid: good events stored, bad ones quarantined, counts in the body; an item the
-  parser cannot read (a lone surrogate escape, bytes not UTF-8, too deep) fails alone.
+* 200 - envelope valid: good events stored, bad ones quarantined, counts in the body; an item read
+  as Go reads it (a lone surrogate escape, bytes not UTF-8: U+FFFD) is stored; one too deep fails alone.
 * 503 - storage or registry failed: nothing acknowledged, the sender retries.
 * 500 - an unexpected error; the body is quarantined first when storage allows.
 
@@ -30,8 +30,7 @@ from .jsonio import dumps_str
 from .landing import Landing, batch_id
 from .metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
 from .parse import EnvelopeError
-from .pipeline import AuditPipeline, ItemFailure, quarantine_item, refused_items
-from .redact import RedactionConfig
+from .pipeline import AuditPipeline, refused_items
 from .registry import RegistryError, TokenRegistry, bearer_token, token_hash
 from .stores import StoreError
 from .timestamps import format_utc
@@ -153,7 +152,7 @@ class AuditWebhook:
             result = self.pipeline.eventlist(body, cluster=cluster, source=self.source, ingested_at=format_utc(at))
         except EnvelopeError as exc:
             # Kept byte for byte only when it is not JSON at all; what parses is kept redacted.
-            refused = refused_failures(body, exc, self.pipeline.config().redaction)
+            refused = refused_items(body, exc, self.pipeline.config().redaction)
             self.landing.quarantine(
                 cluster, at, batch, source=self.source, reason=exc.reason, payload=body, failures=refused or ()
             )
@@ -176,12 +175,3 @@ class AuditWebhook:
         emit_counts(self.metrics, counts)
         logger.info("batch stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
         return Reply(200, {"batch": batch, **counts})
-
-
-def refused_failures(body: bytes, exc: EnvelopeError, redaction: RedactionConfig) -> list[ItemFailure] | None:
-    """What is kept of a refused body: the items the scanner told apart (a body with two items keys,
-    or whose envelope cannot be read) each redacted; else what parses, redacted; None when nothing
-    does (the body is then kept unchanged)."""
-    if exc.items:
-        return [quarantine_item(index, exc.reason, item, redaction) for index, item in enumerate(exc.items)]
-    return refused_items(body, exc.reason, redaction)
