@@ -6,11 +6,18 @@ from __future__ import annotations
 import base64
 from urllib.parse import parse_qs, urlparse
 
-import boto3
+import botocore.session
 import pytest
 
 from auditlake.kube_api import BEARER, KubeError
-from auditlake.kube_auth import EKS_TOKEN_PREFIX, EksCredentials, StaticCredentials, eks_token, secret_token
+from auditlake.kube_auth import (
+    EKS_TOKEN_PREFIX,
+    EksCredentials,
+    StaticCredentials,
+    eks_token,
+    regional_sts,
+    secret_token,
+)
 from auditlake.registry import PollConfig, RegistryError
 
 
@@ -22,22 +29,59 @@ class Clock:
         return self.now
 
 
-def sts() -> object:
-    return boto3.client(
-        "sts", region_name="eu-west-1", endpoint_url="https://sts.eu-west-1.amazonaws.com",
-        aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="secret",
-    )  # fmt: skip
+def sts(region: str = "eu-west-1") -> object:
+    """The poller's STS client, with made-up credentials: presigning is local, nothing is sent."""
+    session = botocore.session.Session()
+    session.set_credentials("AKIAEXAMPLE", "secret")
+    return regional_sts(region, session=session)
+
+
+def presigned_url(token: str) -> str:
+    assert token.startswith(EKS_TOKEN_PREFIX) and "=" not in token  # base64url without padding
+    return base64.urlsafe_b64decode(token[len(EKS_TOKEN_PREFIX) :] + "==").decode()
 
 
 def test_eks_token_is_a_presigned_get_caller_identity_bound_to_the_cluster() -> None:
-    token = eks_token(sts(), "prod")
-    assert token.startswith(EKS_TOKEN_PREFIX) and "=" not in token
-    url = base64.urlsafe_b64decode(token[len(EKS_TOKEN_PREFIX) :] + "==").decode()
+    url = presigned_url(eks_token(sts(), "prod"))
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
-    assert parsed.netloc == "sts.eu-west-1.amazonaws.com"
-    assert query["Action"] == ["GetCallerIdentity"] and query["X-Amz-Expires"] == ["60"]
+    assert parsed.scheme == "https" and parsed.netloc == "sts.eu-west-1.amazonaws.com" and parsed.path == "/"
+    assert query["Action"] == ["GetCallerIdentity"] and query["Version"] == ["2011-06-15"]
+    assert query["X-Amz-Expires"] == ["60"]
     assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0].split(";")
+
+
+# The hosts aws-iam-authenticator accepts are the partition's STS hosts: a China or GovCloud cluster
+# refuses a token naming sts.<region>.amazonaws.com of another partition (or the aws-only global host).
+@pytest.mark.parametrize(
+    ("region", "host"),
+    [
+        ("us-east-1", "sts.us-east-1.amazonaws.com"),
+        ("eu-west-1", "sts.eu-west-1.amazonaws.com"),
+        ("cn-north-1", "sts.cn-north-1.amazonaws.com.cn"),
+        ("us-gov-west-1", "sts.us-gov-west-1.amazonaws.com"),
+    ],
+)
+def test_eks_token_names_the_regional_sts_host_of_the_partition(
+    region: str, host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a workstation or a test may configure must not leak into the token: the legacy global
+    # endpoint, or an emulator's URL.
+    monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", "legacy")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    query = parse_qs(urlparse(url := presigned_url(eks_token(sts(region), "prod"))).query)
+    assert urlparse(url).netloc == host
+    # Signed for that region's STS (the credential scope), with the cluster header signed.
+    assert query["X-Amz-Credential"][0].split("/")[2:4] == [region, "sts"]
+    assert query["X-Amz-SignedHeaders"][0].split(";") == ["host", "x-k8s-aws-id"]
+
+
+def test_eks_token_takes_the_region_of_the_environment_like_the_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "cn-northwest-1")
+    session = botocore.session.Session()
+    session.set_credentials("AKIAEXAMPLE", "secret")
+    url = presigned_url(eks_token(regional_sts(session=session), "prod"))
+    assert urlparse(url).netloc == "sts.cn-northwest-1.amazonaws.com.cn"
 
 
 class Eks:

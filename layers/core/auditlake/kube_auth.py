@@ -2,6 +2,11 @@
 
 No credential comes from the environment or reaches a log. TLS verification is on unless a
 cluster's registry entry says ``insecure_skip_tls_verify`` (the poller then warns on every run).
+
+An EKS token is a presigned STS GetCallerIdentity URL; the cluster's authenticator accepts it only
+when it names an STS host of the cluster's partition. ``regional_sts`` builds the client that signs
+it, on the regional endpoint botocore's resolver gives for the region (``sts.cn-north-1.amazonaws.com.cn``
+in aws-cn, ``sts.us-gov-west-1.amazonaws.com`` in GovCloud), whatever the environment configures.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import botocore.session
 from kubernetes.client.configuration import Configuration
 
 from .jsonio import JSONError, loads
@@ -22,6 +28,23 @@ EKS_TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - the token format's prefix, not 
 # well before, so a long watch never starts with a token about to expire.
 EKS_TOKEN_REFRESH_SECONDS = 10 * 60
 _PRESIGN_SECONDS = 60  # what aws-iam-authenticator and `aws eks get-token` sign for
+
+
+def regional_sts(region: str | None = None, *, session: botocore.session.Session | None = None) -> Any:
+    """An STS client for ``eks_token`` on the partition's regional endpoint of ``region`` (default: the
+    session's: ``AWS_DEFAULT_REGION``, which Lambda sets to the function's region), credentials from
+    ``session`` (default: a new one, reading the environment's chain as boto3 does). The two endpoint
+    settings below are set on ``session``.
+
+    Regional, not the legacy global ``sts.amazonaws.com`` that ``AWS_STS_REGIONAL_ENDPOINTS=legacy``
+    would pick in us-east-1: the global host exists only in the aws partition. A configured endpoint
+    (``AWS_ENDPOINT_URL``, a test's emulator) is ignored: the token must name a real STS host, and
+    signing it is local, so nothing is sent there.
+    """
+    session = session or botocore.session.Session()
+    session.set_config_variable("sts_regional_endpoints", "regional")
+    session.set_config_variable("ignore_configured_endpoint_urls", True)
+    return session.create_client("sts", region_name=region)
 
 
 def eks_token(sts: Any, cluster_name: str) -> str:
