@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import http_api
 from .alerts import AlertError, Watch
 from .jsonio import dumps_str
 from .landing import Landing, batch_id
@@ -37,12 +38,37 @@ from .timestamps import format_utc
 
 logger = logging.getLogger(__name__)
 
-# Lambda's synchronous payload limit is 6 MB including the event envelope.
-MAX_BODY_BYTES = 6_000_000
-# What `auditlake cluster add` configures: safely under MAX_BODY_BYTES.
-TRUNCATE_MAX_BATCH_BYTES = 4 * 1024 * 1024
+# Size limits: the one place for these numbers (http_api.py builds and measures the envelope).
+# On AWS the body reaches the function inside API Gateway's payload 2.0 event, as an escaped JSON
+# string (each " and \ doubles: up to 2x for a valid JSON body; 10-15% on the corpus as
+# kube-apiserver serialises it, ~32% on kubectl-apply writes, whose requests carry themselves again
+# as an escaped annotation) or as base64 (4/3) when API Gateway deems the content type binary, next
+# to headers and requestContext. Lambda refuses an invocation of LAMBDA_MAX_REQUEST_BYTES or more:
+# API Gateway then answers 500 before the function runs, kube-apiserver retries and drops the batch.
+# * ENVELOPE_BUDGET, what surrounds the body: a kube-apiserver request measures ~1,050 bytes; HTTP
+#   API caps request line + header values at 10,240 bytes, each may appear three times (headers,
+#   requestContext, rawQueryString + queryStringParameters) and escape to 2x: 61,440; 64 KiB in all.
+# * MAX_BODY_BYTES (the 413): 2 x 3,000,000 + 65,536 < 6,291,456, so any body up to the limit
+#   reaches the function whatever its content, and is taken. A body over it still reaches the
+#   function, and gets the 413 with the advice, up to (6,291,456 - 65,536) / 2 = 3,112,960 bytes
+#   whatever its content, to ~4.67 MB when it grows by a third or less (base64; kubectl-apply
+#   batches), to ~5.4 MB for typical batches. Larger: API Gateway's 500 (its own 413 over 10 MB).
+# * The advice: in batch mode kube-apiserver POSTs up to --audit-webhook-batch-max-size events, each
+#   at most --audit-webhook-truncate-max-event-size bytes (bigger ones lose their request/response
+#   objects, or are dropped). --audit-webhook-truncate-max-batch-size does not bound a POST: the
+#   truncating backend sits before the batching one and sees events one at a time. So
+#   45 x 65,536 + EVENTLIST_SLACK <= MAX_BODY_BYTES bounds every batch, whatever it escapes to.
+LAMBDA_MAX_REQUEST_BYTES = http_api.LAMBDA_MAX_REQUEST_BYTES
+ENVELOPE_BUDGET = 64 * 1024
+MAX_BODY_BYTES = 3_000_000
+BATCH_MAX_EVENTS = 45
+TRUNCATE_MAX_EVENT_BYTES = 64 * 1024
+EVENTLIST_SLACK = 4096  # {"kind":"EventList",...,"items":[ ]} and a comma per item: ~125 bytes at 45 events
+TRUNCATE_MAX_BATCH_BYTES = BATCH_MAX_EVENTS * TRUNCATE_MAX_EVENT_BYTES  # 2,949,120: for blocking mode, and replay
 TRUNCATE_FLAGS = (
-    f"--audit-webhook-truncate-enabled=true --audit-webhook-truncate-max-batch-size={TRUNCATE_MAX_BATCH_BYTES}"
+    f"--audit-webhook-batch-max-size={BATCH_MAX_EVENTS} --audit-webhook-truncate-enabled=true "
+    f"--audit-webhook-truncate-max-event-size={TRUNCATE_MAX_EVENT_BYTES} "
+    f"--audit-webhook-truncate-max-batch-size={TRUNCATE_MAX_BATCH_BYTES}"
 )
 
 
@@ -114,6 +140,11 @@ class AuditWebhook:
         """A request as API Gateway hands it over: the body base64-encoded or as text (bytes that are not
         UTF-8 kept as surrogates, so they still reach the 400 for not being UTF-8)."""
         text = body or ""
+        if base64_encoded:
+            # The limit is on the bytes sent, not on their base64 (4/3 larger): known before decoding.
+            size = len(text) * 3 // 4 - (len(text) - len(text.rstrip("=")))
+            if size > self.max_body_bytes:
+                return self.handle_oversize(authorization, size).http_api()
         raw = base64.b64decode(text) if base64_encoded else text.encode("utf-8", "surrogatepass")
         return self.handle(authorization, raw).http_api()
 
