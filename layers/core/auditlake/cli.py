@@ -24,6 +24,7 @@ from .alerts import Watch, local_bursts, subject
 from .backfill import PAGE_LIMIT, Backfill
 from .checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints, LocalCheckpoints
 from .cloudwatch import EKS_NAME, EksAuditForwarder, ForwardStats, forward_saved, log_group_of
+from .doctor import doctor
 from .ingest import FileIngest, IngestStats, ingest_events
 from .jsonio import dumps_str
 from .kubeconfig import DEFAULT_KUBECONFIG_PATH, DEFAULT_POLICY_PATH, apiserver_flags, render_kubeconfig
@@ -54,6 +55,8 @@ def _fail(message: str) -> NoReturn:
 def main() -> None:
     """auditlake: Kubernetes audit events and Events into a queryable, tamper-evident lake."""
 
+
+main.add_command(doctor)  # the post-deploy checks live in doctor.py
 
 # ---------------------------------------------------------------- shared options
 
