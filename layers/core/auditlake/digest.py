@@ -25,6 +25,13 @@ since the last digest, so a copy of the lake, its files dated when it was made, 
 holds are ``unsealed``: not yet sealed, not an error. A digest proves what existed and what the
 ledger recorded of it when it was sealed, not who wrote it: the compactor's rights are trusted.
 
+Retention: deployed, the audit bucket expires files and digests after AuditRetentionDays (the
+events bucket its files after EventsRetentionDays). ``verify`` is given those rules (``retention``)
+and accepts what they may have removed by ``now``: sealed files past retention (``expired_files``),
+and the chain's oldest digests, or a gap among them, once everything they can have sealed is past
+retention (``expired_digests``). Anything younger that is gone is still a finding; a local lake
+expires nothing. A file in an archive tier (Deep Archive) is present but not read (``archived``).
+
 A digest run that stopped after writing its file and before moving the head is adopted by the
 next run when the file is signed by the key and links to the head (a DigestError names it if not).
 """
@@ -46,7 +53,8 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .ledger import KEEP_SECONDS, SETTLE, Entry, Ledger, hours
-from .stores import AlreadyExists, Store, StoreError
+from .retention import Retention
+from .stores import AlreadyExists, Archived, Store, StoreError
 from .timestamps import format_utc, parse
 
 FORMAT = "auditlake-digest/1"
@@ -440,6 +448,15 @@ class VerifyReport:
     unsealed: list[str] = field(default_factory=list)
     sealed_until: str | None = None
     head: str | None = None  # SEQUENCE:SHA256 of the newest digest: what an auditor records
+    # Gone by the retention rules (never findings): sealed files S3 may have expired, and the
+    # sequence numbers of digests that expired with them (the start of the chain, or a gap in it).
+    expired_files: list[str] = field(default_factory=list)
+    expired_digests: list[int] = field(default_factory=list)
+    # Files no remaining digest lists, written where expired digests were: S3 removed their digest
+    # first (removal runs in no order); past retention, they are no longer provable, nor a finding.
+    unprovable: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)  # sealed, present, in an archive tier: not read
+    retention: str | None = None  # how long digests are kept ("365 days"), when they expire at all
 
     @property
     def ok(self) -> bool:
@@ -458,47 +475,98 @@ def parse_head(value: str) -> tuple[int, str]:
 def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | None = None,
            end: datetime | None = None, head: ChainHead | None = None, expected: tuple[int, str] | None = None,
            ledger: Ledger | None = None, now: datetime | None = None, max_age: timedelta | None = None,
-           settle: timedelta = SETTLE) -> VerifyReport:  # fmt: skip
+           settle: timedelta = SETTLE, retention: Mapping[str, Retention] | None = None) -> VerifyReport:  # fmt: skip
     """Walk the whole chain; check it against its ``head`` and the head an auditor ``expected``
     (sequence, SHA-256 of that digest file), and its age against ``now`` and ``max_age``; check
     the files of the digests overlapping [start, end); judge every unlisted file by its real write
-    time, and (with the ``ledger``) what was written since the last digest."""
+    time, and (with the ``ledger``) what was written since the last digest.
+
+    ``retention`` (per archive, as ``archives``: the audit bucket's rules cover its files and the
+    digests) says what S3 may have expired by ``now``. Only that is accepted, never more:
+
+    - a sealed file that is gone is *expired* when its digest's window (which ends after the file
+      was written) ends early enough for S3 to have removed the file by ``now``; else it is missing;
+    - a chain that starts after digest 1, or skips digests, is accepted when every file the absent
+      digests can have sealed (all written before the next remaining digest's window starts) is
+      past retention, and the absent digests (written after that) may be too; else it is broken.
+      A digest removed while the files it sealed are younger than that is always a finding, and
+      so are those files (``extra``). The newest digest is never accepted as expired: a missing
+      head is a finding (``head``), and ``max_age`` catches a chain whose young end was cut off.
+    """
     report = VerifyReport()
     digests = archives["audit"]
+    rules = retention or {}
+    moment = now or datetime.now(UTC)
     sealed: set[str] = set()  # every file any digest lists
-    to_check: list[dict[str, Any]] = []  # those of the digests overlapping [start, end)
+    to_check: list[
+        tuple[dict[str, Any], datetime]
+    ] = []  # files of the digests overlapping [start, end), with their digest's end
     unwritten: list[dict[str, Any]] = []  # ledger entries the digests say never got a file
-    chain: dict[int, tuple[str, str]] = {}  # position -> (key, SHA-256 of the digest file)
-    previous: tuple[str, bytes] | None = None
+    chain: dict[int, tuple[str, str]] = {}  # sequence -> (key, SHA-256 of the digest file)
+    gaps: list[tuple[datetime | None, datetime]] = []  # write times of files whose digests expired
+    previous: tuple[str, bytes, datetime] | None = None  # key, bytes and end of the last good digest
+    position = 0
 
     def overlaps(doc: dict[str, Any]) -> bool:
         return not ((start and parse(doc["to"]) <= start) or (end and parse(doc["from"]) >= end))
 
-    for n, key in enumerate(sorted(k for k in digests.list(PREFIX) if k.endswith(".json")), start=1):
+    def expired_before(first: int, last: int, begins: datetime) -> bool:
+        """Whether digests ``first``..``last`` (absent) may all have expired by now: each was
+        written at or after ``begins`` (the next remaining digest's start), so S3 may have removed
+        it only if an object written then may be."""
+        audit = rules.get("audit")
+        return audit is not None and all(
+            audit.expired(f"{PREFIX}{n:010d}.json", begins, moment) for n in range(first, last + 1)
+        )
+
+    for key in sorted(k for k in digests.list(PREFIX) if k.endswith(".json")):
         data = digests.get(key)
         report.digests += 1
-        chain[n] = (key, hashlib.sha256(data).hexdigest())
+        position += 1
         try:
             doc = json.loads(data)
             signature = base64.b64decode(doc["signature"]["value"])
-            parse(doc["from"]), parse(doc["to"])
+            begins, ends = parse(doc["from"]), parse(doc["to"])
         except (ValueError, KeyError, TypeError) as exc:
+            chain[position] = (key, hashlib.sha256(data).hexdigest())
             report.findings.append(Finding("bad-signature", key, f"not a signed digest: {exc}"))
             continue
         if not signer.verify(message_digest(doc), signature):
             report.findings.append(Finding("bad-signature", key, "the signature does not match the digest"))
         expected_link = {"key": previous[0], "sha256": hashlib.sha256(previous[1]).hexdigest()} if previous else None
-        if doc.get("sequence") != n or doc.get("previous") != expected_link:
+        sequence = doc.get("sequence")
+        link = doc.get("previous")
+        if sequence == position and link == expected_link:
+            pass
+        elif (
+            type(sequence) is int
+            and sequence > position
+            and key == f"{PREFIX}{sequence:010d}.json"
+            and isinstance(link, dict)
+            and link.get("key") == f"{PREFIX}{sequence - 1:010d}.json"
+            and (previous is None or previous[2] <= begins)
+            and expired_before(position, sequence - 1, begins)
+        ):
+            # Digests position..sequence-1 expired (the chain's start, or a gap S3 left: it removes
+            # in no order). What they sealed was written between the previous remaining digest's
+            # end and this one's start.
+            report.expired_digests += range(position, sequence)
+            gaps.append((previous[2] if previous else None, begins))
+            position = sequence
+        else:
             report.findings.append(
-                Finding("chain", key, f"expected digest {n} after {expected_link and expected_link['key']}")
+                Finding("chain", key, f"expected digest {position} after {expected_link and expected_link['key']}")
             )
-        previous = (key, data)
+        chain[position] = (key, hashlib.sha256(data).hexdigest())
+        previous = (key, data, ends)
         report.sealed_until = doc["to"]
         objects = doc.get("objects", ())
         sealed.update(obj["key"] for obj in objects)
         if overlaps(doc):
-            to_check += objects
+            to_check += [(obj, ends) for obj in objects]
             unwritten += doc.get("unwritten", ())
+    if "audit" in rules and rules["audit"].rules:
+        report.retention = rules["audit"].describe(f"{PREFIX}{1:010d}.json")
     last = max(chain, default=0)
     if last:
         report.head = f"{last}:{chain[last][1]}"
@@ -517,19 +585,34 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
                 )
             )
 
-    for obj in to_check:
+    for obj, window_end in to_check:
         key = obj["key"]
+        store_name = key.split("/", 1)[0]
         report.objects += 1
         try:
-            data = archives[key.split("/", 1)[0]].get(key)
+            data = archives[store_name].get(key)
+        except Archived:
+            # Glacier Flexible Retrieval / Deep Archive: present (its size is checked), not read.
+            size = archives[store_name].size(key)
+            if size != obj["bytes"]:
+                report.findings.append(Finding("altered", key, f"in an archive tier, {size} bytes, not {obj['bytes']}"))
+            else:
+                report.archived.append(key)
+            continue
         except StoreError:
+            # The file was written before its digest's window ended: gone by retention if S3 may
+            # have expired an object written then; otherwise removed.
+            kept = rules.get(store_name)
+            if kept is not None and kept.expired(key, window_end, moment, obj.get("bytes")):
+                report.expired_files.append(key)
+                continue
             report.findings.append(Finding("missing", key, f"sealed in a digest ({obj['bytes']} bytes), not found"))
             continue
         if hashlib.sha256(data).hexdigest() != obj["sha256"]:
             report.findings.append(Finding("altered", key, "its SHA-256 differs from the digest's"))
 
     listed = {key for prefix in ARCHIVE_PREFIXES for key in archives[prefix.rstrip("/")].list(prefix)}
-    _check_irregular(report, archives, now or datetime.now(UTC))
+    _check_irregular(report, archives, moment)
     for obj in unwritten:
         if obj["key"] not in listed:
             report.findings.append(
@@ -546,6 +629,9 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
     for key in sorted(listed - sealed):
         written = archives[key.split("/", 1)[0]].modified(key)
         if written is None or (start and written < start) or (end and written >= end):
+            continue
+        if any((after is None or after <= written) and written < before for after, before in gaps):
+            report.unprovable.append(key)  # its digest expired before it did: past retention
             continue
         if horizon is not None and written < horizon:
             report.findings.append(

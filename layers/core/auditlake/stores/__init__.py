@@ -15,6 +15,11 @@ class AlreadyExists(StoreError):
     """A create-only write found the key taken: archive files are never overwritten."""
 
 
+class Archived(StoreError):
+    """The object exists but sits in an archive tier (S3 Glacier Flexible Retrieval or Deep
+    Archive, not restored): it cannot be read until it is restored. Its size and write time can."""
+
+
 class Store(Protocol):
     def put(self, key: str, data: bytes, content_type: str, *, create_only: bool = False) -> None:
         """Durably store ``data`` under ``key``; returns only once the object is readable, whole.

@@ -1,4 +1,14 @@
-"""S3 adapter. The client is built by the caller (once per cold start) and passed in."""
+"""S3 adapter. The client is built by the caller (once per cold start) and passed in.
+
+Missing or forbidden: S3 answers HeadObject/GetObject on a missing key with 404 only when the
+caller has ``s3:ListBucket`` on the bucket, and with 403 otherwise (it will not tell a caller who
+may not list the bucket which keys exist). Every role that asks whether a key exists has
+``s3:ListBucket``, so here a 404 is "no such object" and a 403 is always an error that names the
+fix: reading a 403 as "missing" would let a permission fault pass for a missing file.
+
+Archive tiers: an object in Glacier Flexible Retrieval or Deep Archive (not restored) answers
+GetObject with ``InvalidObjectState``; reading it raises ``Archived`` (HeadObject still answers).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +19,10 @@ from typing import Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import AlreadyExists, StoreError
+from . import AlreadyExists, Archived, StoreError
+
+# Tiers whose objects GetObject refuses until restored (Glacier Instant Retrieval reads like Standard).
+ARCHIVE_TIERS = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 
 class RangeReader(io.RawIOBase):
@@ -18,9 +31,14 @@ class RangeReader(io.RawIOBase):
     def __init__(self, client: Any, bucket: str, key: str) -> None:
         self.client, self.bucket, self.key = client, bucket, key
         try:
-            self.size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        except (BotoCoreError, ClientError) as exc:
+            head = client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            raise _read_error(bucket, key, exc) from exc
+        except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+        if not _readable(head):  # found out now, not at the first range read
+            raise Archived(f"s3://{bucket}/{key} is in {head.get('StorageClass')}: restore it to read it")
+        self.size = int(head["ContentLength"])
         self.position = 0
 
     def readable(self) -> bool:
@@ -45,7 +63,9 @@ class RangeReader(io.RawIOBase):
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end}")
             data = body["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            raise _read_error(self.bucket, self.key, exc) from exc
+        except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.bucket}/{self.key}: {exc}") from exc
         buffer[: len(data)] = data
         self.position += len(data)
@@ -81,7 +101,9 @@ class S3Store:
     def get(self, key: str) -> bytes:
         try:
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            raise _read_error(self.bucket, key, exc) from exc
+        except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
         return body
 
@@ -94,13 +116,14 @@ class S3Store:
         return None if head is None else head["LastModified"].astimezone(UTC)
 
     def _head(self, key: str) -> dict[str, Any] | None:
-        """The object's HeadObject answer; None when there is no such object."""
+        """The object's HeadObject answer; None when there is no such object (404: see the module's
+        docstring for why a 403 is an error, never "missing")."""
         try:
             return dict(self.client.head_object(Bucket=self.bucket, Key=key))
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+            raise _read_error(self.bucket, key, exc) from exc
         except BotoCoreError as exc:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
 
@@ -112,3 +135,26 @@ class S3Store:
                     yield entry["Key"]
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from exc
+
+
+def _readable(head: dict[str, Any]) -> bool:
+    """Whether GetObject will answer: not in an archive tier, or restored (``ongoing-request="false"``)."""
+    return head.get("StorageClass") not in ARCHIVE_TIERS or 'ongoing-request="false"' in head.get("Restore", "")
+
+
+def _read_error(bucket: str, key: str, exc: ClientError) -> StoreError:
+    """What a refused HeadObject/GetObject means, said so that the fix is in the message."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    operation = exc.operation_name or "GetObject"
+    if code == "InvalidObjectState":
+        return Archived(f"s3://{bucket}/{key} is in {error.get('StorageClass', 'an archive tier')}: "
+                        "restore it to read it")  # fmt: skip
+    if code in ("403", "AccessDenied", "Forbidden") or status == 403:
+        return StoreError(
+            f"{operation} on {bucket}/{key} answered 403: the role needs s3:ListBucket on the bucket "
+            "to tell a missing key (404) from a forbidden one, and s3:GetObject on the key "
+            f"(and kms:Decrypt on the bucket's key) to read it ({code or 'Forbidden'})"
+        )
+    return StoreError(f"cannot read s3://{bucket}/{key}: {exc}")
