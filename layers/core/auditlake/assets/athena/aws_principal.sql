@@ -2,7 +2,7 @@
 -- matched on the role or user ARN, the assumed-role session ARN, the session name, the access key id
 -- or the principal id that EKS puts in user.extra, or on the mapped user name. One row per request.
 -- params: principal
--- placeholders: since until since until cluster cluster principal
+-- placeholders: since until since since until until since until cluster cluster principal
 WITH requests AS (
   SELECT *,
          json_extract_scalar(user_extra, '$.arn[0]') AS arn,
@@ -12,8 +12,14 @@ WITH requests AS (
          json_extract_scalar(user_extra, '$.principalId[0]') AS principal_id,
          row_number() OVER (PARTITION BY cluster, audit_id ORDER BY stage_at DESC) AS latest
   FROM audit
-  WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
-    AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+  WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+               AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+    AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour >= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND (dt < date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour <= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND request_received_at >= CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
+    AND request_received_at < CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
     AND (? = '' OR cluster = ?)
     AND user_extra IS NOT NULL
 )

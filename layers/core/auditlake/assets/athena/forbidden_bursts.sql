@@ -2,13 +2,19 @@
 -- reached, the most denials in any minute, and all their denials in the range with source IPs,
 -- resources and verbs. One row per identity; narrow since/until to separate episodes.
 -- params: threshold=10
--- placeholders: since until since until cluster cluster threshold
+-- placeholders: since until since since until until since until cluster cluster threshold
 WITH denied AS (
   SELECT cluster, user_name AS identity, request_received_at AS at, source_ips,
          coalesce(object_resource, request_uri) AS resource, verb
   FROM audit
-  WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
-    AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+  WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+               AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+    AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour >= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND (dt < date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour <= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND request_received_at >= CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
+    AND request_received_at < CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
     AND (? = '' OR cluster = ?)
     AND response_code = 403 AND stage <> 'RequestReceived'
 ),

@@ -1,11 +1,17 @@
 -- Interactive access into pods: exec, attach and port-forward, allowed or denied, one row per request.
 -- params:
--- placeholders: since until since until cluster cluster
+-- placeholders: since until since since until until since until cluster cluster
 WITH requests AS (
   SELECT *, row_number() OVER (PARTITION BY cluster, audit_id ORDER BY stage_at DESC) AS latest
   FROM audit
-  WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
-    AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+  WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+               AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+    AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour >= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND (dt < date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour <= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND request_received_at >= CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
+    AND request_received_at < CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
     AND (? = '' OR cluster = ?)
     AND object_resource = 'pods' AND object_subresource IN ('exec', 'attach', 'portforward')
     AND stage <> 'RequestReceived'

@@ -1,7 +1,7 @@
 -- Pods created privileged, with hostPath volumes, or in the host's network, PID or IPC namespace.
 -- Only where the request body was logged (level Request or RequestResponse).
 -- params:
--- placeholders: since until since until cluster cluster
+-- placeholders: since until since since until until since until cluster cluster
 WITH creations AS (
   SELECT request_received_at AS at, cluster, user_name AS identity, object_namespace AS namespace,
          coalesce(object_name, json_extract_scalar(request_object, '$.metadata.name'),
@@ -13,8 +13,14 @@ WITH creations AS (
          json_extract_scalar(request_object, '$.spec.hostPID') = 'true' AS host_pid,
          json_extract_scalar(request_object, '$.spec.hostIPC') = 'true' AS host_ipc
   FROM audit
-  WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
-    AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+  WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+               AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+    AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour >= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND (dt < date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour <= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND request_received_at >= CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
+    AND request_received_at < CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
     AND (? = '' OR cluster = ?)
     AND object_resource = 'pods' AND object_subresource IS NULL AND verb = 'create'
     AND stage = 'ResponseComplete' AND request_object IS NOT NULL

@@ -2,15 +2,21 @@
 -- resources or API groups, and bindings to such roles (when the role was changed in the range).
 -- Needs request bodies of RBAC writes (the recommended policy logs them).
 -- params:
--- placeholders: since until since until cluster cluster
+-- placeholders: since until since since until until since until cluster cluster
 WITH writes AS (
   SELECT request_received_at AS at, cluster, verb, user_name AS identity, object_resource AS resource,
          object_namespace AS namespace, object_name AS name, response_code, audit_id, request_object,
          json_extract_scalar(request_object, '$.roleRef.name') AS role_ref,
          regexp_like(coalesce(request_object, ''), '"(verbs|resources|apiGroups)"\s*:\s*\[[^\]]*"\*"') AS wildcard
   FROM audit
-  WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
-    AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+  WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+               AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+    AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour >= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND (dt < date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+         OR hour <= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+    AND request_received_at >= CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
+    AND request_received_at < CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
     AND (? = '' OR cluster = ?)
     AND object_api_group = 'rbac.authorization.k8s.io'
     AND object_resource IN ('roles', 'clusterroles', 'rolebindings', 'clusterrolebindings')

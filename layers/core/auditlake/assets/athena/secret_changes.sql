@@ -1,12 +1,18 @@
 -- Every create, update, patch and delete of one secret, allowed or denied: who, from where, with what result.
 -- A deletecollection of secrets in the namespace may have removed it too and is listed.
 -- params: name, namespace
--- placeholders: since until since until cluster cluster namespace name
+-- placeholders: since until since since until until since until cluster cluster namespace name
 SELECT request_received_at AS at, cluster, verb, user_name AS identity, impersonated_user_name AS impersonating,
        array_join(source_ips, ', ') AS source_ips, user_agent, response_code, authz_decision, response_reason, audit_id
 FROM audit
-WHERE dt BETWEEN substr(?, 1, 10) AND substr(?, 1, 10)
-  AND request_received_at >= from_iso8601_timestamp(?) AND request_received_at < from_iso8601_timestamp(?)
+WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+             AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+  AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+       OR hour >= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+  AND (dt < date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
+       OR hour <= CAST(hour(from_iso8601_timestamp(?) AT TIME ZONE 'UTC') AS integer))
+  AND request_received_at >= CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
+  AND request_received_at < CAST(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' AS timestamp)
   AND (? = '' OR cluster = ?)
   AND object_resource = 'secrets' AND coalesce(object_api_group, '') = '' AND object_subresource IS NULL
   AND object_namespace = ?
