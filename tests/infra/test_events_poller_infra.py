@@ -36,7 +36,7 @@ def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["EventsPollerRole"])}
     assert set(statements) == {
         "OwnLogs", "Tracing", "WriteEventsLanding", "ReadPollingRegistry", "PollerLeases",
-        "DescribeEksClusters", "ReadPollerTokens", "FanOut", "UseDataKey",
+        "DescribeEksClusters", "ReadPollerTokens", "UseDataKey",
     }  # fmt: skip
     assert statements["WriteEventsLanding"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/raw/events/*"},
@@ -50,9 +50,25 @@ def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     assert statements["DescribeEksClusters"]["Action"] == "eks:DescribeCluster"
     assert statements["ReadPollerTokens"]["Action"] == "secretsmanager:GetSecretValue"
     assert statements["ReadPollerTokens"]["Resource"]["Fn::Sub"].endswith(":secret:${PollerSecretPrefix}*")
-    assert statements["FanOut"]["Resource"]["Fn::Sub"].endswith(":function:${AWS::StackName}-events-poller")
-    function = transformed["Resources"]["EventsPollerFunction"]["Properties"]
-    assert function["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-events-poller"}
+    # Fan-out: the poller may invoke itself and nothing else, by the ARN CloudFormation gives it. No
+    # FunctionName: one built from the stack name can exceed Lambda's 64 characters.
+    assert "FunctionName" not in transformed["Resources"]["EventsPollerFunction"]["Properties"]
+    fan_out = transformed["Resources"]["EventsPollerFanOutPolicy"]
+    assert fan_out["Type"] == "AWS::IAM::Policy" and fan_out["Properties"]["Roles"] == [{"Ref": "EventsPollerRole"}]
+    assert fan_out["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Sid": "FanOut", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+         "Resource": {"Fn::GetAtt": ["EventsPollerFunction", "Arn"]}}
+    ]  # fmt: skip
+    # The handler invokes the ARN it was invoked by (the context's), so the name is never needed.
+    app = (ROOT / "functions" / "events_poller" / "app.py").read_text()
+    assert "function_arn=context.invoked_function_arn" in app
+
+
+def test_poller_fan_out_is_bounded_by_a_parameter(transformed: dict[str, Any]) -> None:
+    variables = transformed["Resources"]["EventsPollerFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["AUDITLAKE_POLLER_MAX_FANOUT"] == {"Ref": "PollerMaxFanOut"}
+    parameter = transformed["Parameters"]["PollerMaxFanOut"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 10, 1)
 
 
 def test_rbac_grants_reading_events_of_both_groups_and_nothing_else() -> None:

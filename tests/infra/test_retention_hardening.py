@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT
-from tests.infra.test_template import _statements
-
-KEY = {"Fn::If": ["CreateDataKey", {"Fn::GetAtt": ["DataKey", "Arn"]}, {"Ref": "KmsKeyArn"}]}
+from tests.infra.test_template import KEY, _statements, resources
 
 
 def bucket(doc: dict[str, Any], name: str) -> dict[str, Any]:
@@ -35,8 +33,13 @@ def test_audit_archive_tiers_follow_the_parameters(transformed: dict[str, Any]) 
     ]
     deep = {"StorageClass": "DEEP_ARCHIVE", "TransitionInDays": {"Ref": "AuditDeepArchiveDays"}}
     assert transitions[2] == {"Fn::If": ["HasDeepArchive", deep, {"Ref": "AWS::NoValue"}]}
-    assert audit["audit-expiry"]["ExpirationInDays"] == {"Ref": "AuditRetentionDays"}
-    assert audit["audit-expiry"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    # Files and the digests that seal them expire by rules of their own (today the same days; the
+    # digests' rule can be changed alone), and nothing else in the bucket expires by age.
+    assert audit["audit-expiry"] == {"Id": "audit-expiry", "Status": "Enabled", "Prefix": "audit/",
+                                     "ExpirationInDays": {"Ref": "AuditRetentionDays"}}  # fmt: skip
+    assert audit["digest-expiry"] == {"Id": "digest-expiry", "Status": "Enabled", "Prefix": "digests/",
+                                      "ExpirationInDays": {"Ref": "AuditRetentionDays"}}  # fmt: skip
+    assert audit["expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     assert transformed["Conditions"]["HasDeepArchive"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "AuditDeepArchiveDays"}, 0]}]
     }
@@ -47,6 +50,7 @@ def test_other_data_classes_have_their_own_retention(transformed: dict[str, Any]
     assert events["events-tiers"]["Transitions"] == [{"StorageClass": "STANDARD_IA",
                                                       "TransitionInDays": {"Ref": "EventsIADays"}}]  # fmt: skip
     assert events["events-expiry"]["ExpirationInDays"] == {"Ref": "EventsRetentionDays"}
+    assert events["events-expiry"]["Prefix"] == "events/"
     raw = rules(transformed, "RawBucket")
     assert raw["expire-raw"]["ExpirationInDays"] == {"Ref": "RawRetentionDays"}
     assert raw["expire-replaced-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
@@ -102,12 +106,23 @@ def test_every_bucket_is_encrypted_versioned_private_tls_only(transformed: dict[
 
 def test_alarms_page_the_alert_topic(transformed: dict[str, Any]) -> None:
     alarms = {n: r["Properties"] for n, r in transformed["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert {"WebhookServerErrorsAlarm", "CompactDeadLettersAlarm", "CloudWatchFailuresAlarm",
-            "EventsPollerErrorsAlarm"} <= set(alarms)  # fmt: skip
+    assert {"WebhookServerErrorsAlarm", "CompactDeadLettersAlarm", "CloudWatchFailuresAlarm", "EventsPollerErrorsAlarm",
+            "DigestErrorsAlarm", "CloudWatchDeliveryFailuresAlarm"} <= set(alarms)  # fmt: skip
     assert all(a["AlarmActions"] == [{"Ref": "AlertTopic"}] for a in alarms.values())
     assert alarms["WebhookServerErrorsAlarm"]["MetricName"] == "5xx"
     dead_man = alarms["SilentClustersAlarm"]
     assert (dead_man["MetricName"], dead_man["TreatMissingData"]) == ("SilentClusters", "breaching")
+    # The functions publish into a namespace of this stack's own, and the dead-man alarm reads that
+    # one: a staging stack's SilentClusters must not feed (or silence) prod's alarm.
+    namespace = {"Fn::Sub": "auditlake/${AWS::StackName}"}
+    for function in resources(transformed, "AWS::Lambda::Function").values():
+        assert function["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == namespace
+    assert dead_man["Namespace"] == namespace
+    # The digest's failures page after two hourly runs in a row (the next run catches up after one).
+    digest = alarms["DigestErrorsAlarm"]
+    assert (digest["Namespace"], digest["MetricName"], digest["Period"]) == ("AWS/Lambda", "Errors", 3600)
+    assert digest["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "DigestFunction"}}]
+    assert (digest["EvaluationPeriods"], digest["DatapointsToAlarm"], digest["Threshold"]) == (2, 2, 0)
     poller = transformed["Resources"]["EventsPollerFunction"]["Properties"]["Environment"]["Variables"]
     assert poller["AUDITLAKE_SILENCE_MINUTES"] == {"Ref": "SilenceMinutes"}
     webhook = transformed["Resources"]["WebhookFunction"]["Properties"]["Environment"]["Variables"]
@@ -122,6 +137,56 @@ def test_digest_role_signs_and_writes_only_digests(transformed: dict[str, Any]) 
     assert statements["WriteDigests"]["Resource"] == {"Fn::Sub": "${AuditArchiveBucket.Arn}/digests/*"}
     leading = statements["ReadLedgerAndChainHead"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
     assert leading == ["LEDGER#*", "DIGEST#HEAD"]
+    # Without s3:ListBucket, S3 answers HeadObject on a missing key with 403, not 404: a ledger entry
+    # whose file was never written would fail the digest every hour instead of being reported missing.
+    assert statements["TellMissingFiles"]["Action"] == "s3:ListBucket"
+    assert statements["TellMissingFiles"]["Resource"] == [{"Fn::GetAtt": ["AuditArchiveBucket", "Arn"]},
+                                                          {"Fn::GetAtt": ["EventsArchiveBucket", "Arn"]}]  # fmt: skip
+    assert statements["CheckArchiveFiles"]["Resource"] == [
+        {"Fn::Sub": "${AuditArchiveBucket.Arn}/audit/*"},
+        {"Fn::Sub": "${EventsArchiveBucket.Arn}/events/*"},
+    ]
+
+
+def _alarmed(alarms: list[dict[str, Any]], namespace: str, metric: str, dimension: str, value: Any) -> bool:
+    return any(
+        (a["Namespace"], a["MetricName"]) == (namespace, metric)
+        and {"Name": dimension, "Value": value} in a["Dimensions"]
+        and a["AlarmActions"] == [{"Ref": "AlertTopic"}]
+        for a in alarms
+    )
+
+
+def test_every_function_has_an_alarm_on_its_failures(transformed: dict[str, Any]) -> None:
+    """Each function's failures page: an alarm on its Lambda Errors, or, where failures are retried
+    and then parked, on what holds them (the SQS source's dead-letter queue, the on-failure
+    destination), or, behind the HTTP API, on the API's 5xx (what kube-apiserver sees)."""
+    doc = transformed["Resources"]
+    alarms = [r["Properties"] for r in doc.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    functions = resources(transformed, "AWS::Lambda::Function")
+    assert len(functions) == 5
+    for name in functions:
+        ref = {"Ref": name}
+        covered = _alarmed(alarms, "AWS/Lambda", "Errors", "FunctionName", ref)
+        for config in resources(transformed, "AWS::Lambda::EventInvokeConfig").values():
+            if config["Properties"]["FunctionName"] == ref:
+                destination = config["Properties"].get("DestinationConfig", {}).get("OnFailure", {})
+                queue = destination.get("Destination", {}).get("Fn::GetAtt", [""])[0]
+                if doc.get(queue, {}).get("Type") == "AWS::SQS::Queue":
+                    covered |= _alarmed(alarms, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                                        {"Fn::GetAtt": [queue, "QueueName"]})  # fmt: skip
+        for mapping in resources(transformed, "AWS::Lambda::EventSourceMapping").values():
+            if mapping["Properties"]["FunctionName"] == ref:
+                source = doc[mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]]["Properties"]
+                dead = source["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+                covered |= _alarmed(alarms, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                                    {"Fn::GetAtt": [dead, "QueueName"]})  # fmt: skip
+        for permission in resources(transformed, "AWS::Lambda::Permission").values():
+            arn = permission["Properties"]["FunctionName"]
+            if permission["Properties"]["Principal"] == "apigateway.amazonaws.com" and arn == ref:
+                api = permission["Properties"]["SourceArn"]["Fn::Sub"][1]["__ApiId__"]
+                covered |= _alarmed(alarms, "AWS/ApiGateway", "5xx", "ApiId", api)
+        assert covered, f"{name}: no alarm on its errors, dead letters or failure destination"
 
 
 def test_checkov_passes_with_every_skip_justified(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from auditlake import settings
 from tests.conftest import ROOT
 from tests.infra.conftest import BIN, EKS_CLUSTERS, TOOL_ENV, expand
 
+KEY = {"Fn::If": ["CreateDataKey", {"Fn::GetAtt": ["DataKey", "Arn"]}, {"Ref": "KmsKeyArn"}]}
+
 
 def resources(doc: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {name: r for name, r in doc["Resources"].items() if r["Type"] == kind}
@@ -31,8 +33,8 @@ def test_sam_validate_lint_is_clean() -> None:
 
 
 def test_sections_are_in_the_agreed_order(template: dict[str, Any]) -> None:
-    order = [k for k in template if k in ("Parameters", "Conditions", "Globals", "Resources", "Outputs")]
-    assert order == ["Parameters", "Conditions", "Globals", "Resources", "Outputs"]
+    order = [k for k in template if k in ("Parameters", "Rules", "Conditions", "Globals", "Resources", "Outputs")]
+    assert order == ["Parameters", "Rules", "Conditions", "Globals", "Resources", "Outputs"]
 
 
 def test_every_parameter_is_described(template: dict[str, Any]) -> None:
@@ -121,9 +123,12 @@ def test_athena_workgroup_enforces_results_and_a_scan_cutoff(expanded: dict[str,
     config = expanded["Resources"]["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
     assert config["EnforceWorkGroupConfiguration"] is True
     assert config["BytesScannedCutoffPerQuery"] == {"Ref": "AthenaBytesScannedCutoff"}
-    assert config["ResultConfiguration"]["EncryptionConfiguration"] == {"EncryptionOption": "SSE_S3"}
+    # Results hold audit data: the stack's key, not SSE-S3 (the workgroup's setting overrides the bucket's).
+    assert config["ResultConfiguration"]["EncryptionConfiguration"] == {"EncryptionOption": "SSE_KMS", "KmsKey": KEY}
     results = expanded["Resources"]["AthenaResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert {"Ref": "AthenaResultsRetentionDays"} in [rule.get("ExpirationInDays") for rule in results]
+    # Deleting a stack cannot delete a bucket that still holds results: it stays (README, Teardown).
+    assert expanded["Resources"]["AthenaResultsBucket"]["DeletionPolicy"] == "Retain"
 
 
 def test_raw_bucket_is_private_encrypted_tls_only_and_expires(expanded: dict[str, Any]) -> None:
@@ -209,3 +214,20 @@ def test_forwarder_role_and_failed_deliveries(transformed: dict[str, Any]) -> No
     alarm = transformed["Resources"]["CloudWatchFailuresAlarm"]["Properties"]
     assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["CloudWatchFailures", "QueueName"]}
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_failed_deliveries_are_encrypted_with_the_stack_key_and_their_loss_alarms(transformed: dict[str, Any]) -> None:
+    """A failure record carries the whole CloudWatch Logs payload (unredacted audit events): the
+    stack's key encrypts the queue, the forwarder's role (Lambda delivers as it) may use the key, and
+    a record SQS refuses (over 1 MiB) raises DestinationDeliveryFailures, which pages."""
+    queue = transformed["Resources"]["CloudWatchFailures"]
+    assert queue["Properties"]["KmsMasterKeyId"] == KEY and "SqsManagedSseEnabled" not in queue["Properties"]
+    assert queue["Properties"]["MaximumMessageSize"] == 1048576  # SQS's maximum; Lambda's async payload is 1 MB
+    assert "checkov" not in queue.get("Metadata", {})  # nothing to excuse any more
+    use_key = {s["Sid"]: s for s in _statements(transformed["Resources"]["CloudWatchRole"])}["UseDataKey"]
+    assert set(use_key["Action"]) >= {"kms:GenerateDataKey", "kms:Decrypt"} and use_key["Resource"] == KEY
+    lost = transformed["Resources"]["CloudWatchDeliveryFailuresAlarm"]["Properties"]
+    assert (lost["Namespace"], lost["MetricName"]) == ("AWS/Lambda", "DestinationDeliveryFailures")
+    assert lost["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "CloudWatchFunction"}}]
+    assert lost["Threshold"] == 0 and lost["ComparisonOperator"] == "GreaterThanThreshold"
+    assert lost["AlarmActions"] == [{"Ref": "AlertTopic"}]
