@@ -13,6 +13,10 @@ Exactly once, whatever is delivered twice or compacted concurrently:
    at all, and two compactors never interleave their read-then-write of a partition.
 3. A run that dies after writing leaves its rows archived; the retry finds them and writes nothing.
 
+One exception: a partition file in an archive tier (Deep Archive) cannot be read until restored, so
+the anti-join leaves it out (and warns) instead of failing the batch: late data for an archived
+partition is written, and a row that file holds may be archived twice (see ``_not_archived``).
+
 Nothing read is dropped unsaid. A raw object must be whole: every zstd frame read to its end (a cut
 or empty object, or bytes after the last frame, is not). One that is not is copied to quarantine with
 the reason. In a readable object, a line the Arrow reader refuses (or that lacks its time or key) is
@@ -49,7 +53,7 @@ from .jsonio import dumps
 from .ledger import Entry, Ledger
 from .locks import Locks
 from .model import ARCHIVE_KINDS, ArchiveKind
-from .stores import AlreadyExists, Store, StoreError
+from .stores import AlreadyExists, Archived, Store, StoreError
 from .timestamps import format_utc
 
 logger = logging.getLogger(__name__)
@@ -399,12 +403,23 @@ class Compactor:
             delay = min(delay * 2, 2.0)
 
     def _not_archived(self, kind: ArchiveKind, table: pa.Table, rows: pa.Array, store: Store, prefix: str) -> pa.Array:
-        """``rows`` minus those whose key the partition already holds (read: key columns only)."""
-        existing = [
-            pq.read_table(store.open(key), columns=list(kind.key))
-            for key in store.list(prefix)
-            if key.endswith(".parquet")
-        ]
+        """``rows`` minus those whose key the partition already holds (read: key columns only).
+
+        A file in an archive tier (Deep Archive, Glacier Flexible Retrieval: GetObject refuses it
+        until it is restored) is left out of the join rather than failing the batch into the
+        dead-letter queue: late data for such a partition is written, and a row that file already
+        holds is then archived twice. Only events delivered again after their first file left the
+        queryable tiers (AuditDeepArchiveDays after it was written: a backfill of old logs, never a
+        redelivery, which comes within days) can be, and Athena cannot read that file anyway; the
+        warning names it."""
+        existing = []
+        for key in store.list(prefix):
+            if not key.endswith(".parquet"):
+                continue
+            try:
+                existing.append(pq.read_table(store.open(key), columns=list(kind.key)))
+            except Archived as exc:
+                logger.warning("archived file left out of the duplicate check", extra={"key": key, "why": str(exc)})
         if not existing:
             return rows
         candidates = table.select(list(kind.key)).take(rows).append_column("_row", rows)

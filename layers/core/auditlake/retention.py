@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .stores import StoreError
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -115,7 +119,24 @@ class Retention:
         return "on " + min(rule.date for rule in rules if rule.date is not None).strftime("%Y-%m-%d")
 
 
-NEVER = Retention()
+def bucket_retention(s3: Any, bucket: str, option: str) -> Retention:
+    """The expiration rules of ``bucket`` (GetBucketLifecycleConfiguration); none: nothing expires.
+    Refused (the caller lacks s3:GetLifecycleConfiguration): a StoreError naming the fix and the
+    command-line ``option`` that gives the retention instead."""
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "NoSuchLifecycleConfiguration":
+            return Retention()
+        raise StoreError(
+            f"cannot read the lifecycle rules of {bucket} ({code}): grant s3:GetLifecycleConfiguration "
+            f"on the bucket, or give {option} (the stack's retention parameter), so that verify can "
+            "tell files and digests expired by retention from removed ones"
+        ) from exc
+    except BotoCoreError as exc:
+        raise StoreError(f"cannot read the lifecycle rules of {bucket}: {exc}") from exc
+    return Retention.from_lifecycle(rules)
 
 
 def _int(value: Any) -> int | None:
