@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from auditlake.kubeconfig import apiserver_flags, asset, render_kubeconfig
-from auditlake.webhook import MAX_BODY_BYTES, TRUNCATE_MAX_BATCH_BYTES
+from auditlake.webhook import BATCH_MAX_EVENTS, MAX_BODY_BYTES, TRUNCATE_MAX_BATCH_BYTES, TRUNCATE_MAX_EVENT_BYTES
 from tests.conftest import ROOT
 
 
@@ -25,9 +25,13 @@ def test_the_token_appears_exactly_once() -> None:
 def test_flags_keep_batches_under_the_lambda_limit() -> None:
     flags = dict(flag.removeprefix("--").split("=", 1) for flag in apiserver_flags())
     assert flags["audit-webhook-truncate-enabled"] == "true"
-    assert int(flags["audit-webhook-truncate-max-batch-size"]) == TRUNCATE_MAX_BATCH_BYTES
-    assert TRUNCATE_MAX_BATCH_BYTES < MAX_BODY_BYTES * 0.75  # headroom for the Lambda event envelope
-    assert flags["audit-webhook-batch-max-size"] == "400" and "audit-policy-file" in flags
+    # In batch mode a POST holds at most batch-max-size events of at most truncate-max-event-size
+    # each (test_webhook_envelope checks it against the Lambda invocation envelope).
+    assert int(flags["audit-webhook-batch-max-size"]) == BATCH_MAX_EVENTS
+    assert int(flags["audit-webhook-truncate-max-event-size"]) == TRUNCATE_MAX_EVENT_BYTES
+    assert BATCH_MAX_EVENTS * TRUNCATE_MAX_EVENT_BYTES < MAX_BODY_BYTES
+    assert int(flags["audit-webhook-truncate-max-batch-size"]) == TRUNCATE_MAX_BATCH_BYTES <= MAX_BODY_BYTES
+    assert flags["audit-webhook-mode"] == "batch" and "audit-policy-file" in flags
 
 
 def test_infra_files_are_the_packaged_assets() -> None:

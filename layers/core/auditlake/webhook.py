@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 #   reaches the function whatever its content, and is taken. A body over it still reaches the
 #   function, and gets the 413 with the advice, up to (6,291,456 - 65,536) / 2 = 3,112,960 bytes
 #   whatever its content, to ~4.67 MB when it grows by a third or less (base64; kubectl-apply
-#   batches), to ~5.4 MB for typical batches. Larger: API Gateway's 500 (its own 413 over 10 MB).
+#   batches), to ~5.5 MB for the corpus' batches. Larger: API Gateway's 500 (its own 413 over 10 MB).
 # * The advice: in batch mode kube-apiserver POSTs up to --audit-webhook-batch-max-size events, each
 #   at most --audit-webhook-truncate-max-event-size bytes (bigger ones lose their request/response
 #   objects, or are dropped). --audit-webhook-truncate-max-batch-size does not bound a POST: the
