@@ -161,3 +161,11 @@ def test_expired_delete_markers_are_removed_by_a_rule_of_their_own(expanded: dic
         }
         (noncurrent,) = [rule for rule in rules if "NoncurrentVersionExpiration" in rule]
         assert "Prefix" not in noncurrent, bucket  # every expired version goes, digests' included
+
+
+def test_the_rules_reach_cloudformation(template: dict[str, Any], transformed: dict[str, Any]) -> None:
+    """SAM's transform passes the Rules section through unchanged: CloudFormation evaluates it
+    before it creates or changes any resource."""
+    assert transformed["Rules"] == template["Rules"]
+    for name in TIERS:  # and the lists are what the tiers use
+        assert transformed["Parameters"][name]["AllowedValues"] == allowed(template, name)

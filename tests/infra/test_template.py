@@ -62,8 +62,15 @@ def test_function_runtime_architecture_and_tracing(transformed: dict[str, Any]) 
 def test_iam_is_least_privilege(transformed: dict[str, Any]) -> None:
     roles = resources(transformed, "AWS::IAM::Role")
     assert roles, "every function has a role"
+    assert not resources(transformed, "AWS::IAM::ManagedPolicy")
     for name, role in roles.items():
         assert not role["Properties"].get("ManagedPolicyArns"), f"{name}: managed policies are not scoped"
+    # Inline policies and the policies attached to a role as resources of their own (the poller's fan-out).
+    attached = {
+        n: {"Properties": {"Policies": [p["Properties"]]}}
+        for n, p in resources(transformed, "AWS::IAM::Policy").items()
+    }
+    for name, role in {**roles, **attached}.items():
         for statement in _statements(role):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert all("*" not in action for action in actions), f"{name}: wildcard action {actions}"
