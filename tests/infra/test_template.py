@@ -136,6 +136,7 @@ def test_athena_workgroup_enforces_results_and_a_scan_cutoff(expanded: dict[str,
     assert {"Ref": "AthenaResultsRetentionDays"} in [rule.get("ExpirationInDays") for rule in results]
     # Deleting a stack cannot delete a bucket that still holds results: it stays (README, Teardown).
     assert expanded["Resources"]["AthenaResultsBucket"]["DeletionPolicy"] == "Retain"
+    assert expanded["Outputs"]["AthenaResultsBucketName"]["Value"] == {"Ref": "AthenaResultsBucket"}  # to find it then
 
 
 def test_raw_bucket_is_private_encrypted_tls_only_and_expires(expanded: dict[str, Any]) -> None:
