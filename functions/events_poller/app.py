@@ -1,7 +1,6 @@
-"""Kubernetes Events poller: the schedule fans out one invocation per cluster; each polls its cluster
-until shortly before its timeout (core: PollerFleet.handle)."""
+"""Kubernetes Events poller: the schedule fans out one invocation per cluster (at most PollerMaxFanOut
+a minute, round-robin); each polls its cluster until shortly before its timeout (core: PollerFleet.handle)."""
 
-import os
 from typing import Any
 
 import boto3
@@ -10,15 +9,15 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from auditlake.assembly import build_poller_fleet
+from auditlake.kube_auth import regional_sts
 from auditlake.settings import RAW_BUCKET, STATE_TABLE, Settings
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"auditlake"})
 metrics = Metrics()
-sts_endpoint = f"https://sts.{os.environ['AWS_REGION']}.amazonaws.com"  # EKS tokens name the regional STS
 fleet = build_poller_fleet(
     Settings.from_env(required=(RAW_BUCKET, STATE_TABLE)), s3=boto3.client("s3"), dynamodb=boto3.client("dynamodb"),
-    eks=boto3.client("eks"), sts=boto3.client("sts", endpoint_url=sts_endpoint),
+    eks=boto3.client("eks"), sts=regional_sts(),  # EKS tokens name the partition's regional STS
     secrets=boto3.client("secretsmanager"), lambda_client=boto3.client("lambda"), metrics=metrics,
 )  # fmt: skip
 

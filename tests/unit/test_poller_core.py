@@ -3,7 +3,9 @@ grow with the number of Events, the checkpoint never runs ahead of what was land
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -12,7 +14,7 @@ from bench.polling import CountingLeases, Recording, seed_checkpoint, watch_line
 from auditlake.kube_api import KubeError
 from auditlake.landing import Landing
 from auditlake.leases import LocalLeases
-from auditlake.poller import EventsPoller, newer
+from auditlake.poller import EventsPoller, PollerFleet, newer, round_robin
 from auditlake.stores.local import LocalStore
 
 
@@ -83,3 +85,98 @@ def test_a_long_list_lands_in_parts_but_checkpoints_once_at_its_end(tmp_path: Pa
 def test_resource_versions_compare_as_numbers() -> None:
     assert newer("10", "9") and not newer("9", "10") and not newer("9", "9")
     assert newer("anything", None) and newer("opaque", "12")  # not comparable: emitted, deduplicated later
+
+
+# ---------------------------------------------------------------- the schedule's fan-out
+
+SCHEDULED = datetime(2026, 11, 21, 5, 30, tzinfo=UTC)
+
+
+class Clusters:
+    def __init__(self, count: int) -> None:
+        # Registered in no particular order: the fan-out sorts.
+        self.names = [f"cluster-{i:02d}" for i in range(count)][::-1]
+
+    def polled(self) -> dict[str, Any]:
+        return dict.fromkeys(self.names)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.values: list[tuple[str, float]] = []
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        self.values.append((name, value))
+
+
+def fleet(count: int, max_fanout: int, metrics: Metrics | None = None, now: datetime = SCHEDULED) -> PollerFleet:
+    return PollerFleet(Clusters(count), None, None, lambda config: None, max_fanout=max_fanout,  # type: ignore[arg-type]
+                       metrics=metrics, clock=lambda: now)  # fmt: skip
+
+
+def started(poller: PollerFleet, at: datetime) -> list[str]:
+    names: list[str] = []
+    assert poller.dispatch(names.append, at=at) == names
+    return names
+
+
+def test_a_bounded_fan_out_polls_every_cluster_within_ceil_k_over_n_minutes() -> None:
+    metrics = Metrics()
+    poller = fleet(25, 10, metrics)
+    minutes = [started(poller, SCHEDULED + timedelta(minutes=m)) for m in range(3)]
+    assert [len(names) for names in minutes] == [10, 10, 10]  # never more than the bound at once
+    assert {name for names in minutes for name in names} == {f"cluster-{i:02d}" for i in range(25)}
+    # Any 3 consecutive minutes, not only these: the rotation has no seams.
+    for first in range(3, 40):
+        window = [started(poller, SCHEDULED + timedelta(minutes=first + m)) for m in range(3)]
+        assert len({name for names in window for name in names}) == 25
+    assert [v for name, v in metrics.values if name == "PollsDeferred"][:3] == [15, 15, 15]
+    assert [v for name, v in metrics.values if name == "PollsDispatched"][:3] == [10, 10, 10]
+
+
+def test_within_the_bound_every_cluster_is_polled_every_minute() -> None:
+    for count, bound in ((10, 10), (3, 10), (0, 10)):
+        poller = fleet(count, bound)
+        for m in range(3):
+            assert started(poller, SCHEDULED + timedelta(minutes=m)) == sorted(Clusters(count).names)
+
+
+def test_the_order_is_stable_and_a_repeated_schedule_starts_the_same_clusters() -> None:
+    poller = fleet(25, 10)
+    at = SCHEDULED + timedelta(minutes=7)
+    first = started(poller, at)
+    # The same minute again (EventBridge delivers at least once; a retry): the same clusters, in
+    # the same order, whatever order the registry lists them in.
+    assert started(poller, at + timedelta(seconds=42)) == first
+    shuffled = fleet(25, 10)
+    shuffled.registry.names.sort()
+    assert started(shuffled, at) == first
+    assert round_robin(["a", "b", "c", "d", "e"], 2, 0) == ["a", "b"]
+    assert round_robin(["a", "b", "c", "d", "e"], 2, 2) == ["e", "a"]  # wraps around
+
+
+def test_the_scheduled_events_time_picks_the_minute_else_the_clock() -> None:
+    class Lambda:
+        def __init__(self) -> None:
+            self.payloads: list[bytes] = []
+
+        def invoke(self, **kwargs: Any) -> None:
+            self.payloads.append(kwargs["Payload"])
+
+    later = SCHEDULED + timedelta(minutes=1)
+    poller = fleet(25, 10, now=later)
+    poller.invoker = Lambda()
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "time": "2026-11-21T05:30:00Z"}
+    answer = poller.handle(scheduled, function_arn="arn", seconds_left=60, request_id="r")
+    assert answer == {"dispatched": started(poller, SCHEDULED)}
+    assert [orjson.loads(p)["cluster"] for p in poller.invoker.payloads] == answer["dispatched"]
+    for unreadable in ({"source": "aws.scheduler"}, {"time": "soon"}):
+        assert poller.handle(unreadable, function_arn="arn", seconds_left=60, request_id="r") == {
+            "dispatched": started(poller, later)
+        }
+    assert started(poller, later) != started(poller, SCHEDULED)
+
+
+def test_a_fan_out_bound_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        fleet(3, 0)

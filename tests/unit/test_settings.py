@@ -38,3 +38,11 @@ def test_all_problems_at_once() -> None:
     message = str(caught.value)
     for name in (s.RAW_BUCKET, s.STATE_TABLE, s.REDACT_CONFIGMAPS, s.REDACT_RESOURCES, s.TOKEN_CACHE_SECONDS):
         assert name in message
+
+
+def test_the_poller_fan_out_bound() -> None:
+    assert s.Settings.from_env({}).poller_max_fanout == 10  # the template's PollerMaxFanOut default
+    assert s.Settings.from_env({s.POLLER_MAX_FANOUT: " 4 "}).poller_max_fanout == 4
+    for bad, reason in (("0", "must be at least 1"), ("ten", "must be a whole number")):
+        with pytest.raises(s.SettingsError, match=f"{s.POLLER_MAX_FANOUT} {reason}"):
+            s.Settings.from_env({s.POLLER_MAX_FANOUT: bad})

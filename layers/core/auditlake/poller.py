@@ -410,10 +410,27 @@ class _Poll:
                 self.stats.state_writes += 1
 
 
+def round_robin(names: list[str], limit: int, minute: int) -> list[str]:
+    """The clusters minute ``minute`` starts: all of them when there are at most ``limit``, else the
+    ``limit`` from position ``minute * limit`` (mod their number) of ``names`` on, wrapping around.
+    Any ceil(K/N) consecutive minutes thus start each of K clusters at least once; stateless, so a
+    repeated or retried schedule invocation of the same minute starts the same clusters."""
+    if len(names) <= limit:
+        return list(names)
+    start = minute * limit % len(names)
+    return [names[(start + i) % len(names)] for i in range(limit)]
+
+
 class PollerFleet:
     """The deployed poller: the schedule fans out one invocation per registered cluster, so 100
     clusters do not wait on each other; each invocation polls one. Credentials and connections are
-    kept per cluster for the life of the process (warm invocations reuse tokens until their TTL)."""
+    kept per cluster for the life of the process (warm invocations reuse tokens until their TTL).
+
+    Each poll runs most of a minute, so the fan-out is what the poller takes of the account's Lambda
+    concurrency (10 on a new account, shared with the webhook and the compactor): at most
+    ``max_fanout`` polls start per minute, round-robin over the clusters by the schedule's minute.
+    A cluster that waits resumes from its checkpoint; one that waits longer than its API server
+    keeps Events (``--event-ttl``, 1 h by default) gets a coverage-gap record."""
 
     def __init__(
         self,
@@ -426,43 +443,70 @@ class PollerFleet:
         heartbeats: Heartbeats | None = None,
         silence_minutes: int = 30,
         invoker: Any = None,  # a Lambda client: the schedule starts one invocation per cluster with it
+        max_fanout: int = 10,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),  # when the schedule's event has no time
     ) -> None:
+        if max_fanout < 1:
+            raise ValueError("max_fanout must be at least 1")
         self.registry, self.landing, self.leases, self.connect = registry, landing, leases, connect
         self.metrics = metrics or NoMetrics()
         self.heartbeats, self.silence_minutes = heartbeats, silence_minutes
-        self.invoker = invoker
+        self.invoker, self.max_fanout, self.clock = invoker, max_fanout, clock
         self._sources: dict[str, tuple[PollConfig, EventsSource]] = {}
 
     def handle(
         self, event: Mapping[str, Any], *, function_arn: str, seconds_left: float, request_id: str
     ) -> dict[str, Any]:
         """One Lambda invocation: the schedule's (no cluster) fans out to ``function_arn``, one
-        asynchronous invocation per cluster; ``{"cluster": name}`` polls that cluster until
-        ``HANDLER_RESERVE_SECONDS`` before the invocation's end."""
+        asynchronous invocation per cluster started this minute; ``{"cluster": name}`` polls that
+        cluster until ``HANDLER_RESERVE_SECONDS`` before the invocation's end."""
         if "cluster" not in event:
 
             def invoke(name: str) -> object:
                 payload = dumps({"cluster": name})
                 return self.invoker.invoke(FunctionName=function_arn, InvocationType="Event", Payload=payload)
 
-            return {"dispatched": self.dispatch(invoke)}
+            return {"dispatched": self.dispatch(invoke, at=self._scheduled(event))}
         stats = self.poll(str(event["cluster"]), seconds_left - HANDLER_RESERVE_SECONDS, holder=request_id)
         return vars(stats)
 
-    def dispatch(self, invoke: Callable[[str], object]) -> list[str]:
-        """Start one poll per cluster (``invoke`` must not wait for it); returns the clusters."""
+    def _scheduled(self, event: Mapping[str, Any]) -> datetime:
+        """The minute the schedule fired for (EventBridge's ``time``: the same on a retry), else now."""
+        value = event.get("time")
+        if isinstance(value, str):
+            try:
+                return parse(value)
+            except ValueError:
+                logger.warning("schedule time unreadable: using the clock", extra={"time": value})
+        return self.clock()
+
+    def dispatch(self, invoke: Callable[[str], object], *, at: datetime | None = None) -> list[str]:
+        """Start the polls of the minute ``at`` (``invoke`` must not wait for them): every cluster, or
+        ``max_fanout`` of them round-robin; returns the clusters started."""
         names = sorted(self.registry.polled())
-        for name in names:
+        minute = int((at or self.clock()).timestamp() // 60)
+        started = round_robin(names, self.max_fanout, minute)
+        for name in started:
             invoke(name)
         metrics = self.metrics
-        metrics.add_metric("PollsDispatched", "Count", len(names))
-        logger.info("polls dispatched", extra={"clusters": len(names)})
+        deferred = len(names) - len(started)
+        metrics.add_metric("PollsDispatched", "Count", len(started))
+        metrics.add_metric("PollsDeferred", "Count", deferred)
+        logger.info("polls dispatched", extra={"clusters": len(started)})
+        if deferred:
+            # Waiting is safe up to the API server's Events history (1 h by default): past it, Events
+            # are lost, and the poll that resumes records the gap. Raise PollerMaxFanOut (and the
+            # account's Lambda concurrency) well before every cluster's turn comes that rarely.
+            every = -(-len(names) // self.max_fanout)
+            logger.warning("polls deferred: more clusters than PollerMaxFanOut",
+                           extra={"clusters": len(names), "dispatched": len(started), "deferred": deferred,
+                                  "max_fanout": self.max_fanout, "each_polled_every_minutes": every})  # fmt: skip
         if self.heartbeats is not None:  # the same schedule keeps the dead-man switch
             silent = self.heartbeats.silent(self.silence_minutes)
             metrics.add_metric("SilentClusters", "Count", len(silent))
             if silent:
                 logger.warning("clusters silent", extra={"clusters": silent, "minutes": self.silence_minutes})
-        return names
+        return started
 
     def poll(self, cluster: str, budget: float, holder: str) -> PollStats:
         config = self.registry.poll_config(cluster)

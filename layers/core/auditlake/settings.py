@@ -23,6 +23,7 @@ DIGEST_KEY = "AUDITLAKE_DIGEST_KEY"
 SILENCE_MINUTES = "AUDITLAKE_SILENCE_MINUTES"
 ALERT_THRESHOLD = "AUDITLAKE_ALERT_THRESHOLD"
 SECRETS_ALERT_THRESHOLD = "AUDITLAKE_SECRETS_ALERT_THRESHOLD"
+POLLER_MAX_FANOUT = "AUDITLAKE_POLLER_MAX_FANOUT"
 
 DEFAULT_REDACTION = RedactionConfig.build()
 _TRUE = {"true", "1", "yes"}
@@ -48,6 +49,7 @@ class Settings:
     secrets_alert_threshold: int = 0  # 0: no secrets-only rule
     digest_key: str = ""  # KMS asymmetric key that signs the hourly digests
     silence_minutes: int = 30  # a cluster quiet this long counts as silent (dead-man alarm)
+    poller_max_fanout: int = 10  # Events polls started per minute at most (Lambda concurrency)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, required: tuple[str, ...] = ()) -> Settings:
@@ -72,14 +74,16 @@ class Settings:
             (ALERT_THRESHOLD, 10),
             (SECRETS_ALERT_THRESHOLD, 0),
             (SILENCE_MINUTES, 30),
+            (POLLER_MAX_FANOUT, 10),
         ):
             raw = env.get(name, str(default)).strip()
             if not raw.isdigit():
                 problems.append(f"{name} must be a whole number, got {raw!r}")
                 raw = str(default)
             numbers[name] = int(raw)
-        if numbers[ALERT_THRESHOLD] < 1:
-            problems.append(f"{ALERT_THRESHOLD} must be at least 1")
+        for name in (ALERT_THRESHOLD, POLLER_MAX_FANOUT):
+            if numbers[name] < 1:
+                problems.append(f"{name} must be at least 1")
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return cls(
@@ -96,4 +100,5 @@ class Settings:
             secrets_alert_threshold=numbers[SECRETS_ALERT_THRESHOLD],
             digest_key=env.get(DIGEST_KEY, "").strip(),
             silence_minutes=numbers[SILENCE_MINUTES],
+            poller_max_fanout=numbers[POLLER_MAX_FANOUT],
         )
