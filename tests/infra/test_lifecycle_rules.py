@@ -14,8 +14,9 @@ and the Transition API reference (https://docs.aws.amazon.com/AmazonS3/latest/AP
   90 days more than ...");
 - within one rule, expiration after every transition ("'Days' in the Expiration action for filter
   ... must be greater than 'Days' in the Transition action");
-- ExpiredObjectDeleteMarker cannot share an Expiration with Days (S3: "ExpiredObjectDeleteMarker
-  cannot be specified with Days or Date in a Lifecycle Expiration Policy"), so it has a rule of its own.
+- ExpiredObjectDeleteMarker "cannot be specified with Days or Date in a Lifecycle Expiration Policy"
+  (https://docs.aws.amazon.com/AmazonS3/latest/API/API_LifecycleExpiration.html), so it has a rule
+  of its own.
 
 A small evaluator runs the template's Rules (Fn::Equals, Fn::Contains, Fn::And/Or/Not, Ref) over
 every combination of the tier parameters' allowed values; the template must accept exactly the
