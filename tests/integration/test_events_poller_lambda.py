@@ -86,6 +86,28 @@ def test_schedule_fans_out_one_invocation_per_cluster(aws: AwsStack, fake_kube: 
     assert {c["FunctionName"] for c in calls} == {LambdaContext.invoked_function_arn}
 
 
+def test_the_schedule_starts_at_most_the_stack_s_fan_out_bound(aws: AwsStack, fake_kube: FakeKube,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """PollerMaxFanOut reaches the fleet: 3 clusters, a bound of 2, so two minutes poll all three."""
+    for name in ("a", "b", "c"):
+        register(aws, fake_kube, name)
+    env = {"AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_STATE_TABLE": aws.table, "AWS_REGION": "us-east-1",
+           "AUDITLAKE_POLLER_MAX_FANOUT": "2"}  # fmt: skip
+    app = load_function(monkeypatch, "events_poller", env)
+
+    class Lambda:
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            return {"StatusCode": 202}
+
+    app.fleet.invoker = Lambda()
+    started: set[str] = set()
+    for minute in ("2026-11-21T05:30:00Z", "2026-11-21T05:31:00Z"):
+        answer = app.lambda_handler({"source": "aws.events", "time": minute}, LambdaContext())
+        assert len(answer["dispatched"]) == 2
+        started |= set(answer["dispatched"])
+    assert started == {"a", "b", "c"}
+
+
 def test_polls_with_a_token_from_secrets_manager_and_survives_its_rotation(
     aws: AwsStack, seeded: FakeKube, poller_app: ModuleType
 ) -> None:

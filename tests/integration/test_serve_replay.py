@@ -18,6 +18,7 @@ import trustme
 
 from auditlake.landing import decode_lines
 from auditlake.stores.local import LocalStore
+from auditlake.webhook import MAX_BODY_BYTES
 from tests.conftest import as_row, corpus_path, eventlist_body, forbidden_events
 
 LOG = corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl")
@@ -110,7 +111,7 @@ def test_a_7_mb_post_receives_the_413_and_its_advice(server: Server, token_file:
     body = eventlist_body(forbidden_events(1))[:-2] + b"," + b" " * (7 * 1024 * 1024) + b"]}"
     status, reply = post(server.url, body, token_file.read_text().strip())
     assert status == 413, reply
-    assert "exceeds the 6000000-byte limit" in reply["message"]
+    assert f"exceeds the {MAX_BODY_BYTES}-byte limit" in reply["message"]
     assert "--audit-webhook-truncate-max-batch-size" in reply["fix"]
     # The connection was read to its end: the same server answers the next batch at once.
     assert post(server.url, eventlist_body(forbidden_events(2)), token_file.read_text().strip())[0] == 200

@@ -152,4 +152,5 @@ def build_poller_fleet(
         heartbeats=Heartbeats(dynamodb, settings.state_table),
         silence_minutes=settings.silence_minutes,
         invoker=lambda_client,
+        max_fanout=settings.poller_max_fanout,
     )
