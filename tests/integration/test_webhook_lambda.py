@@ -20,6 +20,7 @@ from auditlake.registry import DynamoRegistry, new_token, token_hash
 from auditlake.replay import batches, eventlist
 from auditlake.stores.s3 import S3Store
 from auditlake.synth import PLANTED_SECRET_VALUE, Synth
+from auditlake.webhook import MAX_BODY_BYTES
 from tests.conftest import (
     COMPLETE_AUDIT_FILES,
     AwsStack,
@@ -153,10 +154,12 @@ def test_bad_bodies_get_400_and_are_quarantined_redacted_or_unchanged(
     assert objects(aws, "raw/") == {}
 
 
-def test_body_over_the_lambda_limit_gets_413(aws: AwsStack, app: ModuleType) -> None:
+def test_body_over_the_limit_gets_413(aws: AwsStack, app: ModuleType) -> None:
+    """Just over the webhook's limit, where Lambda still accepts the invocation (the envelope's
+    arithmetic and the largest such body: test_webhook_envelope_lambda.py)."""
     token = register(aws, "big")
     event = complete_events("audit/liggitt__audit2rbac__demo_v1.jsonl")[0]
-    body = eventlist([json.dumps({**event, "pad": "x" * 6_100_000}).encode()])
+    body = eventlist([json.dumps({**event, "pad": "x" * MAX_BODY_BYTES}).encode()])
     status, reply = invoker(app)(body, token)
     assert status == 413 and "--audit-webhook-truncate-max-batch-size" in reply["fix"]
 
