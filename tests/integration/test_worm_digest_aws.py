@@ -7,18 +7,22 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
 from auditlake.cli import main
 from auditlake.digest import DigestError
+from auditlake.stores import StoreError
 from auditlake.stores.s3 import S3Store
+from tests import lifecycle
 from tests.conftest import AwsStack, LambdaContext, load_function
 from tests.integration.test_compactor_lambda import EVENTS, land, sqs_event
 
@@ -189,3 +193,71 @@ def test_a_digest_run_that_stopped_before_moving_the_head_is_adopted(
     monkeypatch.setattr(digest, "datetime", _At(at + timedelta(hours=1)))
     with pytest.raises(DigestError, match=f"{following} exists but is not the next"):
         digest.lambda_handler({}, LambdaContext())
+
+
+class _Raw:
+    """The raw body botocore reads an answer from."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def _answer(status: int, body: bytes = b"") -> Callable[..., AWSResponse]:
+    """A before-send hook: S3 answers ``status`` (with ``body``) instead of the server."""
+
+    def send(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Raw(body))
+
+    return send
+
+
+DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+
+
+def test_the_digest_function_fails_loudly_when_head_object_answers_403(
+    monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, str]
+) -> None:
+    """Without s3:ListBucket S3 answers 403 for a key not written yet: the function raises (its
+    errors alarm) with the fix in the message, and seals nothing: no entry is taken as written."""
+    compactor, digest = functions(monkeypatch, aws, worm)
+    assert compactor.lambda_handler(sqs_event(aws.bucket, [land(aws, EVENTS[:500], "a")]), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    digest.digester.archives["audit"].client.meta.events.register("before-send.s3.HeadObject", _answer(403))
+    monkeypatch.setattr(digest, "datetime", _At(datetime.now(UTC).replace(minute=6) + timedelta(hours=1)))
+    with pytest.raises(StoreError, match=r"HeadObject on .* answered 403: the role needs s3:ListBucket"):
+        digest.lambda_handler({}, LambdaContext())
+    # The empty hours before the compaction are sealed; the hour of its file stops the run.
+    archive = S3Store(aws.s3, worm["audit"])
+    written = [json.loads(archive.get(key)) for key in archive.list("digests/")]
+    assert all(doc["objects"] == [] and doc["unwritten"] == [] for doc in written)
+
+
+def test_deployed_verify_reads_the_retention_from_the_buckets(
+    monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, str]
+) -> None:
+    """verify --stack reads both buckets' lifecycle rules; an auditor without
+    s3:GetLifecycleConfiguration is told to get it or to give the retention."""
+    lifecycle.put(aws.s3, worm["audit"], lifecycle.template_lifecycle("AuditArchiveBucket"))
+    lifecycle.put(aws.s3, worm["events"], lifecycle.template_lifecycle("EventsArchiveBucket"))
+    compacted_and_sealed(monkeypatch, aws, worm)
+    name = stack(aws, worm)
+    assert verify(name).exit_code == 0
+
+    made = boto3.session.Session.client
+
+    def denied(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
+        client = made(self, service, *args, **kwargs)
+        if service == "s3":
+            client.meta.events.register("before-send.s3.GetBucketLifecycleConfiguration", _answer(403, DENIED))
+        return client
+
+    monkeypatch.setattr(boto3.session.Session, "client", denied)
+    refused = verify(name)
+    assert refused.exit_code == 1
+    assert "grant s3:GetLifecycleConfiguration on the bucket, or give --retention-days" in refused.stderr
+    given = verify(name, "--retention-days", "365", "--events-retention-days", "90")
+    assert given.exit_code == 0, given.stdout + given.stderr
