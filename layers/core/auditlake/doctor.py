@@ -639,7 +639,7 @@ def synthetic_eventlist(now: datetime) -> bytes:
 
 
 def _age(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
+    minutes = max(0, int(delta.total_seconds() // 60))  # clocks a second apart are not "-1 min"
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
