@@ -19,6 +19,7 @@ from auditlake.landing import Landing, decode_lines, encode_lines
 from auditlake.locks import LocalLocks
 from auditlake.model import AUDIT
 from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.stores import Archived
 from auditlake.stores.local import LocalStore
 from auditlake.synth import Synth
 from tests.conftest import complete_events
@@ -315,3 +316,35 @@ def test_raw_objects_must_be_whole(lake: Lake) -> None:
     assert set(report.quarantined) == {keys["cut"], keys["empty"], keys["trailing"]}
     assert report.done == {keys["two-frames"], keys["unsized"]} and report.rows_written == 22
     assert "cut" in report.quarantined[keys["cut"]] and "empty" in report.quarantined[keys["empty"]]
+
+
+class _DeepArchive(LocalStore):
+    """An archive whose files written so far are in Deep Archive: S3 refuses to read them."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.frozen = set(self.list(""))
+
+    def open(self, key: str) -> Any:
+        if key in self.frozen:
+            raise Archived(f"{key} is in DEEP_ARCHIVE: restore it to read it")
+        return super().open(key)
+
+
+def test_late_data_for_a_partition_in_deep_archive_is_written_not_failed(lake: Lake) -> None:
+    """The anti-join cannot read a file in Deep Archive: it leaves it out (the batch is not failed
+    into the dead-letter queue), so the rows that file holds are archived again; the others not."""
+    hour = [e for e in SYNTH if e["requestReceivedTimestamp"].startswith("2026-11-20T10")]
+    lake.land(hour[:600], "a")
+    lake.compactor().compact(lake.raw_keys())
+    frozen = _DeepArchive(lake.root / "archive")
+    unfrozen = len(lake.files())
+    compactor = Compactor(lake.store, {"audit": frozen, "events": frozen}, LocalLocks(lake.root / "locks"),
+                          clock=lambda: AT + timedelta(days=200))  # fmt: skip
+    lake.land(hour[400:800], "late")
+    report = compactor.compact([k for k in lake.raw_keys() if k.endswith("late.ndjson.zst")])
+    assert not report.failed and report.rows_written == 400  # 200 already in the archived file, again
+    assert len(lake.files()) == unfrozen + 1
+    # A partition file that can be read still keeps its rows out: a second delivery adds nothing.
+    again = compactor.compact([k for k in lake.raw_keys() if k.endswith("late.ndjson.zst")])
+    assert not again.failed and again.rows_written == 0 and again.duplicates == 400
