@@ -10,6 +10,8 @@ expired day D's files and its digest, and day D+1's events file, and nothing els
 from __future__ import annotations
 
 import hashlib
+import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,9 @@ from typing import Any
 import boto3
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
+from auditlake.cli import main
 from auditlake.compactor import Compactor
 from auditlake.digest import Digester, DynamoChainHead, KmsSigner, VerifyReport, verify
 from auditlake.ledger import Entry, LocalLedger
@@ -46,6 +50,7 @@ class Lake:
     ledger: LocalLedger
     head: DynamoChainHead
     signer: KmsSigner
+    key: str
     digester: Digester
     files: dict[str, str]  # name -> key
     digests: list[str]
@@ -103,7 +108,8 @@ def lake(aws: AwsStack, tmp_path: Path) -> Lake:
     ledger, head = LocalLedger(tmp_path / "ledger"), DynamoChainHead(aws.dynamodb, aws.table)
     key = boto3.client("kms").create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     signer = KmsSigner(boto3.client("kms"), key)
-    built = Lake(s3, buckets, archives, ledger, head, signer, Digester(ledger, archives, head, signer), {}, [])
+    digester = Digester(ledger, archives, head, signer)
+    built = Lake(s3, buckets, archives, ledger, head, signer, key, digester, {}, [])
     at = DAY + timedelta(hours=10, minutes=1)
     built.write("a1", _key("audit", at, "a1"), at)
     built.seal(DAY + timedelta(hours=11), start=DAY + timedelta(hours=10))
@@ -158,6 +164,24 @@ def test_verify_passes_a_year_and_a_day_later(lake: Lake) -> None:
     assert sorted(report.expired_files) == sorted([lake.files["a2"], lake.files["e1"]])
     assert report.retention == "365 days" and report.objects == 4  # digests 2-4: a2, b1, e1, c1
     assert report.head is not None and report.head.startswith("4:") and digest_2 == "digests/0000000002.json"
+
+
+def test_verify_stack_says_what_expired_by_retention(lake: Lake, aws: AwsStack) -> None:
+    """The command an auditor runs (today, a day after NOW: its clock is the real one), with the
+    retention read from the buckets' lifecycle rules."""
+    a_year_later(lake)
+    outputs = {"AuditArchiveBucketName": lake.buckets["audit"], "EventsArchiveBucketName": lake.buckets["events"],
+               "DigestKeyArn": lake.key, "StateTableName": aws.table}  # fmt: skip
+    name = f"auditlake-{uuid.uuid4().hex[:8]}"
+    template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
+    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    result = CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, "--max-age", "3d"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "expired by retention: 2 files, digest 1 (older than 365 days)" in result.stderr
+    lake.remove("audit", lake.files["c1"])
+    removed = CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, "--max-age", "3d"])
+    assert removed.exit_code == 1 and f"MISSING        {lake.files['c1']}" in removed.stdout
 
 
 def test_verify_fails_when_a_digest_younger_than_retention_is_removed(lake: Lake) -> None:

@@ -1128,7 +1128,9 @@ def _sequences(numbers: list[int]) -> str:
             runs[-1].append(number)
         else:
             runs.append([number])
-    return "digests " + ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+    return ("digest " if len(numbers) == 1 else "digests ") + ", ".join(
+        f"{r[0]}..{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs
+    )
 
 
 def _local_digests_to_verify(lake: Path, public_key: Path | None) -> tuple[dict[str, Store], Any]:
