@@ -63,6 +63,7 @@ class FakeStack:
     aws: AwsStack
     name: str = field(default_factory=lambda: f"auditlake-{uuid.uuid4().hex[:8]}")
     quota: int = 1000
+    max_fan_out: int = 10
     webhook_url: str = "https://abc.execute-api.us-east-1.amazonaws.com/v1/audit"
 
     def __post_init__(self) -> None:
@@ -127,7 +128,8 @@ class FakeStack:
         given = {"RawBucket": self.buckets["raw"], "AuditBucket": self.buckets["audit"],
                  "EventsBucket": self.buckets["events"], "StateTable": self.aws.table, "DataKey": self.data_key,
                  "DigestKey": self.digest_key, "Database": self.database, "WorkGroup": self.workgroup,
-                 "Webhook": self.webhook_url}  # fmt: skip
+                 "Webhook": self.webhook_url, "ResultsBucket": self.buckets["results"],
+                 "PollerMaxFanOut": str(self.max_fan_out)}  # fmt: skip
         boto3.client("cloudformation").create_stack(
             StackName=self.name, TemplateBody=json.dumps(template),
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()],
@@ -268,16 +270,17 @@ def test_the_lambda_concurrency_quota(stack: FakeStack, now: datetime) -> None:
         assert ("request an increase of 'Concurrent executions'" in check.line()) == (status != OK)
 
 
-def test_polled_clusters_count_against_the_quota(stack: FakeStack, now: datetime) -> None:
+def test_polled_clusters_count_against_the_quota_up_to_the_fan_out_bound(stack: FakeStack, now: datetime) -> None:
     from auditlake.registry import PollConfig
 
     registry = DynamoRegistry(stack.aws.dynamodb, stack.aws.table)
-    for name in ("prod", "staging"):
+    for name in ("prod", "staging", "dev"):
         registry.add_cluster(name, token_hash(new_token()), created_at="2026-01-01T00:00:00Z",
                              poll=PollConfig("eks", eks_name=name))  # fmt: skip
-    stack.quota = 10
+    stack.quota, stack.max_fan_out = 10, 2
     stack.make(now=now)
     check = named(checks(stack, now), "lambda concurrency")
+    # 3 clusters polled, at most 2 a minute: 5 + 2 + 1 + 3.
     assert check.status == FAIL and "at least 11 needed (compactor 5, poller 2 + 1" in check.detail
 
 

@@ -16,7 +16,7 @@ bucket has Object Lock with the stack's mode and days; the state table is active
 function exists and how many errors it had in the last hour; no alarm of the stack is in ALARM; the
 digest chain head is younger than 3 hours; the account's Lambda concurrency leaves room for the
 compactor (5), the poller's fan-out (one per polled cluster, plus the schedule's) and the webhook;
-the Glue database and its two tables exist over the archive buckets; the workgroup enforces KMS
+the Glue database and its two tables exist over the archive buckets (partitions projected); the workgroup enforces KMS
 result encryption; and a query on today's hour completes in it (the read path: Athena, Glue, S3,
 KMS). Time comes from the injected ``now``; waiting for Athena from the injected ``sleep``.
 """
@@ -58,6 +58,7 @@ REQUIRED_OUTPUTS = (
 # verify --stack calls a chain stale after 3 h; digests are written at five past every hour.
 DIGEST_MAX_AGE = timedelta(hours=3)
 # The compactor's SQS event source runs at most this many at once (template.yaml ScalingConfig).
+# The poller's fan-out is bounded by the stack's PollerMaxFanOut parameter.
 COMPACTOR_CONCURRENCY = 5
 # Below this account quota, a burst of webhook batches next to the compactor and the poller's
 # fan-out can be throttled (new accounts may start at 10; the usual default is 1,000).
@@ -214,8 +215,7 @@ class Doctor:
     # ------------------------------------------------------------ buckets
 
     def _buckets(self) -> list[tuple[str, str]]:
-        """(role, name) of the stack's buckets: from the outputs, and the results bucket from the
-        workgroup's enforced result location (it has no output of its own)."""
+        """(role, name) of the stack's buckets, from the outputs."""
         found = [
             (role, self.outputs[key])
             for role, key in (
@@ -226,7 +226,9 @@ class Doctor:
             if self.outputs.get(key)
         ]
         location = self._workgroup_location()
-        if location:
+        if self.outputs.get("AthenaResultsBucketName"):
+            found.append(("results", self.outputs["AthenaResultsBucketName"]))
+        elif location:  # a stack from before the output: the bucket the workgroup writes to
             found.append(("results", location.removeprefix("s3://").split("/", 1)[0]))
         return found
 
@@ -478,12 +480,14 @@ class Doctor:
                 polled = len(DynamoRegistry(self.client("dynamodb"), self.outputs["StateTableName"]).polled())
             except RegistryError as exc:
                 note = f" (polled clusters unknown: {exc})"
-        # The schedule's invocation, one per polled cluster, the compactor's five, and at least one
-        # each for the webhook, the EKS forwarder and the digest.
-        need = COMPACTOR_CONCURRENCY + polled + 1 + 3
+        # The schedule's invocation and the polls it starts (one per polled cluster, at most
+        # PollerMaxFanOut a minute), the compactor's five, and at least one each for the webhook, the
+        # EKS forwarder and the digest.
+        fan_out = min(polled, int(self.parameters.get("PollerMaxFanOut") or polled))
+        need = COMPACTOR_CONCURRENCY + fan_out + 1 + 3
         detail = (
             f"account quota {quota}, {unreserved} unreserved; at least {need} needed "
-            f"(compactor {COMPACTOR_CONCURRENCY}, poller {polled} + 1, webhook, forwarder, digest){note}"
+            f"(compactor {COMPACTOR_CONCURRENCY}, poller {fan_out} + 1, webhook, forwarder, digest){note}"
         )
         increase = "request an increase of 'Concurrent executions' (Service Quotas, AWS Lambda)"
         if unreserved < need:
