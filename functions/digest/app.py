@@ -10,7 +10,9 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from auditlake.assembly import build_digester
+from auditlake.digest import DigestError
 from auditlake.settings import AUDIT_BUCKET, DIGEST_KEY, EVENTS_BUCKET, STATE_TABLE, Settings
+from auditlake.stores import StoreError
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"auditlake"})
@@ -22,7 +24,13 @@ digester = build_digester(settings, s3=boto3.client("s3"), dynamodb=boto3.client
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = digester.seal_finished_hours(datetime.now(UTC))
+    try:
+        report = digester.seal_finished_hours(datetime.now(UTC))
+    except (DigestError, StoreError):
+        # Raised, never swallowed: the invocation fails, the function's Errors alarm pages, and the
+        # hours after the last digest stay unsealed (no ledger entry is taken as written or not).
+        logger.exception("digest run failed: nothing after the last digest was sealed")
+        raise
     metrics.add_metric("DigestsWritten", "Count", len(report.digests))
     metrics.add_metric("FilesSealed", "Count", report.objects)
     if report.dropped or report.damaged:  # verify reports each never-written entry; say it here first

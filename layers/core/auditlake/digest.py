@@ -600,10 +600,12 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
                 report.archived.append(key)
             continue
         except StoreError:
-            # The file was written before its digest's window ended: gone by retention if S3 may
-            # have expired an object written then; otherwise removed.
+            # Gone (HeadObject: 404; a 403 raises, naming the permission) or there but unreadable.
+            # A gone file was written before its digest's window ended: expired if S3 may have
+            # expired an object written then; otherwise removed.
             kept = rules.get(store_name)
-            if kept is not None and kept.expired(key, window_end, moment, obj.get("bytes")):
+            gone = archives[store_name].size(key) is None
+            if gone and kept is not None and kept.expired(key, window_end, moment, obj.get("bytes")):
                 report.expired_files.append(key)
                 continue
             report.findings.append(Finding("missing", key, f"sealed in a digest ({obj['bytes']} bytes), not found"))
