@@ -114,28 +114,28 @@ class Recorder:
             run = attributed()
             if run is not None:
                 # The body is not needed to judge a permission; keep the rest as the caller passed it.
-                context["iam_record"] = (run, {k: v for k, v in params.items() if k != "Body"})
+                context["iam_record"] = (run, model.name, {k: v for k, v in params.items() if k != "Body"})
 
-        def after(http_response: Any, parsed: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
+        def after(http_response: Any, parsed: Any, context: dict[str, Any], **_: Any) -> None:
             record = context.get("iam_record")
             if record is not None:
                 error = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
                 arn = parsed.get("ARN") if isinstance(parsed, dict) and isinstance(parsed.get("ARN"), str) else None
-                self._add(record, service, model.name, region, http_response.status_code, error, arn)
+                self._add(record, service, region, http_response.status_code, error, arn)
 
-        def failed(model: Any, context: dict[str, Any], exception: Exception, **_: Any) -> None:
+        def failed(context: dict[str, Any], exception: Exception, **_: Any) -> None:
             record = context.get("iam_record")
             if record is not None:  # sent but unanswered: still a call the role must allow
-                self._add(record, service, model.name, region, None, type(exception).__name__, None)
+                self._add(record, service, region, None, type(exception).__name__, None)
 
         events = client.meta.events
         events.register("before-parameter-build", before)
         events.register("after-call", after)
         events.register("after-call-error", failed)
 
-    def _add(self, record: tuple[Run, dict[str, Any]], service: str, operation: str, region: str,
+    def _add(self, record: tuple[Run, str, dict[str, Any]], service: str, region: str,
              status: int | None, error: str | None, arn: str | None) -> None:  # fmt: skip
-        run, params = record
+        run, operation, params = record
         call = Call(service, operation, params, region, status, error, arn)
         with _LOCK:
             self.calls.append((run, call))

@@ -100,3 +100,21 @@ def test_calls_the_test_makes_itself_are_not_the_function_s(monkeypatch: pytest.
     before = len(RECORDER.peek())
     aws.s3.put_object(Bucket=aws.bucket, Key="anything/the-test-writes", Body=b"x")  # no role would allow it
     assert len(RECORDER.peek()) == before
+
+
+def test_a_call_that_got_no_answer_is_still_judged() -> None:
+    """A call the function sent but that failed in transit (no HTTP answer) still needed the permission."""
+    from botocore.config import Config
+    from botocore.exceptions import EndpointConnectionError
+
+    from tests.iam.recorder import cold_start
+
+    before = len(RECORDER.peek())
+    with cold_start("webhook"):
+        s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1}))
+        with pytest.raises(EndpointConnectionError):
+            s3.put_object(Bucket="raw-unreachable", Key="raw/audit/x", Body=b"x")
+    ((run, call),) = RECORDER.peek()[before:]
+    assert (run.function, call.name, call.status, call.params) == (
+        "webhook", "s3.PutObject", None, {"Bucket": "raw-unreachable", "Key": "raw/audit/x"})  # fmt: skip
+    RECORDER.take()  # the run's environment is this test process's, not a function's: nothing to judge

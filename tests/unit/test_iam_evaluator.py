@@ -256,3 +256,14 @@ def test_the_checker_names_the_denied_call(book: RoleBook) -> None:
     assert "WebhookRole ReadTokenHashes: dynamodb:GetItem" in report
     assert any(line.startswith("WebhookRole OwnLogs: logs:CreateLogStream") and "used by Lambda" in line
                for line in report)  # fmt: skip
+
+
+def test_a_condition_on_a_key_the_mapping_does_not_supply_is_a_failure_not_a_pass() -> None:
+    # ForAllValues over a key the request lacks is true: if actions.py did not model the key, a
+    # too-narrow condition would silently pass. The checker names such a statement instead.
+    tagged = policy({"Sid": "Tagged", "Effect": "Allow", "Action": "s3:PutObject", "Resource": "*",
+                     "Condition": {"ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": ["team"]}}})  # fmt: skip
+    (need,) = needs(call("s3", "PutObject", Bucket="other", Key="a"), ROLE)
+    assert evaluate(tagged, Request(need.action, need.resource, need.context)).allowed  # what IAM would say
+    (line,) = Checker._unmodelled(Role("t", "R", tagged), need)
+    assert "test#0:Tagged conditions s3:PutObject on s3:RequestObjectTagKeys" in line and "add it there" in line
