@@ -240,7 +240,7 @@ def test_cli_a_missing_output_an_unversioned_bucket_and_a_stale_digest_fail(
     assert failed[1].startswith(f"FAIL  bucket events: {stack.buckets['events']}: versioning never enabled -> ")
     assert f"put-bucket-versioning --bucket {stack.buckets['events']}" in failed[1]
     assert failed[2].startswith("FAIL  digest head: digest 7 ends") and "5 h 00 min ago" in failed[2]
-    assert "verify --stack reports STALE" in failed[2]
+    assert "verify --stack reports STALE" in failed[2] and f"aws logs tail /auditlake/{stack.name}/digest" in failed[2]
     assert result.stderr.splitlines()[-1] == "16 ok, 0 WARN, 3 FAIL"
 
 
@@ -325,7 +325,7 @@ def test_function_errors_warn_and_an_alarm_in_alarm_fails(stack: FakeStack, now:
     found = checks(stack, now)
     compactor_check = named(found, "function CompactorFunction")
     assert compactor_check.status == WARN and compactor_check.detail == f"{name}: 3 errors in the last hour"
-    assert f"aws logs tail /aws/lambda/{name}" in compactor_check.fix
+    assert f"aws logs tail /auditlake/{stack.name}/compactor --since 1h" in compactor_check.fix  # its own log group
     (alarm,) = [c for c in found if c.name == "alarm"]
     assert alarm.status == FAIL
     assert alarm.detail == f"{stack.alarm('CompactDeadLettersAlarm')} is in ALARM: 1 message in the DLQ"

@@ -377,8 +377,7 @@ class Doctor:
         table = self.outputs.get("StateTableName")
         if not table:
             return
-        function = self.outputs.get("DigestFunctionName", "the digest function")
-        logs = f"aws logs tail /aws/lambda/{function} --since 3h"
+        logs = f"aws logs tail {self._log_group('DigestLogs', 'DigestFunctionName')} --since 3h"
         try:
             head = DynamoChainHead(self.client("dynamodb"), table).load()
         except DigestError as exc:
@@ -404,6 +403,15 @@ class Doctor:
             yield Check(
                 OK, "digest head", f"digest {head['sequence']} ends {format_utc(ends)} ({_age(now - ends)} ago)"
             )
+
+    def _log_group(self, logical: str, function: str) -> str:
+        """The stack's log group ``logical`` (template.yaml gives each function its own, named
+        /auditlake/<stack>/..., as <Name>Logs next to <Name>Function), else Lambda's default for
+        ``function`` (a function name, or the output naming it)."""
+        for name, physical in self.resources.get("AWS::Logs::LogGroup", []):
+            if name == logical and physical:
+                return physical
+        return f"/aws/lambda/{self.outputs.get(function, function)}"
 
     # ------------------------------------------------------------ functions and alarms
 
@@ -436,7 +444,8 @@ class Doctor:
         if errors:
             return Check(
                 WARN, label, f"{name}: {errors} errors in the last hour",
-                f"aws logs tail /aws/lambda/{name} --since 1h --filter-pattern ERROR",
+                f"aws logs tail {self._log_group(logical.removesuffix('Function') + 'Logs', name)} "
+                "--since 1h --filter-pattern ERROR",
             )  # fmt: skip
         return Check(OK, label, f"{name}: {state}, no errors in the last hour")
 
@@ -616,9 +625,9 @@ class Doctor:
             )
             return
         if status != 200:
-            function = self.outputs.get("WebhookFunctionName", "the webhook")
+            logs = self._log_group("WebhookLogs", "WebhookFunctionName")
             yield Check(FAIL, "webhook", f"POST {url}: {status} {text.strip()[:300]}",
-                        f"aws logs tail /aws/lambda/{function} --since 10m")  # fmt: skip
+                        f"aws logs tail {logs} --since 10m")  # fmt: skip
             return
         yield Check(
             OK, "webhook", f"POST {url}: 200 {text.strip()[:200]} (user auditlake-doctor, cluster {self.cluster})"
