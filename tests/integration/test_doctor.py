@@ -37,6 +37,7 @@ from click.testing import CliRunner
 from auditlake import doctor as doctor_module
 from auditlake.cli import main
 from auditlake.doctor import FAIL, OK, WARN, Check, Doctor
+from auditlake.kubeconfig import render_kubeconfig
 from auditlake.landing import Landing
 from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.registry import DynamoRegistry, new_token, token_hash
@@ -452,17 +453,21 @@ def test_webhook_round_trip_lands_one_synthetic_event(
     DynamoRegistry(stack.aws.dynamodb, stack.aws.table).add_cluster("prod", token_hash(token), created_at="x")
     stack.webhook_url = webhook
     stack.make()
-    token_file = tmp_path / "token"
-    token_file.write_text(token + "\n")
+    kubeconfig, bare = tmp_path / "prod.kubeconfig", tmp_path / "token"
+    kubeconfig.write_text(render_kubeconfig(webhook, token))  # as `cluster add` wrote it
+    bare.write_text(token + "\n")
     monkeypatch.setattr(doctor_module, "_session", lambda region, profile: stack.session())
-    result = doctor("--stack", stack.name, "--webhook-token-file", str(token_file), "--cluster", "prod")
-    assert result.exit_code == 0, result.output
-    (line,) = [x for x in printed(result) if x.startswith("ok    webhook: ")]
-    assert f"POST {webhook}: 200" in line and '"accepted": 1' in line and '"quarantined": 0' in line
-    (record,) = list(landed(stack.aws))
-    assert record["cluster"] == "prod" and record["user_name"] == "auditlake-doctor"
-    assert record["request_uri"] == "/auditlake-doctor" and record["verb"] == "get"
-    assert token not in result.output
+    for token_file in (kubeconfig, bare):
+        result = doctor("--stack", stack.name, "--webhook-token-file", str(token_file), "--cluster", "prod")
+        assert result.exit_code == 0, result.output
+        (line,) = [x for x in printed(result) if x.startswith("ok    webhook: ")]
+        assert f"POST {webhook}: 200" in line and '"accepted": 1' in line and '"quarantined": 0' in line
+        assert token not in result.output
+    records = list(landed(stack.aws))
+    assert len(records) == 2 and len({r["audit_id"] for r in records}) == 2
+    for record in records:
+        assert record["cluster"] == "prod" and record["user_name"] == "auditlake-doctor"
+        assert record["request_uri"] == "/auditlake-doctor" and record["verb"] == "get"
 
 
 def test_a_token_of_another_cluster_posts_nothing(stack: FakeStack, webhook: str, now: datetime) -> None:
@@ -481,3 +486,6 @@ def test_cluster_and_token_file_go_together(tmp_path: Path) -> None:
     alone = doctor("--stack", "s", "--webhook-token-file", str(token))
     assert alone.exit_code == 2 and "needs --cluster NAME" in alone.stderr
     assert doctor("--stack", "s", "--cluster", "prod").exit_code == 2
+    token.write_text(render_kubeconfig("https://hook.example/v1/audit", "").replace('token: ""', "token:"))
+    empty = doctor("--stack", "s", "--webhook-token-file", str(token), "--cluster", "prod")
+    assert empty.exit_code == 2 and "no token in it" in empty.stderr

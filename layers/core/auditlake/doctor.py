@@ -651,6 +651,19 @@ def synthetic_eventlist(now: datetime) -> bytes:
     return json.dumps(envelope).encode()
 
 
+def webhook_token(text: str) -> str:
+    """The token in a file: the file itself, or the webhook kubeconfig `cluster add` wrote (its user's token)."""
+    import yaml
+
+    if "kind: Config" in text:
+        try:
+            users = (yaml.safe_load(text) or {}).get("users") or [{}]
+            return str(users[0].get("user", {}).get("token") or "").strip()
+        except (yaml.YAMLError, AttributeError, TypeError):
+            return ""
+    return text.strip()
+
+
 def _age(delta: timedelta) -> str:
     minutes = max(0, int(delta.total_seconds() // 60))  # clocks a second apart are not "-1 min"
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
@@ -667,7 +680,8 @@ def _session(region: str | None, profile: str | None) -> Any:
 @click.option("--region", help="AWS region (default: the SDK's).")
 @click.option("--profile", help="AWS profile (default: the SDK's).")
 @click.option("--webhook-token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Also POST one synthetic audit event with this cluster token and expect 200.")  # fmt: skip
+              help="Also POST one synthetic audit event with this cluster's token (a file holding it, or its "
+              "webhook kubeconfig) and expect 200.")  # fmt: skip
 @click.option("--cluster", help="The cluster the token belongs to (with --webhook-token-file).")
 def doctor(stack: str, region: str | None, profile: str | None, webhook_token_file: Path | None,
            cluster: str | None) -> None:  # fmt: skip
@@ -681,7 +695,9 @@ def doctor(stack: str, region: str | None, profile: str | None, webhook_token_fi
     if webhook_token_file is not None:
         if cluster is None or not valid_cluster_name(cluster):
             raise click.UsageError("--webhook-token-file needs --cluster NAME (the cluster the token belongs to)")
-        token = webhook_token_file.read_text(encoding="utf-8").strip()
+        token = webhook_token(webhook_token_file.read_text(encoding="utf-8"))
+        if not token:
+            raise click.BadParameter("no token in it", param_hint="--webhook-token-file")
     elif cluster is not None:
         raise click.UsageError("--cluster goes with --webhook-token-file")
     counts = {OK: 0, WARN: 0, FAIL: 0}
