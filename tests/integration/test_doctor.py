@@ -210,7 +210,9 @@ def test_a_healthy_stack_is_all_ok(stack: FakeStack, now: datetime) -> None:
         "function CompactorFunction", "function DigestFunction", "alarms", "lambda concurrency", "glue audit",
         "glue events", "athena workgroup", "athena query",
     ]  # fmt: skip
-    assert "Object Lock GOVERNANCE 365 days" in named(found, "bucket audit").detail
+    assert named(found, "bucket audit").detail.endswith(
+        "Object Lock GOVERNANCE 365 days, files expire after 365 days, digests after 365 days"
+    )
     raw = stack.buckets["raw"]
     assert named(found, "bucket raw").detail == f"{raw}: versioned, KMS, public access blocked, 1 lifecycle rules"
     assert named(found, "digest head").detail.endswith("(1 h 05 min ago)")
@@ -302,6 +304,20 @@ def test_bucket_settings_that_drifted_fail_with_the_fix(stack: FakeStack, now: d
     assert "default encryption AES256, not KMS" in named(found, "bucket events").detail
     assert "Object Lock GOVERNANCE 30 days, the stack says GOVERNANCE 365 days" in named(found, "bucket audit").detail
     assert len(lines(found, FAIL)) == 4
+
+
+def test_digests_that_expire_before_their_files_fail(stack: FakeStack, now: datetime) -> None:
+    stack.make(now=now)
+    stack.aws.s3.put_bucket_lifecycle_configuration(Bucket=stack.buckets["audit"], LifecycleConfiguration={"Rules": [
+        {"ID": "audit-expiry", "Status": "Enabled", "Filter": {"Prefix": "audit/"}, "Expiration": {"Days": 365}},
+        {"ID": "digest-expiry", "Status": "Enabled", "Filter": {"Prefix": "digests/"}, "Expiration": {"Days": 30}},
+    ]})  # fmt: skip
+    check = named(checks(stack, now), "bucket audit")
+    assert check.status == FAIL
+    assert (
+        "files expire after 365 days, digests after 30 days: digests expire before the files they seal" in check.detail
+    )
+    assert "digest-expiry" in check.fix
 
 
 def test_ttl_off_fails(stack: FakeStack, now: datetime) -> None:

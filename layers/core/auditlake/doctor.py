@@ -12,7 +12,8 @@ results bucket) and, with ``--webhook-token-file``, one synthetic audit event PO
 What it checks, from the stack's description (status, parameters, outputs) and its resource list:
 the stack is in a usable ``*_COMPLETE`` state; every output the CLI relies on is there; each bucket is
 versioned, KMS-encrypted by default, blocks public access and has lifecycle rules, and the audit
-bucket has Object Lock with the stack's mode and days; the state table is active with TTL on; each
+bucket has Object Lock with the stack's mode and days and no digest expires before the files it seals;
+the state table is active with TTL on; each
 function exists and how many errors it had in the last hour; no alarm of the stack is in ALARM; the
 digest chain head is younger than 3 hours; the account's Lambda concurrency leaves room for the
 compactor (5), the poller's fan-out (one per polled cluster, plus the schedule's) and the webhook;
@@ -65,6 +66,8 @@ COMPACTOR_CONCURRENCY = 5
 CONCURRENCY_COMFORT = 100
 ATHENA_TIMEOUT = timedelta(minutes=2)
 TABLES = ("audit", "events")
+# Keys as the compactor and the digest function write them, to ask the lifecycle rules about.
+AUDIT_FILE, DIGEST_FILE = "audit/dt=2026-01-01/hour=00/c.parquet", "digests/0000000001.json"
 
 
 @dataclass(frozen=True)
@@ -316,15 +319,32 @@ class Doctor:
                 problems.append("no lifecycle rule: nothing expires or changes tier")
                 fixes.append(f"aws cloudformation detect-stack-drift --stack-name {self.stack}, then restore the rules")
             if role == "audit":
-                lock = self._object_lock(bucket, optional)
-                (found if lock[0] else problems).append(lock[1])
-                if lock[2]:
-                    fixes.append(lock[2])
+                for ok, what, fix in (self._object_lock(bucket, optional), self._digest_expiry(lifecycle)):
+                    (found if ok else problems).append(what)
+                    if fix:
+                        fixes.append(fix)
         except (BotoCoreError, ClientError) as exc:
             return Check(FAIL, name, f"{bucket}: cannot check: {_refused(exc)}")
         if problems:
             return Check(FAIL, name, f"{bucket}: " + "; ".join(problems), "; ".join(fixes))
         return Check(OK, name, f"{bucket}: " + ", ".join(found))
+
+    def _digest_expiry(self, lifecycle: dict[str, Any] | None) -> tuple[bool, str, str]:
+        """(as it should be, what was found, what to do): digests must not expire before the files
+        they seal, or verify finds sealed files whose digest is gone (the README's "Digests expire
+        with the files they seal")."""
+        from .retention import Retention
+
+        retention = Retention.from_lifecycle((lifecycle or {}).get("Rules", []))
+        now = self.now()
+        files, digests = AUDIT_FILE, DIGEST_FILE
+        file_due, digest_due = retention.eligible(files, now), retention.eligible(digests, now)
+        found = f"files expire {_after(retention.describe(files))}, digests {_after(retention.describe(digests))}"
+        if digest_due is not None and (file_due is None or digest_due < file_due):
+            return False, f"{found}: digests expire before the files they seal", (
+                "give digests/ the same expiry as audit/ (template.yaml's digest-expiry rule): sam deploy"
+            )  # fmt: skip
+        return True, found, ""
 
     def _object_lock(self, bucket: str, optional: Callable[..., Any]) -> tuple[bool, str, str]:
         """(as it should be, what was found, what to do) for the audit bucket's Object Lock."""
@@ -662,6 +682,11 @@ def webhook_token(text: str) -> str:
         except (yaml.YAMLError, AttributeError, TypeError):
             return ""
     return text.strip()
+
+
+def _after(rule: str) -> str:
+    """Retention.describe's "365 days" / "on 2027-01-01" / "never" as words after "expire"."""
+    return rule if rule.startswith("on ") or rule == "never" else f"after {rule}"
 
 
 def _age(delta: timedelta) -> str:
