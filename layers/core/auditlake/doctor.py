@@ -10,16 +10,16 @@ results bucket) and, with ``--webhook-token-file``, one synthetic audit event PO
 (archived like any other, user ``auditlake-doctor``).
 
 What it checks, from the stack's description (status, parameters, outputs) and its resource list:
-the stack is in a usable ``*_COMPLETE`` state; every output the CLI relies on is there; each bucket is
-versioned, KMS-encrypted by default, blocks public access and has lifecycle rules, and the audit
-bucket has Object Lock with the stack's mode and days and no digest expires before the files it seals;
-the state table is active with TTL on; each
-function exists and how many errors it had in the last hour; no alarm of the stack is in ALARM; the
-digest chain head is younger than 3 hours; the account's Lambda concurrency leaves room for the
-compactor (5), the poller's fan-out (one per polled cluster, plus the schedule's) and the webhook;
-the Glue database and its two tables exist over the archive buckets (partitions projected); the workgroup enforces KMS
-result encryption; and a query on today's hour completes in it (the read path: Athena, Glue, S3,
-KMS). Time comes from the injected ``now``; waiting for Athena from the injected ``sleep``.
+the stack is in a usable ``*_COMPLETE`` state; every output the CLI relies on is there; each bucket
+is versioned, KMS-encrypted by default, blocks public access and has lifecycle rules, and the audit
+bucket has Object Lock with the stack's mode and days and no digest expires before the files it
+seals; the state table is active with TTL on; each function exists, and how many errors it had in
+the last hour; no alarm of the stack is in ALARM; the digest chain head is younger than 3 hours;
+the account's Lambda concurrency leaves room for the compactor (5), the poller's fan-out (one per
+polled cluster up to PollerMaxFanOut, plus the schedule's) and the webhook; the Glue database and
+its two tables exist over the archive buckets (partitions projected); the workgroup enforces KMS
+result encryption; and a query on the current hour completes in it (the read path: Athena, Glue,
+S3, KMS). Time comes from the injected ``now``; waiting for Athena from the injected ``sleep``.
 """
 
 from __future__ import annotations
