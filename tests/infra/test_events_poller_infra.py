@@ -36,8 +36,11 @@ def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["EventsPollerRole"])}
     assert set(statements) == {
         "OwnLogs", "Tracing", "WriteEventsLanding", "ReadPollingRegistry", "PollerLeases",
-        "DescribeEksClusters", "ReadPollerTokens", "UseDataKey",
+        "DescribeEksClusters", "ReadPollerTokens", "UseDataKey", "ReadBackQuarantine",
     }  # fmt: skip
+    # Create-only quarantine: a retried poll compares its entry with the stored one, and reads nothing else.
+    assert statements["ReadBackQuarantine"]["Action"] == "s3:GetObject"
+    assert statements["ReadBackQuarantine"]["Resource"] == {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"}
     assert statements["WriteEventsLanding"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/raw/events/*"},
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"},

@@ -132,7 +132,8 @@ def test_alarms_page_the_alert_topic(transformed: dict[str, Any]) -> None:
 
 def test_digest_role_signs_and_writes_only_digests(transformed: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["DigestRole"])}
-    assert statements["SignDigests"] == {"Sid": "SignDigests", "Effect": "Allow", "Action": "kms:Sign",
+    # Verify: a digest written by a run that stopped before moving the head is checked before it is adopted.
+    assert statements["SignDigests"] == {"Sid": "SignDigests", "Effect": "Allow", "Action": ["kms:Sign", "kms:Verify"],
                                          "Resource": {"Fn::GetAtt": ["DigestKey", "Arn"]}}  # fmt: skip
     assert statements["WriteDigests"]["Resource"] == {"Fn::Sub": "${AuditArchiveBucket.Arn}/digests/*"}
     leading = statements["ReadLedgerAndChainHead"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]

@@ -94,6 +94,8 @@ def test_webhook_role_is_scoped_to_its_resources(transformed: dict[str, Any]) ->
         {"Fn::Sub": "${RawBucket.Arn}/raw/audit/*"},
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
     ]
+    # Create-only quarantine: a redelivered batch compares its entry with the stored one; no raw/ reads.
+    assert statements["ReadBackQuarantine"]["Resource"] == {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"}
     assert statements["ReadTokenHashes"]["Action"] == "dynamodb:GetItem"
     assert statements["ReadTokenHashes"]["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
     assert statements["ReadTokenHashes"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["TOKEN#*"]
@@ -204,8 +206,10 @@ def test_logs_may_invoke_the_forwarder_for_eks_log_groups_only(expanded: dict[st
 
 def test_forwarder_role_and_failed_deliveries(transformed: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["CloudWatchRole"])}
-    assert set(statements) == {"OwnLogs", "Tracing", "WriteAuditLanding", "KeepFailedDeliveries", "ReadPipelinePolicy",
-                               "CountDenials", "PublishAlerts", "Heartbeat", "UseDataKey"}  # fmt: skip
+    assert set(statements) == {
+        "OwnLogs", "Tracing", "WriteAuditLanding", "ReadBackQuarantine", "KeepFailedDeliveries", "ReadPipelinePolicy",
+        "CountDenials", "PublishAlerts", "Heartbeat", "UseDataKey",
+    }  # fmt: skip
     assert statements["WriteAuditLanding"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/raw/audit/*"},
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
