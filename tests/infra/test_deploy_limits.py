@@ -15,8 +15,6 @@ a Fn::Sub of the stack name.
 
 from __future__ import annotations
 
-import copy
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,12 +22,10 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from samcli.yamlhelper import yaml_parse
-from samtranslator.translator.transform import transform
 
 from tests.conftest import ROOT
-from tests.infra import conftest
-from tests.infra.conftest import NoManagedPolicies, expand
+from tests.iam import template as shared
+from tests.iam.template import expand, parse, transform
 
 LONG_STACK = ("Auditlake-Prod-EU-" + "Cluster-Fleet-0123456789-" * 5)[:127] + "x"
 assert len(LONG_STACK) == 128 and re.fullmatch(r"[a-zA-Z][-a-zA-Z0-9]*", LONG_STACK)
@@ -229,16 +225,11 @@ class Stack:
 
 def build(stack_name: str, parameters: dict[str, Any]) -> Stack:
     """The template as `sam deploy` hands it to CloudFormation: ForEach expanded, SAM transformed."""
-    template = yaml_parse((ROOT / "template.yaml").read_text())
-    with mock.patch.dict(conftest.PSEUDO, {"AWS::StackName": stack_name}):
-        expanded = expand(template, {"EksClusterNames": parameters["EksClusterNames"]})
-    for name, resource in expanded["Resources"].items():
-        for key in ("CodeUri", "ContentUri"):
-            if key in resource.get("Properties", {}):
-                resource["Properties"][key] = f"s3://artifacts/{name}.zip"
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    doc: dict[str, Any] = transform(copy.deepcopy(expanded), {"AWS::Region": "us-east-1"}, NoManagedPolicies())
-    return Stack(stack_name, parameters, doc)
+    with mock.patch.dict(shared.PSEUDO, {"AWS::StackName": stack_name}):
+        expanded = expand(
+            parse((ROOT / "template.yaml").read_text()), {"EksClusterNames": parameters["EksClusterNames"]}
+        )
+    return Stack(stack_name, parameters, transform(expanded))
 
 
 def properties(value: Any, path: str = "", intrinsic: bool = False) -> Iterator[tuple[str, Any]]:

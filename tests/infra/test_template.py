@@ -8,7 +8,8 @@ from typing import Any
 
 from auditlake import settings
 from tests.conftest import ROOT
-from tests.infra.conftest import BIN, EKS_CLUSTERS, TOOL_ENV, expand
+from tests.iam.template import EKS_CLUSTERS, expand
+from tests.infra.conftest import BIN, TOOL_ENV
 
 KEY = {"Fn::If": ["CreateDataKey", {"Fn::GetAtt": ["DataKey", "Arn"]}, {"Ref": "KmsKeyArn"}]}
 
