@@ -41,7 +41,7 @@ def test_audit_archive_tiers_follow_the_parameters(transformed: dict[str, Any]) 
                                       "ExpirationInDays": {"Ref": "AuditRetentionDays"}}  # fmt: skip
     assert audit["expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     assert transformed["Conditions"]["HasDeepArchive"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "AuditDeepArchiveDays"}, 0]}]
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AuditDeepArchiveDays"}, "0"]}]
     }
 
 
