@@ -38,6 +38,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                        extra={"never_written": report.dropped, "unreadable": report.damaged})  # fmt: skip
     if report.adopted:  # written by a run that stopped before moving DIGEST#HEAD
         logger.warning("digests adopted", extra={"adopted": report.adopted})
-    logger.info("sealed", extra={"digests": report.digests, "files": report.objects, "waiting": report.waiting})
+    # The retention each digest recorded (signed): all verify will accept as expired.
+    logger.info("sealed", extra={"digests": report.digests, "files": report.objects, "waiting": report.waiting,
+                                 "retention": digester.retention})  # fmt: skip
     return {"digests": report.digests, "files": report.objects, "dropped": report.dropped,
             "waiting": report.waiting, "damaged": report.damaged, "adopted": report.adopted}  # fmt: skip

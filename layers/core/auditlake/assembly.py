@@ -80,7 +80,20 @@ def build_digester(settings: Settings, *, s3: Any, dynamodb: Any, kms: Any) -> D
         archive_stores(settings, s3),
         DynamoChainHead(dynamodb, settings.state_table),
         KmsSigner(kms, settings.digest_key),
+        retention=digest_retention(settings),
     )
+
+
+def digest_retention(settings: Settings) -> dict[str, int]:
+    """What each digest records of the stack's retention, by prefix: AuditRetentionDays expires
+    the audit files and the digests (template.yaml's audit-expiry and digest-expiry rules),
+    EventsRetentionDays the events files. What is not given is not recorded (never expires)."""
+    retention: dict[str, int] = {}
+    if settings.audit_retention_days:
+        retention["audit/"] = retention["digests/"] = settings.audit_retention_days
+    if settings.events_retention_days:
+        retention["events/"] = settings.events_retention_days
+    return retention
 
 
 def build_webhook(

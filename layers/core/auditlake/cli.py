@@ -1018,36 +1018,28 @@ def digest(lake: Path, export: Path | None) -> None:
               help="Check local signatures with this exported public key instead of the lake's key.")  # fmt: skip
 @click.option("--max-age", help="Fail when the newest digest ends longer ago than this (e.g. 3h). "
               "Default: 3h with --stack (hourly digests), no limit with --lake.")  # fmt: skip
-@click.option("--retention-days", type=click.IntRange(min=1), help="With --stack: the audit archive's "
-              "files and digests expire this many days after they are written (default: read from the "
-              "audit bucket's lifecycle rules, which needs s3:GetLifecycleConfiguration).")  # fmt: skip
-@click.option("--events-retention-days", type=click.IntRange(min=1), help="With --stack: the events "
-              "archive's files expire this many days after they are written (default: read from the "
-              "events bucket's lifecycle rules).")  # fmt: skip
 def verify(lake: Path | None, stack: str | None, region: str | None, start: str | None, end: str | None,
-           expect_head: str | None, public_key: Path | None, max_age: str | None,
-           retention_days: int | None, events_retention_days: int | None) -> None:  # fmt: skip
+           expect_head: str | None, public_key: Path | None, max_age: str | None) -> None:  # fmt: skip
     """Prove the archive complete and unaltered: walk the digest chain, check every sealed file.
 
     Exits 1 when nothing is sealed, the chain is shorter than its head, stale, or broken, or a file
     is missing, altered, extra, vanished or unrecorded (listed one per line).
 
-    Deployed, S3 expires files and digests by the buckets' lifecycle rules: what those rules may
-    have removed by now (sealed files past retention, the oldest digests once all they sealed is)
-    is reported as expired, not missing. Anything younger that is gone is still a problem.
+    Deployed, S3 expires files and digests after the stack's retention, which each digest records
+    under its signature: what that recorded retention lets S3 have removed by now (sealed files
+    past it, the oldest digests once they are) is reported as expired, not missing; anything
+    younger that is gone is still a problem. The buckets' current lifecycle rules never excuse an
+    absence: a rule that would expire keys sooner than the digests record is a RETENTION problem.
     """
     from .digest import ChainHead, DigestError, DynamoChainHead, KmsSigner, LocalChainHead, parse_head
     from .digest import verify as verify_chain
     from .ledger import DynamoLedger, Ledger, LocalLedger
-    from .retention import Retention, bucket_retention
+    from .retention import bucket_rules
 
     if (lake is None) == (stack is None):
         raise click.UsageError("give exactly one of --lake, --stack")
-    if lake is not None and (retention_days or events_retention_days):
-        raise click.UsageError("--retention-days and --events-retention-days go with --stack: "
-                               "a local lake expires nothing")  # fmt: skip
     now = datetime.now(UTC)
-    retention: dict[str, Retention] = {}
+    lifecycle: dict[str, list[dict[str, Any]] | None] | None = None
     try:
         since, until = instant(start, now) if start else None, instant(end, now) if end else None
         age = now - instant(max_age, now) if max_age else None if lake is not None else timedelta(hours=3)
@@ -1073,25 +1065,27 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
             s3 = session.client("s3")
             archives = {"audit": S3Store(s3, outputs["AuditArchiveBucketName"]),
                         "events": S3Store(s3, outputs["EventsArchiveBucketName"])}  # fmt: skip
-            # What S3 may have expired: the buckets' own lifecycle rules, unless given.
-            for name, days, option in (("audit", retention_days, "--retention-days"),
-                                       ("events", events_retention_days, "--events-retention-days")):  # fmt: skip
-                bucket = outputs[f"{name.capitalize()}ArchiveBucketName"]
-                retention[name] = Retention.days(days) if days else bucket_retention(s3, bucket, option)
+            # Compared with the retention the digests record (a rule expiring sooner is a finding);
+            # never what decides expiry: whoever may change the rules could excuse any removal.
+            lifecycle = {name: bucket_rules(s3, outputs[f"{name.capitalize()}ArchiveBucketName"])
+                         for name in ("audit", "events")}  # fmt: skip
             signer = KmsSigner(session.client("kms"), outputs["DigestKeyArn"])
             dynamodb = session.client("dynamodb")
             head = DynamoChainHead(dynamodb, outputs["StateTableName"])
             ledger = DynamoLedger(dynamodb, outputs["StateTableName"])
         report = verify_chain(archives, signer, start=since, end=until, head=head, expected=expected,
-                              ledger=ledger, now=now, max_age=age, retention=retention)  # fmt: skip
+                              ledger=ledger, now=now, max_age=age, lifecycle=lifecycle)  # fmt: skip
     except (DigestError, StoreError) as exc:
         _fail(str(exc))
     for finding in report.findings:
         click.echo(f"{finding.kind.upper():14} {finding.key}  {finding.detail}")
     if report.expired_files or report.expired_digests:
-        older = report.retention or "their lifecycle rules allow"
         err.print(f"expired by retention: {len(report.expired_files)} files, "
-                  f"{_sequences(report.expired_digests)} (older than {older})", highlight=False)  # fmt: skip
+                  f"{_sequences(report.expired_digests)} ({report.retention})", highlight=False)  # fmt: skip
+    for note in report.notes:
+        err.print(note, highlight=False)
+    if report.expected_head:
+        err.print(report.expected_head, highlight=False)
     if report.unprovable:
         err.print(f"past retention, not yet removed: {len(report.unprovable)} files whose digests S3 "
                   "expired first (no longer provable; S3 removes them next)", highlight=False)  # fmt: skip
@@ -1107,14 +1101,24 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
         err.print(f"chain head {report.head}")
     if not report.ok:
         raise SystemExit(1)
+    # Said with what it assumed: what expired by the recorded retention, and whether the head an
+    # auditor recorded was checked at all (it may have expired with no digest after it to name it).
+    assumed = ""
+    if report.expired_files or report.expired_digests:
+        assumed = (f"; expired by retention: {len(report.expired_files)} files, "
+                   f"{_sequences(report.expired_digests)} ({report.retention})")  # fmt: skip
+    if expected is not None:
+        assumed += "; " + (report.expected_head or "recorded head not checked")
     if since is None and until is None:
-        err.print("[green]verified[/green]: every sealed file is present and unaltered; no file is unaccounted for")
+        err.print("[green]verified[/green]: every sealed file is present and unaltered; no file is unaccounted for"
+                  + assumed, highlight=False)  # fmt: skip
     else:  # the window selects by write (seal) time, not event time: files outside it were not read
         window = f"from {format_utc(since) if since else 'the first digest'} to {format_utc(until) if until else 'now'}"
         err.print(
             f"[green]verified[/green] {window} (by write time): the chain is whole; the files of the digests "
             "in that window are present and unaltered; no file written in it is unaccounted for. "
-            "Files sealed outside the window were not read"
+            "Files sealed outside the window were not read" + assumed,
+            highlight=False,
         )
 
 

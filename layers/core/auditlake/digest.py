@@ -43,8 +43,8 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,8 +53,9 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .ledger import KEEP_SECONDS, SETTLE, Entry, Ledger, hours
-from .retention import Retention
+from .retention import Recorded, describe, recorded_retention, sooner_rules
 from .stores import AlreadyExists, Archived, Store, StoreError
+from .stores.s3 import S3Store
 from .timestamps import format_utc, parse
 
 FORMAT = "auditlake-digest/1"
@@ -294,9 +295,13 @@ def _second(moment: datetime) -> datetime:
 
 class Digester:
     def __init__(self, ledger: Ledger, archives: Mapping[str, Store], head: ChainHead, signer: Signer,
-                 *, settle: timedelta = SETTLE) -> None:  # fmt: skip
+                 *, settle: timedelta = SETTLE, retention: Mapping[str, int] | None = None) -> None:  # fmt: skip
+        """``retention``: the stack's retention by prefix (``{"audit/": 365, "digests/": 365,
+        "events/": 90}``), recorded in every digest under its signature: what verify accepts as
+        expired. None (a local lake): nothing is recorded, nothing is accepted as expired."""
         self.ledger, self.archives, self.head, self.signer = ledger, archives, head, signer
         self.settle = settle
+        self.retention = dict(retention) if retention else None
 
     def seal(self, until: datetime, *, start: datetime, hourly: bool = True, now: datetime | None = None) -> SealReport:
         """Seal what was written before ``until`` and after the last digest (the first digest starts
@@ -374,15 +379,25 @@ class Digester:
         # Reported once: by the window whose end is SETTLE after the entry was stamped.
         unwritten = [{"key": e.key, "written_at": e.written_at} for stamped, e in absent if stamped < cut - self.settle]
         sequence = (head or {}).get("sequence", 0) + 1
+        previous: dict[str, Any] | None = None
+        if head:
+            previous = {"key": head["key"], "sha256": head["sha256"]}
+            # The previous digest's real write time (S3 LastModified), signed here: once it has
+            # expired, verify knows when S3 may have removed it (not a window start, a day early).
+            written = self.archives["audit"].modified(head["key"])
+            if written is not None:
+                previous["written_at"] = format_utc(written)
         doc: dict[str, Any] = {
             "format": FORMAT,
             "sequence": sequence,
             "from": format_utc(start),
             "to": format_utc(cut),
-            "previous": {"key": head["key"], "sha256": head["sha256"]} if head else None,
+            "previous": previous,
             "objects": sorted(objects, key=lambda o: o["key"]),
             "unwritten": sorted(unwritten, key=lambda o: o["key"]),
         }
+        if self.retention:
+            doc["retention"] = self.retention
         signature = self.signer.sign(message_digest(doc))
         doc["signature"] = {"algorithm": ALGORITHM, "key_id": self.signer.key_id,
                             "value": base64.b64encode(signature).decode()}  # fmt: skip
@@ -416,7 +431,7 @@ class Digester:
             unwritten = [obj["key"] for obj in doc.get("unwritten", ())]
         except (StoreError, ValueError, KeyError, TypeError) as exc:
             raise DigestError(f"{key} exists and is not a readable digest ({exc}): the chain cannot go on") from exc
-        if not signed or doc.get("sequence") != sequence or doc.get("previous") != link:
+        if not signed or doc.get("sequence") != sequence or _link(doc.get("previous")) != link:
             raise DigestError(
                 f"{key} exists but is not the next digest of this chain "
                 f"({'does not link to the head' if signed else 'its signature does not match this key'}): "
@@ -435,7 +450,7 @@ class Digester:
 @dataclass
 class Finding:
     kind: str  # no-digest | head | stale | bad-signature | chain | missing | altered | extra | vanished |
-    # unrecorded | irregular | leftover
+    # unrecorded | irregular | leftover | retention
     key: str
     detail: str
 
@@ -448,19 +463,39 @@ class VerifyReport:
     unsealed: list[str] = field(default_factory=list)
     sealed_until: str | None = None
     head: str | None = None  # SEQUENCE:SHA256 of the newest digest: what an auditor records
-    # Gone by the retention rules (never findings): sealed files S3 may have expired, and the
-    # sequence numbers of digests that expired with them (the start of the chain, or a gap in it).
+    # Gone by the retention the digests recorded (never findings): sealed files S3 may have expired,
+    # and the sequence numbers of digests that expired with them (the start of the chain, or a gap).
     expired_files: list[str] = field(default_factory=list)
     expired_digests: list[int] = field(default_factory=list)
     # Files no remaining digest lists, written where expired digests were: S3 removed their digest
     # first (removal runs in no order); past retention, they are no longer provable, nor a finding.
     unprovable: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)  # sealed, present, in an archive tier: not read
-    retention: str | None = None  # how long digests are kept ("365 days"), when they expire at all
+    # What each acceptance of an expiry relied on: digest sequence -> the retention it recorded.
+    assumed: dict[int, dict[str, int]] = field(default_factory=dict)
+    # The head an auditor recorded (``expected``): how it was checked, and whether it was.
+    expected_head: str | None = None
+    expected_checked: bool = False
+    notes: list[str] = field(default_factory=list)  # what was not checked, and why (not failures)
 
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    @property
+    def retention(self) -> str | None:
+        """What the expiries assumed: "audit/ 365 days, events/ 90 days, digests/ 365 days, as
+        recorded by digest 4" (None: nothing was accepted as expired)."""
+        by_rule: dict[str, list[int]] = {}
+        for sequence, recorded in sorted(self.assumed.items()):
+            by_rule.setdefault(describe(recorded), []).append(sequence)
+        return (
+            "; ".join(
+                f"{rule}, as recorded by digest{'s' if len(seqs) > 1 else ''} {', '.join(map(str, seqs))}"
+                for rule, seqs in by_rule.items()
+            )
+            or None
+        )
 
 
 def parse_head(value: str) -> tuple[int, str]:
@@ -472,30 +507,83 @@ def parse_head(value: str) -> tuple[int, str]:
     return int(sequence), sha.lower()
 
 
+def _link(value: Any) -> dict[str, Any] | None:
+    """A digest's ``previous`` as the chain compares it: key and SHA-256 (``written_at`` is extra)."""
+    return {"key": value.get("key"), "sha256": value.get("sha256")} if isinstance(value, dict) else value
+
+
+@dataclass
+class _Read:
+    key: str
+    data: bytes
+    doc: dict[str, Any] | None  # None: not a signed digest (``error`` says why)
+    error: str = ""
+    signed: bool = False
+
+
+def _read_digests(digests: Store, signer: Signer) -> list[_Read]:
+    read = []
+    for key in sorted(k for k in digests.list(PREFIX) if k.endswith(".json")):
+        data = digests.get(key)
+        try:
+            doc = json.loads(data)
+            signature = base64.b64decode(doc["signature"]["value"])
+            parse(doc["from"]), parse(doc["to"])
+        except (ValueError, KeyError, TypeError) as exc:
+            read.append(_Read(key, data, None, f"not a signed digest: {exc}"))
+            continue
+        read.append(_Read(key, data, doc, signed=signer.verify(message_digest(doc), signature)))
+    return read
+
+
+def _recorded(read: list[_Read]) -> tuple[Recorded, dict[int, dict[str, int] | None]]:
+    """The retention the signed digests recorded, each dated by its real write time when the next
+    digest recorded it (``previous.written_at``), else by its window's end (it was written after)."""
+    written: dict[str, datetime] = {}
+    for item in read:
+        link = item.doc.get("previous") if item.doc and item.signed else None
+        if isinstance(link, dict) and isinstance(link.get("key"), str):
+            with suppress(KeyError, TypeError, ValueError):  # not recorded: dated by its window's end
+                written[link["key"]] = parse(link["written_at"])
+    rows = {
+        item.doc["sequence"]: (
+            written.get(item.key) or parse(item.doc["to"]),
+            recorded_retention(item.doc.get("retention")),
+        )
+        for item in read
+        if item.doc is not None and item.signed and type(item.doc.get("sequence")) is int
+    }
+    return Recorded((seq, at, kept) for seq, (at, kept) in rows.items()), {s: k for s, (_, k) in rows.items()}
+
+
 def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | None = None,
            end: datetime | None = None, head: ChainHead | None = None, expected: tuple[int, str] | None = None,
            ledger: Ledger | None = None, now: datetime | None = None, max_age: timedelta | None = None,
-           settle: timedelta = SETTLE, retention: Mapping[str, Retention] | None = None) -> VerifyReport:  # fmt: skip
+           settle: timedelta = SETTLE,
+           lifecycle: Mapping[str, Sequence[Mapping[str, Any]] | None] | None = None) -> VerifyReport:  # fmt: skip
     """Walk the whole chain; check it against its ``head`` and the head an auditor ``expected``
     (sequence, SHA-256 of that digest file), and its age against ``now`` and ``max_age``; check
     the files of the digests overlapping [start, end); judge every unlisted file by its real write
     time, and (with the ``ledger``) what was written since the last digest.
 
-    ``retention`` (per archive, as ``archives``: the audit bucket's rules cover its files and the
-    digests) says what S3 may have expired by ``now``. Only that is accepted, never more:
+    What S3 may have expired by ``now`` is decided only by the retention the signed digests
+    recorded (``auditlake.retention``), never by the buckets' current rules:
 
-    - a sealed file that is gone is *expired* when its digest's window (which ends after the file
-      was written) ends early enough for S3 to have removed the file by ``now``; else it is missing;
-    - a chain that starts after digest 1, or skips digests, is accepted when every file the absent
-      digests can have sealed (all written before the next remaining digest's window starts) is
-      past retention, and the absent digests (written after that) may be too; else it is broken.
-      A digest removed while the files it sealed are younger than that is always a finding, and
-      so are those files (``extra``). The newest digest is never accepted as expired: a missing
-      head is a finding (``head``), and ``max_age`` catches a chain whose young end was cut off.
+    - a sealed file that is gone is *expired* when, written before its digest's window ended, it
+      is past the retention recorded by a digest written at or after that end; else it is missing;
+    - a chain that starts after digest 1, or skips digests, is accepted when the last absent digest
+      (written when the next remaining digest's ``previous.written_at`` says; for older digests,
+      before that digest's own LastModified) is past a retention recorded since. A digest removed
+      younger than that is a finding, and so are the files it sealed (``extra``). The newest digest
+      is never accepted as expired: a missing head is a finding (``head``), and ``max_age`` catches
+      a chain whose young end was cut off.
+
+    ``lifecycle`` (deployed: each archive's current lifecycle rules; None for one that could not be
+    read) is compared with the newest digest's recorded retention: a rule that would expire
+    ``audit/``, ``digests/`` or ``events/`` keys sooner is a ``retention`` finding.
     """
     report = VerifyReport()
     digests = archives["audit"]
-    rules = retention or {}
     moment = now or datetime.now(UTC)
     sealed: set[str] = set()  # every file any digest lists
     to_check: list[
@@ -503,54 +591,58 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
     ] = []  # files of the digests overlapping [start, end), with their digest's end
     unwritten: list[dict[str, Any]] = []  # ledger entries the digests say never got a file
     chain: dict[int, tuple[str, str]] = {}  # sequence -> (key, SHA-256 of the digest file)
+    links: dict[int, dict[str, Any]] = {}  # sequence -> its ``previous`` link
     gaps: list[tuple[datetime | None, datetime]] = []  # write times of files whose digests expired
     previous: tuple[str, bytes, datetime] | None = None  # key, bytes and end of the last good digest
     position = 0
+    read = _read_digests(digests, signer)
+    retained, kept_by = _recorded(read)
 
     def overlaps(doc: dict[str, Any]) -> bool:
         return not ((start and parse(doc["to"]) <= start) or (end and parse(doc["from"]) >= end))
 
-    def expired_before(first: int, last: int, begins: datetime) -> bool:
-        """Whether digests ``first``..``last`` (absent) may all have expired by now: each was
-        written at or after ``begins`` (the next remaining digest's start), so S3 may have removed
-        it only if an object written then may be."""
-        audit = rules.get("audit")
-        return audit is not None and all(
-            audit.expired(f"{PREFIX}{n:010d}.json", begins, moment) for n in range(first, last + 1)
-        )
+    def expired_up_to(key: str, last: int, link: dict[str, Any]) -> int | None:
+        """Whether absent digests up to ``last`` may all have expired by now: the digest ``key``
+        (the next remaining one) recorded when ``last`` was written; the ones before it were written
+        earlier. The sequence of the digest whose recorded retention allows it, or None."""
+        try:
+            written: datetime | None = parse(link["written_at"])
+        except (KeyError, TypeError, ValueError):
+            written = digests.modified(key)  # not recorded (an older digest): ``key`` was written after it
+        return None if written is None else retained.expiry(f"{PREFIX}{last:010d}.json", written, moment)
 
-    for key in sorted(k for k in digests.list(PREFIX) if k.endswith(".json")):
-        data = digests.get(key)
+    for item in read:
         report.digests += 1
         position += 1
-        try:
-            doc = json.loads(data)
-            signature = base64.b64decode(doc["signature"]["value"])
-            begins, ends = parse(doc["from"]), parse(doc["to"])
-        except (ValueError, KeyError, TypeError) as exc:
+        key, data, doc = item.key, item.data, item.doc
+        if doc is None:
             chain[position] = (key, hashlib.sha256(data).hexdigest())
-            report.findings.append(Finding("bad-signature", key, f"not a signed digest: {exc}"))
+            report.findings.append(Finding("bad-signature", key, item.error))
             continue
-        if not signer.verify(message_digest(doc), signature):
+        begins, ends = parse(doc["from"]), parse(doc["to"])
+        if not item.signed:
             report.findings.append(Finding("bad-signature", key, "the signature does not match the digest"))
         expected_link = {"key": previous[0], "sha256": hashlib.sha256(previous[1]).hexdigest()} if previous else None
         sequence = doc.get("sequence")
         link = doc.get("previous")
-        if sequence == position and link == expected_link:
+        justified = None
+        if sequence == position and _link(link) == expected_link:
             pass
         elif (
-            type(sequence) is int
+            item.signed
+            and type(sequence) is int
             and sequence > position
             and key == f"{PREFIX}{sequence:010d}.json"
             and isinstance(link, dict)
             and link.get("key") == f"{PREFIX}{sequence - 1:010d}.json"
             and (previous is None or previous[2] <= begins)
-            and expired_before(position, sequence - 1, begins)
+            and (justified := expired_up_to(key, sequence - 1, link)) is not None
         ):
             # Digests position..sequence-1 expired (the chain's start, or a gap S3 left: it removes
             # in no order). What they sealed was written between the previous remaining digest's
             # end and this one's start.
             report.expired_digests += range(position, sequence)
+            report.assumed[justified] = kept_by[justified] or {}
             gaps.append((previous[2] if previous else None, begins))
             position = sequence
         else:
@@ -558,6 +650,8 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
                 Finding("chain", key, f"expected digest {position} after {expected_link and expected_link['key']}")
             )
         chain[position] = (key, hashlib.sha256(data).hexdigest())
+        if isinstance(link, dict):
+            links[position] = link
         previous = (key, data, ends)
         report.sealed_until = doc["to"]
         objects = doc.get("objects", ())
@@ -565,14 +659,14 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
         if overlaps(doc):
             to_check += [(obj, ends) for obj in objects]
             unwritten += doc.get("unwritten", ())
-    if "audit" in rules and rules["audit"].rules:
-        report.retention = rules["audit"].describe(f"{PREFIX}{1:010d}.json")
     last = max(chain, default=0)
     if last:
         report.head = f"{last}:{chain[last][1]}"
     else:
         report.findings.append(Finding("no-digest", PREFIX, "nothing is sealed: the archive holds no digest"))
-    _check_head(report, chain, head, expected)
+    _check_head(report, chain, links, head, expected)
+    if lifecycle is not None:
+        _check_lifecycle(report, archives, lifecycle, kept_by)
     if max_age is not None and now is not None and report.sealed_until is not None:
         age = now - parse(report.sealed_until)
         if age > max_age:
@@ -587,13 +681,28 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
 
     for obj, window_end in to_check:
         key = obj["key"]
-        store_name = key.split("/", 1)[0]
+        store = archives[key.split("/", 1)[0]]
         report.objects += 1
+        # S3 dates an object when it is written (a tier change keeps the date): one dated after its
+        # digest's window was written again after it was sealed, whatever it holds now and in
+        # whatever tier (a same-size object put straight into Deep Archive is not read). A local
+        # file's ctime moves with a chmod or a copy: its content is the check there.
+        written = store.modified(key) if isinstance(store, S3Store) else None
+        if written is not None and written > window_end + SKEW:
+            report.findings.append(
+                Finding(
+                    "altered",
+                    key,
+                    f"written at {format_utc(written)}, after its digest's window "
+                    f"ended ({format_utc(window_end)}): replaced since it was sealed",
+                )
+            )
+            continue
         try:
-            data = archives[store_name].get(key)
+            data = store.get(key)
         except Archived:
-            # Glacier Flexible Retrieval / Deep Archive: present (its size is checked), not read.
-            size = archives[store_name].size(key)
+            # Glacier Flexible Retrieval / Deep Archive: present (its size and date checked), not read.
+            size = store.size(key)
             if size != obj["bytes"]:
                 report.findings.append(Finding("altered", key, f"in an archive tier, {size} bytes, not {obj['bytes']}"))
             else:
@@ -601,12 +710,13 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             continue
         except StoreError:
             # Gone (HeadObject: 404; a 403 raises, naming the permission) or there but unreadable.
-            # A gone file was written before its digest's window ended: expired if S3 may have
-            # expired an object written then; otherwise removed.
-            kept = rules.get(store_name)
-            gone = archives[store_name].size(key) is None
-            if gone and kept is not None and kept.expired(key, window_end, moment, obj.get("bytes")):
+            # A gone file was written before its digest's window ended: expired if a digest written
+            # since recorded a retention S3 may have removed it by; otherwise removed.
+            gone = store.size(key) is None
+            justified = retained.expiry(key, window_end, moment) if gone else None
+            if justified is not None:
                 report.expired_files.append(key)
+                report.assumed[justified] = kept_by[justified] or {}
                 continue
             report.findings.append(Finding("missing", key, f"sealed in a digest ({obj['bytes']} bytes), not found"))
             continue
@@ -695,8 +805,33 @@ def _check_irregular(report: VerifyReport, archives: Mapping[str, Store], now: d
             report.findings.append(Finding(kind, key, f"in the archive, {detail}"))
 
 
-def _check_head(report: VerifyReport, chain: dict[int, tuple[str, str]], head: ChainHead | None,
-                expected: tuple[int, str] | None) -> None:  # fmt: skip
+def _check_lifecycle(report: VerifyReport, archives: Mapping[str, Store],
+                     lifecycle: Mapping[str, Sequence[Mapping[str, Any]] | None],
+                     kept_by: Mapping[int, dict[str, int] | None]) -> None:  # fmt: skip
+    """The buckets' current rules against the newest signed digest's recorded retention: a rule
+    that would expire keys sooner is a finding now, before S3 removes what verify would then call
+    missing (the rules themselves never excuse an absence)."""
+    newest = max(kept_by, default=None)
+    recorded = kept_by.get(newest) if newest is not None else None
+    for name, rules in lifecycle.items():
+        bucket = str(getattr(archives[name], "bucket", name))
+        if rules is None:
+            report.notes.append(f"lifecycle rules of {bucket} not checked (s3:GetLifecycleConfiguration denied)")
+        elif recorded is None:
+            report.notes.append(f"lifecycle rules of {bucket} not compared: the newest digest records no retention")
+        else:
+            for rule, why in sooner_rules(recorded, name, rules):
+                report.findings.append(
+                    Finding(
+                        "retention",
+                        f"{bucket} rule {rule}",
+                        f"{why} (digest {newest}): S3 would remove what verify then reports missing",
+                    )
+                )
+
+
+def _check_head(report: VerifyReport, chain: dict[int, tuple[str, str]], links: dict[int, dict[str, Any]],
+                head: ChainHead | None, expected: tuple[int, str] | None) -> None:  # fmt: skip
     last = max(chain, default=0)
     if head is not None:
         try:
@@ -735,22 +870,43 @@ def _check_head(report: VerifyReport, chain: dict[int, tuple[str, str]], head: C
                 )
     if expected is not None:
         sequence, sha = expected
+        name = f"{PREFIX}{sequence:010d}.json"
+        after = links.get(sequence + 1)
         if sequence > last:
             report.findings.append(
                 Finding(
-                    "head",
-                    f"{PREFIX}{sequence:010d}.json",
-                    f"the recorded head is digest {sequence}; the chain ends at {last}: digests removed",
+                    "head", name, f"the recorded head is digest {sequence}; the chain ends at {last}: digests removed"
                 )
             )
-        elif sequence in chain and chain[sequence][1] != sha:
-            report.findings.append(
-                Finding(
-                    "head",
-                    chain[sequence][0],
-                    "differs from the recorded head (its SHA-256): the chain was rewritten from there",
+        elif sequence in chain:
+            if chain[sequence][1] != sha:
+                report.findings.append(
+                    Finding(
+                        "head",
+                        chain[sequence][0],
+                        "differs from the recorded head (its SHA-256): the chain was rewritten from there",
+                    )
                 )
-            )
+            else:
+                report.expected_head, report.expected_checked = f"recorded head {sequence} held", True
+        elif after is not None and after.get("key") == name:
+            # The recorded digest expired; the next one names it by its SHA-256, under its signature.
+            if after.get("sha256") != sha:
+                report.findings.append(
+                    Finding(
+                        "head",
+                        chain[sequence + 1][0],
+                        f"names digest {sequence} (expired) by a SHA-256 other than the recorded head's: "
+                        "the chain was rewritten from there",
+                    )
+                )
+            else:
+                report.expected_head = (
+                    f"recorded head {sequence} held (expired; digest {sequence + 1} names its SHA-256)"
+                )
+                report.expected_checked = True
+        else:
+            report.expected_head = "recorded head expired: not checked"
 
 
 def _ago(delta: timedelta) -> str:

@@ -24,6 +24,8 @@ SILENCE_MINUTES = "AUDITLAKE_SILENCE_MINUTES"
 ALERT_THRESHOLD = "AUDITLAKE_ALERT_THRESHOLD"
 SECRETS_ALERT_THRESHOLD = "AUDITLAKE_SECRETS_ALERT_THRESHOLD"
 POLLER_MAX_FANOUT = "AUDITLAKE_POLLER_MAX_FANOUT"
+AUDIT_RETENTION_DAYS = "AUDITLAKE_AUDIT_RETENTION_DAYS"
+EVENTS_RETENTION_DAYS = "AUDITLAKE_EVENTS_RETENTION_DAYS"
 
 DEFAULT_REDACTION = RedactionConfig.build()
 _TRUE = {"true", "1", "yes"}
@@ -50,6 +52,10 @@ class Settings:
     digest_key: str = ""  # KMS asymmetric key that signs the hourly digests
     silence_minutes: int = 30  # a cluster quiet this long counts as silent (dead-man alarm)
     poller_max_fanout: int = 10  # Events polls started per minute at most (Lambda concurrency)
+    # The stack's AuditRetentionDays / EventsRetentionDays: the digest records them, signed, and
+    # verify accepts only what they let S3 expire. None: not given, nothing recorded.
+    audit_retention_days: int | None = None
+    events_retention_days: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, required: tuple[str, ...] = ()) -> Settings:
@@ -84,6 +90,12 @@ class Settings:
         for name in (ALERT_THRESHOLD, POLLER_MAX_FANOUT):
             if numbers[name] < 1:
                 problems.append(f"{name} must be at least 1")
+        retention: dict[str, int | None] = {}
+        for name in (AUDIT_RETENTION_DAYS, EVENTS_RETENTION_DAYS):
+            raw = env.get(name, "").strip()
+            retention[name] = int(raw) if raw.isdigit() and int(raw) >= 1 else None
+            if raw and retention[name] is None:
+                problems.append(f"{name} must be a whole number of days, at least 1, got {raw!r}")
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return cls(
@@ -101,4 +113,6 @@ class Settings:
             digest_key=env.get(DIGEST_KEY, "").strip(),
             silence_minutes=numbers[SILENCE_MINUTES],
             poller_max_fanout=numbers[POLLER_MAX_FANOUT],
+            audit_retention_days=retention[AUDIT_RETENTION_DAYS],
+            events_retention_days=retention[EVENTS_RETENTION_DAYS],
         )
