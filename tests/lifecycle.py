@@ -2,8 +2,10 @@
 
 ``template_lifecycle`` reads a bucket's ``LifecycleConfiguration`` from template.yaml (the ``!Ref``
 parameters resolved from their defaults, or from the values given; ``!If`` on the template's
-conditions), in the S3 API's shape; ``put`` sets it on a moto bucket, and ``Lifecycle`` reads it
-back from the bucket and applies it at a simulated ``now``, as S3 would:
+conditions), in the S3 API's shape; ``put`` sets it on a moto bucket, and ``Lifecycle`` applies
+the rules as they were put (``rules``; not read back: moto drops ``ObjectSizeGreaterThan`` from
+GetBucketLifecycleConfiguration, which would move small files S3 leaves alone) at a simulated
+``now``, as S3 would:
 
 - an object's age counts from its ``LastModified``; a rule acts at that time plus its days,
   rounded up to the next midnight UTC (S3 User Guide, "Lifecycle configuration elements");
@@ -22,6 +24,7 @@ with ``auditlake.retention``), so the simulation does not share a mistake with t
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -106,8 +109,19 @@ def _api_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_PUT: dict[str, list[dict[str, Any]]] = {}  # bucket -> its rules as put, size filters included
+
+
 def put(s3: Any, bucket: str, rules: list[dict[str, Any]]) -> None:
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+    _PUT[bucket] = copy.deepcopy(rules)
+
+
+def rules(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    """The bucket's rules as ``put`` set them (else as moto gives them back)."""
+    if bucket in _PUT:
+        return copy.deepcopy(_PUT[bucket])
+    return list(s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"])
 
 
 # ---------------------------------------------------------------- dates in moto's backend
@@ -172,11 +186,11 @@ class Applied:
 
 
 class Lifecycle:
-    """The bucket's own lifecycle configuration (read back from moto), applied at a simulated time."""
+    """The bucket's lifecycle configuration (as put: see the module's docstring), applied at a simulated time."""
 
     def __init__(self, s3: Any, bucket: str) -> None:
         self.s3, self.bucket = s3, bucket
-        self.rules: list[dict[str, Any]] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        self.rules: list[dict[str, Any]] = rules(s3, bucket)
 
     def _listing(self) -> Iterator[dict[str, Any]]:
         for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket):
@@ -205,6 +219,8 @@ class Lifecycle:
         written, size = version["LastModified"], int(version["Size"])
         rules = [rule for rule in self.rules if _matches(rule, key, size)]
         expiry = [due(written, rule["Expiration"]["Days"]) for rule in rules if "Days" in rule.get("Expiration", {})]
+        # A Date rule expires every object it reaches from that date on, however young.
+        expiry += [rule["Expiration"]["Date"].astimezone(UTC) for rule in rules if "Date" in rule.get("Expiration", {})]
         if expiry and min(expiry) <= now:
             self.s3.delete_object(Bucket=self.bucket, Key=key)  # versioned: a delete marker
             marker = _versions(self.bucket, key)[-1]

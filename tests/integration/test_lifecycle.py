@@ -29,7 +29,6 @@ from auditlake.digest import Digester, DynamoChainHead, KmsSigner, VerifyReport,
 from auditlake.ledger import Entry, LocalLedger
 from auditlake.locks import DynamoLocks
 from auditlake.query import LocalEngine
-from auditlake.retention import bucket_retention
 from auditlake.stores.local import LocalStore
 from auditlake.stores.s3 import S3Store
 from auditlake.timestamps import format_utc
@@ -40,6 +39,8 @@ from tests.integration.test_compactor_lambda import EVENTS, land
 MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)  # M
 DAY = MIDNIGHT - timedelta(days=366)  # D: what it wrote S3 expires from M on (365 days, rounded up)
 NOW = MIDNIGHT + timedelta(hours=12)  # a year and a day after D (and before the real now: Object Lock)
+# What the deployed digest function records in each digest (template.yaml's defaults).
+RECORDED = {"audit/": 365, "digests/": 365, "events/": 90}
 
 
 @dataclass
@@ -72,12 +73,11 @@ class Lake:
         lifecycle.age(self.buckets["audit"], report.digests[0], until + timedelta(minutes=5))
         self.digests += report.digests
 
-    def verify(self, now: datetime = NOW) -> VerifyReport:
-        retention = {
-            name: bucket_retention(self.s3, bucket, "--retention-days") for name, bucket in self.buckets.items()
-        }
-        return verify(self.archives, self.signer, head=self.head, ledger=self.ledger, now=now,
-                      max_age=timedelta(hours=3), retention=retention)  # fmt: skip
+    def verify(self, now: datetime = NOW, expected: tuple[int, str] | None = None) -> VerifyReport:
+        """As ``verify --stack`` does: the buckets' current rules are compared, never trusted."""
+        rules = {name: lifecycle.rules(self.s3, bucket) for name, bucket in self.buckets.items()}
+        return verify(self.archives, self.signer, head=self.head, ledger=self.ledger, now=now, expected=expected,
+                      max_age=timedelta(hours=3), lifecycle=rules)  # fmt: skip
 
     def remove(self, store: str, key: str) -> None:
         """What anyone with s3:DeleteObject can do under Object Lock: hide the object behind a delete marker."""
@@ -108,7 +108,7 @@ def lake(aws: AwsStack, tmp_path: Path) -> Lake:
     ledger, head = LocalLedger(tmp_path / "ledger"), DynamoChainHead(aws.dynamodb, aws.table)
     key = boto3.client("kms").create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     signer = KmsSigner(boto3.client("kms"), key)
-    digester = Digester(ledger, archives, head, signer)
+    digester = Digester(ledger, archives, head, signer, retention=RECORDED)
     built = Lake(s3, buckets, archives, ledger, head, signer, key, digester, {}, [])
     at = DAY + timedelta(hours=10, minutes=1)
     built.write("a1", _key("audit", at, "a1"), at)
@@ -162,13 +162,15 @@ def test_verify_passes_a_year_and_a_day_later(lake: Lake) -> None:
     # e1 with the events bucket's 90 days: expired, not missing.
     assert report.expired_digests == [1]
     assert sorted(report.expired_files) == sorted([lake.files["a2"], lake.files["e1"]])
-    assert report.retention == "365 days" and report.objects == 4  # digests 2-4: a2, b1, e1, c1
+    # What was assumed, as the newest digest recorded it (signed), not as the buckets say now.
+    assert report.retention == "audit/ 365 days, events/ 90 days, digests/ 365 days, as recorded by digest 4"
+    assert report.objects == 4  # digests 2-4: a2, b1, e1, c1
     assert report.head is not None and report.head.startswith("4:") and digest_2 == "digests/0000000002.json"
 
 
 def test_verify_stack_says_what_expired_by_retention(lake: Lake, aws: AwsStack) -> None:
-    """The command an auditor runs (today, a day after NOW: its clock is the real one), with the
-    retention read from the buckets' lifecycle rules."""
+    """The command an auditor runs (today, a day after NOW: its clock is the real one): what
+    expired is judged by the retention the digests recorded, and said so."""
     a_year_later(lake)
     outputs = {"AuditArchiveBucketName": lake.buckets["audit"], "EventsArchiveBucketName": lake.buckets["events"],
                "DigestKeyArn": lake.key, "StateTableName": aws.table}  # fmt: skip
@@ -178,7 +180,11 @@ def test_verify_stack_says_what_expired_by_retention(lake: Lake, aws: AwsStack) 
     boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
     result = CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, "--max-age", "3d"])
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "expired by retention: 2 files, digest 1 (older than 365 days)" in result.stderr
+    assumed = "expired by retention: 2 files, digest 1 (audit/ 365 days, events/ 90 days, digests/ 365 days, "
+    assert assumed + "as recorded by digest 4)" in result.stderr
+    assert "verified: every sealed file is present and unaltered; no file is unaccounted for; " + assumed in " ".join(
+        result.stderr.split()
+    )
     lake.remove("audit", lake.files["c1"])
     removed = CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, "--max-age", "3d"])
     assert removed.exit_code == 1 and f"MISSING        {lake.files['c1']}" in removed.stdout

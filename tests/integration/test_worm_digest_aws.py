@@ -42,7 +42,8 @@ def worm(aws: AwsStack) -> dict[str, str]:
 def functions(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, str]) -> tuple[ModuleType, ModuleType]:
     env = {"AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_AUDIT_BUCKET": worm["audit"],
            "AUDITLAKE_EVENTS_BUCKET": worm["events"], "AUDITLAKE_STATE_TABLE": aws.table,
-           "AUDITLAKE_DIGEST_KEY": worm["key"]}  # fmt: skip
+           "AUDITLAKE_DIGEST_KEY": worm["key"], "AUDITLAKE_AUDIT_RETENTION_DAYS": "365",
+           "AUDITLAKE_EVENTS_RETENTION_DAYS": "90"}  # fmt: skip
     return load_function(monkeypatch, "compactor", env), load_function(monkeypatch, "digest", env)
 
 
@@ -239,16 +240,37 @@ def test_the_digest_function_fails_loudly_when_head_object_answers_403(
     assert all(doc["objects"] == [] and doc["unwritten"] == [] for doc in written)
 
 
-def test_deployed_verify_reads_the_retention_from_the_buckets(
+def test_deployed_verify_compares_the_buckets_rules_and_never_takes_a_retention_on_trust(
     monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, str]
 ) -> None:
-    """verify --stack reads both buckets' lifecycle rules; an auditor without
-    s3:GetLifecycleConfiguration is told to get it or to give the retention."""
+    """verify --stack reads both buckets' lifecycle rules only to compare them with the retention
+    the digests record; an auditor without s3:GetLifecycleConfiguration is told they were not
+    checked (not a failure), and no option lets anyone claim a shorter retention."""
     lifecycle.put(aws.s3, worm["audit"], lifecycle.template_lifecycle("AuditArchiveBucket"))
     lifecycle.put(aws.s3, worm["events"], lifecycle.template_lifecycle("EventsArchiveBucket"))
-    compacted_and_sealed(monkeypatch, aws, worm)
+    _, _, sealed = compacted_and_sealed(monkeypatch, aws, worm)
+    # The digest function records the stack's retention in each digest, signed, and from the second
+    # digest on its predecessor's real write time.
+    docs = [json.loads(S3Store(aws.s3, worm["audit"]).get(key)) for key in sealed["digests"]]
+    assert {json.dumps(doc["retention"], sort_keys=True) for doc in docs} == {
+        json.dumps({"audit/": 365, "digests/": 365, "events/": 90}, sort_keys=True)
+    }
+    assert all("written_at" in doc["previous"] for doc in docs[1:]) and len(docs) > 1
     name = stack(aws, worm)
-    assert verify(name).exit_code == 0
+    honest = verify(name)
+    assert honest.exit_code == 0, honest.stdout + honest.stderr
+    assert "not checked" not in honest.stderr
+
+    # A rule that would expire audit files sooner than the digests record: said now, before S3 acts.
+    rules = lifecycle.rules(aws.s3, worm["audit"])
+    lifecycle.put(aws.s3, worm["audit"], [*rules, {"ID": "tidy", "Status": "Enabled", "Filter": {"Prefix": "audit/"},
+                                                   "Expiration": {"Days": 1}}])  # fmt: skip
+    shorter = verify(name)
+    assert shorter.exit_code == 1
+    assert f"RETENTION      {worm['audit']} rule tidy  expires audit/ keys (prefix 'audit/') after 1 days" in (
+        shorter.stdout
+    )
+    lifecycle.put(aws.s3, worm["audit"], rules)
 
     made = boto3.session.Session.client
 
@@ -260,7 +282,7 @@ def test_deployed_verify_reads_the_retention_from_the_buckets(
 
     monkeypatch.setattr(boto3.session.Session, "client", denied)
     refused = verify(name)
-    assert refused.exit_code == 1
-    assert "grant s3:GetLifecycleConfiguration on the bucket, or give --retention-days" in refused.stderr
-    given = verify(name, "--retention-days", "365", "--events-retention-days", "90")
-    assert given.exit_code == 0, given.stdout + given.stderr
+    assert refused.exit_code == 0, refused.stdout + refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert f"lifecycle rules of {worm['audit']} not checked (s3:GetLifecycleConfiguration denied)" in said
+    assert verify(name, "--retention-days", "1").exit_code == 2  # the option is gone: nothing to claim

@@ -75,8 +75,9 @@ class Recorded:
         rows = sorted(digests, key=lambda row: row[1])
         for prefix in RECORDED_PREFIXES:
             times = [written for _, written, retention in rows if retention and prefix in retention]
-            days = [(retention[prefix], seq) for seq, _, retention in rows if retention and prefix in retention]
-            # Suffix minimum: the shortest retention (and its digest) among digests written at or after times[i].
+            days = [(retention[prefix], -seq) for seq, _, retention in rows if retention and prefix in retention]
+            # Suffix minimum: the shortest retention among digests written at or after times[i], and
+            # of those that record it, the newest (-seq): messages then name one digest, not many.
             for i in range(len(days) - 2, -1, -1):
                 days[i] = min(days[i], days[i + 1])
             self._by_prefix[prefix] = (times, days)
@@ -88,8 +89,8 @@ class Recorded:
         i = bisect.bisect_left(times, written)
         if i == len(times):
             return None
-        shortest, sequence = days[i]
-        return sequence if due(written, shortest) <= now else None
+        shortest, newest = days[i]
+        return -newest if due(written, shortest) <= now else None
 
 
 def _rule_prefix(rule: Mapping[str, Any]) -> str:
