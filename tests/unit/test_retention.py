@@ -81,7 +81,7 @@ def test_a_malformed_recorded_retention_expires_nothing(value: object) -> None:
 )  # fmt: skip
 def test_a_rule_sooner_than_recorded_is_found(rule: dict[str, object], finding: str) -> None:
     found = sooner_rules(RECORDED, "audit", [{"ID": "x", "Status": "Enabled", **rule}])
-    assert [why.split(";")[0] for _, why in found][:1] == [finding]
+    assert [(why, kept) for _, why, kept in found][:1] == [(finding, 365)]
 
 
 @pytest.mark.parametrize(

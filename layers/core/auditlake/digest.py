@@ -820,12 +820,13 @@ def _check_lifecycle(report: VerifyReport, archives: Mapping[str, Store],
         elif recorded is None:
             report.notes.append(f"lifecycle rules of {bucket} not compared: the newest digest records no retention")
         else:
-            for rule, why in sooner_rules(recorded, name, rules):
+            for rule, why, kept in sooner_rules(recorded, name, rules):
                 report.findings.append(
                     Finding(
                         "retention",
                         f"{bucket} rule {rule}",
-                        f"{why} (digest {newest}): S3 would remove what verify then reports missing",
+                        f"{why}; the digests record {kept} days (digest {newest}): S3 would remove "
+                        "what verify then reports missing",
                     )
                 )
 

@@ -318,9 +318,11 @@ class Doctor:
             else:
                 problems.append("no lifecycle rule: nothing expires or changes tier")
                 fixes.append(f"aws cloudformation detect-stack-drift --stack-name {self.stack}, then restore the rules")
-            if role == "audit":
-                for ok, what, fix in (self._object_lock(bucket, optional), self._digest_expiry(lifecycle)):
-                    (found if ok else problems).append(what)
+            if role in ("audit", "events"):
+                kept = (self._object_lock(bucket, optional), self._digest_expiry(lifecycle)) if role == "audit" else ()
+                for ok, what, fix in (*kept, self._sooner_expiry(lifecycle, role)):
+                    if what:
+                        (found if ok else problems).append(what)
                     if fix:
                         fixes.append(fix)
         except (BotoCoreError, ClientError) as exc:
@@ -345,6 +347,27 @@ class Doctor:
                 "give digests/ the same expiry as audit/ (template.yaml's digest-expiry rule): sam deploy"
             )  # fmt: skip
         return True, found, ""
+
+    def _sooner_expiry(self, lifecycle: dict[str, Any] | None, store: str) -> tuple[bool, str, str]:
+        """(as it should be, what was found, what to do): no rule may expire the archive's keys
+        sooner than the stack's AuditRetentionDays / EventsRetentionDays, which the digests record
+        (verify reports what such a rule removes as missing, and the rule as RETENTION)."""
+        from .retention import RECORDED_PREFIXES, sooner_rules
+
+        parameter = "AuditRetentionDays" if store == "audit" else "EventsRetentionDays"
+        days = str(self.parameters.get(parameter, ""))
+        if not days.isdigit():
+            return True, "", ""
+        stack = {prefix: int(days) for prefix, held_in in RECORDED_PREFIXES.items() if held_in == store}
+        sooner = sooner_rules(stack, store, (lifecycle or {}).get("Rules", []))
+        if not sooner:
+            return True, "", ""
+        what = "; ".join(f"rule {rule} {why}, the stack's {parameter} is {kept}" for rule, why, kept in sooner)
+        rules = ", ".join(sorted({rule for rule, _, _ in sooner}))
+        return False, what, (
+            f"remove lifecycle rule(s) {rules} (aws cloudformation detect-stack-drift, then sam deploy restores "
+            "the stack's rules): verify reports what they expire as missing"
+        )  # fmt: skip
 
     def _object_lock(self, bucket: str, optional: Callable[..., Any]) -> tuple[bool, str, str]:
         """(as it should be, what was found, what to do) for the audit bucket's Object Lock."""

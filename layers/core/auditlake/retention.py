@@ -99,10 +99,12 @@ def _rule_prefix(rule: Mapping[str, Any]) -> str:
     return str(both.get("Prefix", filters.get("Prefix", rule.get("Prefix", ""))) or "")
 
 
-def sooner_rules(recorded: Mapping[str, int], store: str, rules: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(rule id, why) for each enabled rule of ``store``'s bucket that may expire keys under a
-    recorded prefix sooner than recorded: fewer days, or any ``Date`` (it removes whatever it
-    reaches, however young)."""
+def sooner_rules(
+    recorded: Mapping[str, int], store: str, rules: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, str, int]]:
+    """(rule id, what it does, the days recorded) for each enabled rule of ``store``'s bucket that
+    may expire keys under a recorded prefix sooner than recorded: fewer days, or any ``Date`` (it
+    removes whatever it reaches, however young)."""
     found = []
     for rule in rules:
         expiration = rule.get("Expiration") or {}
@@ -119,11 +121,9 @@ def sooner_rules(recorded: Mapping[str, int], store: str, rules: Sequence[Mappin
             rule_id = str(rule.get("ID", rule.get("Id", "")))
             if date is not None:
                 when = date if isinstance(date, str) else date.astimezone(UTC).strftime("%Y-%m-%d")
-                found.append((rule_id, f"expires {recorded_prefix} keys ({reach}) on {when}; "
-                                       f"the digests record {kept} days"))  # fmt: skip
+                found.append((rule_id, f"expires {recorded_prefix} keys ({reach}) on {when}", kept))
             elif days is not None and int(days) < kept:
-                found.append((rule_id, f"expires {recorded_prefix} keys ({reach}) after {int(days)} days; "
-                                       f"the digests record {kept} days"))  # fmt: skip
+                found.append((rule_id, f"expires {recorded_prefix} keys ({reach}) after {int(days)} days", kept))
     return found
 
 
