@@ -240,3 +240,25 @@ def test_a_same_size_overwrite_stored_into_deep_archive_is_altered(aged: Lake) -
     aged.s3.put_object(Bucket=aged.buckets["audit"], Key=key, Body=b"X" * size, StorageClass="DEEP_ARCHIVE")
     report = aged.verify()
     assert ("altered", key) in kinds(report) and key not in report.archived
+
+
+def test_verify_stack_says_whether_the_recorded_head_was_checked(lake: Lake, aws: AwsStack) -> None:
+    """The auditor's command, on the real clock (a day after NOW: S3 has removed digests 1-3 too)."""
+    heads = {n: hashlib.sha256(lake.archives["audit"].get(key)).hexdigest() for n, key in enumerate(lake.digests, 1)}
+    for bucket in lake.buckets.values():
+        lifecycle.Lifecycle(lake.s3, bucket).apply(datetime.now(UTC))
+    name = stack(lake, aws)
+
+    def run(head: str) -> tuple[int, str]:
+        result = CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, "--max-age", "3d",
+                                                           "--expect-head", head])  # fmt: skip
+        return result.exit_code, " ".join(result.stderr.split())
+
+    code, said = run(f"3:{heads[3]}")
+    assert code == 0 and "recorded head 3 held (expired; digest 4 names its SHA-256)" in said, said
+    assert "expired by retention: 0 files, digests 1..3 (audit/ 365 days" in said  # with the files they sealed
+    code, said = run(f"1:{heads[1]}")
+    assert code == 0 and "no file is unaccounted for; expired by retention" in said
+    assert said.endswith("; recorded head expired: not checked"), said
+    code, _ = run(f"3:{'0' * 64}")
+    assert code == 1

@@ -288,3 +288,17 @@ def test_late_data_lands_in_a_partition_whose_files_are_in_deep_archive(aws: Aws
         "SELECT (SELECT count(*) FROM audit), count(*) FROM (SELECT DISTINCT cluster, audit_id, stage FROM audit)", []
     ).rows
     assert rows == [(2000, 2000)]  # the copies sit in Deep Archive, which Athena does not read
+
+
+def test_windowed_verify_a_year_later(lake: Lake) -> None:
+    """--from/--to a year later: the windows' files are checked, the expired start of the chain
+    accepted as for a whole run; a young file removed inside the window is still missing."""
+    a_year_later(lake)
+    for begin, end in ((DAY, DAY + timedelta(days=2)), (DAY + timedelta(days=1, hours=10), None), (MIDNIGHT, None)):
+        report = verify(lake.archives, lake.signer, head=lake.head, ledger=lake.ledger, now=NOW, start=begin, end=end,
+                        max_age=timedelta(hours=3))  # fmt: skip
+        assert report.ok and report.expired_digests == [1], (begin, end, report.findings)
+    lake.remove("audit", lake.files["b1"])
+    report = verify(lake.archives, lake.signer, head=lake.head, ledger=lake.ledger, now=NOW,
+                    start=DAY + timedelta(days=1), end=DAY + timedelta(days=2), max_age=timedelta(hours=3))  # fmt: skip
+    assert kinds(report) == {("missing", lake.files["b1"])}

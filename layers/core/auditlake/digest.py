@@ -25,12 +25,19 @@ since the last digest, so a copy of the lake, its files dated when it was made, 
 holds are ``unsealed``: not yet sealed, not an error. A digest proves what existed and what the
 ledger recorded of it when it was sealed, not who wrote it: the compactor's rights are trusted.
 
-Retention: deployed, the audit bucket expires files and digests after AuditRetentionDays (the
-events bucket its files after EventsRetentionDays). ``verify`` is given those rules (``retention``)
-and accepts what they may have removed by ``now``: sealed files past retention (``expired_files``),
-and the chain's oldest digests, or a gap among them, once everything they can have sealed is past
-retention (``expired_digests``). Anything younger that is gone is still a finding; a local lake
-expires nothing. A file in an archive tier (Deep Archive) is present but not read (``archived``).
+Retention: deployed, the audit bucket expires files and digests after AuditRetentionDays, the
+events bucket its files after EventsRetentionDays. The digest function records both in each digest
+(``retention``: ``{"audit/": 365, "digests/": 365, "events/": 90}``), with its predecessor's real
+write time (``previous.written_at``), under the signature. ``verify`` accepts an absence as expiry
+only by what signed digests recorded (``auditlake.retention``): sealed files past it
+(``expired_files``), and the chain's oldest digests, or a gap among them, once the last absent one
+is past it (``expired_digests``); never by the buckets' current lifecycle rules, which whoever may
+change them could shorten. Those rules are compared with the newest digest's record instead: one
+that would expire keys sooner is a ``retention`` finding. Anything younger that is gone is still a
+finding; a digest that records no retention (a local lake, an older digest) expires nothing. A
+sealed S3 object dated after its digest's window was written again since it was sealed:
+``altered``, in any storage class; one in an archive tier (Deep Archive) is otherwise present but
+not read, its size checked (``archived``).
 
 A digest run that stopped after writing its file and before moving the head is adopted by the
 next run when the file is signed by the key and links to the head (a DigestError names it if not).
