@@ -11,10 +11,11 @@ results bucket) and, with ``--webhook-token-file``, one synthetic audit event PO
 
 What it checks, from the stack's description (status, parameters, outputs) and its resource list:
 the stack is in a usable ``*_COMPLETE`` state; every output the CLI relies on is there; each bucket
-is versioned, KMS-encrypted by default, blocks public access and has lifecycle rules, and the audit
-bucket has Object Lock with the stack's mode and days and no digest expires before the files it
-seals; the state table is active with TTL on; each function exists, and how many errors it had in
-the last hour; no alarm of the stack is in ALARM; the digest chain head is younger than 3 hours;
+is versioned, KMS-encrypted by default, blocks public access and has lifecycle rules, no rule of
+the archive buckets expires keys sooner than the stack's retention parameters, and the audit bucket
+has Object Lock with the stack's mode and days and no digest expires before the files it seals;
+the state table is active with TTL on; each function exists, and how many errors it had in the
+last hour; no alarm of the stack is in ALARM; the digest chain head is younger than 3 hours;
 the account's Lambda concurrency leaves room for the compactor (5), the poller's fan-out (one per
 polled cluster up to PollerMaxFanOut, plus the schedule's) and the webhook; the Glue database and
 its two tables exist over the archive buckets (partitions projected); the workgroup enforces KMS
