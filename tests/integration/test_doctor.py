@@ -358,6 +358,15 @@ def test_a_glue_table_over_the_wrong_bucket_fails(stack: FakeStack, now: datetim
     assert "partition projection off" in check.detail
 
 
+def test_a_mixed_case_glue_database_name_warns(stack: FakeStack, now: datetime) -> None:
+    """A database derived from a mixed-case stack name: CloudFormation cannot lower-case it, Glue wants it."""
+    stack.database = stack.database.replace("auditlake_", "Auditlake_")
+    stack.make(now=now)
+    check = named(checks(stack, now), "glue name")
+    assert check.status == WARN and f"database {stack.database} is not lower case" in check.detail
+    assert "GlueDatabaseName" in check.fix
+
+
 def test_an_athena_query_that_does_not_finish_is_stopped_and_fails(stack: FakeStack, now: datetime) -> None:
     stack.make(now=now)
     session, stopped = stack.session(), []

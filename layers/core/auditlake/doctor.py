@@ -559,6 +559,13 @@ class Doctor:
         database = self.outputs.get("GlueDatabaseName")
         if not database:
             return
+        if database != database.lower():  # derived from a mixed-case stack name: CloudFormation cannot lower-case it
+            yield Check(
+                WARN, "glue name",
+                f"database {database} is not lower case: Glue's API wants lower-case names, so deleting the stack "
+                "may fail to delete it",
+                "set GlueDatabaseName to a lower-case name (the tables are recreated over the same archive)",
+            )  # fmt: skip
         glue = self.client("glue")
         try:
             glue.get_database(Name=database)
