@@ -18,9 +18,9 @@ the state table is active with TTL on; each function exists, and how many errors
 last hour; no alarm of the stack is in ALARM; the digest chain head is younger than 3 hours;
 the account's Lambda concurrency leaves room for the compactor (5), the poller's fan-out (one per
 polled cluster up to PollerMaxFanOut, plus the schedule's) and the webhook; the Glue database (a
-lower-case name) and its two tables exist over the archive buckets (partitions projected); the workgroup enforces KMS
-result encryption; and a query on the current hour completes in it (the read path: Athena, Glue,
-S3, KMS). Time comes from the injected ``now``; waiting for Athena from the injected ``sleep``.
+lower-case name) and its two tables exist over the archive buckets (partitions projected); the
+workgroup enforces KMS result encryption; and a query on the current hour completes in it (the read
+path: Athena, Glue, S3, KMS). Time comes from the injected ``now``; waiting for Athena from the injected ``sleep``.
 """
 
 from __future__ import annotations
