@@ -30,13 +30,10 @@ import pytest
 from click.testing import CliRunner
 
 from auditlake.cli import main
-from auditlake.digest import Digester, DynamoChainHead, KmsSigner
-from auditlake.ledger import LocalLedger
-from auditlake.stores.s3 import S3Store
 from tests import lifecycle
 from tests.conftest import AwsStack
 from tests.integration import test_lifecycle
-from tests.integration.test_lifecycle import DAY, MIDNIGHT, NOW, RECORDED, Lake, _key, a_year_later, kinds
+from tests.integration.test_lifecycle import DAY, MIDNIGHT, NOW, Lake, _key, a_year_later, kinds
 
 lake = test_lifecycle.lake  # the year-old lake (a fixture), shared with the lifecycle tests
 
@@ -61,21 +58,7 @@ def aged(aws: AwsStack, tmp_path: Path) -> Lake:
     """As `lake`, with files of several ages (M: yesterday's midnight; NOW = M + 12 h): e100, an
     events file 100 days old (digest 1); mid, 30 days (digest 2); day, 1 day (digest 3); new,
     sealed half an hour before NOW (digest 4)."""
-    s3 = aws.s3
-    buckets = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events"}
-    s3.create_bucket(Bucket=buckets["audit"], ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(Bucket=buckets["audit"], ObjectLockConfiguration={
-        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 365}}})  # fmt: skip
-    s3.create_bucket(Bucket=buckets["events"])
-    s3.put_bucket_versioning(Bucket=buckets["events"], VersioningConfiguration={"Status": "Enabled"})
-    lifecycle.put(s3, buckets["audit"], lifecycle.template_lifecycle("AuditArchiveBucket"))
-    lifecycle.put(s3, buckets["events"], lifecycle.template_lifecycle("EventsArchiveBucket"))
-    archives = {name: S3Store(s3, bucket) for name, bucket in buckets.items()}
-    ledger, head = LocalLedger(tmp_path / "ledger"), DynamoChainHead(aws.dynamodb, aws.table)
-    key = boto3.client("kms").create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
-    signer = KmsSigner(boto3.client("kms"), key)
-    digester = Digester(ledger, archives, head, signer, retention=RECORDED)
-    built = Lake(s3, buckets, archives, ledger, head, signer, key, digester, {}, [])
+    built = Lake.empty(aws, tmp_path)
     for name, store, days_ago in (("e100", "events", 100), ("mid", "audit", 30), ("day", "audit", 1)):
         at = MIDNIGHT - timedelta(days=days_ago) + timedelta(hours=10, minutes=1)
         built.write(name, _key(store, at, name), at)

@@ -56,6 +56,28 @@ class Lake:
     files: dict[str, str]  # name -> key
     digests: list[str]
 
+    @classmethod
+    def empty(cls, aws: AwsStack, tmp_path: Path) -> Lake:
+        """The archive buckets as template.yaml makes them (Object Lock and lifecycle rules from its
+        defaults), a KMS signing key, and a digester recording the defaults' retention."""
+        s3 = aws.s3
+        buckets = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events"}
+        s3.create_bucket(Bucket=buckets["audit"], ObjectLockEnabledForBucket=True)
+        lock = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 365}}}
+        s3.put_object_lock_configuration(Bucket=buckets["audit"], ObjectLockConfiguration=lock)
+        s3.create_bucket(Bucket=buckets["events"])
+        s3.put_bucket_versioning(Bucket=buckets["events"], VersioningConfiguration={"Status": "Enabled"})
+        lifecycle.put(s3, buckets["audit"], lifecycle.template_lifecycle("AuditArchiveBucket"))
+        lifecycle.put(s3, buckets["events"], lifecycle.template_lifecycle("EventsArchiveBucket"))
+        archives = {name: S3Store(s3, bucket) for name, bucket in buckets.items()}
+        # A ledger file per hour: the year-long window of digest 4 reads 8,800 ledger hours, which on
+        # DynamoDB (moto over HTTP) would be as many requests; deployed, digests are hourly.
+        ledger, head = LocalLedger(tmp_path / "ledger"), DynamoChainHead(aws.dynamodb, aws.table)
+        key = boto3.client("kms").create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+        signer = KmsSigner(boto3.client("kms"), key)
+        digester = Digester(ledger, archives, head, signer, retention=RECORDED)
+        return cls(s3, buckets, archives, ledger, head, signer, key, digester, {}, [])
+
     def write(self, name: str, key: str, at: datetime) -> None:
         """A file as the compactor writes it: recorded in the ledger, then written, dated ``at``."""
         data = f"{name} {key}".encode() * 40
@@ -93,23 +115,7 @@ def lake(aws: AwsStack, tmp_path: Path) -> Lake:
     """The archive buckets as template.yaml makes them (Object Lock and lifecycle rules from its
     defaults), and four digests: D 10:01 a1 (digest 1), D 23:50 a2 (digest 2, written after
     midnight), D+1 10:01 b1 and the events file e1 (digest 3), M 11:01 c1 (digest 4)."""
-    s3 = aws.s3
-    buckets = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events"}
-    s3.create_bucket(Bucket=buckets["audit"], ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(Bucket=buckets["audit"], ObjectLockConfiguration={
-        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 365}}})  # fmt: skip
-    s3.create_bucket(Bucket=buckets["events"])
-    s3.put_bucket_versioning(Bucket=buckets["events"], VersioningConfiguration={"Status": "Enabled"})
-    lifecycle.put(s3, buckets["audit"], lifecycle.template_lifecycle("AuditArchiveBucket"))
-    lifecycle.put(s3, buckets["events"], lifecycle.template_lifecycle("EventsArchiveBucket"))
-    archives = {name: S3Store(s3, bucket) for name, bucket in buckets.items()}
-    # A ledger file per hour: the year-long window of digest 4 reads 8,800 ledger hours, which on
-    # DynamoDB (moto over HTTP) would be as many requests; deployed, digests are hourly.
-    ledger, head = LocalLedger(tmp_path / "ledger"), DynamoChainHead(aws.dynamodb, aws.table)
-    key = boto3.client("kms").create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
-    signer = KmsSigner(boto3.client("kms"), key)
-    digester = Digester(ledger, archives, head, signer, retention=RECORDED)
-    built = Lake(s3, buckets, archives, ledger, head, signer, key, digester, {}, [])
+    built = Lake.empty(aws, tmp_path)
     at = DAY + timedelta(hours=10, minutes=1)
     built.write("a1", _key("audit", at, "a1"), at)
     built.seal(DAY + timedelta(hours=11), start=DAY + timedelta(hours=10))
