@@ -33,13 +33,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise
     metrics.add_metric("DigestsWritten", "Count", len(report.digests))
     metrics.add_metric("FilesSealed", "Count", report.objects)
-    if report.dropped or report.damaged:  # verify reports each never-written entry; say it here first
-        logger.warning("ledger entries without a file, or unreadable",
-                       extra={"never_written": report.dropped, "unreadable": report.damaged})  # fmt: skip
-    if report.adopted:  # written by a run that stopped before moving DIGEST#HEAD
-        logger.warning("digests adopted", extra={"adopted": report.adopted})
-    # The retention each digest recorded (signed): all verify will accept as expired.
-    logger.info("sealed", extra={"digests": report.digests, "files": report.objects, "waiting": report.waiting,
-                                 "retention": digester.retention})  # fmt: skip
-    return {"digests": report.digests, "files": report.objects, "dropped": report.dropped,
-            "waiting": report.waiting, "damaged": report.damaged, "adopted": report.adopted}  # fmt: skip
+    report.log(digester.retention)
+    return report.summary()

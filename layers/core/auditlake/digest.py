@@ -49,6 +49,7 @@ import base64
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -64,6 +65,8 @@ from .retention import Recorded, describe, recorded_retention, sooner_rules
 from .stores import AlreadyExists, Archived, Store, StoreError
 from .stores.s3 import S3Store
 from .timestamps import format_utc, parse
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "auditlake-digest/1"
 ALGORITHM = "RSASSA_PSS_SHA_256"
@@ -294,6 +297,21 @@ class SealReport:
     waiting: list[str] = field(default_factory=list)  # in the ledger, file not there yet: the next digest's
     adopted: list[str] = field(default_factory=list)  # written by a run that stopped before moving the head
     damaged: list[str] = field(default_factory=list)  # ledger entries that could not be read (skipped)
+
+    def summary(self) -> dict[str, Any]:
+        """The run's answer, and what its log says (no key holds event data: keys and counts only)."""
+        return {"digests": self.digests, "files": self.objects, "dropped": self.dropped, "waiting": self.waiting,
+                "damaged": self.damaged, "adopted": self.adopted}  # fmt: skip
+
+    def log(self, retention: Mapping[str, int] | None) -> None:
+        if self.dropped or self.damaged:  # verify reports each never-written entry; say it here first
+            logger.warning("ledger entries without a file, or unreadable",
+                           extra={"never_written": self.dropped, "unreadable": self.damaged})  # fmt: skip
+        if self.adopted:  # written by a run that stopped before moving DIGEST#HEAD
+            logger.warning("digests adopted", extra={"adopted": self.adopted})
+        # The retention each digest recorded (signed): all verify will accept as expired.
+        logger.info("sealed", extra={"digests": self.digests, "files": self.objects, "waiting": self.waiting,
+                                     "retention": retention})  # fmt: skip
 
 
 def _second(moment: datetime) -> datetime:
