@@ -144,16 +144,17 @@ def referenced_columns(sql: str) -> set[str]:
 
 
 def athena_scan_bytes(archive: Path, sql: str, since: datetime, until: datetime) -> int:
-    """What Athena reads for the query: partitions pruned by dt (as the query's dt predicate does);
-    in each remaining file the footer, and the referenced columns of the row groups whose
-    request_received_at statistics overlap [since, until). Dictionary and page-index pruning,
-    which would read less, are not counted."""
+    """What Athena reads for the query: partitions pruned by dt and hour (as the named queries' window
+    predicates do: the hours from since's to until's, both included); in each remaining file the
+    footer, and the referenced columns of the row groups whose request_received_at statistics
+    overlap [since, until). Dictionary and page-index pruning, which would read less, are not counted."""
     columns = referenced_columns(sql)
-    days = {f"dt={since:%Y-%m-%d}", f"dt={until:%Y-%m-%d}"}
     low, high = since.replace(tzinfo=None), until.replace(tzinfo=None)
+    first, last = low.replace(minute=0, second=0, microsecond=0), high.replace(minute=0, second=0, microsecond=0)
     total = 0
     for path in sorted((archive / "audit").glob("dt=*/hour=*/*.parquet")):
-        if path.parts[-3] not in days:
+        partition = datetime.strptime(f"{path.parts[-3]}/{path.parts[-2]}", "dt=%Y-%m-%d/hour=%H")
+        if not first <= partition <= last:
             continue
         metadata = pq.ParquetFile(path).metadata
         total += metadata.serialized_size + 8  # footer, its length and the magic
