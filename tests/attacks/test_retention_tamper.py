@@ -20,12 +20,9 @@ verify runs at ``NOW`` (a year and a day after the first digest) unless a test m
 from __future__ import annotations
 
 import hashlib
-import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 from click.testing import CliRunner
 
@@ -41,16 +38,6 @@ lake = test_lifecycle.lake  # the year-old lake (a fixture), shared with the lif
 def add_rule(lake: Lake, store: str, rule: dict[str, object]) -> None:
     bucket = lake.buckets[store]
     lifecycle.put(lake.s3, bucket, [*lifecycle.rules(lake.s3, bucket), rule])
-
-
-def stack(lake: Lake, aws: AwsStack) -> str:
-    outputs = {"AuditArchiveBucketName": lake.buckets["audit"], "EventsArchiveBucketName": lake.buckets["events"],
-               "DigestKeyArn": lake.key, "StateTableName": aws.table}  # fmt: skip
-    name = f"auditlake-{uuid.uuid4().hex[:8]}"
-    template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
-                "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
-    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
-    return name
 
 
 @pytest.fixture
@@ -131,7 +118,7 @@ def test_verify_stack_reports_the_rule_and_the_removal(lake: Lake, aws: AwsStack
     a_year_later(lake)
     add_rule(lake, "audit", {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": "audit/"}, "Expiration": {"Days": 1}})
     lake.remove("audit", lake.files["c1"])  # sealed a day before this run's real clock
-    name = stack(lake, aws)
+    name = lake.stack(aws)
     result = CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, "--max-age", "3d"])
     assert result.exit_code == 1
     assert f"MISSING        {lake.files['c1']}" in result.stdout
@@ -230,7 +217,7 @@ def test_verify_stack_says_whether_the_recorded_head_was_checked(lake: Lake, aws
     heads = {n: hashlib.sha256(lake.archives["audit"].get(key)).hexdigest() for n, key in enumerate(lake.digests, 1)}
     for bucket in lake.buckets.values():
         lifecycle.Lifecycle(lake.s3, bucket).apply(datetime.now(UTC))
-    name = stack(lake, aws)
+    name = lake.stack(aws)
 
     def run(head: str) -> tuple[int, str]:
         result = CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, "--max-age", "3d",

@@ -274,8 +274,8 @@ def _secretsmanager(call: Call, role: Role) -> list[Need]:
         raise NoMapping(call.name)
     secret = call.params["SecretId"]
     if not secret.startswith("arn:"):
-        # A name: the ARN carries a random 6-character suffix, which the answer tells.
-        secret = call.response_arn or _arn("secretsmanager", call.region, f"secret:{secret}-XXXXXX")
+        # A name: the ARN carries a random 6-character suffix, which the answer tells (else a stand-in one).
+        secret = call.response_arn or _arn("secretsmanager", call.region, f"secret:{secret}-AbC123")
     return [_need(call, "secretsmanager:GetSecretValue", secret)]
 
 

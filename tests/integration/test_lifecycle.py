@@ -78,6 +78,16 @@ class Lake:
         digester = Digester(ledger, archives, head, signer, retention=RECORDED)
         return cls(s3, buckets, archives, ledger, head, signer, key, digester, {}, [])
 
+    def stack(self, aws: AwsStack) -> str:
+        """A stand-in stack on moto with the outputs `verify --stack` reads; returns its name."""
+        outputs = {"AuditArchiveBucketName": self.buckets["audit"], "EventsArchiveBucketName": self.buckets["events"],
+                   "DigestKeyArn": self.key, "StateTableName": aws.table}  # fmt: skip
+        name = f"auditlake-{uuid.uuid4().hex[:8]}"
+        template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+                    "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
+        boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+        return name
+
     def write(self, name: str, key: str, at: datetime) -> None:
         """A file as the compactor writes it: recorded in the ledger, then written, dated ``at``."""
         data = f"{name} {key}".encode() * 40
@@ -178,12 +188,7 @@ def test_verify_stack_says_what_expired_by_retention(lake: Lake, aws: AwsStack) 
     """The command an auditor runs (today, a day after NOW: its clock is the real one): what
     expired is judged by the retention the digests recorded, and said so."""
     a_year_later(lake)
-    outputs = {"AuditArchiveBucketName": lake.buckets["audit"], "EventsArchiveBucketName": lake.buckets["events"],
-               "DigestKeyArn": lake.key, "StateTableName": aws.table}  # fmt: skip
-    name = f"auditlake-{uuid.uuid4().hex[:8]}"
-    template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
-                "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
-    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    name = lake.stack(aws)
     result = CliRunner(mix_stderr=False).invoke(main, ["verify", "--stack", name, "--max-age", "3d"])
     assert result.exit_code == 0, result.stdout + result.stderr
     assumed = "expired by retention: 2 files, digest 1 (audit/ 365 days, events/ 90 days, digests/ 365 days, "

@@ -87,7 +87,7 @@ def http_api_event(
 
 def invocation_bytes(event: dict[str, Any], *, ascii_only: bool = False) -> int:
     """The size of the invocation request Lambda checks: the event as compact JSON, non-ASCII as
-    UTF-8 (or, with ``ascii_only``, as ``\\uXXXX`` escapes: the pessimistic reading of how API
+    UTF-8 (or, with ``ascii_only``, as six-byte ``\\u00e9``-style escapes: the pessimistic reading of how API
     Gateway serialises, up to 3x for a 2-byte character)."""
     return len(json.dumps(event, separators=(",", ":"), ensure_ascii=ascii_only).encode("utf-8"))
 
