@@ -37,6 +37,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .stores import StoreError
+from .timestamps import parse
 
 # What a digest records, and which archive (bucket) holds the keys under each prefix.
 RECORDED_PREFIXES: dict[str, str] = {"audit/": "audit", "digests/": "audit", "events/": "events"}
@@ -99,6 +100,15 @@ def _rule_prefix(rule: Mapping[str, Any]) -> str:
     return str(both.get("Prefix", filters.get("Prefix", rule.get("Prefix", ""))) or "")
 
 
+def _expiring(rules: Iterable[Mapping[str, Any]]) -> Iterable[tuple[Mapping[str, Any], Any, Any]]:
+    """(rule, Expiration.Days, Expiration.Date) of every enabled rule that expires current objects."""
+    for rule in rules:
+        expiration = rule.get("Expiration") or {}
+        days, date = expiration.get("Days"), expiration.get("Date")
+        if rule.get("Status") == "Enabled" and (days is not None or date is not None):
+            yield rule, days, date
+
+
 def sooner_rules(
     recorded: Mapping[str, int], store: str, rules: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, str, int]]:
@@ -106,11 +116,7 @@ def sooner_rules(
     may expire keys under a recorded prefix sooner than recorded: fewer days, or any ``Date`` (it
     removes whatever it reaches, however young)."""
     found = []
-    for rule in rules:
-        expiration = rule.get("Expiration") or {}
-        days, date = expiration.get("Days"), expiration.get("Date")
-        if rule.get("Status") != "Enabled" or (days is None and date is None):
-            continue
+    for rule, days, date in _expiring(rules):
         prefix = _rule_prefix(rule)
         for recorded_prefix, kept in recorded.items():
             if RECORDED_PREFIXES.get(recorded_prefix) != store:
@@ -184,23 +190,19 @@ class Retention:
     def from_lifecycle(cls, rules: Iterable[Mapping[str, Any]]) -> Retention:
         """From GetBucketLifecycleConfiguration's ``Rules`` (or a template's ``LifecycleConfiguration.Rules``)."""
         parsed = []
-        for rule in rules:
-            expiration = rule.get("Expiration") or {}
-            days, date = expiration.get("Days"), expiration.get("Date")
-            if rule.get("Status") != "Enabled" or (days is None and date is None):
-                continue
+        for rule, days, date in _expiring(rules):
             filters = rule.get("Filter") or {}
             both = filters.get("And") or {}
             if "Tag" in filters or both.get("Tags"):
                 continue  # auditlake writes no tags: such a rule never expires its objects
-            if isinstance(date, str):
-                date = datetime.fromisoformat(date.replace("Z", "+00:00"))
+            # A template's ExpirationDate is RFC 3339 text; the S3 API answers a datetime.
+            when = parse(date) if isinstance(date, str) else date
             parsed.append(
                 Rule(
                     id=str(rule.get("ID", rule.get("Id", ""))),
                     prefix=_rule_prefix(rule),
                     days=int(days) if days is not None else None,
-                    date=date.astimezone(UTC) if isinstance(date, datetime) else None,
+                    date=when.astimezone(UTC) if isinstance(when, datetime) else None,
                     larger_than=_int(both.get("ObjectSizeGreaterThan", filters.get("ObjectSizeGreaterThan"))),
                     smaller_than=_int(both.get("ObjectSizeLessThan", filters.get("ObjectSizeLessThan"))),
                 )
