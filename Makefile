@@ -56,10 +56,12 @@ unit: $(STAMP)
 # CLOCK_MONOTONIC to sem_clockwait, which libfaketime does not intercept, so they never time out
 # (FAKETIME_DONT_FAKE_MONOTONIC=1 instead makes every time.sleep fail with EINVAL). Their clocks are
 # injected and start at the real now; they run in the main pass.
+# -m: the synchronised libfaketimeMT. The plain library races between threads (moto server's handler
+# threads, the main thread importing) and once segfaulted a clean-clone run inside select().
 WATCHING := tests/integration/test_poller.py tests/integration/test_poll_cli.py tests/integration/test_events_poller_lambda.py
 future: $(STAMP)
 	@command -v faketime >/dev/null || { echo "faketime is not installed: apt-get install faketime"; exit 1; }
-	timeout 900 faketime -f +400d $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration tests/attacks \
+	timeout 900 faketime -m -f +400d $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration tests/attacks \
 	  $(addprefix --deselect ,$(WATCHING))
 
 integration: $(STAMP)
