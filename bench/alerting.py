@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from auditlake.alerts import ForbiddenBursts, LocalCounter
-from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.trust.alerts import ForbiddenBursts, LocalCounter
 
 BATCHES = 15
 BATCH = 400

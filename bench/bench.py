@@ -75,14 +75,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 import alerting  # noqa: E402
 import compaction  # noqa: E402
 import polling  # noqa: E402
-from auditlake.cloudwatch import EksAuditForwarder  # noqa: E402
-from auditlake.kubeconfig import asset  # noqa: E402
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig  # noqa: E402
+from auditlake.audit.policy import load_policy, policy_from_dict  # noqa: E402
+from auditlake.clusters.webhook_kubeconfig import asset  # noqa: E402
+from auditlake.demo.replay import batches, eventlist  # noqa: E402
+from auditlake.demo.synth import Synth  # noqa: E402
+from auditlake.ingest.cloudwatch import EksAuditForwarder  # noqa: E402
 from auditlake.landing import Landing  # noqa: E402
-from auditlake.pipeline import AuditPipeline, PipelineConfig  # noqa: E402
-from auditlake.policy import load_policy, policy_from_dict  # noqa: E402
-from auditlake.replay import batches, eventlist  # noqa: E402
 from auditlake.stores import StoreError  # noqa: E402
-from auditlake.synth import Synth  # noqa: E402
 
 T = TypeVar("T")
 ROUNDS = 5

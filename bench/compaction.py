@@ -21,15 +21,15 @@ import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
 
-from auditlake import query
-from auditlake.compactor import Compactor
+from auditlake.archive.compactor import Compactor
+from auditlake.archive.locks import LocalLocks
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.demo.replay import batches, eventlist
+from auditlake.demo.synth import INCIDENT_SECRET, Synth
 from auditlake.landing import Landing
-from auditlake.locks import LocalLocks
 from auditlake.model import AUDIT_COLUMN_NAMES
-from auditlake.pipeline import AuditPipeline, PipelineConfig
-from auditlake.replay import batches, eventlist
+from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
-from auditlake.synth import INCIDENT_SECRET, Synth
 from auditlake.timestamps import format_utc, parse
 
 CLUSTER = "bench"

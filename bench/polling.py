@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 import zstandard
 
-from auditlake.kube_events import CORE_V1
+from auditlake.events.leases import Lease, LocalLeases
+from auditlake.events.normalise import CORE_V1
+from auditlake.events.poller import DISCOVERY_PATH, EventsPoller
 from auditlake.landing import Landing
-from auditlake.leases import Lease, LocalLeases
-from auditlake.poller import DISCOVERY_PATH, EventsPoller
 from auditlake.stores import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -94,7 +94,7 @@ def forbidden_events(count: int, *, start: datetime = BURST_START, every: float 
 def forbidden_records(count: int, *, cluster: str = "prod", **kwargs: Any) -> list[Any]:
     """``count`` 403 records as the pipeline stores them and hands them to the burst alerts (see
     forbidden_events for the options)."""
-    from auditlake.pipeline import AuditPipeline, PipelineConfig
+    from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 
     events = forbidden_events(count, **kwargs)
     result = AuditPipeline(PipelineConfig()).process(
@@ -303,8 +303,8 @@ def archived_events(lake: Path) -> list[dict[str, Any]]:
     """Compact a local lake's raw Events and return every row of its events archive."""
     import pyarrow.dataset as ds
 
-    from auditlake.compactor import Compactor
-    from auditlake.locks import LocalLocks
+    from auditlake.archive.compactor import Compactor
+    from auditlake.archive.locks import LocalLocks
     from auditlake.stores.local import LocalStore
 
     store, archive = LocalStore(lake), LocalStore(lake / "archive")

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from auditlake.demo.replay import eventlist
 from auditlake.http_api import LAMBDA_MAX_REQUEST_BYTES, http_api_event, invocation_bytes
-from auditlake.replay import eventlist
 from tests.conftest import COMPLETE_AUDIT_FILES, complete_events
 
 PAD = "auditlake.test/pad"

@@ -19,7 +19,7 @@ GetBucketLifecycleConfiguration, which would move small files S3 leaves alone) a
 Dates are moved with ``age``: moto dates an object (and its Object Lock retention) when it is
 written; the simulation rewrites both in moto's in-process backend (the moto server runs in this
 process), so a lake a year old is built in a second. The rules are matched here on their own (not
-with ``auditlake.retention``), so the simulation does not share a mistake with the code it tests.
+with ``auditlake.trust.retention``), so the simulation does not share a mistake with the code it tests.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from auditlake.archive.sqs_trigger import compact_sqs_batch
 from auditlake.assembly import build_compactor
-from auditlake.notifications import compact_sqs_batch
 from auditlake.settings import AUDIT_BUCKET, EVENTS_BUCKET, RAW_BUCKET, STATE_TABLE, Settings
 
 logger = Logger()

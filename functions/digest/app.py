@@ -10,9 +10,9 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from auditlake.assembly import build_digester
-from auditlake.digest import DigestError
 from auditlake.settings import AUDIT_BUCKET, DIGEST_KEY, EVENTS_BUCKET, STATE_TABLE, Settings
 from auditlake.stores import StoreError
+from auditlake.trust.digest import DigestError
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"auditlake"})

@@ -9,7 +9,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from auditlake.assembly import build_poller_fleet
-from auditlake.kube_auth import regional_sts
+from auditlake.events.auth import regional_sts
 from auditlake.settings import RAW_BUCKET, STATE_TABLE, Settings
 
 logger = Logger()

@@ -12,11 +12,11 @@ from typing import Any
 from click.testing import CliRunner
 
 from auditlake.cli import build_pipeline, main
+from auditlake.clusters.registry import StaticTokens, token_hash
+from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing, encode_lines
 from auditlake.model import SOURCE_WEBHOOK
-from auditlake.registry import StaticTokens, token_hash
 from auditlake.stores.local import LocalStore
-from auditlake.webhook import AuditWebhook
 from tests.attacks.corpus import Case
 
 CLUSTER = "attacked"

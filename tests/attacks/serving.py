@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from auditlake import serve
 from auditlake.cli import build_pipeline
+from auditlake.clusters.registry import StaticTokens, token_hash
+from auditlake.ingest import serve
+from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
-from auditlake.registry import StaticTokens, token_hash
 from auditlake.stores.local import LocalStore
-from auditlake.webhook import AuditWebhook
 from tests.conftest import eventlist_body, forbidden_events
 
 TOKEN = "attack-serve-token"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from auditlake.alerts import local_bursts
+from auditlake.trust.alerts import local_bursts
 from tests.conftest import forbidden_records
 
 

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 from auditlake.cli import build_pipeline
+from auditlake.clusters.registry import StaticTokens, token_hash
+from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
 from auditlake.model import SOURCE_WEBHOOK
-from auditlake.registry import StaticTokens, token_hash
 from auditlake.stores.local import LocalStore
-from auditlake.webhook import AuditWebhook
 from tests.attacks.delivery import CLUSTER, TOKEN
 from tests.attacks.loss import compact, manifests
 

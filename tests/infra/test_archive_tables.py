@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import sqlglot
 
-from auditlake import query
-from auditlake.arrow_schema import archive_schema
+from auditlake.archive.schema import archive_schema
 from auditlake.model import ARCHIVE_KINDS
+from auditlake.query import named as query
 from tests.conftest import ROOT
 
 _ARROW_TO_GLUE = {

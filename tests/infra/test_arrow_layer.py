@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pyarrow
 
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.landing import Landing
-from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores.local import LocalStore
 from tests.conftest import ROOT, complete_events
 
 SCRIPT = """
 import sys, pyarrow
 assert pyarrow.__file__.startswith(sys.argv[1]), pyarrow.__file__
-from auditlake.compactor import Compactor
-from auditlake.locks import LocalLocks
+from auditlake.archive.compactor import Compactor
+from auditlake.archive.locks import LocalLocks
 from auditlake.stores.local import LocalStore
 raw, archive = LocalStore(sys.argv[2]), LocalStore(sys.argv[2] + "/archive")
 report = Compactor(raw, {"audit": archive, "events": archive}, LocalLocks(sys.argv[2] + "/locks")).compact(

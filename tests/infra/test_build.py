@@ -49,7 +49,7 @@ def test_arrow_layer_is_trimmed(built: Path) -> None:
 
 def test_layer_holds_the_core_and_the_function_only_its_adapter(built: Path) -> None:
     layer = built / "CoreLayer" / "python"
-    assert (layer / "auditlake" / "webhook.py").exists() and (
+    assert (layer / "auditlake" / "ingest" / "webhook.py").exists() and (
         layer / "auditlake" / "assets" / "audit-policy.yaml"
     ).exists()
     assert not (layer / "boto3").exists()  # the runtime's own boto3 is used

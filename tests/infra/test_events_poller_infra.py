@@ -100,11 +100,11 @@ def test_eks_access_entry_example_maps_the_role_to_that_group() -> None:
 POLL = """
 import sys, kubernetes
 assert kubernetes.__file__.startswith(sys.argv[1]), kubernetes.__file__
-from auditlake.kube_api import KubeApi
-from auditlake.kube_auth import StaticCredentials
+from auditlake.events.api import KubeApi
+from auditlake.events.auth import StaticCredentials
 from auditlake.landing import Landing
-from auditlake.leases import LocalLeases
-from auditlake.poller import EventsPoller
+from auditlake.events.leases import LocalLeases
+from auditlake.events.poller import EventsPoller
 from auditlake.stores.local import LocalStore
 url, ca, lake = sys.argv[2], open(sys.argv[3]).read(), sys.argv[4]
 api = KubeApi(StaticCredentials(lambda force: "reader-token", url, ca))

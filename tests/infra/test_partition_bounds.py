@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from auditlake import query
+from auditlake.query import named as query
 from tests.partitions import literal_sql, partition_count, projected, projection_days, scans
 
 NOW = datetime.now(UTC)  # the projection and the default window are both relative to it

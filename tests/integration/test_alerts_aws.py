@@ -97,7 +97,7 @@ def test_eks_forwarder_pages_too(monkeypatch: pytest.MonkeyPatch, aws: AwsStack,
 def test_the_dynamodb_counter_pages_a_straddling_burst_once_and_expires_by_the_ingest_clock(aws: AwsStack) -> None:
     """The state table's counters: a burst across a clock minute pages once although two deliveries
     race for it; every bucket's TTL is a day after it last counted, not a day after its event time."""
-    from auditlake.alerts import KEEP_SECONDS, DynamoCounter, ForbiddenBursts
+    from auditlake.trust.alerts import KEEP_SECONDS, DynamoCounter, ForbiddenBursts
 
     calls: list[tuple[str, dict[str, Any]]] = []
     aws.dynamodb.meta.events.register("provide-client-params.dynamodb.*", lambda params, model, **_: calls.append(
@@ -136,7 +136,7 @@ def test_the_dynamodb_counter_pages_exactly_as_the_local_one(
 ) -> None:
     """The two adapters of one port: the same denials, batched and redelivered the same way, page
     the same bursts with the same counts."""
-    from auditlake.alerts import DynamoCounter, ForbiddenBursts, LocalCounter
+    from auditlake.trust.alerts import DynamoCounter, ForbiddenBursts, LocalCounter
 
     cluster = f"c{uuid.uuid4().hex[:12]}"  # one table for every example: each its own partitions
     at = [BURST_START + timedelta(seconds=offset) for offset in offsets]

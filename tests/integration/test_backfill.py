@@ -15,15 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from auditlake.backfill import Backfill, BackfillJob
-from auditlake.checkpoints import CheckpointConflict, DynamoCheckpoints, LocalCheckpoints
-from auditlake.cloudwatch import EksAuditForwarder, log_group_of
-from auditlake.compactor import Compactor
+from auditlake.archive.compactor import Compactor
+from auditlake.archive.locks import DynamoLocks
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.demo.synth import Synth
+from auditlake.ingest.backfill import Backfill, BackfillJob
+from auditlake.ingest.checkpoints import CheckpointConflict, DynamoCheckpoints, LocalCheckpoints
+from auditlake.ingest.cloudwatch import EksAuditForwarder, log_group_of
 from auditlake.landing import Landing
-from auditlake.locks import DynamoLocks
-from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores.s3 import S3Store
-from auditlake.synth import Synth
 from tests.conftest import API_STREAM, AUDIT_STREAM, AwsStack, LambdaContext, awslogs_event, load_function
 
 OTHER_AUDIT_STREAM = "kube-apiserver-audit-e503271cd443efdbd2050ae8ca0794eb"

@@ -13,9 +13,9 @@ import yaml
 from click.testing import CliRunner
 
 from auditlake.cli import main
-from auditlake.kubeconfig import asset
+from auditlake.clusters.registry import DynamoRegistry, token_hash
+from auditlake.clusters.webhook_kubeconfig import asset
 from auditlake.landing import decode_lines
-from auditlake.registry import DynamoRegistry, token_hash
 from auditlake.stores.local import LocalStore
 from tests.conftest import (
     AUDIT_STREAM,
@@ -235,7 +235,7 @@ def put_history(eks: str, messages: list[str], start_ms: int) -> None:
 
 
 def test_backfill_into_a_lake_resumes_an_unfinished_run(aws: AwsStack, tmp_path: Path) -> None:
-    from auditlake.checkpoints import LocalCheckpoints
+    from auditlake.ingest.checkpoints import LocalCheckpoints
 
     eks = f"Lab_{uuid.uuid4().hex[:6]}"
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)

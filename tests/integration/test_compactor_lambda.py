@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from auditlake.compactor import Compactor
+from auditlake.archive.compactor import Compactor
+from auditlake.archive.locks import DynamoLocks
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.demo.synth import Synth
 from auditlake.landing import Landing, encode_lines
-from auditlake.locks import DynamoLocks
-from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores.s3 import S3Store
-from auditlake.synth import Synth
 from tests.conftest import AwsStack, LambdaContext, fixture, load_function
 
 EVENTS = list(Synth(minutes=30, rate=10, seed=5, start=datetime(2026, 11, 20, 9, 45, tzinfo=UTC)).events())

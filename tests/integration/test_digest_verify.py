@@ -18,12 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from auditlake.cli import main
-from auditlake.digest import Digester, LocalChainHead, LocalSigner, message_digest, verify
-from auditlake.ledger import Entry, LocalLedger
 from auditlake.stores import StoreError
 from auditlake.stores import local as local_module
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import format_utc
+from auditlake.trust.digest import Digester, LocalChainHead, LocalSigner, message_digest, verify
+from auditlake.trust.ledger import Entry, LocalLedger
 from tests.conftest import corpus_path
 
 

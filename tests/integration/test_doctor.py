@@ -18,6 +18,7 @@ first real deployment checks for real (README: Deploy, "After deploying: auditla
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 import uuid
@@ -34,21 +35,22 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from click.testing import CliRunner
 
-from auditlake import doctor as doctor_module
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.cli import main
-from auditlake.doctor import FAIL, OK, WARN, Check, Doctor
-from auditlake.kubeconfig import render_kubeconfig
+from auditlake.cli.doctor import FAIL, OK, WARN, Check, Doctor
+from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
+from auditlake.clusters.webhook_kubeconfig import render_kubeconfig
+from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
-from auditlake.pipeline import AuditPipeline, PipelineConfig
-from auditlake.registry import DynamoRegistry, new_token, token_hash
 from auditlake.stores.s3 import S3Store
-from auditlake.webhook import AuditWebhook
 from tests.conftest import AwsStack, landed
 
 # moto's CloudFormation warns about each resource type it cannot make (the alarms): known, bridged below.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudWatch..Alarm")
 
 MODELS = botocore.session.get_session().get_component("data_loader")
+# cli/__init__ binds the command `doctor`, which shadows the module of the same name.
+doctor_module = importlib.import_module("auditlake.cli.doctor")
 TEMPLATE = Path(__file__).parent / "fixtures" / "doctor-stack.json"
 ALARMS = ("WebhookServerErrorsAlarm", "CompactDeadLettersAlarm")  # as in the fixture template
 ALARM_SUFFIX = "1A2B3C4D5E6F"  # CloudFormation appends a random suffix to names it makes
@@ -274,7 +276,7 @@ def test_the_lambda_concurrency_quota(stack: FakeStack, now: datetime) -> None:
 
 
 def test_polled_clusters_count_against_the_quota_up_to_the_fan_out_bound(stack: FakeStack, now: datetime) -> None:
-    from auditlake.registry import PollConfig
+    from auditlake.clusters.registry import PollConfig
 
     registry = DynamoRegistry(stack.aws.dynamodb, stack.aws.table)
     for name in ("prod", "staging", "dev"):

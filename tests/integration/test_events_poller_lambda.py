@@ -14,13 +14,13 @@ import boto3
 import pytest
 import trustme
 
+from auditlake.clusters.registry import DynamoRegistry, PollConfig
+from auditlake.events.api import KubeApi, KubeError
+from auditlake.events.auth import EksCredentials
+from auditlake.events.leases import LocalLeases
+from auditlake.events.poller import EventsPoller
 from auditlake.jsonio import loads
-from auditlake.kube_api import KubeApi, KubeError
-from auditlake.kube_auth import EksCredentials
 from auditlake.landing import Landing, decode_lines
-from auditlake.leases import LocalLeases
-from auditlake.poller import EventsPoller
-from auditlake.registry import DynamoRegistry, PollConfig
 from auditlake.stores.local import LocalStore
 from auditlake.stores.s3 import S3Store
 from tests.conftest import AwsStack, LambdaContext, corpus_kube_events, load_function

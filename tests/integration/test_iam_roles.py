@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from auditlake.ledger import DynamoLedger, Entry
-from auditlake.registry import DynamoRegistry, new_token, token_hash
+from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
 from auditlake.timestamps import format_utc
+from auditlake.trust.ledger import DynamoLedger, Entry
 from tests.conftest import AwsStack, LambdaContext, eventlist_body, fixture, load_function
 from tests.iam.check import Checker
 from tests.iam.recorder import RECORDER

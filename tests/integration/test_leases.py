@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from auditlake.leases import DynamoLeases, LeaseHeld, LeaseLost, Leases, LocalLeases
+from auditlake.events.leases import DynamoLeases, LeaseHeld, LeaseLost, Leases, LocalLeases
 from tests.conftest import AwsStack
 
 

@@ -23,15 +23,15 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from auditlake.archive.compactor import Compactor
+from auditlake.archive.locks import DynamoLocks
 from auditlake.cli import main
-from auditlake.compactor import Compactor
-from auditlake.digest import Digester, DynamoChainHead, KmsSigner, VerifyReport, verify
-from auditlake.ledger import Entry, LocalLedger
-from auditlake.locks import DynamoLocks
-from auditlake.query import LocalEngine
+from auditlake.query.named import LocalEngine
 from auditlake.stores.local import LocalStore
 from auditlake.stores.s3 import S3Store
 from auditlake.timestamps import format_utc
+from auditlake.trust.digest import Digester, DynamoChainHead, KmsSigner, VerifyReport, verify
+from auditlake.trust.ledger import Entry, LocalLedger
 from tests import lifecycle
 from tests.conftest import AwsStack
 from tests.integration.test_compactor_lambda import EVENTS, land

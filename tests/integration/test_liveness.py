@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditlake.liveness import Heartbeats
-from auditlake.poller import PollerFleet
+from auditlake.events.poller import PollerFleet
+from auditlake.trust.liveness import Heartbeats
 from tests.conftest import AwsStack
 
 

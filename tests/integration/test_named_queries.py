@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from auditlake import query, synth
-from auditlake.cloudwatch import EksAuditForwarder, decode_document
-from auditlake.compactor import Compactor
-from auditlake.ingest import FileIngest, ingest_events
+from auditlake.archive.compactor import Compactor
+from auditlake.archive.locks import LocalLocks
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.demo import synth
+from auditlake.ingest.cloudwatch import EksAuditForwarder, decode_document
+from auditlake.ingest.files import FileIngest, ingest_events
 from auditlake.jsonio import dumps
 from auditlake.landing import Landing
-from auditlake.locks import LocalLocks
-from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
 from tests.conftest import EVENTS, corpus_path, eks_messages, read_jsonl, subscription_document
 

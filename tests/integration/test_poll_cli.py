@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from auditlake.cli import main
-from auditlake.query import LocalEngine
-from auditlake.registry import DynamoRegistry, PollConfig
+from auditlake.clusters.registry import DynamoRegistry, PollConfig
+from auditlake.query.named import LocalEngine
 from tests.conftest import AwsStack, corpus_kube_events
 from tests.fakekube import FakeKube
 
@@ -105,7 +105,7 @@ def test_cluster_add_polling_options_are_checked(aws: AwsStack, tmp_path: Path) 
 
 def test_poll_follow_polls_until_interrupted(fake_kube: FakeKube, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from auditlake.poller import EventsPoller, PollStats
+    from auditlake.events.poller import EventsPoller, PollStats
 
     calls: list[tuple[float, bool]] = []
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from auditlake import query
-from auditlake.kube_api import KubeApi
-from auditlake.kube_auth import StaticCredentials
+from auditlake.events.api import KubeApi
+from auditlake.events.auth import StaticCredentials
+from auditlake.events.leases import Lease, LeaseLost, LocalLeases
+from auditlake.events.poller import GAP_API, EventsPoller
 from auditlake.landing import Landing, decode_lines
-from auditlake.leases import Lease, LeaseLost, LocalLeases
-from auditlake.poller import GAP_API, EventsPoller
+from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
 from tests.conftest import archived_events, corpus_kube_events
 from tests.fakekube import FakeKube

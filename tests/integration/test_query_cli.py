@@ -11,7 +11,7 @@ import boto3
 from click.testing import CliRunner
 
 from auditlake.cli import main
-from auditlake.query import AthenaEngine, load
+from auditlake.query.named import AthenaEngine, load
 from tests.conftest import AwsStack, corpus_path
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
 from auditlake.http_api import LAMBDA_MAX_REQUEST_BYTES, http_api_event, invocation_bytes
+from auditlake.ingest.webhook import MAX_BODY_BYTES, TRUNCATE_FLAGS
 from auditlake.landing import decode_lines
-from auditlake.registry import DynamoRegistry, new_token, token_hash
 from auditlake.stores.s3 import S3Store
-from auditlake.webhook import MAX_BODY_BYTES, TRUNCATE_FLAGS
 from tests.conftest import AwsStack, LambdaContext, load_function
 from tests.envelope import largest_fitting, realistic_body
 

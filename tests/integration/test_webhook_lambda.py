@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from auditlake.kubeconfig import asset
-from auditlake.registry import DynamoRegistry, new_token, token_hash
-from auditlake.replay import batches, eventlist
+from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
+from auditlake.clusters.webhook_kubeconfig import asset
+from auditlake.demo.replay import batches, eventlist
+from auditlake.demo.synth import PLANTED_SECRET_VALUE, Synth
+from auditlake.ingest.webhook import MAX_BODY_BYTES
 from auditlake.stores.s3 import S3Store
-from auditlake.synth import PLANTED_SECRET_VALUE, Synth
-from auditlake.webhook import MAX_BODY_BYTES
 from tests.conftest import (
     COMPLETE_AUDIT_FILES,
     AwsStack,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditlake.alerts import (
+from auditlake.trust.alerts import (
     KEEP_SECONDS,
     RULE_SECRETS,
     AlertError,

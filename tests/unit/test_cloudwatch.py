@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from auditlake.cloudwatch import (
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.ingest.cloudwatch import (
     EksAuditForwarder,
     PayloadError,
     archive_cluster_name,
@@ -19,7 +20,6 @@ from auditlake.cloudwatch import (
     forward_saved,
 )
 from auditlake.landing import Landing, decode_lines, valid_cluster_name
-from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import instant
 from tests.conftest import awslogs_event, eks_messages, subscription_document

@@ -12,16 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from auditlake.arrow_schema import archive_schema
-from auditlake.compactor import Compactor
+from auditlake.archive.compactor import Compactor
+from auditlake.archive.locks import LocalLocks
+from auditlake.archive.schema import archive_schema
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.demo.synth import Synth
 from auditlake.jsonio import dumps
 from auditlake.landing import Landing, decode_lines, encode_lines
-from auditlake.locks import LocalLocks
 from auditlake.model import AUDIT
-from auditlake.pipeline import AuditPipeline, PipelineConfig
 from auditlake.stores import Archived
 from auditlake.stores.local import LocalStore
-from auditlake.synth import Synth
 from tests.conftest import complete_events
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -224,7 +224,7 @@ def test_archive_files_are_never_overwritten(lake: Lake) -> None:
 
 
 def test_events_are_compacted_by_uid_and_resource_version(lake: Lake) -> None:
-    from auditlake.ingest import ingest_events
+    from auditlake.ingest.files import ingest_events
 
     path = lake.root / "events.jsonl"
     events = Synth(minutes=30, rate=1, seed=2, start=AT - timedelta(hours=1)).kube_events()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from auditlake.doctor import Doctor
+from auditlake.cli.doctor import Doctor
 from tests import lifecycle
 
 STACK = SimpleNamespace(parameters={"AuditRetentionDays": "365", "EventsRetentionDays": "90"})

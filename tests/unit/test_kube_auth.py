@@ -9,8 +9,9 @@ from urllib.parse import parse_qs, urlparse
 import botocore.session
 import pytest
 
-from auditlake.kube_api import BEARER, KubeError
-from auditlake.kube_auth import (
+from auditlake.clusters.registry import PollConfig, RegistryError
+from auditlake.events.api import BEARER, KubeError
+from auditlake.events.auth import (
     EKS_TOKEN_PREFIX,
     EksCredentials,
     StaticCredentials,
@@ -18,7 +19,6 @@ from auditlake.kube_auth import (
     regional_sts,
     secret_token,
 )
-from auditlake.registry import PollConfig, RegistryError
 
 
 class Clock:
@@ -102,7 +102,7 @@ def test_eks_credentials_describe_once_and_mint_a_new_token_before_15_minutes(mo
         minted.append(name)
         return f"k8s-aws-v1.token{len(minted)}"
 
-    monkeypatch.setattr("auditlake.kube_auth.eks_token", mint)
+    monkeypatch.setattr("auditlake.events.auth.eks_token", mint)
     clock, eks = Clock(), Eks()
     credentials = EksCredentials(eks, sts(), "prod", clock=clock)
     configuration = credentials.configuration()

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from auditlake.kube_events import EVENTS_V1, api_of, normalise_event
+from auditlake.audit.normalise import Invalid
+from auditlake.events.normalise import EVENTS_V1, api_of, normalise_event
 from auditlake.model import EVENT_COLUMN_NAMES
-from auditlake.normalise import Invalid
 from tests.conftest import CORPUS, corpus_path, read_jsonl
 
 OBSERVED = "2026-11-21T00:00:00.000000Z"

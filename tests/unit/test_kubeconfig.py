@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import yaml
 
-from auditlake.kubeconfig import apiserver_flags, asset, render_kubeconfig
-from auditlake.webhook import BATCH_MAX_EVENTS, MAX_BODY_BYTES, TRUNCATE_MAX_BATCH_BYTES, TRUNCATE_MAX_EVENT_BYTES
+from auditlake.clusters.webhook_kubeconfig import apiserver_flags, asset, render_kubeconfig
+from auditlake.ingest.webhook import (
+    BATCH_MAX_EVENTS,
+    MAX_BODY_BYTES,
+    TRUNCATE_MAX_BATCH_BYTES,
+    TRUNCATE_MAX_EVENT_BYTES,
+)
 from tests.conftest import ROOT
 
 

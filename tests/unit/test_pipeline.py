@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from auditlake.parse import EnvelopeError
-from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig, quarantine_item, refused_items
-from auditlake.policy import policy_from_dict
+from auditlake.audit.parse import EnvelopeError
+from auditlake.audit.pipeline import AuditPipeline, BatchResult, PipelineConfig, quarantine_item, refused_items
+from auditlake.audit.policy import policy_from_dict
 from tests.conftest import as_row, complete_events
 
 TS = "2026-11-21T00:00:00.000000Z"

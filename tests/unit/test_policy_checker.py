@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from auditlake.policy import RequestAttributes, policy_from_dict
+from auditlake.audit.policy import RequestAttributes, policy_from_dict
 from tests.conftest import corpus_path
 
 TABLE = json.loads(corpus_path("policy/checker_test_cases.json").read_text())

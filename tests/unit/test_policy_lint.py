@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditlake.kubeconfig import asset
-from auditlake.policy import load_policy, policy_from_dict
-from auditlake.policy_lint import lint
+from auditlake.audit.policy import load_policy, policy_from_dict
+from auditlake.audit.policy_lint import lint
+from auditlake.clusters.webhook_kubeconfig import asset
 from tests.conftest import corpus_path
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from auditlake.kubeconfig import asset
-from auditlake.policy import PolicyError, load_policy, policy_from_dict
+from auditlake.audit.policy import PolicyError, load_policy, policy_from_dict
+from auditlake.clusters.webhook_kubeconfig import asset
 from tests.conftest import corpus_path
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from auditlake.policy_source import PolicySource
-from auditlake.redact import RedactionConfig
+from auditlake.audit.policy_source import PolicySource
+from auditlake.audit.redact import RedactionConfig
 
 GOOD = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n"
 

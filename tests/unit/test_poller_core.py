@@ -11,10 +11,10 @@ import orjson
 import pytest
 from bench.polling import CountingLeases, Recording, seed_checkpoint, watch_lines
 
-from auditlake.kube_api import KubeError
+from auditlake.events.api import KubeError
+from auditlake.events.leases import LocalLeases
+from auditlake.events.poller import EventsPoller, PollerFleet, newer, round_robin
 from auditlake.landing import Landing
-from auditlake.leases import LocalLeases
-from auditlake.poller import EventsPoller, PollerFleet, newer, round_robin
 from auditlake.stores.local import LocalStore
 
 

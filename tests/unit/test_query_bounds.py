@@ -19,14 +19,14 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from auditlake import query
-from auditlake.compactor import Compactor
-from auditlake.ingest import FileIngest, ingest_events
+from auditlake.archive.compactor import Compactor
+from auditlake.archive.locks import LocalLocks
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.events.poller import gap_record
+from auditlake.ingest.files import FileIngest, ingest_events
 from auditlake.jsonio import dumps
 from auditlake.landing import Landing
-from auditlake.locks import LocalLocks
-from auditlake.pipeline import AuditPipeline, PipelineConfig
-from auditlake.poller import gap_record
+from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import format_millis, format_utc
 from tests.conftest import corpus_kube_events, forbidden_events

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from auditlake.pipeline import AuditPipeline, BatchResult, PipelineConfig
-from auditlake.redact import RedactionConfig, ResourceSpec, resource_of_uri, safe_reason, shown
-from auditlake.synth import PLANTED_SECRET_VALUE, Synth
+from auditlake.audit.pipeline import AuditPipeline, BatchResult, PipelineConfig
+from auditlake.audit.redact import RedactionConfig, ResourceSpec, resource_of_uri, safe_reason, shown
+from auditlake.demo.synth import PLANTED_SECRET_VALUE, Synth
 from tests.conftest import as_row, complete_events
 
 FALCO = "audit/falcosecurity__falco__trace_files_k8s_audit.jsonl"

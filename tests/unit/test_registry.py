@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from auditlake.registry import DynamoRegistry, bearer_token, new_token, token_hash
+from auditlake.clusters.registry import DynamoRegistry, bearer_token, new_token, token_hash
 
 
 class CountingTable:

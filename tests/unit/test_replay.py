@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from auditlake.replay import Replayer, ReplayError, batches, eventlist
+from auditlake.demo.replay import Replayer, ReplayError, batches, eventlist
 
 
 def fake(replies: list[int]) -> tuple[Replayer, list[bytes], list[float]]:

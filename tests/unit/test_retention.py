@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from auditlake.retention import Recorded, Retention, describe, due, recorded_retention, sooner_rules
+from auditlake.trust.retention import Recorded, Retention, describe, due, recorded_retention, sooner_rules
 
 RECORDED = {"audit/": 365, "digests/": 365, "events/": 90}
 RULES = [

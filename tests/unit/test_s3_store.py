@@ -17,11 +17,11 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from auditlake.digest import Digester, LocalChainHead, LocalSigner
-from auditlake.ledger import Entry, LocalLedger
 from auditlake.stores import Archived, StoreError
 from auditlake.stores.s3 import S3Store
 from auditlake.timestamps import format_utc
+from auditlake.trust.digest import Digester, LocalChainHead, LocalSigner
+from auditlake.trust.ledger import Entry, LocalLedger
 
 BUCKET, KEY = "archive", "audit/dt=2026-11-20/hour=09/prod-1.parquet"
 WRITTEN = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)

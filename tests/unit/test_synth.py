@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from auditlake import synth
-from auditlake.pipeline import AuditPipeline, PipelineConfig
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.demo import synth
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

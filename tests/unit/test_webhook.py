@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from auditlake.audit.pipeline import REPLACED_NOTE, AuditPipeline, PipelineConfig
+from auditlake.clusters.registry import RegistryError, StaticTokens, token_hash
+from auditlake.ingest.webhook import AuditWebhook
 from auditlake.jsonio import REPLACED
 from auditlake.landing import Landing, decode_lines
-from auditlake.pipeline import REPLACED_NOTE, AuditPipeline, PipelineConfig
-from auditlake.registry import RegistryError, StaticTokens, token_hash
 from auditlake.stores import StoreError
 from auditlake.stores.local import LocalStore
-from auditlake.webhook import AuditWebhook
 from tests.conftest import as_row, complete_events, corpus_path, eventlist_body, fixture, nested
 
 TOKEN = "alk_test-token"

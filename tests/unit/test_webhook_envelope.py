@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.clusters.registry import StaticTokens, token_hash
+from auditlake.clusters.webhook_kubeconfig import apiserver_flags
+from auditlake.demo.replay import eventlist
 from auditlake.http_api import LAMBDA_MAX_REQUEST_BYTES, fits_lambda, http_api_event, invocation_bytes
-from auditlake.kubeconfig import apiserver_flags
-from auditlake.landing import Landing
-from auditlake.pipeline import AuditPipeline, PipelineConfig
-from auditlake.registry import StaticTokens, token_hash
-from auditlake.replay import eventlist
-from auditlake.stores.local import LocalStore
-from auditlake.webhook import (
+from auditlake.ingest.webhook import (
     BATCH_MAX_EVENTS,
     ENVELOPE_BUDGET,
     EVENTLIST_SLACK,
@@ -28,6 +26,8 @@ from auditlake.webhook import (
     TRUNCATE_MAX_EVENT_BYTES,
     AuditWebhook,
 )
+from auditlake.landing import Landing
+from auditlake.stores.local import LocalStore
 from tests.conftest import fixture
 from tests.envelope import corpus_items, largest_fitting, padded_item, realistic_body, worst_body
 

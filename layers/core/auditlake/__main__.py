@@ -1,3 +1,3 @@
-from .cli import main
+from auditlake.cli import main
 
 main()

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .alerts import DynamoCounter, ForbiddenBursts, Watch, sns_notifier
-from .landing import Landing
-from .ledger import DynamoLedger
-from .liveness import Heartbeats
-from .locks import DynamoLocks
-from .metrics import MetricsSink
-from .pipeline import AuditPipeline, PipelineConfig
-from .policy_source import PolicySource
-from .registry import DynamoRegistry, PollConfig
-from .settings import Settings
-from .stores.s3 import S3Store
-from .webhook import AuditWebhook
+from auditlake.archive.locks import DynamoLocks
+from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.audit.policy_source import PolicySource
+from auditlake.clusters.registry import DynamoRegistry, PollConfig
+from auditlake.ingest.webhook import AuditWebhook
+from auditlake.landing import Landing
+from auditlake.metrics import MetricsSink
+from auditlake.settings import Settings
+from auditlake.stores.s3 import S3Store
+from auditlake.trust.alerts import DynamoCounter, ForbiddenBursts, Watch, sns_notifier
+from auditlake.trust.ledger import DynamoLedger
+from auditlake.trust.liveness import Heartbeats
 
 if TYPE_CHECKING:
-    from .cloudwatch import EksAuditForwarder
-    from .compactor import Compactor
-    from .digest import Digester
-    from .poller import PollerFleet
+    from auditlake.archive.compactor import Compactor
+    from auditlake.events.poller import PollerFleet
+    from auditlake.ingest.cloudwatch import EksAuditForwarder
+    from auditlake.trust.digest import Digester
 
 
 def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline:
@@ -58,7 +58,7 @@ def watch_from_settings(settings: Settings, *, dynamodb: Any | None, sns: Any | 
 
 
 def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:
-    from .compactor import Compactor  # pyarrow: only the compactor's function has it
+    from auditlake.archive.compactor import Compactor  # pyarrow: only the compactor's function has it
 
     return Compactor(
         S3Store(s3, settings.raw_bucket),
@@ -73,7 +73,7 @@ def archive_stores(settings: Settings, s3: Any) -> dict[str, S3Store]:
 
 
 def build_digester(settings: Settings, *, s3: Any, dynamodb: Any, kms: Any) -> Digester:
-    from .digest import Digester, DynamoChainHead, KmsSigner
+    from auditlake.trust.digest import Digester, DynamoChainHead, KmsSigner
 
     return Digester(
         DynamoLedger(dynamodb, settings.state_table),
@@ -123,7 +123,7 @@ def build_forwarder(
     sns: Any | None = None,
     metrics: MetricsSink | None = None,
 ) -> EksAuditForwarder:
-    from .cloudwatch import EksAuditForwarder
+    from auditlake.ingest.cloudwatch import EksAuditForwarder
 
     return EksAuditForwarder(
         pipeline_from_settings(settings, ssm),
@@ -146,10 +146,10 @@ def build_poller_fleet(
 ) -> PollerFleet:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-    from .kube_api import KubeApi  # the kubernetes client: only the poller's function has it
-    from .kube_auth import credentials_for
-    from .leases import DynamoLeases
-    from .poller import PollerFleet
+    from auditlake.events.api import KubeApi  # the kubernetes client: only the poller's function has it
+    from auditlake.events.auth import credentials_for
+    from auditlake.events.leases import DynamoLeases
+    from auditlake.events.poller import PollerFleet
 
     provider = SecretsProvider(boto3_client=secrets)
 

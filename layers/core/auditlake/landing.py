@@ -25,10 +25,10 @@ from datetime import datetime
 
 import zstandard
 
-from .jsonio import dumps
-from .pipeline import ItemFailure
-from .stores import AlreadyExists, Store
-from .timestamps import format_utc
+from auditlake.audit.pipeline import ItemFailure
+from auditlake.jsonio import dumps
+from auditlake.stores import AlreadyExists, Store
+from auditlake.timestamps import format_utc
 
 KINDS = ("audit", "events")
 NDJSON_ZSTD = "application/x-ndjson"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .pipeline import BatchResult
+from auditlake.audit.pipeline import BatchResult
 
 # Per-batch outcome -> metric name; the same names for every ingest path, so one dashboard fits all.
 BATCH_METRICS = (

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .redact import RedactionConfig
+from auditlake.audit.redact import RedactionConfig
 
 RAW_BUCKET = "AUDITLAKE_RAW_BUCKET"
 AUDIT_BUCKET = "AUDITLAKE_AUDIT_BUCKET"

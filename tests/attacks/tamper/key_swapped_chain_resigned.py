@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from auditlake.digest import LocalSigner, canonical, message_digest
+from auditlake.trust.digest import LocalSigner, canonical, message_digest
 from tests.attacks.tampering import digests, flip_a_byte, reset_head_to, sealed_by
 
 ISSUE = "11.12"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from . import AlreadyExists, StoreError
+from auditlake.stores import AlreadyExists, StoreError
 
 TEMP_PREFIX = ".tmp-"
 TEMP_GRACE = timedelta(minutes=5)  # a temp file older than this is not a write in progress: a leftover

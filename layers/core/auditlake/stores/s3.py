@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import AlreadyExists, Archived, StoreError
+from auditlake.stores import AlreadyExists, Archived, StoreError
 
 # Tiers whose objects GetObject refuses until restored (Glacier Instant Retrieval reads like Standard).
 ARCHIVE_TIERS = frozenset({"GLACIER", "DEEP_ARCHIVE"})

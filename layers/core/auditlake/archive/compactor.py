@@ -1,0 +1,609 @@
+"""Raw landing -> the archive: deduplicated, sorted, immutable Parquet in dt=/hour= partitions.
+
+Columnar throughout: raw objects are parsed by Arrow's JSON reader with the explicit schema (no
+per-event Python), deduplicated and ordered with Arrow compute, written row group by row group.
+
+Exactly once, whatever is delivered twice or compacted concurrently:
+
+1. Within the input, one row per key (audit: cluster, audit_id, stage; Events: cluster, uid,
+   resource_version), the first ingested.
+2. Per partition (kind, dt, hour, cluster), under a lock: the keys already archived in that
+   partition are read (key columns only) and those rows dropped; the rest is written as one new
+   file, create-only (S3 If-None-Match), then the lock is released. A file appears whole or not
+   at all, and two compactors never interleave their read-then-write of a partition.
+3. A run that dies after writing leaves its rows archived; the retry finds them and writes nothing.
+
+One exception: a partition file in an archive tier (Deep Archive) cannot be read until restored, so
+the anti-join leaves it out (and warns) instead of failing the batch: late data for an archived
+partition is written, and a row that file holds may be archived twice (see ``_not_archived``).
+
+Nothing read is dropped unsaid. A raw object must be whole: every zstd frame read to its end (a cut
+or empty object, or bytes after the last frame, is not). One that is not is copied to quarantine with
+the reason. In a readable object, a line the Arrow reader refuses (or that lacks its time or key) is
+quarantined on its own, with its line number and reason, and its neighbours are archived: one bad
+value never sinks an object. Quarantine writes are create-only under names of their own
+(``<batch>.compact-<hash>.json``), so they never replace what ingest quarantined for the same batch.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import itertools
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
+import zstandard
+
+from auditlake.archive.locks import Locks
+from auditlake.archive.schema import ARCHIVE_TIMESTAMP, archive_schema, read_schema, timestamp_columns
+from auditlake.jsonio import dumps
+from auditlake.model import ARCHIVE_KINDS, ArchiveKind
+from auditlake.stores import AlreadyExists, Archived, Store, StoreError
+from auditlake.timestamps import format_utc
+from auditlake.trust.ledger import Entry, Ledger
+
+logger = logging.getLogger(__name__)
+
+# Markers in place of an object's text (NUL never starts NDJSON).
+_FETCH_FAILED = b"\0fetch failed: "
+_UNREADABLE = b"\0unreadable: "
+RAW_KEY = re.compile(r"^raw/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.ndjson\.zst$")
+HOUR_MS = 3_600_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of a raw object the archive cannot hold: 1-based line number, the line, and why."""
+
+    number: int
+    line: bytes
+    reason: str
+
+
+@dataclass
+class CompactionReport:
+    done: set[str] = field(default_factory=set)  # compacted, or nothing new in them
+    failed: set[str] = field(default_factory=set)  # to be retried
+    quarantined: dict[str, str] = field(default_factory=dict)  # raw key -> reason (whole object, or its bad lines)
+    lines_quarantined: int = 0  # bad lines set aside from objects whose other lines were archived
+    ignored: list[str] = field(default_factory=list)  # not raw landing keys
+    rows_read: int = 0
+    rows_written: int = 0
+    duplicates: int = 0
+    files: list[str] = field(default_factory=list)
+
+    def add(self, other: CompactionReport) -> None:
+        self.done |= other.done
+        self.failed |= other.failed
+        self.quarantined.update(other.quarantined)
+        self.lines_quarantined += other.lines_quarantined
+        self.ignored += other.ignored
+        self.rows_read += other.rows_read
+        self.rows_written += other.rows_written
+        self.duplicates += other.duplicates
+        self.files += other.files
+
+
+class PartitionBusy(RuntimeError):
+    pass
+
+
+class Compactor:
+    def __init__(
+        self,
+        raw: Store,
+        archives: Mapping[str, Store],
+        locks: Locks,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lock_wait_seconds: float = 60.0,
+        lease_seconds: int = 900,
+        chunk_bytes: int = 32 << 20,  # NDJSON parsed at a time
+        round_bytes: int = 512 << 20,  # NDJSON archived at a time: ~1 GB peak RSS (make bench)
+        row_group_rows: int = 128 * 1024,
+        fetch_threads: int = 8,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.ledger = ledger  # what the digests seal; every file is recorded before it is written
+        self.raw = raw
+        self.archives = archives
+        self.locks = locks
+        self.clock = clock
+        self.lock_wait_seconds = lock_wait_seconds
+        self.lease_seconds = lease_seconds
+        self.chunk_bytes = chunk_bytes
+        self.round_bytes = round_bytes
+        self.row_group_rows = row_group_rows
+        self.fetch_threads = fetch_threads
+
+    def compact(self, keys: Iterable[str]) -> CompactionReport:
+        report = CompactionReport()
+        by_kind: dict[str, list[str]] = {}
+        for key in dict.fromkeys(keys):  # S3 may notify twice; order kept
+            match = RAW_KEY.match(key)
+            if match is None or match["kind"] not in ARCHIVE_KINDS:
+                report.ignored.append(key)
+                continue
+            by_kind.setdefault(match["kind"], []).append(key)
+        for kind_name, kind_keys in by_kind.items():
+            report.add(self._compact_kind(ARCHIVE_KINDS[kind_name], kind_keys))
+        return report
+
+    # ------------------------------------------------------------------ reading
+
+    def _compact_kind(self, kind: ArchiveKind, keys: list[str]) -> CompactionReport:
+        """In rounds of about ``round_bytes`` of NDJSON, so memory is bounded whatever the batch holds
+        (an SQS batch of file-ingest objects can carry millions of events). A key delivered in two
+        rounds is archived once all the same: the second round's anti-join finds the first's file."""
+        report = CompactionReport()
+        tables: list[pa.Table] = []
+        spans: list[tuple[str, int, int]] = []  # (raw key, first row, end row) in the round's table
+        rows = size = 0
+        whole: set[str] = set()  # quarantined as a whole: nothing of them archived
+        for chunk_keys, texts in self._chunks(keys):
+            for key, text in zip(chunk_keys, texts, strict=True):
+                if text.startswith(_FETCH_FAILED):
+                    logger.warning("raw object unavailable, will retry", extra={"key": key})
+                    report.failed.add(key)
+            readable = [(k, t) for k, t in zip(chunk_keys, texts, strict=True) if not t.startswith(_FETCH_FAILED)]
+            size += sum(len(t) for _, t in readable)
+            table, counts, bad, bad_lines = self._parse(kind, readable)
+            texts_by_key = dict(readable) if bad_lines else {}
+            del texts, readable
+            for key, reason in bad.items():
+                self._quarantine(kind, key, reason)
+                report.quarantined[key] = reason
+                whole.add(key)
+            for key, lines in bad_lines.items():
+                self._quarantine_lines(kind, key, texts_by_key.pop(key), lines)
+                report.quarantined[key] = (
+                    f"{len(lines)} line(s) quarantined, first: line {lines[0].number}: {lines[0].reason}"
+                )
+                report.lines_quarantined += len(lines)
+            del texts_by_key
+            for key, count in counts:
+                spans.append((key, rows, rows + count))
+                rows += count
+            if table is not None and table.num_rows:
+                tables.append(table)
+            if size >= self.round_bytes:
+                self._archive(kind, tables, spans, report)
+                tables, spans, rows, size = [], [], 0, 0
+        self._archive(kind, tables, spans, report)
+        report.done = {key for key in keys if key not in report.failed and key not in whole}
+        return report
+
+    def _archive(
+        self, kind: ArchiveKind, tables: list[pa.Table], spans: list[tuple[str, int, int]], report: CompactionReport
+    ) -> None:
+        if not tables:
+            return
+        table = pa.concat_tables(tables)
+        tables.clear()
+        report.rows_read += table.num_rows
+        order = self._order(kind, table)
+        report.duplicates += table.num_rows - len(order)
+        # Partitions are written two at a time: encoding and compressing release the GIL.
+        with ThreadPoolExecutor(2) as writers:
+            jobs = [(partition, writers.submit(self._write_partition, kind, table, cluster, hour, partition))
+                    for cluster, hour, partition in self._partitions(kind, table, order)]  # fmt: skip
+            for partition, job in jobs:
+                try:
+                    written, skipped, file_key = job.result()
+                except (StoreError, PartitionBusy) as exc:
+                    # Retried later: partitions written meanwhile keep their rows, the retry skips them.
+                    logger.warning("partition not compacted, will retry", extra={"error": str(exc)})
+                    report.failed.update(_keys_with_rows(spans, partition))
+                    continue
+                report.rows_written += written
+                report.duplicates += skipped
+                if file_key:
+                    report.files.append(file_key)
+
+    def _chunks(self, keys: list[str]) -> Iterator[tuple[list[str], list[bytes]]]:
+        """Raw objects fetched and decompressed ahead on a thread pool (zstd and S3 release the GIL),
+        grouped into chunks of about ``chunk_bytes`` of NDJSON so memory stays bounded. An object
+        S3 would not give is marked (retried later); one that is not zstd is left to _parse."""
+
+        def fetch(key: str) -> bytes:
+            try:
+                data = self.raw.get(key)
+            except StoreError as exc:
+                return _FETCH_FAILED + str(exc).encode()
+            try:
+                return decompress_all(data)
+            except ValueError as exc:
+                return _UNREADABLE + str(exc).encode()
+
+        with ThreadPoolExecutor(self.fetch_threads) as pool:
+            pending: deque[tuple[str, Future[bytes]]] = deque()
+            queue = iter(keys)
+            for first in itertools.islice(queue, self.fetch_threads * 2):
+                pending.append((first, pool.submit(fetch, first)))
+            chunk_keys: list[str] = []
+            texts: list[bytes] = []
+            size = 0
+            while pending:
+                key, future = pending.popleft()
+                next_key = next(queue, None)
+                if next_key is not None:
+                    pending.append((next_key, pool.submit(fetch, next_key)))
+                text = future.result()
+                chunk_keys.append(key)
+                texts.append(text)
+                size += len(text)
+                if size >= self.chunk_bytes:
+                    yield chunk_keys, texts
+                    chunk_keys, texts, size = [], [], 0
+            if chunk_keys:
+                yield chunk_keys, texts
+
+    def _parse(
+        self, kind: ArchiveKind, objects: list[tuple[str, bytes]]
+    ) -> tuple[pa.Table | None, list[tuple[str, int]], dict[str, str], dict[str, list[BadLine]]]:
+        """One Arrow table for a chunk, rows per object, the objects that cannot be read at all, and
+        the bad lines of the others (when the chunk fails, each object is read alone, and an object
+        that fails is split until each bad line stands alone: its good lines are kept)."""
+        texts = [_terminated(text) for _, text in objects]
+        if not any(text.startswith(_UNREADABLE) for text in texts):
+            try:
+                table = self._read(kind, _Chained(texts))
+                counts = [(key, text.count(b"\n")) for (key, _), text in zip(objects, texts, strict=True)]
+                if sum(n for _, n in counts) == table.num_rows:
+                    return table, counts, {}, {}
+            except (pa.ArrowException, ValueError):
+                pass
+        good: list[pa.Table] = []
+        counts, bad, bad_lines = [], {}, {}
+        for (key, _), text in zip(objects, texts, strict=True):
+            if text.startswith(_UNREADABLE):
+                bad[key] = text[len(_UNREADABLE) :].decode(errors="replace").strip()[:500]
+                continue
+            lines = [(number, line) for number, line in enumerate(text.split(b"\n"), 1) if line.strip()]
+            if not lines:
+                bad[key] = "no records: the object holds no line"
+                continue
+            tables, failures = self._read_lines(kind, lines)
+            if failures:
+                bad_lines[key] = failures
+            good += tables
+            counts.append((key, sum(t.num_rows for t in tables)))
+        return (pa.concat_tables(good) if good else None), counts, bad, bad_lines
+
+    def _read_lines(self, kind: ArchiveKind, lines: list[tuple[int, bytes]]) -> tuple[list[pa.Table], list[BadLine]]:
+        """The lines' rows (one per line, in order), halving until each bad line stands alone."""
+        try:
+            table = self._read(kind, _Chained([b"\n".join(line for _, line in lines) + b"\n"]))
+            if table.num_rows == len(lines):
+                return [table], []
+            error = f"{table.num_rows} rows from {len(lines)} line(s): a line must hold one JSON object"
+        except (pa.ArrowException, ValueError) as exc:
+            error = str(exc)[:500]
+        if len(lines) == 1:
+            number, line = lines[0]
+            return [], [BadLine(number, line, error)]
+        middle = len(lines) // 2
+        head, head_bad = self._read_lines(kind, lines[:middle])
+        tail, tail_bad = self._read_lines(kind, lines[middle:])
+        return head + tail, head_bad + tail_bad
+
+    def _read(self, kind: ArchiveKind, text: _Chained) -> pa.Table:
+        table = pj.read_json(
+            text,
+            read_options=pj.ReadOptions(block_size=4 << 20),
+            parse_options=pj.ParseOptions(explicit_schema=read_schema(kind), unexpected_field_behavior="error"),
+        )
+        for name in (kind.time_column, *kind.key):
+            if table[name].null_count:
+                raise ValueError(f"{table[name].null_count} rows without {name}")
+        for name in timestamp_columns(kind):  # the precision Athena reads from Parquet
+            column = table[name]
+            if column.null_count < len(column) and pc.min(column.cast(pa.int64())).as_py() < 0:
+                column = pc.floor_temporal(column, unit="millisecond")  # before 1970: down, not toward 1970
+            table = table.set_column(
+                table.schema.get_field_index(name), name, pc.cast(column, ARCHIVE_TIMESTAMP, safe=False)
+            )
+        return table
+
+    # ------------------------------------------------------------------ dedupe, order, partitions
+
+    @staticmethod
+    def _order(kind: ArchiveKind, table: pa.Table) -> pa.Array:
+        """Row indices: one per key (the first ingested), in archive order (cluster, time, key).
+
+        A redelivered event has the same time as its first delivery, so after one sort in archive
+        order its copies are adjacent. Only a key seen with different times (a sender's bug or
+        hand-made data) needs the slower sort by key. The proof that no such key exists: every
+        identifier (audit ID, Event uid) forms a single run of (cluster, time, identifier) - one
+        hash of one column, where counting distinct whole keys would cost three times as much.
+        Events, whose time moves with each resource version, always take the slower path.
+        """
+        key = list(kind.key)
+
+        def sort(rows: pa.Table, columns: list[str]) -> pa.Array:
+            return pc.sort_indices(rows.select(columns), [(name, "ascending") for name in columns])
+
+        def first_of_each_key(ordered: pa.Array) -> pa.Array:  # copies of a key must be adjacent
+            return pc.filter(ordered, _changes(table.select(key).take(ordered), key))
+
+        kept = first_of_each_key(sort(table, [*kind.order, kind.first_of]))
+        cluster, ident = kind.key[:2]
+        runs = table.select([cluster, kind.time_column, ident]).take(kept)
+        if pc.sum(_changes(runs, runs.column_names)).as_py() == pc.count_distinct(runs[ident]).as_py():
+            return kept
+        first = first_of_each_key(sort(table, [*key, kind.first_of]))
+        return pc.take(first, sort(table.select(list(kind.order)).take(first), list(kind.order)))
+
+    @staticmethod
+    def _partitions(kind: ArchiveKind, table: pa.Table, order: pa.Array) -> Iterator[tuple[str, int, pa.Array]]:
+        """(cluster, hour since epoch, row indices) per archive partition, in order."""
+        clusters = pc.take(table["cluster"], order)
+        hours = _floor_divide(pc.cast(pc.take(table[kind.time_column], order), pa.int64()), HOUR_MS)
+        starts = _changes(pa.table({"c": clusters, "h": hours}), ["c", "h"])
+        bounds = [*pc.indices_nonzero(starts).to_pylist(), len(order)]
+        for start, end in itertools.pairwise(bounds):
+            yield clusters[start].as_py(), hours[start].as_py(), order.slice(start, end - start)
+
+    # ------------------------------------------------------------------ writing
+
+    def _write_partition(
+        self, kind: ArchiveKind, table: pa.Table, cluster: str, hour: int, rows: pa.Array
+    ) -> tuple[int, int, str | None]:
+        moment = EPOCH + timedelta(hours=hour)
+        day, hh = moment.date().isoformat(), f"{moment.hour:02d}"  # year 1 is 0001 (strftime %Y: 1)
+        directory = f"{kind.name}/dt={day}/hour={hh}"
+        store = self.archives[kind.name]
+        lock_name = f"{kind.name}#{day}#{hh}#{cluster}"
+        token = self._lock(lock_name)
+        try:
+            new = self._not_archived(kind, table, rows, store, f"{directory}/{cluster}-")
+            skipped = len(rows) - len(new)
+            if not len(new):
+                return 0, skipped, None
+            rows = new
+            data = self._parquet(kind, table, rows)
+            now = self.clock()  # after the encode: written_at is within the ledger's SETTLE of the write
+            key = f"{directory}/{cluster}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(6)}.parquet"
+            if self.ledger is not None:
+                times = pc.min_max(pc.take(table[kind.time_column], rows))
+                self.ledger.record(Entry(
+                    key, hashlib.sha256(data).hexdigest(), len(data), len(rows),
+                    _utc(times["min"].as_py()), _utc(times["max"].as_py()), format_utc(now),
+                ))  # fmt: skip
+            store.put(key, data, "application/vnd.apache.parquet", create_only=True)
+            return len(rows), skipped, key
+        finally:
+            self.locks.release(lock_name, token)
+
+    def _lock(self, name: str) -> str:
+        deadline = time.monotonic() + self.lock_wait_seconds
+        delay = 0.05
+        while True:
+            token = self.locks.acquire(name, self.lease_seconds)
+            if token is not None:
+                return token
+            if time.monotonic() >= deadline:
+                raise PartitionBusy(f"partition {name} stayed locked for {self.lock_wait_seconds:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _not_archived(self, kind: ArchiveKind, table: pa.Table, rows: pa.Array, store: Store, prefix: str) -> pa.Array:
+        """``rows`` minus those whose key the partition already holds (read: key columns only).
+
+        A file in an archive tier (Deep Archive, Glacier Flexible Retrieval: GetObject refuses it
+        until it is restored) is left out of the join rather than failing the batch into the
+        dead-letter queue: late data for such a partition is written, and a row that file already
+        holds is then archived twice. Only events delivered again after their first file left the
+        queryable tiers (AuditDeepArchiveDays after it was written: a backfill of old logs, never a
+        redelivery, which comes within days) can be, and Athena cannot read that file anyway; the
+        warning names it."""
+        existing = []
+        for key in store.list(prefix):
+            if not key.endswith(".parquet"):
+                continue
+            try:
+                existing.append(pq.read_table(store.open(key), columns=list(kind.key)))
+            except Archived as exc:
+                logger.warning("archived file left out of the duplicate check", extra={"key": key, "why": str(exc)})
+        if not existing:
+            return rows
+        candidates = table.select(list(kind.key)).take(rows).append_column("_row", rows)
+        archived = pa.concat_tables(existing)
+        remaining = candidates.join(archived, keys=list(kind.key), join_type="left anti", use_threads=False)
+        kept = remaining["_row"].combine_chunks()
+        # The join does not keep order: restore it from each row's position in ``rows``.
+        return pc.take(kept, pc.sort_indices(pc.index_in(kept, value_set=rows)))
+
+    def _parquet(self, kind: ArchiveKind, table: pa.Table, rows: pa.Array) -> bytes:
+        schema = archive_schema(kind)
+        encodings = {kind.time_column: "DELTA_BINARY_PACKED", kind.key[1]: "DELTA_BYTE_ARRAY"}
+        # Other per-event times (stage_at, ...) are near-unique: a dictionary would only add its indices.
+        # The ingestion time repeats per batch, where a dictionary wins.
+        encodings |= {c: "PLAIN" for c in timestamp_columns(kind) if c not in (kind.time_column, kind.first_of)}
+        buffer = io.BytesIO()
+        with (
+            pq.ParquetWriter(
+                buffer,
+                schema,
+                compression="zstd",
+                use_dictionary=[p for p in _leaf_paths(schema) if p not in encodings],
+                column_encoding=encodings,
+                # Statistics prune row groups; JSON documents are never range-filtered, only fatten the footer.
+                write_statistics=[
+                    p for p, (_, kind_of) in zip(_leaf_paths(schema), kind.columns, strict=True) if kind_of != "json"
+                ],
+                store_schema=False,  # Glue holds the schema; the Arrow copy would be a third of each footer
+                sorting_columns=[
+                    pq.SortingColumn(schema.get_field_index(name)) for name in kind.order if name in schema.names
+                ],
+            ) as writer,
+            ThreadPoolExecutor(1) as gather,
+        ):
+            # The next row group is gathered while this one is encoded (both release the GIL).
+            def take(start: int) -> pa.Table:
+                return table.take(rows.slice(start, self.row_group_rows)).cast(schema)
+
+            starts = range(0, len(rows), self.row_group_rows)
+            pending = gather.submit(take, 0)
+            for start in starts[1:]:
+                group, pending = pending.result(), gather.submit(take, start)
+                writer.write_table(group)
+                del group
+            writer.write_table(pending.result())
+        return buffer.getvalue()
+
+    def _quarantine(self, kind: ArchiveKind, key: str, reason: str) -> None:
+        """The raw object as it was, and why it could not be archived."""
+        try:
+            data = self.raw.get(key)
+        except StoreError as exc:
+            data, reason = b"", f"{reason}; and it could not be read again: {exc}"
+        target = _quarantine_name(key, data)
+        self._create(target + ".ndjson.zst", data, "application/zstd")
+        manifest = {"kind": kind.name, "raw_key": key, "reason": reason, "quarantined_at": format_utc(self.clock()),
+                    "object_key": target + ".ndjson.zst", "items": []}  # fmt: skip
+        self._create(target + ".json", dumps(manifest), "application/json")
+        logger.warning("raw object quarantined", extra={"key": key, "reason": reason})
+
+    def _quarantine_lines(self, kind: ArchiveKind, key: str, text: bytes, lines: list[BadLine]) -> None:
+        """The bad lines of an object whose other lines were archived: one manifest item per line."""
+        items = []
+        for bad in lines:
+            item: dict[str, object] = {"index": bad.number - 1, "line_number": bad.number, "reason": bad.reason}
+            try:
+                item["line"] = bad.line.decode("utf-8")
+            except UnicodeDecodeError:
+                item["line_hex"] = bad.line.hex()
+            items.append(item)
+        reason = f"{len(lines)} line(s) the archive cannot hold; the object's other lines were archived"
+        manifest = {"kind": kind.name, "raw_key": key, "reason": reason, "quarantined_at": format_utc(self.clock()),
+                    "items": items}  # fmt: skip
+        self._create(_quarantine_name(key, text) + ".json", dumps(manifest), "application/json")
+        logger.warning("raw lines quarantined", extra={"key": key, "lines": [b.number for b in lines]})
+
+    def _create(self, key: str, data: bytes, content_type: str) -> None:
+        """Create-only: a name taken holds what an earlier run of this same object wrote (the name
+        carries the content's hash), so it is kept, never replaced."""
+        try:
+            self.raw.put(key, data, content_type, create_only=True)
+        except AlreadyExists:
+            logger.info("already quarantined", extra={"key": key})
+
+
+def _quarantine_name(key: str, content: bytes) -> str:
+    """``quarantine/<kind>/<cluster>/.../<batch>.compact-<hash>``: apart from ingest's ``<batch>.json``,
+    and one per content, so a raw object rewritten with other bytes never replaces the first."""
+    base = "quarantine/" + key.removeprefix("raw/").removesuffix(".ndjson.zst")
+    return f"{base}.compact-{hashlib.sha256(content).hexdigest()[:12]}"
+
+
+def decompress_all(data: bytes) -> bytes:
+    """Every zstd frame of ``data``, each read to its end; ValueError for an empty object, a cut
+    frame, or bytes that are not zstd (zstandard's streaming reader returns what it could from a cut
+    frame and raises nothing, and its one-shot reader stops after the first frame)."""
+    if not data:
+        raise ValueError("empty object: no zstd frame")
+    try:  # one frame that records its size (ours): one shot, ~3x faster than streaming
+        return zstandard.ZstdDecompressor().decompress(data, allow_extra_data=False)
+    except zstandard.ZstdError:
+        pass
+    parts, rest, frame = [], data, 0
+    while rest:
+        frame += 1
+        reader = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            parts.append(reader.decompress(rest))
+        except zstandard.ZstdError as exc:
+            raise ValueError(f"not zstd (frame {frame} at byte {len(data) - len(rest)}): {exc}") from None
+        if not reader.eof:
+            raise ValueError(f"cut: zstd frame {frame} ends before its end ({len(data)} bytes)")
+        rest = reader.unused_data
+    return b"".join(parts)
+
+
+class _Chained(io.RawIOBase):
+    """Several byte strings read as one stream, without joining (copying) them first."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+        self.index = 0
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and self.index < len(self.parts):
+            part = self.parts[self.index]
+            n = min(len(view) - filled, len(part) - self.offset)
+            view[filled : filled + n] = part[self.offset : self.offset + n]
+            filled += n
+            self.offset += n
+            if self.offset == len(part):
+                self.index, self.offset = self.index + 1, 0
+        return filled
+
+
+def _keys_with_rows(spans: list[tuple[str, int, int]], rows: pa.Array) -> set[str]:
+    """The raw objects some of ``rows`` (table row numbers) came from."""
+    numbers = sorted(rows.to_pylist())
+    keys = set()
+    for key, start, end in spans:
+        at = bisect.bisect_left(numbers, start)
+        if at < len(numbers) and numbers[at] < end:
+            keys.add(key)
+    return keys
+
+
+def _utc(moment: datetime) -> str:
+    """An archive timestamp (UTC without a zone, as Athena reads them) in RFC 3339."""
+    return format_utc(moment.replace(tzinfo=UTC))
+
+
+def _floor_divide(values: pa.Array, divisor: int) -> pa.Array:
+    """``values // divisor`` (toward minus infinity; Arrow's integer divide truncates toward zero)."""
+    quotient = pc.divide(values, divisor)
+    if len(values) and pc.min(values).as_py() < 0:
+        below = pc.less(values, pc.multiply(quotient, divisor))
+        quotient = pc.subtract(quotient, pc.cast(below, pa.int64()))
+    return quotient
+
+
+def _terminated(text: bytes) -> bytes:
+    return text if text.endswith(b"\n") else text + b"\n"
+
+
+def _changes(table: pa.Table, columns: list[str]) -> pa.Array:
+    """True where a row differs from the one before in any of ``columns`` (and for the first row)."""
+    n = table.num_rows
+    if n == 0:
+        return pa.array([], pa.bool_())
+    differs = None
+    for name in columns:
+        column = table[name].combine_chunks()
+        unequal = pc.fill_null(pc.not_equal(column.slice(1), column.slice(0, n - 1)), True)
+        differs = unequal if differs is None else pc.or_(differs, unequal)
+    assert differs is not None
+    return pa.concat_arrays([pa.array([True]), differs])
+
+
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    """Column paths as the Parquet writer names them (a list's values are ``name.list.element``)."""
+    return [f"{f.name}.list.element" if pa.types.is_list(f.type) else f.name for f in schema]

@@ -1,0 +1,214 @@
+"""The named security queries, one Athena SQL file each, run on Athena or, locally, on DuckDB.
+
+A file starts with comment lines: what it answers, ``-- params:`` (its own parameters, ``name`` or
+``name=default``) and ``-- placeholders:`` (which parameter each ``?`` takes, in order). Every
+query also takes ``since`` and ``until`` (ISO 8601, default: the last 24 hours) and ``cluster``
+(default: all). Values are bound, never spliced into the SQL: DuckDB binds them natively; Athena
+receives them as execution parameters (SQL literals, quoted here).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from auditlake import timestamps
+from auditlake.model import ARCHIVE_KINDS, ArchiveKind
+
+COMMON = ("since", "until", "cluster")
+_DUCKDB_TYPES = {"string": "VARCHAR", "json": "VARCHAR", "int32": "INTEGER", "timestamp": "TIMESTAMP",
+                 "list<string>": "VARCHAR[]"}  # fmt: skip
+
+
+class QueryError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    description: str
+    params: dict[str, str | None]  # own parameters -> default (None: required)
+    placeholders: tuple[str, ...]
+    sql: str  # the whole file, as Athena stores it
+
+    def bind(self, given: Mapping[str, str], now: datetime | None = None) -> list[Any]:
+        """Values for the placeholders, in order; QueryError names what is missing or malformed."""
+        unknown = set(given) - set(self.params) - set(COMMON)
+        if unknown:
+            raise QueryError(f"{self.name} has no parameter {', '.join(sorted(unknown))}")
+        now = now or datetime.now(UTC)
+        values: dict[str, Any] = {
+            "since": _instant(given.get("since"), now - timedelta(hours=24), "since", now),
+            "until": _instant(given.get("until"), now, "until", now),
+            "cluster": given.get("cluster", ""),
+        }
+        for name, default in self.params.items():
+            value = given.get(name, default)
+            if value is None:
+                raise QueryError(f"{self.name} needs --param {name}=...")
+            if default is not None and default.isdigit():
+                if not value.isdigit():
+                    raise QueryError(f"{name} must be a whole number")
+                values[name] = int(value)
+            else:
+                values[name] = value
+        return [values[name] for name in self.placeholders]
+
+
+def _instant(value: str | None, default: datetime, name: str, now: datetime) -> str:
+    """ISO 8601 UTC in the form both engines parse: 2026-11-21T05:00:00.000Z."""
+    moment = default
+    if value:
+        try:
+            moment = timestamps.instant(value, now)
+        except ValueError:
+            raise QueryError(f"{name}: not an ISO 8601 time or a duration like 7d: {value!r}") from None
+    return timestamps.format_millis(moment)
+
+
+_HEADER = re.compile(r"^-- (params|placeholders):")
+
+
+def _header(text: str, key: str) -> str | None:
+    match = re.search(rf"^-- {key}:(.*)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def load(name: str) -> NamedQuery:
+    if not re.fullmatch(r"[a-z_]+", name):
+        raise QueryError(f"no named query {name!r}")
+    path = resources.files("auditlake").joinpath("assets", "athena", f"{name}.sql")
+    if not path.is_file():
+        raise QueryError(f"no named query {name!r}; known: {', '.join(names())}")
+    text = path.read_text(encoding="utf-8")
+    description = " ".join(
+        line[3:].strip() for line in text.splitlines() if line.startswith("-- ") and not _HEADER.match(line)
+    )
+    params: dict[str, str | None] = {}
+    for item in filter(None, (p.strip() for p in (_header(text, "params") or "").split(","))):
+        key, _, default = item.partition("=")
+        params[key.strip()] = default.strip() if default else None
+    placeholders = tuple((_header(text, "placeholders") or "").split())
+    found = placeholder_count(text)
+    if len(placeholders) != found:
+        raise QueryError(f"{name}: {found} placeholders but {len(placeholders)} declared")
+    return NamedQuery(name, description, params, placeholders, text)
+
+
+def placeholder_count(sql: str) -> int:
+    """``?`` parameters as Athena and DuckDB see them (a ``?`` inside a string literal is not one)."""
+    import sqlglot
+    from sqlglot import exp
+
+    return sum(1 for _ in sqlglot.parse_one(sql, read="trino").find_all(exp.Placeholder))
+
+
+def names() -> list[str]:
+    folder = resources.files("auditlake").joinpath("assets", "athena")
+    return sorted(item.name.removesuffix(".sql") for item in folder.iterdir() if item.name.endswith(".sql"))
+
+
+# ---------------------------------------------------------------- engines
+
+
+@dataclass
+class Result:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+class LocalEngine:
+    """DuckDB over the local lake's archive: views ``audit`` and ``events`` over its Parquet files.
+
+    It reads exactly the partition files the archive lists (``LocalStore.list``: regular files,
+    no temp files, never through a symlink), the files ``verify`` accounts for, never a glob."""
+
+    def __init__(self, archive: Path) -> None:
+        import duckdb  # CLI-only dependency
+
+        self.connection = duckdb.connect()
+        self.connection.execute("SET TimeZone = 'UTC'")
+        for kind in ARCHIVE_KINDS.values():
+            self.connection.execute(self._view(kind, archive))
+
+    @staticmethod
+    def files(kind: ArchiveKind, archive: Path) -> list[str]:
+        """The archive's Parquet files of ``kind``: its partitions' objects, as absolute paths."""
+        from auditlake.stores.local import LocalStore
+
+        store = LocalStore(archive)
+        partition = re.compile(rf"{re.escape(kind.name)}/dt=[^/]+/hour=[^/]+/[^/]+\.parquet")
+        return [str(store.root / key) for key in store.list(f"{kind.name}/") if partition.fullmatch(key)]
+
+    @staticmethod
+    def _view(kind: ArchiveKind, archive: Path) -> str:
+        files = LocalEngine.files(kind, archive)
+        if files:
+            paths = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
+            source = (
+                f"read_parquet([{paths}], hive_partitioning = true, union_by_name = true, "
+                "hive_types = {'dt': VARCHAR, 'hour': INTEGER})"
+            )
+        else:  # nothing archived yet: the same columns, no rows
+            columns = ", ".join(f"NULL::{_DUCKDB_TYPES[t]} AS {n}" for n, t in kind.columns)
+            source = f"(SELECT {columns}, NULL::VARCHAR AS dt, NULL::INTEGER AS hour WHERE false)"
+        return f"CREATE VIEW {kind.name} AS SELECT * FROM {source}"  # noqa: S608 - our own columns and escaped paths
+
+    def run(self, sql: str, values: Sequence[Any] = ()) -> Result:
+        import sqlglot
+
+        statement = sqlglot.transpile(sql, read="trino", write="duckdb")[0]
+        cursor = self.connection.execute(statement, list(values))
+        columns = [column[0] for column in cursor.description or []]
+        return Result(columns, cursor.fetchall())
+
+
+class AthenaEngine:
+    """A deployed stack's workgroup; results are fetched when the query succeeds."""
+
+    def __init__(self, client: Any, workgroup: str, database: str, *, poll_seconds: float = 1.0) -> None:
+        self.client = client
+        self.workgroup = workgroup
+        self.database = database
+        self.poll_seconds = poll_seconds
+
+    def run(self, sql: str, values: Sequence[Any] = ()) -> Result:
+        request: dict[str, Any] = {
+            "QueryString": sql,
+            "WorkGroup": self.workgroup,
+            "QueryExecutionContext": {"Database": self.database},
+        }
+        if values:
+            request["ExecutionParameters"] = [_literal(v) for v in values]
+        query_id = self.client.start_query_execution(**request)["QueryExecutionId"]
+        while True:
+            status = self.client.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]
+            if status["State"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                break
+            time.sleep(self.poll_seconds)
+        if status["State"] != "SUCCEEDED":
+            raise QueryError(f"Athena query {query_id} {status['State']}: {status.get('StateChangeReason', '')}")
+        columns: list[str] = []
+        rows: list[tuple[Any, ...]] = []
+        for page in self.client.get_paginator("get_query_results").paginate(QueryExecutionId=query_id):
+            if not columns:
+                columns = [c["Name"] for c in page["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]]
+            for row in page["ResultSet"]["Rows"]:
+                rows.append(tuple(cell.get("VarCharValue") for cell in row["Data"]))
+        if rows and list(rows[0]) == columns:  # the first row of the first page is the header
+            rows = rows[1:]
+        return Result(columns, rows)
+
+
+def _literal(value: Any) -> str:
+    """An execution parameter is inserted as SQL: numbers as they are, text quoted (quotes doubled)."""
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"

@@ -1,0 +1,59 @@
+"""What is in a lake: counts of landed records and quarantined items (``auditlake summary``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from auditlake.jsonio import loads
+from auditlake.landing import decode_lines
+from auditlake.stores import Store
+
+
+@dataclass
+class LakeSummary:
+    records: int = 0
+    raw_objects: int = 0
+    redacted: int = 0
+    forbidden: int = 0
+    clusters: Counter[str] = field(default_factory=Counter)
+    levels: Counter[str] = field(default_factory=Counter)
+    verbs: Counter[str] = field(default_factory=Counter)
+    stages: Counter[str] = field(default_factory=Counter)
+    quarantined_items: int = 0
+    quarantined_batches: int = 0
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+
+
+def summarise(store: Store, kind: str = "audit") -> LakeSummary:
+    out = LakeSummary()
+    for key in store.list(f"raw/{kind}/"):
+        if not key.endswith(".ndjson.zst"):
+            continue
+        out.raw_objects += 1
+        for line in decode_lines(store.get(key)):
+            record = loads(line)
+            out.records += 1
+            out.clusters[record["cluster"]] += 1
+            out.levels[record["level"]] += 1
+            out.verbs[record.get("verb") or "-"] += 1
+            out.stages[record["stage"]] += 1
+            out.redacted += bool(record["redactions"])
+            out.forbidden += record.get("response_code") == 403
+    for key in store.list(f"quarantine/{kind}/"):
+        if not key.endswith(".json"):
+            continue
+        manifest = loads(store.get(key))
+        out.quarantined_batches += 1
+        items = manifest.get("items") or []
+        if not items:  # the whole payload was refused
+            out.quarantined_items += 1
+            out.quarantine_reasons[_short(manifest.get("reason", "?"))] += 1
+        for item in items:
+            out.quarantined_items += 1
+            out.quarantine_reasons[_short(item.get("reason", "?"))] += 1
+    return out
+
+
+def _short(reason: str) -> str:
+    return reason.split(":", 1)[0][:80]
