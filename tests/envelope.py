@@ -15,7 +15,7 @@ from typing import Any
 
 from auditlake.demo.replay import eventlist
 from auditlake.http_api import LAMBDA_MAX_REQUEST_BYTES, http_api_event, invocation_bytes
-from tests.conftest import COMPLETE_AUDIT_FILES, complete_events
+from tests.helpers import COMPLETE_AUDIT_FILES, complete_events
 
 PAD = "auditlake.test/pad"
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from samcli.yamlhelper import yaml_parse
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 ACCOUNT = "123456789012"  # moto's default account
 

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from auditlake.cli import main
 from tests import lifecycle
-from tests.conftest import AwsStack
+from tests.helpers import AwsStack
 from tests.integration import test_lifecycle
 from tests.integration.test_lifecycle import DAY, MIDNIGHT, NOW, Lake, _key, a_year_later, kinds
 

@@ -10,7 +10,7 @@ import os
 from functools import cache
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # Stack parameters for the expanded template: two EKS clusters, one of them with a name CloudFormation
 # cannot use as is in a logical id.

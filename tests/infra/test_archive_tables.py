@@ -13,7 +13,7 @@ import sqlglot
 from auditlake.archive.schema import archive_schema
 from auditlake.model import ARCHIVE_KINDS
 from auditlake.query import named as query
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 _ARROW_TO_GLUE = {
     "string": "string",

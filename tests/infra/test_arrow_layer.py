@@ -14,7 +14,7 @@ import pyarrow
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.landing import Landing
 from auditlake.stores.local import LocalStore
-from tests.conftest import ROOT, complete_events
+from tests.helpers import ROOT, complete_events
 
 SCRIPT = """
 import sys, pyarrow

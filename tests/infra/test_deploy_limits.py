@@ -23,7 +23,7 @@ from unittest import mock
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.iam import template as shared
 from tests.iam.template import expand, parse, transform
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import ROOT, corpus_kube_events
-from tests.fakekube import FakeKube
+from tests.fakes.kube import FakeKube
+from tests.helpers import ROOT, corpus_kube_events
 from tests.infra.test_build import size
 from tests.infra.test_template import _statements
 

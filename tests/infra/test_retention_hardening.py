@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.infra.test_template import KEY, _statements, resources
 
 

@@ -7,7 +7,7 @@ import subprocess
 from typing import Any
 
 from auditlake import settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.iam.template import EKS_CLUSTERS, expand
 from tests.infra.conftest import BIN, TOOL_ENV
 

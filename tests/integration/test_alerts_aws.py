@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditlake.jsonio import dumps
-from tests.conftest import (
+from tests.helpers import (
     BURST_START,
     AwsStack,
     LambdaContext,

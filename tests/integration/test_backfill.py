@@ -24,7 +24,7 @@ from auditlake.ingest.checkpoints import CheckpointConflict, DynamoCheckpoints, 
 from auditlake.ingest.cloudwatch import EksAuditForwarder, log_group_of
 from auditlake.landing import Landing
 from auditlake.stores.s3 import S3Store
-from tests.conftest import API_STREAM, AUDIT_STREAM, AwsStack, LambdaContext, awslogs_event, load_function
+from tests.helpers import API_STREAM, AUDIT_STREAM, AwsStack, LambdaContext, awslogs_event, load_function
 
 OTHER_AUDIT_STREAM = "kube-apiserver-audit-e503271cd443efdbd2050ae8ca0794eb"
 HOUR = 3_600_000

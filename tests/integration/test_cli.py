@@ -17,7 +17,7 @@ from auditlake.clusters.registry import DynamoRegistry, token_hash
 from auditlake.clusters.webhook_kubeconfig import asset
 from auditlake.landing import decode_lines
 from auditlake.stores.local import LocalStore
-from tests.conftest import (
+from tests.helpers import (
     AUDIT_STREAM,
     AwsStack,
     as_row,

@@ -13,7 +13,7 @@ import pytest
 
 from auditlake.stores import StoreError
 from auditlake.stores.s3 import S3Store
-from tests.conftest import (
+from tests.helpers import (
     API_STREAM,
     AwsStack,
     LambdaContext,

@@ -24,7 +24,7 @@ from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.demo.synth import Synth
 from auditlake.landing import Landing, encode_lines
 from auditlake.stores.s3 import S3Store
-from tests.conftest import AwsStack, LambdaContext, fixture, load_function
+from tests.helpers import AwsStack, LambdaContext, fixture, load_function
 
 EVENTS = list(Synth(minutes=30, rate=10, seed=5, start=datetime(2026, 11, 20, 9, 45, tzinfo=UTC)).events())
 

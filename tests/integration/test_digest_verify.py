@@ -24,7 +24,7 @@ from auditlake.stores.local import LocalStore
 from auditlake.timestamps import format_utc
 from auditlake.trust.digest import Digester, LocalChainHead, LocalSigner, message_digest, verify
 from auditlake.trust.ledger import Entry, LocalLedger
-from tests.conftest import corpus_path
+from tests.helpers import corpus_path
 
 
 def run(*args: str) -> Any:

@@ -23,8 +23,8 @@ from auditlake.jsonio import loads
 from auditlake.landing import Landing, decode_lines
 from auditlake.stores.local import LocalStore
 from auditlake.stores.s3 import S3Store
-from tests.conftest import AwsStack, LambdaContext, corpus_kube_events, load_function
-from tests.fakekube import FakeKube
+from tests.fakes.kube import FakeKube
+from tests.helpers import AwsStack, LambdaContext, corpus_kube_events, load_function
 
 NOW = datetime.now(UTC).isoformat()
 

@@ -12,7 +12,7 @@ import pytest
 from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
 from auditlake.timestamps import format_utc
 from auditlake.trust.ledger import DynamoLedger, Entry
-from tests.conftest import AwsStack, LambdaContext, eventlist_body, fixture, load_function
+from tests.helpers import AwsStack, LambdaContext, eventlist_body, fixture, load_function
 from tests.iam.check import Checker
 from tests.iam.recorder import RECORDER
 from tests.iam.roles import RoleBook

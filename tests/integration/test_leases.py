@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditlake.events.leases import DynamoLeases, LeaseHeld, LeaseLost, Leases, LocalLeases
-from tests.conftest import AwsStack
+from tests.helpers import AwsStack
 
 
 class Clock:

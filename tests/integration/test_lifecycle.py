@@ -33,7 +33,7 @@ from auditlake.timestamps import format_utc
 from auditlake.trust.digest import Digester, DynamoChainHead, KmsSigner, VerifyReport, verify
 from auditlake.trust.ledger import Entry, LocalLedger
 from tests import lifecycle
-from tests.conftest import AwsStack
+from tests.helpers import AwsStack
 from tests.integration.test_compactor_lambda import EVENTS, land
 
 MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)  # M

@@ -6,7 +6,7 @@ from typing import Any
 
 from auditlake.events.poller import PollerFleet
 from auditlake.trust.liveness import Heartbeats
-from tests.conftest import AwsStack
+from tests.helpers import AwsStack
 
 
 class Clock:

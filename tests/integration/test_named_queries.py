@@ -19,7 +19,7 @@ from auditlake.jsonio import dumps
 from auditlake.landing import Landing
 from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
-from tests.conftest import EVENTS, corpus_path, eks_messages, read_jsonl, subscription_document
+from tests.helpers import EVENTS, corpus_path, eks_messages, read_jsonl, subscription_document
 
 START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 WINDOW = {"since": "2026-11-20T09:00:00Z", "until": "2026-11-20T12:00:00Z", "cluster": "demo"}

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from auditlake.cli import main
 from auditlake.clusters.registry import DynamoRegistry, PollConfig
 from auditlake.query.named import LocalEngine
-from tests.conftest import AwsStack, corpus_kube_events
-from tests.fakekube import FakeKube
+from tests.fakes.kube import FakeKube
+from tests.helpers import AwsStack, corpus_kube_events
 
 
 def run(*args: str) -> Any:

@@ -21,8 +21,8 @@ from auditlake.events.poller import GAP_API, EventsPoller
 from auditlake.landing import Landing, decode_lines
 from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
-from tests.conftest import archived_events, corpus_kube_events
-from tests.fakekube import FakeKube
+from tests.fakes.kube import FakeKube
+from tests.helpers import archived_events, corpus_kube_events
 
 CLUSTER = "prod"
 

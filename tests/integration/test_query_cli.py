@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from auditlake.cli import main
 from auditlake.query.named import AthenaEngine, load
-from tests.conftest import AwsStack, corpus_path
+from tests.helpers import AwsStack, corpus_path
 
 
 def run(*args: str) -> Any:

@@ -19,7 +19,7 @@ import trustme
 from auditlake.ingest.webhook import MAX_BODY_BYTES
 from auditlake.landing import decode_lines
 from auditlake.stores.local import LocalStore
-from tests.conftest import as_row, corpus_path, eventlist_body, forbidden_events
+from tests.helpers import as_row, corpus_path, eventlist_body, forbidden_events
 
 LOG = corpus_path("audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl")
 

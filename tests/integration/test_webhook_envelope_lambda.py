@@ -16,8 +16,8 @@ from auditlake.http_api import LAMBDA_MAX_REQUEST_BYTES, http_api_event, invocat
 from auditlake.ingest.webhook import MAX_BODY_BYTES, TRUNCATE_FLAGS
 from auditlake.landing import decode_lines
 from auditlake.stores.s3 import S3Store
-from tests.conftest import AwsStack, LambdaContext, load_function
 from tests.envelope import largest_fitting, realistic_body
+from tests.helpers import AwsStack, LambdaContext, load_function
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from auditlake.demo.replay import batches, eventlist
 from auditlake.demo.synth import PLANTED_SECRET_VALUE, Synth
 from auditlake.ingest.webhook import MAX_BODY_BYTES
 from auditlake.stores.s3 import S3Store
-from tests.conftest import (
+from tests.helpers import (
     COMPLETE_AUDIT_FILES,
     AwsStack,
     LambdaContext,

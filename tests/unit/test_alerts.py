@@ -24,8 +24,8 @@ from auditlake.trust.alerts import (
     find_bursts,
     subject,
 )
-from tests.conftest import BURST_START
-from tests.conftest import forbidden_records as denials
+from tests.helpers import BURST_START
+from tests.helpers import forbidden_records as denials
 
 NOW = datetime.now(UTC)
 

@@ -22,7 +22,7 @@ from auditlake.ingest.cloudwatch import (
 from auditlake.landing import Landing, decode_lines, valid_cluster_name
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import instant
-from tests.conftest import awslogs_event, eks_messages, subscription_document
+from tests.helpers import awslogs_event, eks_messages, subscription_document
 
 
 @pytest.mark.parametrize(

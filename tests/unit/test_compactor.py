@@ -22,7 +22,7 @@ from auditlake.landing import Landing, decode_lines, encode_lines
 from auditlake.model import AUDIT
 from auditlake.stores import Archived
 from auditlake.stores.local import LocalStore
-from tests.conftest import complete_events
+from tests.helpers import complete_events
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 INGESTED = "2026-11-20T12:00:00.000000Z"

@@ -10,7 +10,7 @@ import pytest
 from auditlake.audit.normalise import Invalid
 from auditlake.events.normalise import EVENTS_V1, api_of, normalise_event
 from auditlake.model import EVENT_COLUMN_NAMES
-from tests.conftest import CORPUS, corpus_path, read_jsonl
+from tests.helpers import CORPUS, corpus_path, read_jsonl
 
 OBSERVED = "2026-11-21T00:00:00.000000Z"
 

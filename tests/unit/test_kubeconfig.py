@@ -11,7 +11,7 @@ from auditlake.ingest.webhook import (
     TRUNCATE_MAX_BATCH_BYTES,
     TRUNCATE_MAX_EVENT_BYTES,
 )
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_kubeconfig_points_at_the_webhook_with_the_token() -> None:

@@ -11,7 +11,7 @@ from auditlake import timestamps
 from auditlake.audit.normalise import Invalid
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.audit.redact import RedactionConfig
-from tests.conftest import COMPLETE_AUDIT_FILES, as_row, complete_events
+from tests.helpers import COMPLETE_AUDIT_FILES, as_row, complete_events
 
 _SCALARS = {"verb": "verb", "request_uri": "requestURI", "user_agent": "userAgent", "source_ips": "sourceIPs"}
 _USER = {"name": "username", "uid": "uid", "groups": "groups"}

@@ -8,7 +8,7 @@ from typing import Any
 from auditlake.audit.parse import EnvelopeError
 from auditlake.audit.pipeline import AuditPipeline, BatchResult, PipelineConfig, quarantine_item, refused_items
 from auditlake.audit.policy import policy_from_dict
-from tests.conftest import as_row, complete_events
+from tests.helpers import as_row, complete_events
 
 TS = "2026-11-21T00:00:00.000000Z"
 

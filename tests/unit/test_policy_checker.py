@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from auditlake.audit.policy import RequestAttributes, policy_from_dict
-from tests.conftest import corpus_path
+from tests.helpers import corpus_path
 
 TABLE = json.loads(corpus_path("policy/checker_test_cases.json").read_text())
 

@@ -7,7 +7,7 @@ from typing import Any
 from auditlake.audit.policy import load_policy, policy_from_dict
 from auditlake.audit.policy_lint import lint
 from auditlake.clusters.webhook_kubeconfig import asset
-from tests.conftest import corpus_path
+from tests.helpers import corpus_path
 
 
 def findings(*rules: Any, **top: Any) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from auditlake.audit.policy import PolicyError, load_policy, policy_from_dict
 from auditlake.clusters.webhook_kubeconfig import asset
-from tests.conftest import corpus_path
+from tests.helpers import corpus_path
 
 
 def doc(*rules: Any, **top: Any) -> dict[str, Any]:

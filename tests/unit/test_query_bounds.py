@@ -29,7 +29,7 @@ from auditlake.landing import Landing
 from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import format_millis, format_utc
-from tests.conftest import corpus_kube_events, forbidden_events
+from tests.helpers import corpus_kube_events, forbidden_events
 from tests.partitions import columns, literal_sql, scans
 
 _now = datetime.now(UTC)

@@ -10,7 +10,7 @@ import pytest
 from auditlake.audit.pipeline import AuditPipeline, BatchResult, PipelineConfig
 from auditlake.audit.redact import RedactionConfig, ResourceSpec, resource_of_uri, safe_reason, shown
 from auditlake.demo.synth import PLANTED_SECRET_VALUE, Synth
-from tests.conftest import as_row, complete_events
+from tests.helpers import as_row, complete_events
 
 FALCO = "audit/falcosecurity__falco__trace_files_k8s_audit.jsonl"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

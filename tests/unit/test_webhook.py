@@ -18,7 +18,7 @@ from auditlake.jsonio import REPLACED
 from auditlake.landing import Landing, decode_lines
 from auditlake.stores import StoreError
 from auditlake.stores.local import LocalStore
-from tests.conftest import as_row, complete_events, corpus_path, eventlist_body, fixture, nested
+from tests.helpers import as_row, complete_events, corpus_path, eventlist_body, fixture, nested
 
 TOKEN = "alk_test-token"
 NOW = datetime(2026, 11, 21, 5, 30, tzinfo=UTC)

@@ -28,8 +28,8 @@ from auditlake.ingest.webhook import (
 )
 from auditlake.landing import Landing
 from auditlake.stores.local import LocalStore
-from tests.conftest import fixture
 from tests.envelope import corpus_items, largest_fitting, padded_item, realistic_body, worst_body
+from tests.helpers import fixture
 
 TOKEN = "alk_" + "x" * 43
 

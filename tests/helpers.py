@@ -1,0 +1,236 @@
+"""Shared test paths and helpers (plain functions and classes: pytest advises against importing conftest,
+which keeps only the fixtures). The shared corpus is read in place, never copied."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from auditlake.timestamps import format_utc
+
+ROOT = Path(__file__).resolve().parents[1]
+# The shared sample corpus sits beside the repository; AUDITLAKE_CORPUS points elsewhere.
+CORPUS = Path(os.environ.get("AUDITLAKE_CORPUS", ROOT / ".." / "shared" / "corpus")).resolve()
+EVENTS = ROOT / "tests" / "events"
+COMPLETE_AUDIT_FILES = (
+    "audit/falcosecurity__falco__trace_files_k8s_audit.jsonl",
+    "audit/kubernetes__kubernetes__issue126466_watch_RequestReceived.jsonl",
+    "audit/liggitt__audit2rbac__demo_v1.jsonl",
+    "audit/liggitt__audit2rbac__demo_v1beta1_original.jsonl",
+    "audit/openshift__openshift-docs__audit-log-basic-viewing.jsonl",
+    "audit/panther-labs__panther-analysis__eks_k8s_rule_tests__complete_events.jsonl",
+)
+
+
+def corpus_path(relative: str) -> Path:
+    path = CORPUS / relative
+    if not path.exists():
+        # A missing corpus is a broken checkout, not a reason to skip: fail loudly.
+        raise FileNotFoundError(f"shared corpus file missing: {path}")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open("rb") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def as_row(line: bytes | dict[str, Any]) -> dict[str, Any]:
+    """A raw record as the archive reads it with the schema: every column, null where absent."""
+    from auditlake.model import AUDIT_COLUMN_NAMES
+
+    record = json.loads(line) if isinstance(line, bytes) else line
+    unknown = set(record) - set(AUDIT_COLUMN_NAMES)
+    assert not unknown, f"record has keys outside the schema: {unknown}"
+    return {column: record.get(column) for column in AUDIT_COLUMN_NAMES}
+
+
+def fixture(name: str) -> Any:
+    return json.loads((EVENTS / name).read_text())
+
+
+def eventlist_body(items: list[dict[str, Any]]) -> bytes:
+    """An EventList as kube-apiserver sends it: items without their own kind/apiVersion."""
+    stripped = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items]
+    return json.dumps(
+        {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": stripped}
+    ).encode()
+
+
+BURST_START = datetime(2026, 11, 21, 10, 5, tzinfo=UTC)
+
+
+def forbidden_events(count: int, *, start: datetime = BURST_START, every: float = 1.0,
+                     user: str = "mallory@example.com", resource: str = "secrets",
+                     first: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """``count`` audit events of 403 answers to one identity (distinct audit IDs from ``first``), the
+    first at ``start`` and one every ``every`` seconds after it."""
+    events = []
+    for n in range(first, first + count):
+        event = fixture("forbidden_secret_get.json")
+        event["auditID"] = f"00000000-0000-0000-0000-{n:012d}"
+        event["user"]["username"] = user
+        event["objectRef"]["resource"] = resource
+        event["sourceIPs"] = [f"203.0.113.{n % 3}"]
+        at = start + timedelta(seconds=every * (n - first))
+        event["requestReceivedTimestamp"] = format_utc(at)
+        events.append(event)
+    return events
+
+
+def forbidden_records(count: int, *, cluster: str = "prod", **kwargs: Any) -> list[Any]:
+    """``count`` 403 records as the pipeline stores them and hands them to the burst alerts (see
+    forbidden_events for the options)."""
+    from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+
+    events = forbidden_events(count, **kwargs)
+    result = AuditPipeline(PipelineConfig()).process(
+        events, cluster=cluster, source="webhook", ingested_at="2026-11-21T10:06:00.000000Z"
+    )
+    assert result.forbidden == count
+    return result.denials
+
+
+def complete_events(relative: str) -> list[dict[str, Any]]:
+    """The corpus' complete audit events (auditID, level and stage present)."""
+    return [e for e in read_jsonl(corpus_path(relative)) if all(k in e for k in ("auditID", "level", "stage"))]
+
+
+def nested(depth: int) -> bytes:
+    """An EventList whose envelope (not an item: those are split out and quarantined alone) is too deep."""
+    return b'{"kind":"EventList","items":[],"metadata":' + b"[" * depth + b"]" * depth + b"}"
+
+
+def load_function(monkeypatch: pytest.MonkeyPatch, function: str, env: dict[str, str]) -> ModuleType:
+    """Import functions/<function>/app.py afresh, as a cold start with this environment would (plus
+    the Powertools settings template.yaml gives every function)."""
+    powertools = {"POWERTOOLS_SERVICE_NAME": function, "POWERTOOLS_METRICS_NAMESPACE": "auditlake-test"}
+    for key, value in {**powertools, **env}.items():
+        monkeypatch.setenv(key, value)
+    name = f"{function}_app"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    from tests.iam.recorder import cold_start
+
+    # The IAM check (tests/iam) judges the calls made importing and inside the handler as this function's.
+    with cold_start(function) as run:
+        spec.loader.exec_module(module)
+    module.lambda_handler = run.attribute(module.lambda_handler)  # type: ignore[attr-defined]
+    return module
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "auditlake-test"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:auditlake-test"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    remaining_ms: int = 60_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+# ---------------------------------------------------------------- AWS (moto)
+
+
+@dataclass
+class AwsStack:
+    """The resources template.yaml creates, made on moto for one test."""
+
+    s3: Any
+    dynamodb: Any
+    ssm: Any
+    bucket: str
+    table: str
+
+
+def landed(aws: AwsStack) -> Iterator[dict[str, Any]]:
+    """Every record in the stack's audit raw landing, as the archive reads it."""
+    from auditlake.landing import decode_lines
+    from auditlake.stores.s3 import S3Store
+
+    store = S3Store(aws.s3, aws.bucket)
+    for key in store.list("raw/audit/"):
+        for line in decode_lines(store.get(key)):
+            yield as_row(line)
+
+
+# ---------------------------------------------------------------- CloudWatch Logs (EKS)
+
+AUDIT_STREAM = "kube-apiserver-audit-4e9f9d6f9d15381d05d77c5df3f7d329"  # names as FORMAT.md observed them
+API_STREAM = "kube-apiserver-e503271cd443efdbd2050ae8ca0794eb"
+
+
+def eks_messages() -> list[str]:
+    """EKS-shaped audit events (FORMAT.md's facts), one line each as the API server's log backend writes."""
+    return [json.dumps(event, separators=(",", ":")) for event in fixture("eks_audit_events.json")]
+
+
+def subscription_document(
+    messages: list[str], *, log_group: str = "/aws/eks/prod/cluster", stream: str = AUDIT_STREAM, first_id: int = 0
+) -> dict[str, Any]:
+    return {
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": log_group,
+        "logStream": stream,
+        "subscriptionFilters": ["auditlake-test"],
+        "logEvents": [
+            {
+                "id": f"{37000000000000000000000000000000000000000000000000000000 + first_id + i}",
+                "timestamp": 1795600000000 + i,
+                "message": m,
+            }
+            for i, m in enumerate(messages)
+        ],
+    }
+
+
+def awslogs_event(document: dict[str, Any]) -> dict[str, Any]:
+    """A CloudWatch Logs subscription's Lambda event: base64(gzip(JSON))."""
+    import base64
+    import gzip
+
+    return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(document).encode())).decode()}}
+
+
+# ---------------------------------------------------------------- Kubernetes API (the Events poller)
+
+
+def corpus_kube_events() -> list[dict[str, Any]]:
+    """The real core/v1 Events of the corpus (kubectl get events -o json), one per uid."""
+    events: dict[str, dict[str, Any]] = {}
+    for path in sorted(corpus_path("events").glob("*.eventlist.json")):
+        for item in json.loads(path.read_text())["items"]:
+            events.setdefault(item["metadata"]["uid"], item)
+    return list(events.values())
+
+
+def archived_events(lake: Path) -> list[dict[str, Any]]:
+    """Compact a local lake's raw Events and return every row of its events archive."""
+    import pyarrow.dataset as ds
+
+    from auditlake.archive.compactor import Compactor
+    from auditlake.archive.locks import LocalLocks
+    from auditlake.stores.local import LocalStore
+
+    store, archive = LocalStore(lake), LocalStore(lake / "archive")
+    Compactor(store, {"audit": archive, "events": archive}, LocalLocks(lake / "locks")).compact(
+        list(store.list("raw/events/"))
+    )
+    if not (lake / "archive" / "events").exists():
+        return []
+    return ds.dataset(lake / "archive" / "events", format="parquet", partitioning="hive").to_table().to_pylist()
