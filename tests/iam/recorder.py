@@ -2,7 +2,7 @@
 
 Contract:
 - ``cold_start(function)``: a context manager around the import of functions/<function>/app.py
-  (tests/conftest.py's ``load_function``). It yields a ``Run``: the function, the environment
+  (tests/helpers.py's ``load_function``). It yields a ``Run``: the function, the environment
   variables it started with, and (once its handler has been called) the ARN it was invoked as.
   Calls made while importing are the function's. ``Run.attribute(handler)`` wraps the module's
   ``lambda_handler`` so calls made during each invocation are the function's too.

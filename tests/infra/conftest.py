@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.iam.template import EKS_CLUSTERS, expand, parse, transform
 
 BIN = Path(sys.executable).parent
