@@ -1,5 +1,31 @@
-"""Conditional DynamoDB writes, the state table's one concurrency tool (leases, checkpoints, alert
-counters and their claims)."""
+"""The state table: its layout, and conditional writes, its one concurrency tool.
+
+One DynamoDB table holds all the state the functions and the CLI share (template.yaml's
+``StateTable``: partition key ``pk``, sort key ``sk``, string; DynamoDB removes an item once the
+epoch seconds in its ``ttl`` attribute have passed). Each kind of item lives under its own
+partition-key prefix; a fixed partition (no ``#``) is one partition holding one item per cluster,
+read by key instead of scanning the table. Every key is built here, and nowhere else:
+
+pk                                   sk              written by; read by                              ttl
+-----------------------------------  --------------  -----------------------------------------------  ----------------
+TOKEN#<sha256>                       TOKEN           CLI cluster; the webhook (token -> cluster)      none: revoked
+CLUSTER#<name>                       CLUSTER         CLI cluster                                      none
+POLLING                              <cluster>       CLI cluster add; the Events poller's fan-out     none
+POLLER#<cluster>                     LEASE           Events poller: lease, fence, checkpoint          none
+CHECKPOINT#<name>                    CHECKPOINT      CLI backfill --stack                             none
+ALERT#<rule>#<cluster>#<identity>    <10 s bucket>   webhook, CloudWatch forwarder: 403 bursts        a day
+SEEN                                 <cluster>       webhook, forwarder; the poller's fan-out         none
+LOCK#<kind>#<day>#<hh>#<cluster>     LOCK            compactor: one lease per archive partition       a day past lease
+LEDGER#<yyyy-mm-ddThh>               <archive key>   compactor; the digest                            30 days
+DIGEST#HEAD                          HEAD            digest; CLI verify --stack, doctor               none
+
+Each function's role is granted only its prefixes, with IAM's ``dynamodb:LeadingKeys`` condition:
+``leading_keys(prefix)`` is the pattern template.yaml grants (tests/infra/test_state_table.py
+compares the two). ``CLUSTER#`` and ``CHECKPOINT#`` are reached only by the CLI, with the
+operator's credentials (``OPERATOR_ONLY``).
+
+A bottom-layer module: the standard library and botocore only.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +35,89 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 T = TypeVar("T")
+Key = dict[str, dict[str, str]]  # {"pk": {"S": ...}, "sk": {"S": ...}}, as the low-level client takes it
+
+TOKEN = "TOKEN#"  # noqa: S105 - a key prefix, not a secret
+CLUSTER = "CLUSTER#"
+POLLING = "POLLING"
+POLLER = "POLLER#"
+CHECKPOINT = "CHECKPOINT#"
+ALERT = "ALERT#"
+SEEN = "SEEN"
+LOCK = "LOCK#"
+LEDGER = "LEDGER#"
+DIGEST_HEAD = "DIGEST#HEAD"
+PREFIXES = (TOKEN, CLUSTER, POLLING, POLLER, CHECKPOINT, ALERT, SEEN, LOCK, LEDGER, DIGEST_HEAD)
+OPERATOR_ONLY = frozenset({CLUSTER, CHECKPOINT})  # no function's role is granted these
+
+# The sort keys that registry scans filter on (a token's item, a cluster's item).
+TOKEN_SORT = "TOKEN"  # noqa: S105 - a sort key, not a secret
+CLUSTER_SORT = "CLUSTER"
+
+
+def leading_keys(prefix: str) -> str:
+    """The ``dynamodb:LeadingKeys`` pattern that grants ``prefix``: ``TOKEN#*`` for a prefix
+    followed by a name (StringLike), the partition itself for a fixed one (``SEEN``)."""
+    return f"{prefix}*" if prefix.endswith("#") else prefix
+
+
+def item_key(pk: str, sk: str) -> Key:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def token_key(token_sha256: str) -> Key:
+    return item_key(TOKEN + token_sha256, TOKEN_SORT)
+
+
+def token_hash_from(pk: str) -> str:
+    """The token hash a ``TOKEN#`` item's partition key holds."""
+    return pk.removeprefix(TOKEN)
+
+
+def cluster_key(name: str) -> Key:
+    return item_key(CLUSTER + name, CLUSTER_SORT)
+
+
+def polling_key(cluster: str) -> Key:
+    return item_key(POLLING, cluster)
+
+
+def poller_key(cluster: str) -> Key:
+    return item_key(POLLER + cluster, "LEASE")
+
+
+def checkpoint_key(name: str) -> Key:
+    return item_key(CHECKPOINT + name, "CHECKPOINT")
+
+
+def alert_partition(stream: str) -> str:
+    """``stream``: ``<rule>#<cluster>#<identity>``, the 403 counters of one identity."""
+    return ALERT + stream
+
+
+def alert_key(stream: str, bucket: str) -> Key:
+    return item_key(alert_partition(stream), bucket)
+
+
+def seen_key(cluster: str) -> Key:
+    return item_key(SEEN, cluster)
+
+
+def lock_key(name: str) -> Key:
+    return item_key(LOCK + name, "LOCK")
+
+
+def ledger_partition(hour: str) -> str:
+    """``hour``: ``yyyy-mm-ddThh``, when the ledger's files were written."""
+    return LEDGER + hour
+
+
+def ledger_key(hour: str, archive_key: str) -> Key:
+    return item_key(ledger_partition(hour), archive_key)
+
+
+def digest_head_key() -> Key:
+    return item_key(DIGEST_HEAD, "HEAD")
 
 
 def conditional_write(write: Callable[[], T], error: type[Exception], what: str) -> T | None:

@@ -5,6 +5,8 @@ release deletes it only if we still hold it. A holder that dies leaves the lease
 lease must outlive the holder's longest critical section (the compactor's Lambda timeout), so an
 expired lease means its holder is gone.
 
+A table that cannot be reached raises LockError (the key and the conditional write: state_table).
+
 Local: ``flock`` on a file per lock; the operating system releases it if the process dies.
 """
 
@@ -15,10 +17,15 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
+from auditlake.state_table import conditional_write, lock_key
+
+
+class LockError(RuntimeError):
+    """The lock table could not be reached (not: someone else holds the lock)."""
 
 
 class Locks(Protocol):
@@ -38,12 +45,12 @@ class DynamoLocks:
     def acquire(self, name: str, lease_seconds: int) -> str | None:
         token = secrets.token_hex(16)
         now = int(self.clock())
-        try:
+
+        def put() -> str:
             self.client.put_item(
                 TableName=self.table,
                 Item={
-                    "pk": {"S": f"LOCK#{name}"},
-                    "sk": {"S": "LOCK"},
+                    **lock_key(name),
                     "owner": {"S": token},
                     "expires_at": {"N": str(now + lease_seconds)},
                     "ttl": {"N": str(now + lease_seconds + 86400)},  # DynamoDB removes stale items
@@ -51,24 +58,20 @@ class DynamoLocks:
                 ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
                 ExpressionAttributeValues={":now": {"N": str(now)}},
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-        return token
+            return token
+
+        return conditional_write(put, LockError, f"take the lock {name}")  # None: someone else holds it
 
     def release(self, name: str, token: str) -> None:
-        try:
-            self.client.delete_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"LOCK#{name}"}, "sk": {"S": "LOCK"}},
-                ConditionExpression="#o = :token",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":token": {"S": token}},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise  # lost the lease meanwhile: nothing to release
+        delete = partial(
+            self.client.delete_item,
+            TableName=self.table,
+            Key=lock_key(name),
+            ConditionExpression="#o = :token",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":token": {"S": token}},
+        )
+        conditional_write(delete, LockError, f"release the lock {name}")  # refused: lost the lease meanwhile
 
 
 class LocalLocks:

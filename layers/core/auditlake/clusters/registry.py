@@ -13,14 +13,24 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
 from auditlake.jsonio import JSONError, dumps_str, loads
 from auditlake.landing import valid_cluster_name
+from auditlake.state_table import (
+    CLUSTER_SORT,
+    POLLING,
+    TOKEN_SORT,
+    cluster_key,
+    conditional_write,
+    polling_key,
+    token_hash_from,
+    token_key,
+)
 
-POLLING = "POLLING"
 TOKEN_PREFIX = "alk_"  # noqa: S105 - a prefix that makes leaked tokens greppable, not a secret
 
 
@@ -133,7 +143,7 @@ class DynamoRegistry:
         try:
             item = self.client.get_item(
                 TableName=self.table,
-                Key={"pk": {"S": f"TOKEN#{token_sha256}"}, "sk": {"S": "TOKEN"}},
+                Key=token_key(token_sha256),
                 ProjectionExpression="#c",
                 ExpressionAttributeNames={"#c": "cluster"},
             ).get("Item")
@@ -152,58 +162,47 @@ class DynamoRegistry:
         if not valid_cluster_name(name):
             raise RegistryError(f"invalid cluster name {name!r}: use a DNS label (a-z, 0-9, '-', <= 63)")
         polling = [{"Put": self._polling_put(name, poll)}] if poll else []
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": {
-                                "pk": {"S": f"CLUSTER#{name}"},
-                                "sk": {"S": "CLUSTER"},
-                                "name": {"S": name},
-                                "created_at": {"S": created_at},
-                                "ingest": {"S": "webhook"},
-                            },
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": {
-                                "pk": {"S": f"TOKEN#{token_sha256}"},
-                                "sk": {"S": "TOKEN"},
-                                "cluster": {"S": name},
-                                "created_at": {"S": created_at},
-                            },
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    *polling,
-                ]
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise RegistryError(f"cluster {name!r} is already registered") from exc
-            raise RegistryError(f"cannot register {name!r}: {exc.response['Error']['Code']}") from exc
+        register = partial(
+            self.client.transact_write_items,
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {
+                            **cluster_key(name),
+                            "name": {"S": name},
+                            "created_at": {"S": created_at},
+                            "ingest": {"S": "webhook"},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {**token_key(token_sha256), "cluster": {"S": name}, "created_at": {"S": created_at}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                *polling,
+            ],
+        )
+        if conditional_write(register, RegistryError, f"register {name!r}") is None:
+            raise RegistryError(f"cluster {name!r} is already registered")
 
     def add_token(self, name: str, token_sha256: str, *, created_at: str) -> None:
         """Another token for a registered cluster (rotation: both work until the old one is revoked)."""
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {"ConditionCheck": {"TableName": self.table, "Key": self._cluster_key(name),
-                                        "ConditionExpression": "attribute_exists(pk)"}},
-                    {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
-                        "pk": {"S": f"TOKEN#{token_sha256}"}, "sk": {"S": "TOKEN"}, "cluster": {"S": name},
-                        "created_at": {"S": created_at}}}},
-                ]
-            )  # fmt: skip
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise RegistryError(f"cluster {name!r} is not registered") from exc
-            raise RegistryError(f"cannot add a token to {name!r}: {exc.response['Error']['Code']}") from exc
+        add = partial(
+            self.client.transact_write_items,
+            TransactItems=[
+                {"ConditionCheck": {"TableName": self.table, "Key": cluster_key(name),
+                                    "ConditionExpression": "attribute_exists(pk)"}},
+                {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+                    **token_key(token_sha256), "cluster": {"S": name}, "created_at": {"S": created_at}}}},
+            ],
+        )  # fmt: skip
+        if conditional_write(add, RegistryError, f"add a token to {name!r}") is None:
+            raise RegistryError(f"cluster {name!r} is not registered")
 
     def tokens(self, name: str) -> list[dict[str, str]]:
         """The cluster's tokens, as SHA-256 and creation time, oldest first."""
@@ -212,10 +211,10 @@ class DynamoRegistry:
             TableName=self.table,
             FilterExpression="sk = :t AND #c = :n",
             ExpressionAttributeNames={"#c": "cluster"},
-            ExpressionAttributeValues={":t": {"S": "TOKEN"}, ":n": {"S": name}},
+            ExpressionAttributeValues={":t": {"S": TOKEN_SORT}, ":n": {"S": name}},
         ):
             for item in page.get("Items", ()):
-                out.append({"sha256": item["pk"]["S"].removeprefix("TOKEN#"), "created_at": item["created_at"]["S"]})
+                out.append({"sha256": token_hash_from(item["pk"]["S"]), "created_at": item["created_at"]["S"]})
         return sorted(out, key=lambda t: t["created_at"])
 
     def revoke_token(self, name: str, token_sha256: str) -> None:
@@ -224,20 +223,16 @@ class DynamoRegistry:
             raise RegistryError(f"cluster {name!r} has no token with SHA-256 {token_sha256}")
         if len(self.tokens(name)) == 1:
             raise RegistryError(f"that is {name!r}'s only token: rotate first, then revoke the old one")
-        try:
-            self.client.delete_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"TOKEN#{token_sha256}"}, "sk": {"S": "TOKEN"}},
-                ConditionExpression="#c = :n",
-                ExpressionAttributeNames={"#c": "cluster"},
-                ExpressionAttributeValues={":n": {"S": name}},
-            )
-        except ClientError as exc:
-            raise RegistryError(f"cannot revoke: {exc.response['Error']['Code']}") from exc
-
-    @staticmethod
-    def _cluster_key(name: str) -> dict[str, Any]:
-        return {"pk": {"S": f"CLUSTER#{name}"}, "sk": {"S": "CLUSTER"}}
+        revoke = partial(
+            self.client.delete_item,
+            TableName=self.table,
+            Key=token_key(token_sha256),
+            ConditionExpression="#c = :n",
+            ExpressionAttributeNames={"#c": "cluster"},
+            ExpressionAttributeValues={":n": {"S": name}},
+        )
+        if conditional_write(revoke, RegistryError, "revoke") is None:  # revoked meanwhile
+            raise RegistryError(f"cluster {name!r} has no token with SHA-256 {token_sha256}")
 
     def set_polling(self, name: str, poll: PollConfig, *, created_at: str) -> None:
         """Poll this cluster's Events (creating its entry if it has none: an EKS cluster sends audit
@@ -246,7 +241,7 @@ class DynamoRegistry:
             raise RegistryError(f"invalid cluster name {name!r}: use a DNS label (a-z, 0-9, '-', <= 63)")
         cluster = {
             "TableName": self.table,
-            "Key": self._cluster_key(name),
+            "Key": cluster_key(name),
             "UpdateExpression": "SET #n = :n, created_at = if_not_exists(created_at, :t)",
             "ExpressionAttributeNames": {"#n": "name"},
             "ExpressionAttributeValues": {":n": {"S": name}, ":t": {"S": created_at}},
@@ -259,7 +254,7 @@ class DynamoRegistry:
             raise RegistryError(f"cannot register {name!r}: {exc.response['Error']['Code']}") from exc
 
     def _polling_put(self, name: str, poll: PollConfig) -> dict[str, Any]:
-        item = {"pk": {"S": POLLING}, "sk": {"S": name}, "poll": {"S": poll.to_json()}}
+        item = {**polling_key(name), "poll": {"S": poll.to_json()}}
         return {"TableName": self.table, "Item": item}
 
     def polled(self) -> dict[str, PollConfig]:
@@ -279,7 +274,7 @@ class DynamoRegistry:
 
     def poll_config(self, name: str) -> PollConfig | None:
         try:
-            item = self.client.get_item(TableName=self.table, Key={"pk": {"S": POLLING}, "sk": {"S": name}}).get("Item")
+            item = self.client.get_item(TableName=self.table, Key=polling_key(name)).get("Item")
         except ClientError as exc:
             raise RegistryError(f"cluster lookup failed: {exc.response['Error']['Code']}") from exc
         return PollConfig.from_json(item["poll"]["S"]) if item else None
@@ -290,7 +285,7 @@ class DynamoRegistry:
         for page in paginator.paginate(
             TableName=self.table,
             FilterExpression="sk = :c",
-            ExpressionAttributeValues={":c": {"S": "CLUSTER"}},
+            ExpressionAttributeValues={":c": {"S": CLUSTER_SORT}},
         ):
             for item in page.get("Items", ()):
                 out.append({k: v["S"] for k, v in item.items() if "S" in v})

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from auditlake.jsonio import JSONError, dumps, dumps_str, loads
-from auditlake.state_table import conditional_write
+from auditlake.state_table import conditional_write, poller_key
 
 
 class LeaseError(RuntimeError):
@@ -61,16 +61,12 @@ class DynamoLeases:
     def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time) -> None:
         self.client, self.table, self.clock = client, table, clock
 
-    @staticmethod
-    def _key(cluster: str) -> dict[str, Any]:
-        return {"pk": {"S": f"POLLER#{cluster}"}, "sk": {"S": "LEASE"}}
-
     def acquire(self, cluster: str, holder: str, seconds: float) -> Lease:
         now = self.clock()
         answer = conditional_write(
             lambda: self.client.update_item(
                 TableName=self.table,
-                Key=self._key(cluster),
+                Key=poller_key(cluster),
                 UpdateExpression="SET holder = :h, lease_until = :u, fence = if_not_exists(fence, :z) + :one",
                 ConditionExpression="attribute_not_exists(pk) OR lease_until <= :now",
                 ExpressionAttributeValues={
@@ -99,7 +95,7 @@ class DynamoLeases:
         answer = conditional_write(
             lambda: self.client.update_item(
                 TableName=self.table,
-                Key=self._key(lease.cluster),
+                Key=poller_key(lease.cluster),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeValues={":h": {"S": lease.holder}, ":f": {"N": str(lease.fence)}, **now, **values},

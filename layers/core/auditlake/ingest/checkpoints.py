@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from auditlake.jsonio import JSONError, dumps, dumps_str, loads
-from auditlake.state_table import conditional_write
+from auditlake.state_table import checkpoint_key, conditional_write
 
 
 class CheckpointError(RuntimeError):
@@ -47,13 +47,9 @@ class DynamoCheckpoints:
         self.client = client
         self.table = table
 
-    @staticmethod
-    def _key(name: str) -> dict[str, Any]:
-        return {"pk": {"S": f"CHECKPOINT#{name}"}, "sk": {"S": "CHECKPOINT"}}
-
     def load(self, name: str) -> tuple[dict[str, Any] | None, int]:
         try:
-            item = self.client.get_item(TableName=self.table, Key=self._key(name), ConsistentRead=True).get("Item")
+            item = self.client.get_item(TableName=self.table, Key=checkpoint_key(name), ConsistentRead=True).get("Item")
         except (BotoCoreError, ClientError) as exc:
             raise CheckpointError(f"cannot read checkpoint {name}: {exc}") from exc
         if not item:
@@ -65,7 +61,7 @@ class DynamoCheckpoints:
             lambda: self.client.put_item(
                 TableName=self.table,
                 Item={
-                    **self._key(name),
+                    **checkpoint_key(name),
                     "state": {"S": dumps_str(value)},
                     "version": {"N": str(version + 1)},
                     "updated_at": {"S": datetime.now(UTC).isoformat()},

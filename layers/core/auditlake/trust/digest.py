@@ -60,6 +60,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from auditlake.state_table import DIGEST_HEAD, digest_head_key
 from auditlake.stores import AlreadyExists, Archived, Store, StoreError
 from auditlake.stores.s3 import S3Store
 from auditlake.timestamps import format_utc, parse
@@ -221,7 +222,7 @@ def _valid_head(head: Any, where: str) -> dict[str, Any]:
 class DynamoChainHead:
     def __init__(self, client: Any, table: str) -> None:
         self.client, self.table = client, table
-        self._key = {"pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"}}
+        self._key = digest_head_key()
 
     def load(self) -> dict[str, Any] | None:
         try:
@@ -231,9 +232,9 @@ class DynamoChainHead:
         if not item:
             return None
         try:
-            return _valid_head(json.loads(item["head"]["S"]), "DIGEST#HEAD")
+            return _valid_head(json.loads(item["head"]["S"]), DIGEST_HEAD)
         except (KeyError, TypeError, ValueError) as exc:
-            raise DigestError(f"the chain head (DIGEST#HEAD) cannot be read: {exc}") from exc
+            raise DigestError(f"the chain head ({DIGEST_HEAD}) cannot be read: {exc}") from exc
 
     def advance(self, previous: int, head: dict[str, Any]) -> None:
         try:

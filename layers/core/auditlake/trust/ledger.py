@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from auditlake.jsonio import dumps, loads
+from auditlake.state_table import ledger_key, ledger_partition
 from auditlake.stores import StoreError
 
 KEEP_SECONDS = 30 * 86400
@@ -73,9 +74,8 @@ class DynamoLedger:
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={"pk": {"S": f"LEDGER#{entry.written_at[:13]}"}, "sk": {"S": entry.key}, **item,
-                      "ttl": {"N": str(expires)}},
-            )  # fmt: skip
+                Item={**ledger_key(entry.written_at[:13], entry.key), **item, "ttl": {"N": str(expires)}},
+            )
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot record {entry.key} in the ledger: {exc}") from exc
 
@@ -88,7 +88,7 @@ class DynamoLedger:
             pages = self.client.get_paginator("query").paginate(
                 TableName=self.table,
                 KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": f"LEDGER#{hour}"}},
+                ExpressionAttributeValues={":p": {"S": ledger_partition(hour)}},
                 ConsistentRead=True,
             )
             for page in pages:
@@ -97,7 +97,7 @@ class DynamoLedger:
                         fields: dict[str, Any] = {k: int(v["N"]) if "N" in v else v["S"] for k, v in item.items()}
                         out.append(Entry(**{k: v for k, v in fields.items() if k not in ("pk", "sk", "ttl")}))
                     except (KeyError, TypeError, ValueError) as exc:
-                        self.damaged.append(f"LEDGER#{hour} {item.get('sk', {}).get('S', '?')}: {exc}")
+                        self.damaged.append(f"{ledger_partition(hour)} {item.get('sk', {}).get('S', '?')}: {exc}")
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot read the ledger for {hour}: {exc}") from exc
         return out

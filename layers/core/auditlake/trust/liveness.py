@@ -15,6 +15,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from auditlake.state_table import SEEN, seen_key
+
 logger = logging.getLogger(__name__)
 BEAT_EVERY_SECONDS = 60.0
 
@@ -33,7 +35,7 @@ class Heartbeats:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": {"S": "SEEN"}, "sk": {"S": cluster}},
+                Key=seen_key(cluster),
                 UpdateExpression="SET seen_at = :t",
                 ExpressionAttributeValues={":t": {"N": f"{now:.0f}"}},
             )
@@ -51,7 +53,7 @@ class Heartbeats:
                 TableName=self.table,
                 KeyConditionExpression="pk = :s",
                 FilterExpression="seen_at < :h",
-                ExpressionAttributeValues={":s": {"S": "SEEN"}, ":h": {"N": f"{horizon:.0f}"}},
+                ExpressionAttributeValues={":s": {"S": SEEN}, ":h": {"N": f"{horizon:.0f}"}},
             ):
                 out += [item["sk"]["S"] for item in page.get("Items", ())]
         except (BotoCoreError, ClientError) as exc:
