@@ -59,18 +59,22 @@ import sys
 import tempfile
 import time
 import venv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import yaml
 import zstandard
 
 ROOT = Path(__file__).resolve().parents[1]
+# The repository root too: the test doubles the benchmark shares with the suite are in tests/fakes.
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from tests.fakes.stores import Discard  # noqa: E402
 
 import alerting  # noqa: E402
 import compaction  # noqa: E402
@@ -82,7 +86,6 @@ from auditlake.demo.replay import batches, eventlist  # noqa: E402
 from auditlake.demo.synth import Synth  # noqa: E402
 from auditlake.ingest.cloudwatch import EksAuditForwarder  # noqa: E402
 from auditlake.landing import Landing  # noqa: E402
-from auditlake.stores import StoreError  # noqa: E402
 
 T = TypeVar("T")
 ROUNDS = 5
@@ -114,28 +117,6 @@ def ours(config: PipelineConfig) -> Callable[[list[bytes]], int]:
         return written
 
     return run
-
-
-class Discard:
-    """A store that keeps nothing: the benchmark measures ingest, not the disk."""
-
-    def put(self, key: str, data: bytes, content_type: str, *, create_only: bool = False) -> None:
-        return None
-
-    def open(self, key: str) -> BinaryIO:
-        raise StoreError(f"{key}: nothing is kept")
-
-    def get(self, key: str) -> bytes:
-        raise StoreError(f"{key}: nothing is kept")
-
-    def size(self, key: str) -> int | None:
-        return None
-
-    def modified(self, key: str) -> datetime | None:
-        return None
-
-    def list(self, prefix: str) -> Iterator[str]:
-        return iter(())
 
 
 def subscription_payloads(events: list[dict[str, Any]]) -> list[str]:

@@ -14,17 +14,18 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import zstandard
+from tests.fakes.kube_client import Recording
+from tests.fakes.leases import CountingLeases
 
-from auditlake.events.leases import Lease, LocalLeases
+from auditlake.events.leases import LocalLeases
 from auditlake.events.normalise import CORE_V1
-from auditlake.events.poller import DISCOVERY_PATH, EventsPoller
+from auditlake.events.poller import EventsPoller
 from auditlake.landing import Landing
 from auditlake.stores import Store
 
@@ -32,39 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "events"
 ROUNDS = 5
 STREAM_EVENTS = 50_000
-
-
-class Recording:
-    """A recorded API server: list answers and watch streams, replayed in order."""
-
-    verifies_tls = True
-
-    def __init__(self, lists: list[bytes] | None = None, watches: list[list[bytes]] | None = None) -> None:
-        self.lists, self.watches = list(lists or []), list(watches or [])
-
-    def get(self, path: str, query: dict[str, Any] | None = None, *, timeout: float = 60.0) -> bytes:
-        return b"{}" if path == DISCOVERY_PATH else self.lists.pop(0)
-
-    def stream(self, path: str, query: dict[str, Any], *, timeout: float) -> Iterator[bytes]:
-        yield from self.watches.pop(0)
-
-
-class CountingLeases(LocalLeases):
-    """Local leases that count every write to the store."""
-
-    writes = 0
-
-    def acquire(self, cluster: str, holder: str, seconds: float) -> Lease:
-        self.writes += 1
-        return super().acquire(cluster, holder, seconds)
-
-    def advance(self, lease: Lease, checkpoint: dict[str, Any], seconds: float) -> None:
-        self.writes += 1
-        super().advance(lease, checkpoint, seconds)
-
-    def release(self, lease: Lease) -> None:
-        self.writes += 1
-        super().release(lease)
 
 
 def watch_lines(count: int, corpus: Path = CORPUS) -> list[bytes]:

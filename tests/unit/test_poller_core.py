@@ -9,13 +9,15 @@ from typing import Any
 
 import orjson
 import pytest
-from bench.polling import CountingLeases, Recording, seed_checkpoint, watch_lines
+from bench.polling import seed_checkpoint, watch_lines
 
 from auditlake.events.api import KubeError
 from auditlake.events.leases import LocalLeases
 from auditlake.events.poller import EventsPoller, PollerFleet, newer, round_robin
 from auditlake.landing import Landing
 from auditlake.stores.local import LocalStore
+from tests.fakes.kube_client import Recording
+from tests.fakes.leases import CountingLeases
 
 
 def poller(tmp_path: Path, source: Recording, leases: LocalLeases | None = None, **kwargs: object) -> EventsPoller:
