@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from auditlake.clusters.registry import DynamoRegistry, bearer_token, new_token, token_hash
+from auditlake.state_table import token_hash_from
 
 
 class CountingTable:
@@ -16,7 +17,7 @@ class CountingTable:
 
     def get_item(self, **kwargs: Any) -> dict[str, Any]:
         self.reads += 1
-        cluster = self.items.get(kwargs["Key"]["pk"]["S"].removeprefix("TOKEN#"))
+        cluster = self.items.get(token_hash_from(kwargs["Key"]["pk"]["S"]))
         return {"Item": {"cluster": {"S": cluster}}} if cluster else {}
 
 
