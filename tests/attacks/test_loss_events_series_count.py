@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from auditlake.ingest.files import ingest_events
+from auditlake.events.files import ingest_events
 from auditlake.landing import Landing
 from auditlake.stores.local import LocalStore
 from tests.attacks.delivery import CLUSTER

@@ -13,8 +13,9 @@ from auditlake.archive.compactor import Compactor
 from auditlake.archive.locks import LocalLocks
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.demo import synth
+from auditlake.events.files import ingest_events
 from auditlake.ingest.cloudwatch import EksAuditForwarder, decode_document
-from auditlake.ingest.files import FileIngest, ingest_events
+from auditlake.ingest.files import FileIngest
 from auditlake.jsonio import dumps
 from auditlake.landing import Landing
 from auditlake.query import named as query

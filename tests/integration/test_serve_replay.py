@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 
-from auditlake.ingest.webhook import MAX_BODY_BYTES
+from auditlake.http_api import MAX_BODY_BYTES
 from auditlake.landing import decode_lines
 from auditlake.stores.local import LocalStore
 from tests.helpers import as_row, corpus_path, eventlist_body, forbidden_events

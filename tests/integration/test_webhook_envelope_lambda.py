@@ -12,8 +12,13 @@ from typing import Any
 import pytest
 
 from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
-from auditlake.http_api import LAMBDA_MAX_REQUEST_BYTES, http_api_event, invocation_bytes
-from auditlake.ingest.webhook import MAX_BODY_BYTES, TRUNCATE_FLAGS
+from auditlake.http_api import (
+    LAMBDA_MAX_REQUEST_BYTES,
+    MAX_BODY_BYTES,
+    TRUNCATE_FLAGS,
+    http_api_event,
+    invocation_bytes,
+)
 from auditlake.landing import decode_lines
 from auditlake.stores.s3 import S3Store
 from tests.envelope import largest_fitting, realistic_body

@@ -19,7 +19,7 @@ from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
 from auditlake.clusters.webhook_kubeconfig import asset
 from auditlake.demo.replay import batches, eventlist
 from auditlake.demo.synth import PLANTED_SECRET_VALUE, Synth
-from auditlake.ingest.webhook import MAX_BODY_BYTES
+from auditlake.http_api import MAX_BODY_BYTES
 from auditlake.stores.s3 import S3Store
 from tests.helpers import (
     COMPLETE_AUDIT_FILES,

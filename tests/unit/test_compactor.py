@@ -224,7 +224,7 @@ def test_archive_files_are_never_overwritten(lake: Lake) -> None:
 
 
 def test_events_are_compacted_by_uid_and_resource_version(lake: Lake) -> None:
-    from auditlake.ingest.files import ingest_events
+    from auditlake.events.files import ingest_events
 
     path = lake.root / "events.jsonl"
     events = Synth(minutes=30, rate=1, seed=2, start=AT - timedelta(hours=1)).kube_events()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from auditlake.clusters.webhook_kubeconfig import apiserver_flags, asset, render_kubeconfig
-from auditlake.ingest.webhook import (
+from auditlake.http_api import (
     BATCH_MAX_EVENTS,
     MAX_BODY_BYTES,
     TRUNCATE_MAX_BATCH_BYTES,

@@ -80,7 +80,7 @@ def test_decode_lines_reads_every_frame_and_strict_refuses_a_cut_one() -> None:
 
 
 def test_quarantine_never_replaces_another_quarantine(tmp_path: Path) -> None:
-    from auditlake.audit.pipeline import ItemFailure
+    from auditlake.landing import ItemFailure
 
     store = LocalStore(tmp_path)
     landing = Landing(store, "audit")

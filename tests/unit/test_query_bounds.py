@@ -22,8 +22,9 @@ from sqlglot import exp
 from auditlake.archive.compactor import Compactor
 from auditlake.archive.locks import LocalLocks
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.events.files import ingest_events
 from auditlake.events.poller import gap_record
-from auditlake.ingest.files import FileIngest, ingest_events
+from auditlake.ingest.files import FileIngest
 from auditlake.jsonio import dumps
 from auditlake.landing import Landing
 from auditlake.query import named as query

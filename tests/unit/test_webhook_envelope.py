@@ -16,16 +16,19 @@ from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.clusters.registry import StaticTokens, token_hash
 from auditlake.clusters.webhook_kubeconfig import apiserver_flags
 from auditlake.demo.replay import eventlist
-from auditlake.http_api import LAMBDA_MAX_REQUEST_BYTES, fits_lambda, http_api_event, invocation_bytes
-from auditlake.ingest.webhook import (
+from auditlake.http_api import (
     BATCH_MAX_EVENTS,
     ENVELOPE_BUDGET,
     EVENTLIST_SLACK,
+    LAMBDA_MAX_REQUEST_BYTES,
     MAX_BODY_BYTES,
     TRUNCATE_FLAGS,
     TRUNCATE_MAX_EVENT_BYTES,
-    AuditWebhook,
+    fits_lambda,
+    http_api_event,
+    invocation_bytes,
 )
+from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
 from auditlake.stores.local import LocalStore
 from tests.envelope import corpus_items, largest_fitting, padded_item, realistic_body, worst_body

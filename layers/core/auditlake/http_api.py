@@ -7,8 +7,8 @@ runs. The body is only part of that event: it travels as a JSON string (each ``"
 escaped, so a valid JSON body grows by up to 2x) or, when API Gateway treats the content type as
 binary, base64 (4/3), next to the headers and ``requestContext``. ``http_api_event`` builds the
 event a kube-apiserver POST becomes (its headers, the ones API Gateway adds, the request context);
-``invocation_bytes`` measures it. The webhook's size limits (webhook.py) are derived from these, and
-the tests check them with this builder.
+``invocation_bytes`` measures it. The webhook's size limits are derived from these, here, and the
+tests check them with this builder.
 """
 
 from __future__ import annotations
@@ -21,6 +21,40 @@ from typing import Any
 LAMBDA_MAX_REQUEST_BYTES = 6_291_456
 # HTTP API quota: request line and header values together at most 10,240 bytes (not adjustable).
 HTTP_API_MAX_HEADER_BYTES = 10_240
+
+# The webhook's size limits: the one place for these numbers (http_api_event builds and measures the
+# envelope they are derived from).
+# On AWS the body reaches the function inside API Gateway's payload 2.0 event, as an escaped JSON
+# string (each " and \ doubles: up to 2x for a valid JSON body; 10-15% on the corpus as
+# kube-apiserver serialises it, ~32% on kubectl-apply writes, whose requests carry themselves again
+# as an escaped annotation) or as base64 (4/3) when API Gateway deems the content type binary, next
+# to headers and requestContext. Lambda refuses an invocation of LAMBDA_MAX_REQUEST_BYTES or more:
+# API Gateway then answers 500 before the function runs, kube-apiserver retries and drops the batch.
+# * ENVELOPE_BUDGET, what surrounds the body: a kube-apiserver request measures ~1,050 bytes; HTTP
+#   API caps request line + header values at 10,240 bytes, each may appear three times (headers,
+#   requestContext, rawQueryString + queryStringParameters) and escape to 2x: 61,440; 64 KiB in all.
+# * MAX_BODY_BYTES (the 413): 2 x 3,000,000 + 65,536 < 6,291,456, so any body up to the limit
+#   reaches the function whatever its content, and is taken. A body over it still reaches the
+#   function, and gets the 413 with the advice, up to (6,291,456 - 65,536) / 2 = 3,112,960 bytes
+#   whatever its content, to ~4.67 MB when it grows by a third or less (base64; kubectl-apply
+#   batches), to ~5.5 MB for the corpus' batches. Larger: API Gateway's 500 (its own 413 over 10 MB).
+# * The advice: in batch mode kube-apiserver POSTs up to --audit-webhook-batch-max-size events, each
+#   at most --audit-webhook-truncate-max-event-size bytes (bigger ones lose their request/response
+#   objects, or are dropped). --audit-webhook-truncate-max-batch-size does not bound a POST: the
+#   truncating backend sits before the batching one and sees events one at a time. So
+#   45 x 65,536 + EVENTLIST_SLACK <= MAX_BODY_BYTES bounds every batch, whatever it escapes to.
+ENVELOPE_BUDGET = 64 * 1024
+MAX_BODY_BYTES = 3_000_000
+BATCH_MAX_EVENTS = 45
+TRUNCATE_MAX_EVENT_BYTES = 64 * 1024
+EVENTLIST_SLACK = 4096  # {"kind":"EventList",...,"items":[ ]} and a comma per item: ~125 bytes at 45 events
+TRUNCATE_MAX_BATCH_BYTES = BATCH_MAX_EVENTS * TRUNCATE_MAX_EVENT_BYTES  # 2,949,120: for blocking mode, and replay
+TRUNCATE_FLAGS = (
+    f"--audit-webhook-batch-max-size={BATCH_MAX_EVENTS} --audit-webhook-truncate-enabled=true "
+    f"--audit-webhook-truncate-max-event-size={TRUNCATE_MAX_EVENT_BYTES} "
+    f"--audit-webhook-truncate-max-batch-size={TRUNCATE_MAX_BATCH_BYTES}"
+)
+
 ROUTE = "POST /v1/audit"
 PATH = "/v1/audit"
 # What kube-apiserver's audit webhook client (client-go's REST client) sends besides the token.

@@ -21,11 +21,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import zstandard
 
-from auditlake.audit.pipeline import ItemFailure
 from auditlake.jsonio import dumps
 from auditlake.stores import AlreadyExists, Store
 from auditlake.timestamps import format_utc
@@ -36,6 +37,40 @@ _CLUSTER = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Quarantine of input no cluster can be told for (a log group that is not an EKS cluster's): not a
 # DNS label, so it never collides with a real cluster's prefix.
 UNROUTED = "_unrouted"
+# What Landing.raw_key writes, read back by parse_raw_key (the compactor's filter of S3 notifications).
+_RAW_KEY = re.compile(
+    r"^raw/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/\d{4}/\d{2}/\d{2}/\d{2}/(?P<batch>[^/]+)\.ndjson\.zst$"
+)
+
+
+@dataclass
+class ItemFailure:
+    """An item that goes to quarantine: ``item`` is the parsed value with secret bodies removed, or,
+    when it cannot be parsed or is too deep to redact, ``raw`` holds its original bytes. ``origin``
+    says where the sender keeps it (a CloudWatch log stream and event id), when it does."""
+
+    index: int
+    reason: str
+    audit_id: str | None = None
+    stage: str | None = None
+    item: Any = None
+    raw: bytes | None = None
+    origin: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RawKey:
+    """What a raw object's key says: its kind (``KINDS``, or another a reader must skip), cluster and batch."""
+
+    kind: str
+    cluster: str
+    batch: str
+
+
+def parse_raw_key(key: str) -> RawKey | None:
+    """The parts of a key ``Landing.raw_key`` writes; None for any other key."""
+    match = _RAW_KEY.match(key)
+    return RawKey(match["kind"], match["cluster"], match["batch"]) if match else None
 
 
 def valid_cluster_name(name: str) -> bool:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
-
-from auditlake.audit.pipeline import BatchResult
 
 # Per-batch outcome -> metric name; the same names for every ingest path, so one dashboard fits all.
 BATCH_METRICS = (
@@ -25,17 +24,7 @@ class NoMetrics:
         return None
 
 
-def batch_counts(result: BatchResult, quarantined: int | None = None) -> dict[str, int]:
-    """``quarantined`` overrides the pipeline's count when the caller refused items before it."""
-    return {
-        "accepted": result.accepted,
-        "quarantined": len(result.failures) if quarantined is None else quarantined,
-        "filtered": result.filtered,
-        "redacted": result.redacted,
-        "forbidden": result.forbidden,
-    }
-
-
-def emit_counts(metrics: MetricsSink, counts: dict[str, int]) -> None:
+def emit_counts(metrics: MetricsSink, counts: Mapping[str, int]) -> None:
+    """``counts`` by the outcome names of BATCH_METRICS (``intake.IngestStats.counts``)."""
     for name, metric in BATCH_METRICS:
         metrics.add_metric(metric, "Count", counts[name])

@@ -32,7 +32,6 @@ import hashlib
 import io
 import itertools
 import logging
-import re
 import secrets
 import time
 from collections import deque
@@ -51,6 +50,7 @@ import zstandard
 from auditlake.archive.locks import Locks
 from auditlake.archive.schema import ARCHIVE_TIMESTAMP, archive_schema, read_schema, timestamp_columns
 from auditlake.jsonio import dumps
+from auditlake.landing import parse_raw_key
 from auditlake.model import ARCHIVE_KINDS, ArchiveKind
 from auditlake.stores import AlreadyExists, Archived, Store, StoreError
 from auditlake.timestamps import format_utc
@@ -61,7 +61,6 @@ logger = logging.getLogger(__name__)
 # Markers in place of an object's text (NUL never starts NDJSON).
 _FETCH_FAILED = b"\0fetch failed: "
 _UNREADABLE = b"\0unreadable: "
-RAW_KEY = re.compile(r"^raw/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.ndjson\.zst$")
 HOUR_MS = 3_600_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -135,11 +134,11 @@ class Compactor:
         report = CompactionReport()
         by_kind: dict[str, list[str]] = {}
         for key in dict.fromkeys(keys):  # S3 may notify twice; order kept
-            match = RAW_KEY.match(key)
-            if match is None or match["kind"] not in ARCHIVE_KINDS:
+            raw = parse_raw_key(key)
+            if raw is None or raw.kind not in ARCHIVE_KINDS:
                 report.ignored.append(key)
                 continue
-            by_kind.setdefault(match["kind"], []).append(key)
+            by_kind.setdefault(raw.kind, []).append(key)
         for kind_name, kind_keys in by_kind.items():
             report.add(self._compact_kind(ARCHIVE_KINDS[kind_name], kind_keys))
         return report

@@ -51,6 +51,7 @@ from auditlake.audit.schema import (
     raw_eventlist_decoder,
 )
 from auditlake.jsonio import REPLACED, JSONError, encode, loads, loads_like_go
+from auditlake.landing import ItemFailure
 
 _NESTED = (
     ("user", USER_FIELDS),
@@ -66,21 +67,6 @@ class PipelineConfig:
 
     policy: Policy | None = None
     redaction: RedactionConfig = field(default_factory=RedactionConfig.build)
-
-
-@dataclass
-class ItemFailure:
-    """An item that goes to quarantine: ``item`` is the parsed value with secret bodies removed, or,
-    when it cannot be parsed or is too deep to redact, ``raw`` holds its original bytes. ``origin``
-    says where the sender keeps it (a CloudWatch log stream and event id), when it does."""
-
-    index: int
-    reason: str
-    audit_id: str | None = None
-    stage: str | None = None
-    item: Any = None
-    raw: bytes | None = None
-    origin: dict[str, Any] | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import string
 from importlib import resources
 
-from auditlake.ingest.webhook import BATCH_MAX_EVENTS, TRUNCATE_MAX_BATCH_BYTES, TRUNCATE_MAX_EVENT_BYTES
+from auditlake.http_api import BATCH_MAX_EVENTS, TRUNCATE_MAX_BATCH_BYTES, TRUNCATE_MAX_EVENT_BYTES
 
 DEFAULT_POLICY_PATH = "/etc/kubernetes/audit/audit-policy.yaml"
 DEFAULT_KUBECONFIG_PATH = "/etc/kubernetes/audit/auditlake-webhook.kubeconfig"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditlake.ingest.webhook import TRUNCATE_MAX_BATCH_BYTES
+from auditlake.http_api import TRUNCATE_MAX_BATCH_BYTES
 from auditlake.jsonio import JSONError, dumps, loads
 
 MAX_EVENTS = 400

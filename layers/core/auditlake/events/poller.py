@@ -32,13 +32,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from auditlake.audit.normalise import Invalid
-from auditlake.audit.pipeline import ItemFailure
 from auditlake.clusters.registry import PollConfig
 from auditlake.events.api import Gone, KubeError, NotServed
 from auditlake.events.leases import Lease, LeaseHeld, Leases
 from auditlake.events.normalise import CORE_V1, EVENTS_V1, api_of, normalise_event
+from auditlake.ingest.intake import Batch, land
 from auditlake.jsonio import JSONError, dumps, loads
-from auditlake.landing import Landing, batch_id
+from auditlake.landing import ItemFailure, Landing, batch_id
 from auditlake.metrics import MetricsSink, NoMetrics
 from auditlake.timestamps import format_utc, parse
 from auditlake.trust.liveness import Heartbeats
@@ -387,18 +387,16 @@ class _Poll:
     def flush(self, api: str, version: str | None = None, synced_at: datetime | None = None) -> None:
         """Land the buffer (raw first), then move the checkpoint to ``version`` if given; ``synced_at``
         is when we were last known to hold everything (kept from the checkpoint when None)."""
-        buffer, at = self.buffer, self.p.wall()
-        if buffer.lines:
-            batch = batch_id(self.p.cluster, SOURCE_POLLER, b"\n".join(buffer.lines))
-            self.p.landing.write_raw(self.p.cluster, at, batch, buffer.lines)
-            self.stats.raw_objects += 1
-        if buffer.failures:
-            reason = f"{len(buffer.failures)} Events could not be read"
+        buffer, at, cluster = self.buffer, self.p.wall(), self.p.cluster
+        if buffer.lines or buffer.failures:
+            batch = Batch(cluster, at, batch_id(cluster, SOURCE_POLLER, b"\n".join(buffer.lines)), SOURCE_POLLER)
+            # The failures are named by themselves and the time, apart from the lines (a flush may have none).
             names = dumps([[f.index, f.reason] for f in buffer.failures]) + at.isoformat().encode()
-            batch = batch_id(self.p.cluster, SOURCE_POLLER, names)
-            self.p.landing.quarantine(self.p.cluster, at, batch, source=SOURCE_POLLER, reason=reason,
-                                      failures=buffer.failures)  # fmt: skip
-            self.stats.quarantined += len(buffer.failures)
+            reason = f"{len(buffer.failures)} Events could not be read"
+            landed = land(self.p.landing, batch, buffer.lines, buffer.failures, reason=reason,
+                          quarantine_id=batch_id(cluster, SOURCE_POLLER, names))  # fmt: skip
+            self.stats.raw_objects += landed.raw_objects
+            self.stats.quarantined += landed.quarantined
         self.buffer = _Buffer(index=buffer.index)
         self.flushed_at = self.p.monotonic()
         if version is not None:

@@ -27,21 +27,21 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import msgspec
 from aws_lambda_powertools.utilities.data_classes.cloud_watch_logs_event import CloudWatchLogsEvent
 
 from auditlake.audit.parse import head_before_bodies, head_ids
-from auditlake.audit.pipeline import AuditPipeline, ItemFailure, quarantine_item
+from auditlake.audit.pipeline import AuditPipeline, quarantine_item
 from auditlake.audit.redact import RedactionConfig
-from auditlake.ingest.files import IngestStats
-from auditlake.landing import UNROUTED, Landing, batch_id, valid_cluster_name
-from auditlake.metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
+from auditlake.ingest.intake import Batch, IngestStats, failed, land, quarantine
+from auditlake.landing import UNROUTED, ItemFailure, Landing, batch_id, valid_cluster_name
+from auditlake.metrics import MetricsSink, NoMetrics
 from auditlake.model import SOURCE_CLOUDWATCH
-from auditlake.stores import StoreError
 from auditlake.timestamps import format_utc
-from auditlake.trust.alerts import AlertError, Watch
+from auditlake.trust.alerts import Watch
 
 logger = logging.getLogger(__name__)
 
@@ -205,21 +205,9 @@ class EksAuditForwarder:
             return self.refuse(exc.reason, exc.payload)
         try:
             return self.forward(batch)
-        except StoreError:
-            logger.exception("storage failed; the delivery will be retried", extra={"log_group": batch.log_group})
-            self.metrics.add_metric("StorageFailures", "Count", 1)
-            raise
-        except AlertError:  # stored; the retried delivery rewrites the same object and pages once
-            logger.exception("alerting failed; the delivery will be retried", extra={"log_group": batch.log_group})
-            self.metrics.add_metric("AlertFailures", "Count", 1)
-            raise
-        except Exception:  # keep the delivery before it is retried, in case no retry ever succeeds
-            logger.exception("unexpected error; delivery quarantined", extra={"log_group": batch.log_group})
-            self.metrics.add_metric("InternalErrors", "Count", 1)
-            try:
-                self.refuse("internal error", batch.document, log_group=batch.log_group)
-            except Exception:
-                logger.exception("quarantine failed too", extra={"log_group": batch.log_group})
+        except Exception as exc:  # every rung raises: Lambda retries the delivery
+            keep = partial(self.refuse, payload=batch.document, log_group=batch.log_group)
+            failed(exc, self.metrics, keep, log_group=batch.log_group)
             raise
 
     def forward(self, batch: LogBatch) -> ForwardStats:
@@ -273,48 +261,33 @@ class EksAuditForwarder:
             failure.index, event = sources[failure.index]
             failure.origin = _origin(event)
             _fill_ids(failure, event.message)
-        failures = refused + result.failures
-        raw_key = self.landing.write_raw(cluster, at, batch, result.lines)
-        if failures:
-            self.landing.quarantine(
-                cluster,
-                at,
-                batch,
-                source=self.source,
+        failures = sorted(refused + result.failures, key=lambda f: f.index)
+        stats.add(
+            land(
+                self.landing,
+                Batch(cluster, at, batch, self.source, context={"log_group": log_group_of(eks_cluster)}),
+                result.lines,
+                failures,
                 reason=f"{len(failures)} of {len(names)} log events could not be ingested",
-                failures=sorted(failures, key=lambda f: f.index),
-                context={"log_group": log_group_of(eks_cluster)},
+                result=result,
+                watch=self.watch,  # AlertError: Lambda retries
+                metrics=self.metrics,
+                logged="log events stored",
             )
-        published = self.watch.stored(cluster, result.denials, self.metrics)  # AlertError: Lambda retries
-        counts = batch_counts(result, quarantined=len(failures))
-        for name, value in counts.items():
-            setattr(stats, name, value)
-        stats.truncated, stats.alerts = len(refused), len(published)
-        stats.raw_objects = int(raw_key is not None)
-        emit_counts(self.metrics, counts)
+        )
+        stats.truncated = len(refused)
         self.metrics.add_metric("EventsSkipped", "Count", stats.skipped)
         self.metrics.add_metric("TruncatedMessages", "Count", stats.truncated)
-        logger.info("log events stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
         return stats
 
     def refuse(self, reason: str, payload: bytes, *, log_group: str = "") -> ForwardStats:
         """A delivery that is not EKS audit data at all, under no cluster: when it parses, its log
         events' messages (or itself) kept redacted as quarantined items; else its bytes unchanged."""
-        batch = batch_id(UNROUTED, self.source, payload)
         context = {"log_group": log_group} if log_group else None
-        failures = _refused_document(payload, reason, self.pipeline.config().redaction)
-        self.landing.quarantine(
-            UNROUTED,
-            self.clock(),
-            batch,
-            source=self.source,
-            reason=reason,
-            payload=payload,
-            failures=failures,
-            context=context,
-        )
+        batch = Batch(UNROUTED, self.clock(), batch_id(UNROUTED, self.source, payload), self.source, payload, context)
+        quarantine(self.landing, batch, reason, _refused_document(payload, reason, self.pipeline.config().redaction))
         self.metrics.add_metric("PayloadsRejected", "Count", 1)
-        logger.warning("delivery quarantined", extra={"batch": batch, "reason": reason, "log_group": log_group})
+        logger.warning("delivery quarantined", extra={"batch": batch.id, "reason": reason, "log_group": log_group})
         return ForwardStats(events=1, quarantined=1)
 
 

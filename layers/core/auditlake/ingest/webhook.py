@@ -23,53 +23,30 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from auditlake import http_api
 from auditlake.audit.parse import EnvelopeError
 from auditlake.audit.pipeline import AuditPipeline, refused_items
 from auditlake.clusters.registry import RegistryError, TokenRegistry, bearer_token, token_hash
+from auditlake.http_api import MAX_BODY_BYTES, TRUNCATE_FLAGS
+from auditlake.ingest.intake import Batch, Failure, failed, land, quarantine
 from auditlake.jsonio import dumps_str
 from auditlake.landing import Landing, batch_id
-from auditlake.metrics import MetricsSink, NoMetrics, batch_counts, emit_counts
-from auditlake.stores import StoreError
+from auditlake.metrics import MetricsSink, NoMetrics
 from auditlake.timestamps import format_utc
-from auditlake.trust.alerts import AlertError, Watch
+from auditlake.trust.alerts import Watch
 
 logger = logging.getLogger(__name__)
 
-# Size limits: the one place for these numbers (http_api.py builds and measures the envelope).
-# On AWS the body reaches the function inside API Gateway's payload 2.0 event, as an escaped JSON
-# string (each " and \ doubles: up to 2x for a valid JSON body; 10-15% on the corpus as
-# kube-apiserver serialises it, ~32% on kubectl-apply writes, whose requests carry themselves again
-# as an escaped annotation) or as base64 (4/3) when API Gateway deems the content type binary, next
-# to headers and requestContext. Lambda refuses an invocation of LAMBDA_MAX_REQUEST_BYTES or more:
-# API Gateway then answers 500 before the function runs, kube-apiserver retries and drops the batch.
-# * ENVELOPE_BUDGET, what surrounds the body: a kube-apiserver request measures ~1,050 bytes; HTTP
-#   API caps request line + header values at 10,240 bytes, each may appear three times (headers,
-#   requestContext, rawQueryString + queryStringParameters) and escape to 2x: 61,440; 64 KiB in all.
-# * MAX_BODY_BYTES (the 413): 2 x 3,000,000 + 65,536 < 6,291,456, so any body up to the limit
-#   reaches the function whatever its content, and is taken. A body over it still reaches the
-#   function, and gets the 413 with the advice, up to (6,291,456 - 65,536) / 2 = 3,112,960 bytes
-#   whatever its content, to ~4.67 MB when it grows by a third or less (base64; kubectl-apply
-#   batches), to ~5.5 MB for the corpus' batches. Larger: API Gateway's 500 (its own 413 over 10 MB).
-# * The advice: in batch mode kube-apiserver POSTs up to --audit-webhook-batch-max-size events, each
-#   at most --audit-webhook-truncate-max-event-size bytes (bigger ones lose their request/response
-#   objects, or are dropped). --audit-webhook-truncate-max-batch-size does not bound a POST: the
-#   truncating backend sits before the batching one and sees events one at a time. So
-#   45 x 65,536 + EVENTLIST_SLACK <= MAX_BODY_BYTES bounds every batch, whatever it escapes to.
-LAMBDA_MAX_REQUEST_BYTES = http_api.LAMBDA_MAX_REQUEST_BYTES
-ENVELOPE_BUDGET = 64 * 1024
-MAX_BODY_BYTES = 3_000_000
-BATCH_MAX_EVENTS = 45
-TRUNCATE_MAX_EVENT_BYTES = 64 * 1024
-EVENTLIST_SLACK = 4096  # {"kind":"EventList",...,"items":[ ]} and a comma per item: ~125 bytes at 45 events
-TRUNCATE_MAX_BATCH_BYTES = BATCH_MAX_EVENTS * TRUNCATE_MAX_EVENT_BYTES  # 2,949,120: for blocking mode, and replay
-TRUNCATE_FLAGS = (
-    f"--audit-webhook-batch-max-size={BATCH_MAX_EVENTS} --audit-webhook-truncate-enabled=true "
-    f"--audit-webhook-truncate-max-event-size={TRUNCATE_MAX_EVENT_BYTES} "
-    f"--audit-webhook-truncate-max-batch-size={TRUNCATE_MAX_BATCH_BYTES}"
-)
+# The body limit (MAX_BODY_BYTES) and the advice (TRUNCATE_FLAGS) are http_api.py's, beside the
+# Lambda limits they follow from. What each rung of the failure ladder answers: a 503 makes
+# kube-apiserver retry; a 500 comes after the body is quarantined.
+_FAILED = {
+    Failure.STORAGE: (503, "storage unavailable, retry"),
+    Failure.ALERTING: (503, "alerting unavailable, retry"),
+    Failure.INTERNAL: (500, "internal error"),
+}
 
 
 @dataclass(frozen=True)
@@ -155,54 +132,34 @@ class AuditWebhook:
         if isinstance(cluster, Reply):
             return cluster
         self.metrics.add_metric("BatchBytes", "Bytes", len(body))
-        at = self.clock()
-        batch = batch_id(cluster, self.source, body)
+        batch = Batch(cluster, self.clock(), batch_id(cluster, self.source, body), self.source, payload=body)
         try:
-            return self._ingest(cluster, body, at, batch)
-        except StoreError:
-            logger.exception("storage failed", extra={"cluster": cluster, "batch": batch})
-            self.metrics.add_metric("StorageFailures", "Count", 1)
-            return Reply(503, {"message": "storage unavailable, retry"})
-        except AlertError:
-            # Stored, but a 403 burst could not be paged: the retry rewrites the same object and,
-            # counting by audit ID, pages once.
-            logger.exception("alerting failed", extra={"cluster": cluster, "batch": batch})
-            self.metrics.add_metric("AlertFailures", "Count", 1)
-            return Reply(503, {"message": "alerting unavailable, retry"})
-        except Exception:
-            logger.exception("unexpected error", extra={"cluster": cluster, "batch": batch})
-            self.metrics.add_metric("InternalErrors", "Count", 1)
-            try:
-                self.landing.quarantine(cluster, at, batch, source=self.source, reason="internal error", payload=body)
-            except Exception:
-                logger.exception("quarantine failed too", extra={"cluster": cluster, "batch": batch})
-            return Reply(500, {"message": "internal error"})
+            return self._ingest(batch, body)
+        except Exception as exc:
+            keep = partial(quarantine, self.landing, batch)
+            status, message = _FAILED[failed(exc, self.metrics, keep, cluster=cluster, batch=batch.id)]
+            return Reply(status, {"message": message})
 
-    def _ingest(self, cluster: str, body: bytes, at: datetime, batch: str) -> Reply:
+    def _ingest(self, batch: Batch, body: bytes) -> Reply:
+        cluster, at = batch.cluster, batch.at
         try:
             result = self.pipeline.eventlist(body, cluster=cluster, source=self.source, ingested_at=format_utc(at))
         except EnvelopeError as exc:
             # Kept byte for byte only when it is not JSON at all; what parses is kept redacted.
             refused = refused_items(body, exc, self.pipeline.config().redaction)
-            self.landing.quarantine(
-                cluster, at, batch, source=self.source, reason=exc.reason, payload=body, failures=refused or ()
-            )
+            quarantine(self.landing, batch, exc.reason, refused or ())
             self.metrics.add_metric("BatchesRejected", "Count", 1)
-            logger.warning("not an EventList", extra={"cluster": cluster, "batch": batch, "reason": exc.reason})
-            return Reply(400, {"message": exc.reason, "batch": batch, "quarantined": True})
-        raw_key = self.landing.write_raw(cluster, at, batch, result.lines)
-        if result.failures:
-            self.landing.quarantine(
-                cluster,
-                at,
-                batch,
-                source=self.source,
-                reason=f"{len(result.failures)} of {result.items} items could not be normalised",
-                payload=body,
-                failures=result.failures,
-            )
-        self.watch.stored(cluster, result.denials, self.metrics)
-        counts = batch_counts(result)
-        emit_counts(self.metrics, counts)
-        logger.info("batch stored", extra={"cluster": cluster, "batch": batch, "raw_key": raw_key, **counts})
-        return Reply(200, {"batch": batch, **counts})
+            logger.warning("not an EventList", extra={"cluster": cluster, "batch": batch.id, "reason": exc.reason})
+            return Reply(400, {"message": exc.reason, "batch": batch.id, "quarantined": True})
+        stats = land(
+            self.landing,
+            batch,
+            result.lines,
+            result.failures,
+            reason=f"{len(result.failures)} of {result.items} items could not be normalised",
+            result=result,
+            watch=self.watch,
+            metrics=self.metrics,
+            logged="batch stored",
+        )
+        return Reply(200, {"batch": batch.id, **stats.counts()})
