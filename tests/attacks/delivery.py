@@ -11,7 +11,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from auditlake.cli import build_pipeline, main
+from auditlake.cli import main
+from auditlake.cli.options import build_pipeline
 from auditlake.clusters.registry import StaticTokens, token_hash
 from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing, encode_lines

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from auditlake.cli import build_pipeline
+from auditlake.cli.options import build_pipeline
 from auditlake.clusters.registry import StaticTokens, token_hash
 from auditlake.ingest import serve
 from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
 from auditlake.stores.local import LocalStore
-from tests.helpers import eventlist_body, forbidden_events
+from tests.conftest import eventlist_body, forbidden_events
 
 TOKEN = "attack-serve-token"
 HEADER_SECONDS = 1.0

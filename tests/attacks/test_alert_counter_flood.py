@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from auditlake.trust.alerts import local_bursts
-from tests.helpers import forbidden_records
+from auditlake.local_lake import LocalLake
+from tests.conftest import forbidden_records
 
 
 def test_a_flood_of_identities_costs_one_read_and_one_write_a_batch(
@@ -20,7 +20,7 @@ def test_a_flood_of_identities_costs_one_read_and_one_write_a_batch(
     read, write = Path.read_bytes, Path.write_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: io.append(f"read {self.name}") or read(self))
     monkeypatch.setattr(Path, "write_bytes", lambda self, data: io.append(f"write {self.name}") or write(self, data))
-    bursts = local_bursts(tmp_path)
+    bursts = LocalLake(tmp_path).bursts()
     for batch in range(15):
         records = [r for n in range(400) for r in forbidden_records(1, user=f"rotated-{batch}-{n}", first=n)]
         io.clear()

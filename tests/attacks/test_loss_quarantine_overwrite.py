@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from auditlake.cli import build_pipeline
+from auditlake.cli.options import build_pipeline
 from auditlake.clusters.registry import StaticTokens, token_hash
 from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing

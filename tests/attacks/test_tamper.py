@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 from tests.attacks.tampering import cli
-from tests.helpers import corpus_path
+from tests.conftest import corpus_path
 
 CASES = sorted(p.stem for p in (Path(__file__).parent / "tamper").glob("*.py") if p.stem != "__init__")
 
@@ -69,7 +69,7 @@ def test_tampering_is_caught(name: str, compacted: Path, tmp_path: Path, monkeyp
         def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
             return datetime.now(tz) + later  # type: ignore[arg-type]
 
-    monkeypatch.setattr("auditlake.cli.datetime", _Later)
+    monkeypatch.setattr("auditlake.cli.archive.datetime", _Later)
     result = cli("verify", "--lake", str(lake), *auditor)
     assert result.exit_code == 1, (name, result.stdout + result.stderr)
     assert case.FINDING in result.stdout, (name, result.stdout + result.stderr)

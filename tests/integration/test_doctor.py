@@ -18,7 +18,6 @@ first real deployment checks for real (README: Deploy, "After deploying: auditla
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import uuid
@@ -36,6 +35,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from click.testing import CliRunner
 
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+from auditlake.cli import doctor as doctor_module
 from auditlake.cli import main
 from auditlake.cli.doctor import FAIL, OK, WARN, Check, Doctor
 from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
@@ -43,14 +43,12 @@ from auditlake.clusters.webhook_kubeconfig import render_kubeconfig
 from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
 from auditlake.stores.s3 import S3Store
-from tests.helpers import AwsStack, landed
+from tests.conftest import AwsStack, landed
 
 # moto's CloudFormation warns about each resource type it cannot make (the alarms): known, bridged below.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudWatch..Alarm")
 
 MODELS = botocore.session.get_session().get_component("data_loader")
-# cli/__init__ binds the command `doctor`, which shadows the module of the same name.
-doctor_module = importlib.import_module("auditlake.cli.doctor")
 TEMPLATE = Path(__file__).parent / "fixtures" / "doctor-stack.json"
 ALARMS = ("WebhookServerErrorsAlarm", "CompactDeadLettersAlarm")  # as in the fixture template
 ALARM_SUFFIX = "1A2B3C4D5E6F"  # CloudFormation appends a random suffix to names it makes

@@ -23,7 +23,7 @@ from auditlake.stores import StoreError
 from auditlake.stores.s3 import S3Store
 from auditlake.trust.digest import DigestError
 from tests import lifecycle
-from tests.helpers import AwsStack, LambdaContext, load_function
+from tests.conftest import AwsStack, LambdaContext, load_function
 from tests.integration.test_compactor_lambda import EVENTS, land, sqs_event
 
 
@@ -142,10 +142,10 @@ def test_deployed_verify_holds_the_chain_to_its_head_and_judges_by_last_modified
 
     # Stale: an auditor running verify four hours after the last digest (the schedule stopped).
     later = CliRunner(mix_stderr=False)
-    monkeypatch.setattr("auditlake.cli.datetime", _At(at + timedelta(hours=4)))
+    monkeypatch.setattr("auditlake.cli.archive.datetime", _At(at + timedelta(hours=4)))
     stale = later.invoke(main, ["verify", "--stack", name], catch_exceptions=False)
     assert stale.exit_code == 1 and "STALE" in stale.stdout, stale.stdout
-    monkeypatch.setattr("auditlake.cli.datetime", datetime)
+    monkeypatch.setattr("auditlake.cli.archive.datetime", datetime)
 
     # The newest digest removed by a privileged user (governance bypassed): shorter than its head.
     newest = sealed["digests"][-1]

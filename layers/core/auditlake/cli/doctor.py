@@ -39,24 +39,26 @@ from typing import Any
 import click
 
 from auditlake import __version__
+from auditlake.cli.stack import (
+    ATHENA_RESULTS_BUCKET,
+    ATHENA_WORKGROUP,
+    AUDIT_ARCHIVE_BUCKET,
+    DATA_KEY,
+    DIGEST_FUNCTION,
+    EVENTS_ARCHIVE_BUCKET,
+    GLUE_DATABASE,
+    RAW_BUCKET,
+    REQUIRED_OUTPUTS,
+    STATE_TABLE,
+    WEBHOOK_FUNCTION,
+    WEBHOOK_URL,
+    outputs_of,
+)
 from auditlake.landing import valid_cluster_name
 from auditlake.timestamps import format_utc, parse
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
 
-# The outputs the CLI reads (cluster add, backfill, verify, query --athena) and doctor itself.
-REQUIRED_OUTPUTS = (
-    "WebhookUrl",
-    "StateTableName",
-    "RawBucketName",
-    "AuditArchiveBucketName",
-    "EventsArchiveBucketName",
-    "DigestKeyArn",
-    "DataKeyArn",
-    "CloudWatchFunctionName",
-    "GlueDatabaseName",
-    "AthenaWorkGroupName",
-)
 # verify --stack calls a chain stale after 3 h; digests are written at five past every hour.
 DIGEST_MAX_AGE = timedelta(hours=3)
 # The compactor's SQS event source runs at most this many at once (template.yaml ScalingConfig).
@@ -140,8 +142,7 @@ class Doctor:
             self.description = self.client("cloudformation").describe_stacks(StackName=self.stack)["Stacks"][0]
         except (BotoCoreError, ClientError) as exc:
             raise StackUnreadable(f"stack {self.stack}: {_refused(exc)}") from None
-        # As cli._stack_outputs reads them.
-        self.outputs = {o["OutputKey"]: o["OutputValue"] for o in self.description.get("Outputs", [])}
+        self.outputs = outputs_of(self.description)  # as the other commands read them
         self.parameters = {
             p["ParameterKey"]: p.get("ParameterValue", "") for p in self.description.get("Parameters", [])
         }
@@ -223,23 +224,23 @@ class Doctor:
         found = [
             (role, self.outputs[key])
             for role, key in (
-                ("raw", "RawBucketName"),
-                ("audit", "AuditArchiveBucketName"),
-                ("events", "EventsArchiveBucketName"),
+                ("raw", RAW_BUCKET),
+                ("audit", AUDIT_ARCHIVE_BUCKET),
+                ("events", EVENTS_ARCHIVE_BUCKET),
             )
             if self.outputs.get(key)
         ]
         location = self._workgroup_location()
-        if self.outputs.get("AthenaResultsBucketName"):
-            found.append(("results", self.outputs["AthenaResultsBucketName"]))
+        if self.outputs.get(ATHENA_RESULTS_BUCKET):
+            found.append(("results", self.outputs[ATHENA_RESULTS_BUCKET]))
         elif location:  # a stack from before the output: the bucket the workgroup writes to
             found.append(("results", location.removeprefix("s3://").split("/", 1)[0]))
         return found
 
     def _workgroup(self) -> dict[str, Any] | None:
         """The stack's workgroup (read once: the buckets and athena checks both need it)."""
-        if self._workgroup_found is None and self.outputs.get("AthenaWorkGroupName"):
-            name = self.outputs["AthenaWorkGroupName"]
+        if self._workgroup_found is None and self.outputs.get(ATHENA_WORKGROUP):
+            name = self.outputs[ATHENA_WORKGROUP]
             self._workgroup_found = self.client("athena").get_work_group(WorkGroup=name)["WorkGroup"]
         return self._workgroup_found
 
@@ -290,7 +291,7 @@ class Doctor:
             encryption = optional(s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError")
             rules = (encryption or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
             default = rules[0].get("ApplyServerSideEncryptionByDefault", {}) if rules else {}
-            key = self.outputs.get("DataKeyArn", "")
+            key = self.outputs.get(DATA_KEY, "")
             if default.get("SSEAlgorithm") not in ("aws:kms", "aws:kms:dsse"):
                 problems.append(f"default encryption {default.get('SSEAlgorithm', 'none')}, not KMS")
                 fixes.append(f"aws s3api put-bucket-encryption --bucket {bucket} with SSEAlgorithm aws:kms and {key}")
@@ -397,7 +398,7 @@ class Doctor:
     # ------------------------------------------------------------ state table and digest
 
     def check_table(self) -> Iterator[Check]:
-        table = self.outputs.get("StateTableName")
+        table = self.outputs.get(STATE_TABLE)
         if not table:
             return
         dynamodb = self.client("dynamodb")
@@ -418,10 +419,10 @@ class Doctor:
     def check_digest_head(self) -> Iterator[Check]:
         from auditlake.trust.digest import DigestError, DynamoChainHead
 
-        table = self.outputs.get("StateTableName")
+        table = self.outputs.get(STATE_TABLE)
         if not table:
             return
-        logs = f"aws logs tail {self._log_group('DigestLogs', 'DigestFunctionName')} --since 3h"
+        logs = f"aws logs tail {self._log_group('DigestLogs', DIGEST_FUNCTION)} --since 3h"
         try:
             head = DynamoChainHead(self.client("dynamodb"), table).load()
         except DigestError as exc:
@@ -528,9 +529,9 @@ class Doctor:
         quota = int(limits.get("ConcurrentExecutions", 0))
         unreserved = int(limits.get("UnreservedConcurrentExecutions", quota))
         polled, note = 0, ""
-        if self.outputs.get("StateTableName"):
+        if self.outputs.get(STATE_TABLE):
             try:
-                polled = len(DynamoRegistry(self.client("dynamodb"), self.outputs["StateTableName"]).polled())
+                polled = len(DynamoRegistry(self.client("dynamodb"), self.outputs[STATE_TABLE]).polled())
             except RegistryError as exc:
                 note = f" (polled clusters unknown: {exc})"
         # The schedule's invocation and the polls it starts (one per polled cluster, at most
@@ -556,7 +557,7 @@ class Doctor:
     def check_glue(self) -> Iterator[Check]:
         from botocore.exceptions import ClientError
 
-        database = self.outputs.get("GlueDatabaseName")
+        database = self.outputs.get(GLUE_DATABASE)
         if not database:
             return
         if database != database.lower():  # derived from a mixed-case stack name: CloudFormation cannot lower-case it
@@ -573,8 +574,8 @@ class Doctor:
             yield Check(FAIL, "glue", f"database {database}: {_refused(exc)}", "sam deploy recreates it")
             return
         buckets = {
-            "audit": self.outputs.get("AuditArchiveBucketName"),
-            "events": self.outputs.get("EventsArchiveBucketName"),
+            "audit": self.outputs.get(AUDIT_ARCHIVE_BUCKET),
+            "events": self.outputs.get(EVENTS_ARCHIVE_BUCKET),
         }
         for table in TABLES:
             try:
@@ -594,7 +595,7 @@ class Doctor:
                 yield Check(OK, f"glue {table}", f"{database}.{table} over {location}, partitions projected")
 
     def check_athena(self) -> Iterator[Check]:
-        workgroup_name, database = self.outputs.get("AthenaWorkGroupName"), self.outputs.get("GlueDatabaseName")
+        workgroup_name, database = self.outputs.get(ATHENA_WORKGROUP), self.outputs.get(GLUE_DATABASE)
         if not workgroup_name or not database:
             return
         workgroup = self._workgroup() or {}
@@ -651,7 +652,7 @@ class Doctor:
     def check_webhook(self) -> Iterator[Check]:
         from auditlake.clusters.registry import DynamoRegistry, token_hash
 
-        url, table = self.outputs.get("WebhookUrl"), self.outputs.get("StateTableName")
+        url, table = self.outputs.get(WEBHOOK_URL), self.outputs.get(STATE_TABLE)
         if not url or not table or self.webhook_token is None or self.cluster is None:
             return
         owner = DynamoRegistry(self.client("dynamodb"), table).cluster_for(token_hash(self.webhook_token))
@@ -676,7 +677,7 @@ class Doctor:
             )
             return
         if status != 200:
-            logs = self._log_group("WebhookLogs", "WebhookFunctionName")
+            logs = self._log_group("WebhookLogs", WEBHOOK_FUNCTION)
             yield Check(FAIL, "webhook", f"POST {url}: {status} {text.strip()[:300]}",
                         f"aws logs tail {logs} --since 10m")  # fmt: skip
             return

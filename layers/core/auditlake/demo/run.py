@@ -20,29 +20,28 @@ from rich.console import Console
 from auditlake.clusters.webhook_kubeconfig import asset
 from auditlake.demo.synth import INCIDENT_SECRET, PLANTED_SECRET_VALUE
 from auditlake.landing import decode_lines
-from auditlake.query.summary import summarise
-from auditlake.stores.local import LocalStore
+from auditlake.local_lake import LocalLake
 
-MARKER = ".auditlake-demo"
 CLUSTER = "demo"
 
 
-def _run(console: Console, args: list[str]) -> None:
-    console.print(f"[bold]$ auditlake {' '.join(args)}[/bold]", highlight=False)
+def _run(console: Console, args: list[str], *, quiet: bool = False) -> None:
+    """``auditlake ARGS`` in a process of its own, shown as a command line unless ``quiet``."""
+    if not quiet:
+        console.print(f"[bold]$ auditlake {' '.join(args)}[/bold]", highlight=False)
     subprocess.run([sys.executable, "-m", "auditlake", *args], check=True)  # noqa: S603 - our own CLI
 
 
 def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
-    from auditlake.cli import print_summary
-
     console = Console()
+    local = LocalLake(lake)
     if lake.exists():
-        if not (lake / MARKER).exists() and any(lake.iterdir()):
+        if not local.demo_marker_file.exists() and any(lake.iterdir()):
             raise SystemExit(f"{lake} exists and is not a demo lake; choose another --lake")
         shutil.rmtree(lake)
     lake.mkdir(parents=True)
-    (lake / MARKER).write_text("created by auditlake demo; deleted by the next run\n")
-    inputs = lake / "inputs"
+    local.demo_marker_file.write_text("created by auditlake demo; deleted by the next run\n")
+    inputs = local.inputs_dir
     inputs.mkdir()
     synth_file = inputs / "synth.jsonl"
     events_file = inputs / "events.jsonl"
@@ -77,7 +76,7 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
             str(inputs / "webhook.kubeconfig"),
         ],
     )
-    token_file = lake / "tokens" / f"{CLUSTER}.token"
+    token_file = local.token_file(CLUSTER)
     serve_args = [
         "serve",
         "--lake",
@@ -115,12 +114,12 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
     pages = [line for line in serve_log.read_text().splitlines() if line.startswith("ALERT ")]
     for line in pages:
         console.print(f"  [bold red]{line}[/bold red]", highlight=False)
-    kept = sorted(str(path.relative_to(lake)) for path in (lake / "alerts").glob("*.jsonl"))
+    kept = sorted(str(path.relative_to(lake)) for path in local.alerts_dir.glob("*.jsonl"))
     console.print(f"  pages: {len(pages)}, kept in {', '.join(kept) or 'none'}", highlight=False)
 
     _run(console, ["ingest", str(events_file), "--kind", "events", "--cluster", CLUSTER, "--lake", str(lake)])
-    store = LocalStore(lake)
-    print_summary(summarise(store), console)
+    # The summary as `auditlake summary` prints it (the CLI renders; the demo only drives it).
+    _run(console, ["summary", "--lake", str(lake)], quiet=True)
     _run(console, ["compact", "--lake", str(lake)])
     _run(console, ["digest", "--lake", str(lake)])
     _run(console, ["verify", "--lake", str(lake)])
@@ -137,7 +136,7 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
     ):
         _run(console, ["query", name, "--lake", str(lake), *window, *params])
 
-    leaks, checked = _scan_for(store, PLANTED_SECRET_VALUE.encode())
+    leaks, checked = _scan_for(local, PLANTED_SECRET_VALUE.encode())
     verdict = "[green]none[/green]" if not leaks else f"[red]FOUND in {leaks}[/red]"
     console.print(f"planted secret values in the lake: {verdict} ({checked} objects scanned: raw, quarantine, archive)")
     console.print(
@@ -149,14 +148,16 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
         raise SystemExit(1)
 
 
-def _scan_for(store: LocalStore, needle: bytes) -> tuple[list[str], int]:
+def _scan_for(lake: LocalLake, needle: bytes) -> tuple[list[str], int]:
     """Keys of objects whose content holds ``needle``, decompressed (raw) or decoded (Parquet), and
     how many objects were scanned (all but the demo's inputs)."""
     import pyarrow.parquet as pq
 
+    store = lake.store()
+    inputs = lake.inputs_dir.relative_to(lake.root).as_posix() + "/"
     found, checked = [], 0
     for key in store.list(""):
-        if key.startswith("inputs/"):
+        if key.startswith(inputs):
             continue
         checked += 1
         data = store.get(key)

@@ -424,28 +424,6 @@ def sns_notifier(make_client: Callable[[], Any], topic_arn: str) -> Callable[[di
 Notify = Callable[[dict[str, Any]], None]
 
 
-def local_notifier(lake: Path, also: Notify | None = None) -> Notify:
-    """Alerts as JSON lines under ``<lake>/alerts/``; ``also`` is told too (serve prints them)."""
-
-    def notify(alert: dict[str, Any]) -> None:
-        folder = lake / "alerts"
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / f"{alert['window_start'][:10]}.jsonl").open("ab") as handle:
-            handle.write(dumps(alert) + b"\n")
-        if also is not None:
-            also(alert)
-
-    return notify
-
-
-def local_bursts(lake: Path, threshold: int = 10, secrets_threshold: int = 0,
-                 also: Callable[[dict[str, Any]], None] | None = None) -> ForbiddenBursts:  # fmt: skip
-    return ForbiddenBursts(
-        LocalCounter(lake / "state" / "alerts.json"), local_notifier(lake, also),
-        threshold=threshold, secrets_threshold=secrets_threshold,
-    )  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Watch:
     """What every ingest path does once a batch is stored: count its 403s for burst alerts

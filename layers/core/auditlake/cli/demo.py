@@ -1,0 +1,121 @@
+"""The demo and its parts: ``demo`` (the whole pipeline on a local lake), ``synth`` (traffic) and
+``replay`` (a webhook client as kube-apiserver is one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from auditlake.audit.parse import iter_decoded
+from auditlake.cli.options import lake_option
+from auditlake.cli.render import bytes_progress, err, fail, print_counts
+from auditlake.jsonio import dumps_str
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", required=True, help="Webhook URL, e.g. https://.../v1/audit")
+@click.option("--token-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA bundle to verify the server.")
+@click.option("--batch-size", default=400, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--attempts", default=5, show_default=True, type=click.IntRange(1, 20))
+@click.option("--initial-backoff", default=1.0, show_default=True, type=float, help="Seconds; grows 1.5x.")
+def replay(
+    file: Path,
+    url: str,
+    token_file: Path,
+    ca_file: str | None,
+    batch_size: int,
+    attempts: int,
+    initial_backoff: float,
+) -> None:
+    """Send a JSON Lines audit log to a webhook as kube-apiserver does (EventList batches, retries)."""
+    from auditlake.demo.replay import Replayer, ReplayError, batches
+
+    replayer = Replayer(
+        url,
+        token_file.read_text().strip(),
+        ca_file=ca_file,
+        attempts=attempts,
+        initial_backoff=initial_backoff,
+    )
+    skipped = 0
+
+    def events(handle: Any) -> Iterator[dict[str, Any]]:
+        nonlocal skipped
+        for _, value, _ in iter_decoded(handle):
+            if isinstance(value, dict):
+                yield value
+            else:
+                skipped += 1
+
+    with bytes_progress() as progress, file.open("rb") as handle:
+        task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
+        try:
+            for batch in batches(events(handle), max_events=batch_size):
+                replayer.send(batch)
+                progress.update(task, completed=handle.tell())
+        except ReplayError as exc:
+            fail(str(exc))
+    stats = replayer.stats
+    print_counts(
+        "replayed",
+        {
+            "batches": stats.batches,
+            "events": stats.events,
+            "retries": stats.retries,
+            "splits": stats.splits,
+            "rejected batches": stats.rejected,
+            "skipped lines": skipped,
+            **stats.totals,
+        },
+    )
+
+
+@click.command()
+@click.option("--minutes", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Events/s.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
+    help="UTC start (default: now - minutes).",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--events-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the Kubernetes Events of the same story here (JSON Lines).",
+)
+def synth(minutes: float, rate: float, seed: int, start: datetime | None, out: Path, events_out: Path | None) -> None:
+    """Write realistic synthetic audit traffic with planted incidents as JSON Lines."""
+    from auditlake.demo.synth import Synth
+
+    generator = Synth(minutes=minutes, rate=rate, seed=seed, start=start.replace(tzinfo=UTC) if start else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with out.open("w", encoding="utf-8") as handle:
+        for event in generator.events():
+            handle.write(dumps_str(event) + "\n")
+            count += 1
+    err.print(f"wrote {count} audit events ({minutes:g} min from {generator.start:%Y-%m-%dT%H:%M}Z) to {out}")
+    if events_out is not None:
+        kube_events = generator.kube_events()
+        events_out.write_text("".join(dumps_str(e) + "\n" for e in kube_events), encoding="utf-8")
+        err.print(f"wrote {len(kube_events)} Kubernetes Events to {events_out}")
+
+
+@click.command()
+@lake_option
+@click.option("--minutes", default=30.0, show_default=True, type=float)
+@click.option("--rate", default=20.0, show_default=True, type=float)
+@click.option("--seed", default=7, show_default=True, type=int)
+def demo(lake: Path, minutes: float, rate: float, seed: int) -> None:
+    """synth -> serve (real HTTP) <- replay -> local lake, then a summary."""
+    from auditlake.demo.run import run_demo
+
+    run_demo(lake, minutes=minutes, rate=rate, seed=seed)

@@ -1,0 +1,73 @@
+"""``auditlake poll``: a cluster's Kubernetes Events into the local lake."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from auditlake.cli.options import cluster_name, lake_option
+from auditlake.cli.render import err, fail, print_counts
+from auditlake.local_lake import LocalLake
+
+
+@click.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config")),
+    show_default="$KUBECONFIG or ~/.kube/config",
+    help="Kubeconfig to reach the cluster with (tokens, client certificates, exec plugins).",
+)
+@click.option("--context", help="Kubeconfig context (default: its current-context).")
+@click.option("--cluster", "cluster_", required=True, callback=cluster_name, help="Cluster name in the lake.")
+@lake_option
+@click.option("--once", "mode", flag_value="once", default=True, help="One poll cycle, then exit (default).")
+@click.option("--follow", "mode", flag_value="follow", help="Keep watching until interrupted.")
+@click.option("--timeout", type=click.IntRange(min=3), default=10, show_default=True,
+              help="--once: seconds to watch from the checkpoint.")  # fmt: skip
+@click.option("--event-ttl", type=click.IntRange(min=60), default=3600, show_default=True,
+              help="The API server's --event-ttl (coverage gaps beyond it).")  # fmt: skip
+def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode: str, timeout: int,
+         event_ttl: int) -> None:  # fmt: skip
+    """Poll a cluster's Kubernetes Events into the local lake (the deployed poller's core).
+
+    The checkpoint lives in the lake (state/poller/), so the next run resumes where this one stopped;
+    without one, or when the server says 410 Gone, Events are listed. `auditlake compact` turns
+    the raw Events into the events archive.
+    """
+    import socket
+
+    from auditlake.events.api import KubeApi, KubeError
+    from auditlake.events.auth import KubeconfigCredentials
+    from auditlake.events.leases import LeaseError
+    from auditlake.events.poller import EventsPoller, PollStats
+
+    local = LocalLake(lake)
+    poller = EventsPoller(
+        KubeApi(KubeconfigCredentials(str(kubeconfig), context)),
+        local.landing("events"),
+        local.leases(),
+        cluster_,
+        holder=f"{socket.gethostname()}:{os.getpid()}",
+        event_ttl=event_ttl,
+    )
+
+    def show(stats: PollStats) -> None:
+        if stats.skipped:
+            fail(f"{stats.skipped}: another `auditlake poll` is running on this lake")
+        counts = {k: getattr(stats, k) for k in ("listed", "watched", "emitted", "quarantined", "relists", "gaps")}
+        print_counts(f"{cluster_} ({stats.api}) at resourceVersion {stats.resource_version}", counts)
+
+    try:
+        if mode == "once":
+            show(poller.poll(timeout + 5, keep_watching=False))
+            return
+        err.print(f"following {cluster_}'s Events into {lake}; Ctrl-C to stop")
+        while True:
+            show(poller.poll(300))
+    except (KubeError, LeaseError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("stopped; the next poll resumes from the checkpoint")

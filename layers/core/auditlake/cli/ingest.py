@@ -1,0 +1,331 @@
+"""Audit entry points: ``serve`` (the local webhook), ``ingest`` (files into the local lake) and
+``backfill`` (an EKS cluster's CloudWatch Logs history, into the local lake or a stack)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from botocore.exceptions import ClientError
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from auditlake.cli.options import (
+    alert_options,
+    build_pipeline,
+    cluster_name,
+    lake_option,
+    lake_watch,
+    optional_cluster_name,
+    pipeline_options,
+)
+from auditlake.cli.render import bytes_progress, err, fail, print_counts
+from auditlake.cli.stack import CLOUDWATCH_FUNCTION, STATE_TABLE, stack_outputs
+from auditlake.clusters.registry import StaticTokens, token_hash
+from auditlake.ingest.backfill import PAGE_LIMIT, Backfill
+from auditlake.ingest.checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints
+from auditlake.ingest.cloudwatch import EKS_NAME, EksAuditForwarder, ForwardStats, forward_saved, log_group_of
+from auditlake.ingest.files import FileIngest, IngestStats, ingest_events
+from auditlake.local_lake import LocalLake
+from auditlake.model import SOURCE_WEBHOOK
+from auditlake.stores import StoreError
+from auditlake.timestamps import DURATION, instant
+
+
+@click.command()
+@lake_option
+@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--cluster", "cluster_", required=True, callback=cluster_name, help="Cluster the token maps to.")
+@click.option(
+    "--token-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the bearer token.",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this cert.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@pipeline_options
+@alert_options
+def serve(
+    lake: Path,
+    port: int,
+    host: str,
+    cluster_: str,
+    token_file: Path,
+    tls_cert: str | None,
+    tls_key: str | None,
+    policy_file: Path | None,
+    redact_configmaps: bool,
+    redact: tuple[str, ...],
+    alert_threshold: int,
+    secrets_alert_threshold: int,
+) -> None:
+    """Run a local audit webhook (POST /v1/audit) writing to the local lake; 403 bursts are printed
+    and kept under LAKE/alerts/."""
+    import ssl
+
+    from auditlake.ingest.serve import PATH, listen, make_server
+    from auditlake.ingest.webhook import AuditWebhook, Reply
+
+    token = token_file.read_text().strip()
+    if not token:
+        fail(f"{token_file} is empty")
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    webhook = AuditWebhook(
+        StaticTokens({token_hash(token): cluster_}),
+        build_pipeline(policy_file, redact_configmaps, redact),
+        LocalLake(lake).landing("audit"),
+        source=SOURCE_WEBHOOK,
+        watch=lake_watch(lake, alert_threshold, secrets_alert_threshold),
+    )
+
+    def on_reply(reply: Reply) -> None:
+        fields = " ".join(f"{k}={v}" for k, v in reply.body.items() if k != "batch")
+        click.echo(f"{datetime.now(UTC):%H:%M:%S} {reply.status} {fields}", err=True)
+
+    try:
+        server = make_server(webhook, on_reply=on_reply, tls=(tls_cert, tls_key) if tls_cert and tls_key else None)
+    except (ssl.SSLError, OSError) as exc:
+        fail(f"cannot load --tls-cert/--tls-key: {exc}")
+    try:
+        sock = listen(host, port)
+    except OverflowError:
+        fail(f"--port {port} is not a port: use 1-65535, or 0 for any free one")
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (0: any free one)")
+    scheme = "https" if tls_cert else "http"
+    click.echo(f"listening on {scheme}://{host}:{sock.getsockname()[1]}{PATH}", nl=True)
+    sys.stdout.flush()
+    # uvicorn drains requests in flight on SIGTERM/SIGINT, then re-raises the signal to the handler it
+    # found: make that a clean exit.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--cluster", "cluster_", callback=optional_cluster_name, help="Required except with cloudwatch.")
+@lake_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "eventlist", "cloudwatch"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: one Event per line (the log backend). eventlist: one JSON document, an EventList or an Event. "
+    'cloudwatch: saved EKS subscription payloads ({"awslogs": {"data": ...}}, decoded documents, '
+    "Firehose objects); the cluster comes from each payload's log group.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["audit", "events"]),
+    default="audit",
+    show_default=True,
+    help="events: Kubernetes Events (kubectl get events -o json, or JSON Lines of Event objects).",
+)
+@pipeline_options
+@alert_options
+def ingest(
+    files: tuple[Path, ...],
+    cluster_: str,
+    lake: Path,
+    fmt: str,
+    kind: str,
+    policy_file: Path | None,
+    redact_configmaps: bool,
+    redact: tuple[str, ...],
+    alert_threshold: int,
+    secrets_alert_threshold: int,
+) -> None:
+    """Import audit logs (JSON Lines, EventList, CloudWatch payloads) or Kubernetes Events into the local lake."""
+    if fmt == "cloudwatch":
+        if cluster_ is not None or kind != "audit":
+            raise click.UsageError("--format cloudwatch takes the cluster from each log group: no --cluster or --kind")
+        forwarder = EksAuditForwarder(
+            build_pipeline(policy_file, redact_configmaps, redact),
+            LocalLake(lake).landing(),
+            watch=lake_watch(lake, alert_threshold, secrets_alert_threshold),
+        )
+        stats = ForwardStats()
+        for path in files:
+            stats.add(forward_saved(forwarder, path.read_bytes()))
+        print_counts("ingested", vars(stats))
+        return
+    if cluster_ is None:
+        raise click.UsageError("--cluster is required")
+    if kind == "events":
+        total = IngestStats()
+        for path in files:
+            total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_))
+        print_counts("ingested Events", {"events": total.events, "accepted": total.accepted,
+                                          "quarantined": total.quarantined})  # fmt: skip
+        return
+    pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+    watch = lake_watch(lake, alert_threshold, secrets_alert_threshold)
+    total = IngestStats()
+    with bytes_progress() as progress:
+        for path in files:
+            task = progress.add_task(path.name, total=path.stat().st_size)
+
+            def advance(done: int, task: TaskID = task) -> None:
+                progress.update(task, completed=done)
+
+            importer = FileIngest(pipeline, LocalLake(lake).landing("audit"), cluster_, progress=advance,
+                                  watch=watch)  # fmt: skip
+            total.add(importer.jsonl(path) if fmt == "jsonl" else importer.eventlist(path))
+    print_counts("ingested", vars(total))
+
+
+def eks_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not EKS_NAME.match(value):
+        raise click.BadParameter("an EKS cluster name: letters, digits, '-' and '_', at most 100 characters")
+    return value
+
+
+@click.command()
+@click.option("--eks-cluster", required=True, callback=eks_name, help="EKS cluster name (its log group is read).")
+@click.option("--since", required=True, help="Start: a duration back from now (7d, 12h, 30m) or an ISO 8601 time.")
+@click.option("--until", help="End, exclusive (duration or ISO 8601). Default and upper bound: now minus --lag.")
+@click.option(
+    "--lag",
+    default="5m",
+    show_default=True,
+    help="Stay this far behind now: CloudWatch may still be ingesting the last minutes (the subscription has them).",
+)
+@click.option(
+    "--stack", help="Deployed stack: its raw bucket, state table and the forwarder's own policy and redaction."
+)
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake instead of a stack.")
+@click.option("--region", help="AWS region of the cluster's log group (default: the SDK's).")
+@click.option("--restart", is_flag=True, help="Start over instead of resuming an unfinished backfill of this cluster.")
+@click.option("--page-size", default=PAGE_LIMIT, show_default=True, type=click.IntRange(1, PAGE_LIMIT))
+@pipeline_options
+def backfill(
+    eks_cluster: str,
+    since: str,
+    until: str | None,
+    lag: str,
+    stack: str | None,
+    lake: Path | None,
+    region: str | None,
+    restart: bool,
+    page_size: int,
+    policy_file: Path | None,
+    redact_configmaps: bool,
+    redact: tuple[str, ...],
+) -> None:
+    """Read an EKS cluster's audit history from CloudWatch Logs into the archive, resumably.
+
+    Re-running the command after an interruption resumes where it stopped (the checkpoint is in the
+    stack's state table, or under <lake>/state/checkpoints). Overlapping the live subscription is safe:
+    the archive keeps each (cluster, auditID, stage) once.
+    """
+    import boto3
+    from botocore.config import Config
+
+    if (stack is None) == (lake is None):
+        raise click.UsageError("give exactly one of --stack, --lake")
+    now = datetime.now(UTC)
+    if not DURATION.match(lag.strip()):
+        raise click.BadParameter("a duration such as 5m or 30s", param_hint="--lag")
+    latest = instant(lag, now)
+    try:
+        start = instant(since, now)
+        end = instant(until, now) if until else latest
+    except ValueError as exc:
+        raise click.BadParameter(f"not a duration (7d) or an ISO 8601 time: {exc}") from None
+    if end > latest:
+        err.print(f"until moved back to {latest:%Y-%m-%dT%H:%M:%SZ} (now minus --lag)")
+        end = latest
+    session = boto3.session.Session(region_name=region)
+    if stack is not None:
+        if (
+            policy_file
+            or redact
+            or click.get_current_context().get_parameter_source("redact_configmaps")
+            not in (
+                None,
+                click.core.ParameterSource.DEFAULT,
+            )
+        ):
+            raise click.UsageError(
+                "with --stack the deployed forwarder's policy and redaction apply; drop --policy/--redact"
+            )
+        forwarder, checkpoints = _stack_backfill(session, stack)
+    else:
+        assert lake is not None
+        pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+        local = LocalLake(lake)
+        forwarder, checkpoints = EksAuditForwarder(pipeline, local.landing()), local.checkpoints()
+    logs = session.client("logs", config=Config(retries={"mode": "adaptive", "max_attempts": 10}))
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeRemainingColumn(),
+        console=err,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(eks_cluster, total=1, counts="")
+
+        def show(job: Any) -> None:
+            t = job.totals
+            counts = f"{t.events} events, {t.accepted} stored, {t.quarantined} quarantined, {job.pages} pages"
+            progress.update(
+                task, total=job.end_ms - job.start_ms, completed=job.cursor_ms - job.start_ms, counts=counts
+            )
+
+        runner = Backfill(logs, forwarder, checkpoints, page_limit=page_size, progress=show)
+        try:
+            job, resumed = runner.plan(eks_cluster, start, end, restart=restart)
+        except (ValueError, CheckpointError) as exc:
+            fail(str(exc))
+        if resumed:
+            err.print(f"resuming the unfinished backfill of {eks_cluster} ({_span(job)}); --restart starts over")
+        show(job)
+        try:
+            job = runner.run(job)
+        except CheckpointConflict:
+            fail(f"another backfill of {eks_cluster} is running (its checkpoint moved); this one stopped")
+        except CheckpointError as exc:
+            fail(f"{exc}; run the same command again to resume")
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(f"interrupted after {job.pages} pages; run the same command again to resume")
+            raise SystemExit(130) from None
+        except StoreError as exc:
+            fail(f"storage failed ({exc}); run the same command again to resume")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                fail(f"log group {log_group_of(eks_cluster)} not found: is the cluster's audit logging enabled?")
+            raise
+    print_counts(f"backfilled {_span(job)}", {**vars(job.totals), "pages": job.pages})
+
+
+def _span(job: Any) -> str:
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return f"{iso(job.start_ms)} to {iso(job.end_ms)}"
+
+
+def _stack_backfill(session: Any, stack: str) -> tuple[EksAuditForwarder, Any]:
+    """The deployed forwarder's own settings (read from its configuration, which holds no credential),
+    so backfilled events get exactly the policy and redaction of the live ones."""
+    from auditlake.assembly import build_forwarder
+    from auditlake.settings import RAW_BUCKET, Settings, SettingsError
+
+    outputs = stack_outputs(session, stack)
+    function, table = outputs.get(CLOUDWATCH_FUNCTION), outputs.get(STATE_TABLE)
+    if not function or not table:
+        fail(f"stack {stack} has no {CLOUDWATCH_FUNCTION}/{STATE_TABLE} outputs")
+    config = session.client("lambda").get_function_configuration(FunctionName=function)
+    try:
+        settings = Settings.from_env(config.get("Environment", {}).get("Variables", {}), required=(RAW_BUCKET,))
+    except SettingsError as exc:
+        fail(f"{function}: {exc}")
+    forwarder = build_forwarder(settings, s3=session.client("s3"), ssm=session.client("ssm"))
+    return forwarder, DynamoCheckpoints(session.client("dynamodb"), str(table))

@@ -1,0 +1,188 @@
+"""The embedded lake's composition root: every path under ``--lake`` in one place, and the local
+adapters the CLI and the demo build from them (``assembly.py`` is the Lambda functions' counterpart).
+
+Layout of a lake directory (nothing else joins paths under it)::
+
+    raw/ quarantine/            the raw landing: the lake itself is the Store's root
+    archive/                    the Parquet archive (audit/, events/) and its digests/
+    tokens/<cluster>.token      webhook bearer tokens made by ``cluster add --lake`` (0600)
+    alerts/<day>.jsonl          burst alerts as they were sent
+    inputs/                     what ``auditlake demo`` generated and replayed
+    .auditlake-demo             marks a lake ``auditlake demo`` made (and may delete)
+    .locks/                     compaction locks
+    state/checkpoints/          backfill checkpoints (a lake of an earlier version kept them in
+                                checkpoints/: they are moved here the first time they are asked for)
+    state/poller/               Events poller checkpoints and leases
+    state/ledger/               the archive's write ledger (what the digests seal)
+    state/alerts.json           burst counters
+    state/digest-key.pem        the digest signing key, made on first use
+    state/digest-head.json      the digest chain's head
+
+Contract: paths are pure (building a ``LocalLake`` touches nothing); builders create what their
+adapter creates, nothing more, except ``checkpoints()``, which moves an earlier version's checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from auditlake.archive.locks import LocalLocks
+from auditlake.events.leases import LocalLeases
+from auditlake.ingest.checkpoints import LocalCheckpoints
+from auditlake.jsonio import dumps
+from auditlake.landing import Landing
+from auditlake.stores import Store
+from auditlake.stores.local import LocalStore
+from auditlake.trust.alerts import ForbiddenBursts, LocalCounter, Notify
+from auditlake.trust.digest import LocalChainHead, LocalSigner
+from auditlake.trust.ledger import LocalLedger
+
+# Where the previous layout kept backfill checkpoints, relative to the lake.
+OLD_CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class LocalLake:
+    root: Path
+
+    # ------------------------------------------------------------ paths
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def tokens_dir(self) -> Path:
+        return self.root / "tokens"
+
+    def token_file(self, cluster: str) -> Path:
+        return self.tokens_dir / f"{cluster}.token"
+
+    @property
+    def alerts_dir(self) -> Path:
+        return self.root / "alerts"
+
+    @property
+    def inputs_dir(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def demo_marker_file(self) -> Path:
+        return self.root / ".auditlake-demo"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / ".locks"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.state_dir / "checkpoints"
+
+    @property
+    def poller_dir(self) -> Path:
+        return self.state_dir / "poller"
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.state_dir / "ledger"
+
+    @property
+    def alert_counter_file(self) -> Path:
+        return self.state_dir / "alerts.json"
+
+    @property
+    def digest_key_file(self) -> Path:
+        return self.state_dir / "digest-key.pem"
+
+    @property
+    def digest_head_file(self) -> Path:
+        return self.state_dir / "digest-head.json"
+
+    # ------------------------------------------------------------ adapters
+
+    def store(self) -> LocalStore:
+        """The raw landing's store (keys raw/..., quarantine/...)."""
+        return LocalStore(self.root)
+
+    def landing(self, kind: str = "audit") -> Landing:
+        return Landing(self.store(), kind)
+
+    def archive(self) -> LocalStore:
+        return LocalStore(self.archive_dir)
+
+    def archives(self) -> dict[str, Store]:
+        """The compactor's and the digests' archives by kind: locally both kinds share one."""
+        archive = self.archive()
+        return {"audit": archive, "events": archive}
+
+    def checkpoints(self) -> LocalCheckpoints:
+        self._move_old_checkpoints()
+        return LocalCheckpoints(self.checkpoints_dir)
+
+    def _move_old_checkpoints(self) -> None:
+        # A lake made by an earlier version keeps backfill checkpoints in LAKE/checkpoints (names hold
+        # "/": backfill/<cluster>.json): move each one the new place does not have yet (a rename:
+        # atomic, so a resumed backfill sees it once), then drop the old tree with its lock files.
+        old = self.root / OLD_CHECKPOINTS
+        if not old.is_dir():
+            return
+        for path in sorted(old.rglob("*.json")):
+            target = self.checkpoints_dir / path.relative_to(old)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        for leftover in old.rglob("*.lock"):
+            leftover.unlink(missing_ok=True)
+        for folder in sorted((p for p in old.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something else lives there; leave it
+                folder.rmdir()
+        with contextlib.suppress(OSError):
+            old.rmdir()
+
+    def leases(self) -> LocalLeases:
+        """The Events poller's checkpoints and leases."""
+        return LocalLeases(self.poller_dir)
+
+    def locks(self) -> LocalLocks:
+        return LocalLocks(self.locks_dir)
+
+    def ledger(self) -> LocalLedger:
+        return LocalLedger(self.ledger_dir)
+
+    def chain_head(self) -> LocalChainHead:
+        return LocalChainHead(self.digest_head_file)
+
+    def signer(self, *, create: bool = True) -> LocalSigner:
+        """The digest signing key; ``create=False`` raises DigestError when there is none (verifying
+        never makes one)."""
+        return LocalSigner(self.digest_key_file, create=create)
+
+    def notifier(self, also: Notify | None = None) -> Notify:
+        """Alerts as JSON lines under ``alerts/``, one file a day; ``also`` is told too (serve prints them)."""
+        folder = self.alerts_dir
+
+        def notify(alert: dict[str, Any]) -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            with (folder / f"{alert['window_start'][:10]}.jsonl").open("ab") as handle:
+                handle.write(dumps(alert) + b"\n")
+            if also is not None:
+                also(alert)
+
+        return notify
+
+    def bursts(self, threshold: int = 10, secrets_threshold: int = 0,
+               also: Callable[[dict[str, Any]], None] | None = None) -> ForbiddenBursts:  # fmt: skip
+        """403-burst alerting with the counters in ``state/alerts.json`` and alerts under ``alerts/``."""
+        return ForbiddenBursts(
+            LocalCounter(self.alert_counter_file), self.notifier(also),
+            threshold=threshold, secrets_threshold=secrets_threshold,
+        )  # fmt: skip
