@@ -20,7 +20,7 @@ from auditlake.ingest import serve
 from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
 from auditlake.stores.local import LocalStore
-from tests.conftest import eventlist_body, forbidden_events
+from tests.helpers import eventlist_body, forbidden_events
 
 TOKEN = "attack-serve-token"
 HEADER_SECONDS = 1.0

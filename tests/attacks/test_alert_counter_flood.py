@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditlake.local_lake import LocalLake
-from tests.conftest import forbidden_records
+from tests.helpers import forbidden_records
 
 
 def test_a_flood_of_identities_costs_one_read_and_one_write_a_batch(

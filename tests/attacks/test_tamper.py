@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 from tests.attacks.tampering import cli
-from tests.conftest import corpus_path
+from tests.helpers import corpus_path
 
 CASES = sorted(p.stem for p in (Path(__file__).parent / "tamper").glob("*.py") if p.stem != "__init__")
 

@@ -43,7 +43,7 @@ from auditlake.clusters.webhook_kubeconfig import render_kubeconfig
 from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
 from auditlake.stores.s3 import S3Store
-from tests.conftest import AwsStack, landed
+from tests.helpers import AwsStack, landed
 
 # moto's CloudFormation warns about each resource type it cannot make (the alarms): known, bridged below.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudWatch..Alarm")

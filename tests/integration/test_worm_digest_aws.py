@@ -23,7 +23,7 @@ from auditlake.stores import StoreError
 from auditlake.stores.s3 import S3Store
 from auditlake.trust.digest import DigestError
 from tests import lifecycle
-from tests.conftest import AwsStack, LambdaContext, load_function
+from tests.helpers import AwsStack, LambdaContext, load_function
 from tests.integration.test_compactor_lambda import EVENTS, land, sqs_event
 
 

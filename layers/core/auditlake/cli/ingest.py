@@ -26,10 +26,12 @@ from auditlake.cli.options import (
 from auditlake.cli.render import bytes_progress, err, fail, print_counts
 from auditlake.cli.stack import CLOUDWATCH_FUNCTION, STATE_TABLE, stack_outputs
 from auditlake.clusters.registry import StaticTokens, token_hash
+from auditlake.events.files import ingest_events
 from auditlake.ingest.backfill import PAGE_LIMIT, Backfill
 from auditlake.ingest.checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints
 from auditlake.ingest.cloudwatch import EKS_NAME, EksAuditForwarder, ForwardStats, forward_saved, log_group_of
-from auditlake.ingest.files import FileIngest, IngestStats, ingest_events
+from auditlake.ingest.files import FileIngest
+from auditlake.ingest.intake import IngestStats
 from auditlake.local_lake import LocalLake
 from auditlake.model import SOURCE_WEBHOOK
 from auditlake.stores import StoreError
