@@ -1,5 +1,5 @@
 """What a cluster operator needs to point kube-apiserver at auditlake: the webhook kubeconfig and the
-kube-apiserver flags (batching bounded so no POST passes the webhook's body limit; webhook.py says why)."""
+kube-apiserver flags (batching bounded so no POST passes the webhook's body limit; http_api.py says why)."""
 
 from __future__ import annotations
 
