@@ -44,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from auditlake.jsonio import JSONError, dumps, dumps_str, loads
 from auditlake.metrics import MetricsSink
-from auditlake.state_table import conditional_write
+from auditlake.state_table import alert_key, alert_partition, conditional_write
 from auditlake.timestamps import format_seconds
 from auditlake.trust.liveness import Heartbeats
 
@@ -267,7 +267,7 @@ class DynamoCounter:
 
     @staticmethod
     def _key(stream: Stream, bucket: str) -> dict[str, Any]:
-        return {"pk": {"S": f"ALERT#{stream.key}"}, "sk": {"S": bucket}}
+        return alert_key(stream.key, bucket)
 
     def add(self, batch: dict[Stream, dict[str, Bucket]], cap: int) -> dict[Stream, dict[str, Bucket]]:
         for stream, added in batch.items():
@@ -298,7 +298,7 @@ class DynamoCounter:
                 TableName=self.table,
                 KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
                 ExpressionAttributeValues={
-                    ":pk": {"S": f"ALERT#{stream.key}"}, ":first": {"S": first}, ":last": {"S": last}
+                    ":pk": {"S": alert_partition(stream.key)}, ":first": {"S": first}, ":last": {"S": last}
                 },
                 ConsistentRead=True,  # a concurrent delivery's denials must be seen
             )  # fmt: skip
