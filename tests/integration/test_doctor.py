@@ -42,6 +42,7 @@ from auditlake.clusters.registry import DynamoRegistry, new_token, token_hash
 from auditlake.clusters.webhook_kubeconfig import render_kubeconfig
 from auditlake.ingest.webhook import AuditWebhook
 from auditlake.landing import Landing
+from auditlake.state_table import digest_head_key
 from auditlake.stores.s3 import S3Store
 from tests.helpers import AwsStack, landed
 
@@ -140,8 +141,7 @@ class FakeStack:
         head = {"sequence": 7, "key": "digests/00000007.json", "sha256": "0" * 64,
                 "to": ends.strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
         self.aws.dynamodb.put_item(TableName=self.aws.table, Item={
-            "pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"}, "head": {"S": json.dumps(head)},
-            "sequence": {"N": "7"}})  # fmt: skip
+            **digest_head_key(), "head": {"S": json.dumps(head)}, "sequence": {"N": "7"}})  # fmt: skip
 
     # ------------------------------------------------------------ what moto lacks, answered by the session
 

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
 from auditlake.cli import main
+from auditlake.state_table import digest_head_key
 from auditlake.stores import StoreError
 from auditlake.stores.s3 import S3Store
 from auditlake.trust.digest import DigestError
@@ -155,12 +156,12 @@ def test_deployed_verify_holds_the_chain_to_its_head_and_judges_by_last_modified
     assert short.exit_code == 1 and "HEAD" in short.stdout and "digests removed" in short.stdout, short.stdout
     # ... and with the head moved back too, only the head the auditor recorded tells.
     previous = json.loads(s3.get_object(Bucket=bucket, Key=sealed["digests"][-2])["Body"].read())
-    aws.dynamodb.delete_item(TableName=aws.table, Key={"pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"}})
+    aws.dynamodb.delete_item(TableName=aws.table, Key=digest_head_key())
     data = s3.get_object(Bucket=bucket, Key=sealed["digests"][-2])["Body"].read()
     head = {"sequence": previous["sequence"], "key": sealed["digests"][-2],
             "sha256": hashlib.sha256(data).hexdigest(), "to": previous["to"]}  # fmt: skip
-    aws.dynamodb.put_item(TableName=aws.table, Item={"pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"},
-                          "head": {"S": json.dumps(head)}, "sequence": {"N": str(head["sequence"])}})  # fmt: skip
+    aws.dynamodb.put_item(TableName=aws.table, Item={**digest_head_key(), "head": {"S": json.dumps(head)},
+                          "sequence": {"N": str(head["sequence"])}})  # fmt: skip
     rolled = verify(name, "--max-age", "1000d")
     assert rolled.exit_code == 0, rolled.stdout  # the stack alone agrees with itself
     audited = verify(name, "--expect-head", recorded)
@@ -174,7 +175,7 @@ def test_a_digest_run_that_stopped_before_moving_the_head_is_adopted(
     moving DIGEST#HEAD: the next run used to fail on "exists" for good. It adopts the file (signed
     by the KMS key, linked to the head) and moves the head; a file it did not sign is an error."""
     digest, at, sealed = compacted_and_sealed(monkeypatch, aws, worm)
-    s3, bucket, key = aws.s3, worm["audit"], {"pk": {"S": "DIGEST#HEAD"}, "sk": {"S": "HEAD"}}
+    s3, bucket, key = aws.s3, worm["audit"], digest_head_key()
     newest = json.loads(s3.get_object(Bucket=bucket, Key=sealed["digests"][-1])["Body"].read())
     data = s3.get_object(Bucket=bucket, Key=sealed["digests"][-2])["Body"].read()
     previous = json.loads(data)
