@@ -864,7 +864,7 @@ def _check_head(report: VerifyReport, chain: dict[int, tuple[str, str]], links: 
         try:
             stored = head.load()
         except DigestError as exc:  # cut short, not JSON, not a head: a finding, not a crash
-            report.findings.append(Finding("head", str(getattr(head, "path", "DIGEST#HEAD")), str(exc)))
+            report.findings.append(Finding("head", str(getattr(head, "path", DIGEST_HEAD)), str(exc)))
         else:
             if stored is None:
                 if last:
