@@ -37,6 +37,7 @@ test: lint typecheck security
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache  # the import direction between stages ([tool.importlinter])
 
 # No high-severity finding in the shipped code (template.yaml: checkov, in tests/infra).
 security: $(TOOLS_STAMP)
