@@ -1,0 +1,1 @@
+"""The Parquet archive: the compactor, its Arrow schema, partition locks, the S3 -> SQS trigger."""

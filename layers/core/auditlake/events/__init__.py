@@ -1,0 +1,1 @@
+"""Kubernetes Events: the poller, its API transport and credentials, leases, normalising, file import."""

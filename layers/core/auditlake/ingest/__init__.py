@@ -1,0 +1,1 @@
+"""Audit entry points (webhook, serve, EKS forwarder, backfill, file import), all landing through intake.land()."""
