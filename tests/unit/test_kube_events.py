@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from auditlake.audit.normalise import Invalid
 from auditlake.events.normalise import EVENTS_V1, api_of, normalise_event
+from auditlake.landing import Invalid
 from auditlake.model import EVENT_COLUMN_NAMES
 from tests.helpers import CORPUS, corpus_path, read_jsonl
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from auditlake import timestamps
-from auditlake.audit.normalise import Invalid
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.audit.redact import RedactionConfig
+from auditlake.landing import Invalid
 from tests.helpers import COMPLETE_AUDIT_FILES, as_row, complete_events
 
 _SCALARS = {"verb": "verb", "request_uri": "requestURI", "user_agent": "userAgent", "source_ips": "sourceIPs"}

@@ -43,6 +43,16 @@ _RAW_KEY = re.compile(
 )
 
 
+class Invalid(ValueError):
+    """An item (an audit event, a Kubernetes Event) cannot be normalised: it goes to quarantine as an
+    ``ItemFailure`` with the message as its reason. ``field`` names the offending value (a dotted path),
+    which quarantine keeps only as ``audit.redact.shown`` allows."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
 @dataclass
 class ItemFailure:
     """An item that goes to quarantine: ``item`` is the parsed value with secret bodies removed, or,

@@ -1,6 +1,6 @@
 """One audit event -> one record whose fields are the archive's columns.
 
-The event arrives typed (``k8s_audit.AuditEvent``): msgspec has already checked every field's
+The event arrives typed (``audit.schema.AuditEvent``): msgspec has already checked every field's
 type. What is left here: timestamps, the pipeline policy, redaction, and fields this version has
 no column for, which go to ``extra`` so nothing is lost. This is the ingest hot path (`make bench`):
 sub-objects are replaced by empty stand-ins instead of tested at every use, and the record is built
@@ -18,6 +18,7 @@ from auditlake.audit.policy import Policy
 from auditlake.audit.redact import RedactionConfig, free_form, raw_text, redact_bodies, redact_text, safe_reason, shown
 from auditlake.audit.schema import AuditEvent, ObjectReference, Status, UserInfo
 from auditlake.jsonio import loads
+from auditlake.landing import Invalid
 from auditlake.model import LEVEL_RANK, AuditRecord
 
 CURRENT_API = "audit.k8s.io/v1"
@@ -27,15 +28,6 @@ _NO_STATUS = Status()
 _REQUEST = LEVEL_RANK["Request"]
 _REQUEST_RESPONSE = LEVEL_RANK["RequestResponse"]
 _fromisoformat = parse_rfc3339  # strict RFC 3339: the grammar of timestamps.canonical and the compactor
-
-
-class Invalid(ValueError):
-    """The event cannot be normalised; the message is the quarantine reason. ``field`` names the
-    offending value (a dotted path), which quarantine keeps only as ``redact.shown`` allows."""
-
-    def __init__(self, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.field = field
 
 
 def normalise(  # noqa: PLR0917 - positional: keyword passing costs measurably per event

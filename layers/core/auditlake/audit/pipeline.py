@@ -1,7 +1,8 @@
 """The ingest core: policy, redaction and normalisation of a batch, event-shape agnostic.
 
-Every ingest path (webhook, ``auditlake serve``, ``auditlake ingest``) hands a batch to
-``AuditPipeline`` and gets back serialised records plus the items that must go to quarantine.
+Every audit ingest path (the webhook and ``auditlake serve``, the CloudWatch forwarder and
+``auditlake backfill``, ``auditlake ingest``) hands a batch to ``AuditPipeline`` and gets back
+serialised records plus the items that must go to quarantine.
 
 Fast path: the whole EventList decodes into the typed schema in one C call. Otherwise each item is
 decoded on its own; an item with fields the schema does not know takes the lenient path (those
@@ -17,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from auditlake.audit.normalise import Invalid, normalise
+from auditlake.audit.normalise import normalise
 from auditlake.audit.parse import (
     EnvelopeError,
     EventList,
@@ -51,7 +52,7 @@ from auditlake.audit.schema import (
     raw_eventlist_decoder,
 )
 from auditlake.jsonio import REPLACED, JSONError, encode, loads, loads_like_go
-from auditlake.landing import ItemFailure
+from auditlake.landing import Invalid, ItemFailure
 
 _NESTED = (
     ("user", USER_FIELDS),

@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from auditlake.audit.normalise import Invalid
 from auditlake.audit.parse import iter_decoded
 from auditlake.audit.pipeline import quarantine_item
 from auditlake.audit.redact import RedactionConfig
 from auditlake.events.normalise import CORE_V1, api_of, normalise_event
 from auditlake.ingest.intake import Batch, IngestStats, land
 from auditlake.jsonio import JSONError, dumps, encode, loads
-from auditlake.landing import ItemFailure, Landing, batch_id
+from auditlake.landing import Invalid, ItemFailure, Landing, batch_id
 from auditlake.model import SOURCE_FILE
 from auditlake.timestamps import format_utc
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from auditlake import timestamps
-from auditlake.audit.normalise import Invalid
 from auditlake.jsonio import dumps_str
+from auditlake.landing import Invalid
 
 CORE_V1 = "v1"
 EVENTS_V1 = "events.k8s.io/v1"

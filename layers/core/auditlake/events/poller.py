@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from auditlake.audit.normalise import Invalid
 from auditlake.clusters.registry import PollConfig
 from auditlake.events.api import Gone, KubeError, NotServed
 from auditlake.events.leases import Lease, LeaseHeld, Leases
 from auditlake.events.normalise import CORE_V1, EVENTS_V1, api_of, normalise_event
 from auditlake.ingest.intake import Batch, land
 from auditlake.jsonio import JSONError, dumps, loads
-from auditlake.landing import ItemFailure, Landing, batch_id
+from auditlake.landing import Invalid, ItemFailure, Landing, batch_id
 from auditlake.metrics import MetricsSink, NoMetrics
 from auditlake.timestamps import format_utc, parse
 from auditlake.trust.liveness import Heartbeats

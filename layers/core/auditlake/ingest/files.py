@@ -2,7 +2,7 @@
 
 Files are streamed in chunks (one raw object per chunk), so a multi-gigabyte log never sits in
 memory. A line that is not JSON (a last line cut short by a crash or a rotation) is quarantined with
-its line number, only up to its first body (see ``pipeline.quarantine_item``). Each chunk lands
+its line number, only up to its first body (see ``audit.pipeline.quarantine_item``). Each chunk lands
 through ``intake.land``. Kubernetes Events files are ``events.files``.
 """
 
