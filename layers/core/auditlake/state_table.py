@@ -90,8 +90,14 @@ def checkpoint_key(name: str) -> Key:
     return item_key(CHECKPOINT + name, "CHECKPOINT")
 
 
+def alert_stream(rule: str, cluster: str, identity: str) -> str:
+    """The name of one identity's 403 counters: ``<rule>#<cluster>#<identity>`` (rule and cluster
+    hold no ``#``, so the identity may)."""
+    return f"{rule}#{cluster}#{identity}"
+
+
 def alert_partition(stream: str) -> str:
-    """``stream``: ``<rule>#<cluster>#<identity>``, the 403 counters of one identity."""
+    """``stream``: ``alert_stream(...)``, the 403 counters of one identity."""
     return ALERT + stream
 
 
@@ -103,7 +109,14 @@ def seen_key(cluster: str) -> Key:
     return item_key(SEEN, cluster)
 
 
+def lock_name(kind: str, day: str, hour: str, cluster: str) -> str:
+    """The name of one archive partition's lock: ``<kind>#<yyyy-mm-dd>#<hh>#<cluster>`` (locally,
+    the lock file's name under the lake's ``.locks/``)."""
+    return f"{kind}#{day}#{hour}#{cluster}"
+
+
 def lock_key(name: str) -> Key:
+    """``name``: ``lock_name(...)``."""
     return item_key(LOCK + name, "LOCK")
 
 

@@ -52,6 +52,7 @@ from auditlake.archive.schema import ARCHIVE_TIMESTAMP, archive_schema, read_sch
 from auditlake.jsonio import dumps
 from auditlake.landing import parse_raw_key
 from auditlake.model import ARCHIVE_KINDS, ArchiveKind
+from auditlake.state_table import lock_name
 from auditlake.stores import AlreadyExists, Archived, Store, StoreError
 from auditlake.timestamps import format_utc
 from auditlake.trust.ledger import Entry, Ledger
@@ -367,8 +368,8 @@ class Compactor:
         day, hh = moment.date().isoformat(), f"{moment.hour:02d}"  # year 1 is 0001 (strftime %Y: 1)
         directory = f"{kind.name}/dt={day}/hour={hh}"
         store = self.archives[kind.name]
-        lock_name = f"{kind.name}#{day}#{hh}#{cluster}"
-        token = self._lock(lock_name)
+        lock = lock_name(kind.name, day, hh, cluster)
+        token = self._lock(lock)
         try:
             new = self._not_archived(kind, table, rows, store, f"{directory}/{cluster}-")
             skipped = len(rows) - len(new)
@@ -387,7 +388,7 @@ class Compactor:
             store.put(key, data, "application/vnd.apache.parquet", create_only=True)
             return len(rows), skipped, key
         finally:
-            self.locks.release(lock_name, token)
+            self.locks.release(lock, token)
 
     def _lock(self, name: str) -> str:
         deadline = time.monotonic() + self.lock_wait_seconds

@@ -44,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from auditlake.jsonio import JSONError, dumps, dumps_str, loads
 from auditlake.metrics import MetricsSink
-from auditlake.state_table import alert_key, alert_partition, conditional_write
+from auditlake.state_table import alert_key, alert_partition, alert_stream, conditional_write
 from auditlake.timestamps import format_seconds
 from auditlake.trust.liveness import Heartbeats
 
@@ -71,8 +71,8 @@ class Stream:
     identity: str
 
     @property
-    def key(self) -> str:  # rule and cluster hold no '#', so the identity may
-        return f"{self.rule}#{self.cluster}#{self.identity}"
+    def key(self) -> str:
+        return alert_stream(self.rule, self.cluster, self.identity)
 
 
 @dataclass
