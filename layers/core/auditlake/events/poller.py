@@ -35,7 +35,7 @@ from auditlake.clusters.registry import PollConfig
 from auditlake.events.api import Gone, KubeError, NotServed
 from auditlake.events.leases import Lease, LeaseHeld, Leases
 from auditlake.events.normalise import CORE_V1, EVENTS_V1, api_of, normalise_event
-from auditlake.ingest.intake import Batch, land
+from auditlake.ingest.intake import Batch, land, quarantine
 from auditlake.jsonio import JSONError, dumps, loads
 from auditlake.landing import Invalid, ItemFailure, Landing, batch_id
 from auditlake.metrics import MetricsSink, NoMetrics
@@ -60,7 +60,7 @@ SYNC_REFRESH_SECONDS = 300  # an unchanged checkpoint is saved again only this o
 
 
 class EventsSource(Protocol):
-    """What the poller needs from an API server (kube_api.KubeApi; a recording in the benchmark)."""
+    """What the poller needs from an API server (events.api.KubeApi; tests/fakes/kube_client.Recording)."""
 
     @property
     def verifies_tls(self) -> bool: ...
@@ -368,10 +368,10 @@ class _Poll:
     # ------------------------------------------------------------ writing
 
     def quarantine_answer(self, body: bytes, reason: str) -> None:
-        self.p.landing.quarantine(
-            self.p.cluster, self.p.wall(), batch_id(self.p.cluster, SOURCE_POLLER, body),
-            source=SOURCE_POLLER, reason=reason, payload=body,
-        )  # fmt: skip
+        """An answer the API server sent that could not be read at all: kept whole (its bytes), one item."""
+        cluster = self.p.cluster
+        batch = Batch(cluster, self.p.wall(), batch_id(cluster, SOURCE_POLLER, body), SOURCE_POLLER, payload=body)
+        quarantine(self.p.landing, batch, reason)
         self.stats.quarantined += 1
 
     def _worth_saving(self, checkpoint: dict[str, Any]) -> bool:
