@@ -12,6 +12,7 @@ Layout of a lake directory (nothing else joins paths under it)::
     .locks/                     compaction locks
     state/checkpoints/          backfill checkpoints (a lake of an earlier version kept them in
                                 checkpoints/: they are moved here the first time they are asked for)
+    checkpoints/                an earlier version's: once moved, its lock files stay, and MOVED says so
     state/poller/               Events poller checkpoints and leases
     state/ledger/               the archive's write ledger (what the digests seal)
     state/alerts.json           burst counters
@@ -25,8 +26,10 @@ adapter creates, nothing more, except ``checkpoints()``, which moves an earlier 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +45,12 @@ from auditlake.trust.alerts import ForbiddenBursts, LocalCounter, Notify
 from auditlake.trust.digest import LocalChainHead, LocalSigner
 from auditlake.trust.ledger import LocalLedger
 
-# Where the previous layout kept backfill checkpoints, relative to the lake.
+log = logging.getLogger(__name__)
+
+# Where the previous layout kept backfill checkpoints, relative to the lake; once they are all moved,
+# MOVED in it says so and it is not read again.
 OLD_CHECKPOINTS = "checkpoints"
+MOVED = "MOVED"
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,10 @@ class LocalLake:
         return self.state_dir / "checkpoints"
 
     @property
+    def old_checkpoints_dir(self) -> Path:
+        return self.root / OLD_CHECKPOINTS
+
+    @property
     def poller_dir(self) -> Path:
         return self.state_dir / "poller"
 
@@ -130,23 +141,40 @@ class LocalLake:
 
     def _move_old_checkpoints(self) -> None:
         # A lake made by an earlier version keeps backfill checkpoints in LAKE/checkpoints (names hold
-        # "/": backfill/<cluster>.json): move each one the new place does not have yet (a rename:
-        # atomic, so a resumed backfill sees it once), then drop the old tree with its lock files.
-        old = self.root / OLD_CHECKPOINTS
-        if not old.is_dir():
+        # "/": backfill/<cluster>.json). Each is moved under its own lock, the one the earlier version's
+        # LocalCheckpoints takes, so neither a run of that version nor a second run of this one (two
+        # backfills started together) sees it half moved: linked to the new place, then unlinked (a
+        # link fails if the new place has one, where a rename would replace it). Lock files stay: one
+        # may be held or waited on, and unlinking it would let two runs hold "the same" lock.
+        old = self.old_checkpoints_dir
+        if not old.is_dir() or (old / MOVED).exists():
             return
         for path in sorted(old.rglob("*.json")):
-            target = self.checkpoints_dir / path.relative_to(old)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-        for leftover in old.rglob("*.lock"):
-            leftover.unlink(missing_ok=True)
-        for folder in sorted((p for p in old.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):  # not empty: something else lives there; leave it
-                folder.rmdir()
-        with contextlib.suppress(OSError):
-            old.rmdir()
+            self._move_old_checkpoint(path, self.checkpoints_dir / path.relative_to(old))
+        if not any(old.rglob("*.json")):  # all moved: never read again
+            (old / MOVED).write_text(
+                "Backfill checkpoints moved to state/checkpoints/; the lock files here are unused.\n"
+            )
+
+    @staticmethod
+    def _move_old_checkpoint(path: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _flocked(path.with_suffix(".lock")):
+            try:
+                os.link(path, target)
+            except FileNotFoundError:  # another run moved it while this one waited for its lock
+                return
+            except FileExistsError:
+                # Already there: the new place is where this version saves, so its checkpoint wins,
+                # unless it is this very file (a run that stopped between link and unlink).
+                with contextlib.suppress(FileNotFoundError):
+                    if not os.path.samefile(path, target):
+                        superseded = path.with_name(path.name + ".superseded")
+                        os.replace(path, superseded)
+                        log.warning("%s: %s wins; the old checkpoint is kept as %s", path, target, superseded)
+                        return
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def leases(self) -> LocalLeases:
         """The Events poller's checkpoints and leases."""
@@ -186,3 +214,14 @@ class LocalLake:
             LocalCounter(self.alert_counter_file), self.notifier(also),
             threshold=threshold, secrets_threshold=secrets_threshold,
         )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """Hold the file lock ``path`` names, as ingest.checkpoints.LocalCheckpoints takes it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
