@@ -26,7 +26,7 @@ from auditlake.archive.locks import LocalLocks
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.demo.replay import batches, eventlist
 from auditlake.demo.synth import INCIDENT_SECRET, Synth
-from auditlake.landing import Landing
+from auditlake.landing import RAW_SUFFIX, Landing, raw_prefix
 from auditlake.model import AUDIT_COLUMN_NAMES
 from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
@@ -42,7 +42,7 @@ class RawLake:
     raw_json_bytes: int  # the landed NDJSON, uncompressed
 
     def keys(self) -> list[str]:
-        return sorted(LocalStore(self.root).list("raw/audit/"))
+        return sorted(LocalStore(self.root).list(raw_prefix("audit")))
 
 
 def build_raw_lake(
@@ -76,7 +76,7 @@ def compact_local(lake: Path, out: Path, keys: list[str]) -> int:
 
 def duckdb_copy(lake: Path, out: Path) -> int:
     out.unlink(missing_ok=True)
-    source = lake / "raw" / "audit" / "**" / "*.ndjson.zst"
+    source = lake / raw_prefix("audit") / "**" / f"*{RAW_SUFFIX}"
     connection = duckdb.connect()
     connection.execute(
         f"COPY (SELECT * FROM read_json('{source}', format = 'newline_delimited', compression = 'zstd')) "

@@ -12,6 +12,9 @@ the original bytes unchanged when the payload could not be read at all. Quaranti
 create-only: a name already taken by other content (a retry whose manifest differs) gets a name of
 its own (``<batch-id>-<hash>.json``), so no quarantined item is ever replaced. The compactor's
 manifests are ``<batch-id>.compact-<hash>.json`` beside them.
+
+This module is the layout's one statement: readers find it with ``raw_prefix``, ``RAW_SUFFIX``,
+``quarantine_prefix``, ``MANIFEST_SUFFIX``, ``parse_raw_key`` and ``quarantine_base``.
 """
 
 from __future__ import annotations
@@ -37,9 +40,13 @@ _CLUSTER = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Quarantine of input no cluster can be told for (a log group that is not an EKS cluster's): not a
 # DNS label, so it never collides with a real cluster's prefix.
 UNROUTED = "_unrouted"
+RAW = "raw"
+QUARANTINE = "quarantine"
+RAW_SUFFIX = ".ndjson.zst"  # a raw object: zstd-compressed NDJSON
+MANIFEST_SUFFIX = ".json"  # a quarantine manifest (ingest's and the compactor's)
 # What Landing.raw_key writes, read back by parse_raw_key (the compactor's filter of S3 notifications).
 _RAW_KEY = re.compile(
-    r"^raw/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/\d{4}/\d{2}/\d{2}/\d{2}/(?P<batch>[^/]+)\.ndjson\.zst$"
+    rf"^{RAW}/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/(?P<batch>[^/]+){re.escape(RAW_SUFFIX)}$"
 )
 
 
@@ -75,6 +82,22 @@ class RawKey:
     kind: str
     cluster: str
     batch: str
+
+
+def raw_prefix(kind: str | None = None) -> str:
+    """Where the raw objects are: every kind's (``raw/``), or one kind's (``raw/<kind>/``)."""
+    return f"{RAW}/" if kind is None else f"{RAW}/{kind}/"
+
+
+def quarantine_prefix(kind: str | None = None) -> str:
+    """Where the quarantine is: every kind's (``quarantine/``), or one kind's (``quarantine/<kind>/``)."""
+    return f"{QUARANTINE}/" if kind is None else f"{QUARANTINE}/{kind}/"
+
+
+def quarantine_base(raw_key: str) -> str:
+    """A raw object's place in the quarantine, without a suffix: ``raw/<path>/<batch>.ndjson.zst`` ->
+    ``quarantine/<path>/<batch>`` (the compactor names what it quarantines of that object from it)."""
+    return quarantine_prefix() + raw_key.removeprefix(raw_prefix()).removesuffix(RAW_SUFFIX)
 
 
 def parse_raw_key(key: str) -> RawKey | None:
@@ -127,12 +150,12 @@ class Landing:
         self.kind = kind
 
     def _prefix(self, area: str, cluster: str, at: datetime) -> str:
-        if not valid_cluster_name(cluster) and not (area == "quarantine" and cluster == UNROUTED):
+        if not valid_cluster_name(cluster) and not (area == QUARANTINE and cluster == UNROUTED):
             raise ValueError(f"invalid cluster name {cluster!r}")
         return f"{area}/{self.kind}/{cluster}/{at.year:04d}/{at:%m/%d/%H}"  # %Y does not pad year 1 (glibc)
 
     def raw_key(self, cluster: str, at: datetime, batch: str) -> str:
-        return f"{self._prefix('raw', cluster, at)}/{batch}.ndjson.zst"
+        return f"{self._prefix(RAW, cluster, at)}/{batch}{RAW_SUFFIX}"
 
     def write_raw(self, cluster: str, at: datetime, batch: str, lines: Sequence[bytes]) -> str | None:
         if not lines:
@@ -156,7 +179,7 @@ class Landing:
         """Store the reasons; without ``failures`` (the payload as a whole was refused) also the payload
         bytes unchanged. With failures, each failed item is kept in the manifest itself. ``context``
         adds where the payload came from (a log group, a stream)."""
-        prefix = f"{self._prefix('quarantine', cluster, at)}/{batch}"
+        prefix = f"{self._prefix(QUARANTINE, cluster, at)}/{batch}"
         keys: list[str] = []
         manifest: dict[str, object] = {
             "cluster": cluster,
@@ -175,7 +198,7 @@ class Landing:
             manifest["payload_key"] = body_key
             keys.append(body_key)
         manifest["items"] = [_failure_doc(f) for f in failures]
-        keys.append(self._create(prefix, ".json", dumps(manifest), "application/json", same=_same_manifest))
+        keys.append(self._create(prefix, MANIFEST_SUFFIX, dumps(manifest), "application/json", same=_same_manifest))
         return tuple(keys)
 
     def _create(self, prefix: str, suffix: str, data: bytes, content_type: str, same: _Same = bytes.__eq__) -> str:

@@ -50,7 +50,7 @@ import zstandard
 from auditlake.archive.locks import Locks
 from auditlake.archive.schema import ARCHIVE_TIMESTAMP, archive_schema, read_schema, timestamp_columns
 from auditlake.jsonio import dumps
-from auditlake.landing import parse_raw_key
+from auditlake.landing import MANIFEST_SUFFIX, RAW_SUFFIX, parse_raw_key, quarantine_base
 from auditlake.model import ARCHIVE_KINDS, ArchiveKind
 from auditlake.state_table import lock_name
 from auditlake.stores import AlreadyExists, Archived, Store, StoreError
@@ -474,10 +474,10 @@ class Compactor:
         except StoreError as exc:
             data, reason = b"", f"{reason}; and it could not be read again: {exc}"
         target = _quarantine_name(key, data)
-        self._create(target + ".ndjson.zst", data, "application/zstd")
+        self._create(target + RAW_SUFFIX, data, "application/zstd")
         manifest = {"kind": kind.name, "raw_key": key, "reason": reason, "quarantined_at": format_utc(self.clock()),
-                    "object_key": target + ".ndjson.zst", "items": []}  # fmt: skip
-        self._create(target + ".json", dumps(manifest), "application/json")
+                    "object_key": target + RAW_SUFFIX, "items": []}  # fmt: skip
+        self._create(target + MANIFEST_SUFFIX, dumps(manifest), "application/json")
         logger.warning("raw object quarantined", extra={"key": key, "reason": reason})
 
     def _quarantine_lines(self, kind: ArchiveKind, key: str, text: bytes, lines: list[BadLine]) -> None:
@@ -493,7 +493,7 @@ class Compactor:
         reason = f"{len(lines)} line(s) the archive cannot hold; the object's other lines were archived"
         manifest = {"kind": kind.name, "raw_key": key, "reason": reason, "quarantined_at": format_utc(self.clock()),
                     "items": items}  # fmt: skip
-        self._create(_quarantine_name(key, text) + ".json", dumps(manifest), "application/json")
+        self._create(_quarantine_name(key, text) + MANIFEST_SUFFIX, dumps(manifest), "application/json")
         logger.warning("raw lines quarantined", extra={"key": key, "lines": [b.number for b in lines]})
 
     def _create(self, key: str, data: bytes, content_type: str) -> None:
@@ -508,8 +508,7 @@ class Compactor:
 def _quarantine_name(key: str, content: bytes) -> str:
     """``quarantine/<kind>/<cluster>/.../<batch>.compact-<hash>``: apart from ingest's ``<batch>.json``,
     and one per content, so a raw object rewritten with other bytes never replaces the first."""
-    base = "quarantine/" + key.removeprefix("raw/").removesuffix(".ndjson.zst")
-    return f"{base}.compact-{hashlib.sha256(content).hexdigest()[:12]}"
+    return f"{quarantine_base(key)}.compact-{hashlib.sha256(content).hexdigest()[:12]}"
 
 
 def decompress_all(data: bytes) -> bytes:

@@ -12,6 +12,7 @@ import click
 from auditlake.cli.options import lake_option
 from auditlake.cli.render import err, fail, print_counts
 from auditlake.cli.stack import ARCHIVE_BUCKETS, DIGEST_KEY, STATE_TABLE, stack_outputs
+from auditlake.landing import raw_prefix
 from auditlake.local_lake import LocalLake
 from auditlake.stores import Store, StoreError
 from auditlake.timestamps import format_utc, instant
@@ -25,7 +26,7 @@ def compact(lake: Path) -> None:
 
     local = LocalLake(lake)
     store = local.store()
-    keys = list(store.list("raw/"))
+    keys = list(store.list(raw_prefix()))
     started = time.perf_counter()
     compactor = Compactor(store, local.archives(), local.locks(), ledger=local.ledger())
     report = compactor.compact(keys)

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from auditlake.jsonio import loads
-from auditlake.landing import decode_lines
+from auditlake.landing import MANIFEST_SUFFIX, RAW_SUFFIX, decode_lines, quarantine_prefix, raw_prefix
 from auditlake.stores import Store
 
 
@@ -27,8 +27,8 @@ class LakeSummary:
 
 def summarise(store: Store, kind: str = "audit") -> LakeSummary:
     out = LakeSummary()
-    for key in store.list(f"raw/{kind}/"):
-        if not key.endswith(".ndjson.zst"):
+    for key in store.list(raw_prefix(kind)):
+        if not key.endswith(RAW_SUFFIX):
             continue
         out.raw_objects += 1
         for line in decode_lines(store.get(key)):
@@ -40,8 +40,8 @@ def summarise(store: Store, kind: str = "audit") -> LakeSummary:
             out.stages[record["stage"]] += 1
             out.redacted += bool(record["redactions"])
             out.forbidden += record.get("response_code") == 403
-    for key in store.list(f"quarantine/{kind}/"):
-        if not key.endswith(".json"):
+    for key in store.list(quarantine_prefix(kind)):
+        if not key.endswith(MANIFEST_SUFFIX):
             continue
         manifest = loads(store.get(key))
         out.quarantined_batches += 1
