@@ -2,7 +2,7 @@
 
 Column types use a small vocabulary (``string``, ``int32``, ``timestamp``, ``list<string>``, and
 ``json`` = a string holding JSON) so the Lambda-side core needs no pyarrow; the Arrow schemas
-(``arrow_schema.py``) and the Glue tables in template.yaml are derived from these lists.
+(``archive/schema.py``) and the Glue tables in template.yaml are derived from these lists.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("related", "json"),
     ("reporting_controller", "string"),
     ("reporting_instance", "string"),
-    ("event_time", "timestamp"),  # when it happened: eventTime, series, lastTimestamp, ... (see kube_events.py)
+    ("event_time", "timestamp"),  # when it happened: eventTime, series, lastTimestamp, ... (see events/normalise.py)
     ("first_timestamp", "timestamp"),
     ("last_timestamp", "timestamp"),
     ("count", "int32"),
