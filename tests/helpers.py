@@ -224,13 +224,12 @@ def archived_events(lake: Path) -> list[dict[str, Any]]:
     import pyarrow.dataset as ds
 
     from auditlake.archive.compactor import Compactor
-    from auditlake.archive.locks import LocalLocks
-    from auditlake.stores.local import LocalStore
+    from auditlake.local_lake import LocalLake
 
-    store, archive = LocalStore(lake), LocalStore(lake / "archive")
-    Compactor(store, {"audit": archive, "events": archive}, LocalLocks(lake / "locks")).compact(
-        list(store.list("raw/events/"))
-    )
-    if not (lake / "archive" / "events").exists():
+    local = LocalLake(lake)
+    store = local.store()
+    Compactor(store, local.archives(), local.locks()).compact(list(store.list("raw/events/")))
+    events = local.archive_dir / "events"
+    if not events.exists():
         return []
-    return ds.dataset(lake / "archive" / "events", format="parquet", partitioning="hive").to_table().to_pylist()
+    return ds.dataset(events, format="parquet", partitioning="hive").to_table().to_pylist()

@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from auditlake.cli import main
-from auditlake.stores import StoreError
+from auditlake.local_lake import LocalLake
+from auditlake.stores import Store, StoreError
 from auditlake.stores import local as local_module
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import format_utc
@@ -106,10 +107,9 @@ def test_editing_or_removing_a_digest_breaks_the_chain(lake: Path, tmp_path: Pat
     assert removed.exit_code == 1 and "CHAIN" in removed.stdout and "EXTRA" in removed.stdout
 
 
-def _local(lake: Path) -> tuple[LocalLedger, dict[str, LocalStore], LocalSigner, LocalChainHead]:
-    archive = LocalStore(lake / "archive")
-    return (LocalLedger(lake / "state" / "ledger"), {"audit": archive, "events": archive},
-            LocalSigner(lake / "state" / "key.pem"), LocalChainHead(lake / "head.json"))  # fmt: skip
+def _local(lake: Path) -> tuple[LocalLedger, dict[str, Store], LocalSigner, LocalChainHead]:
+    local = LocalLake(lake)
+    return local.ledger(), local.archives(), local.signer(), local.chain_head()
 
 
 def _entry(key: str, at: datetime, data: bytes = b"x" * 10) -> Entry:
@@ -154,7 +154,7 @@ def test_a_file_still_being_written_is_sealed_by_the_next_digest(tmp_path: Path)
 def test_a_cut_ledger_line_is_skipped_and_reported(lake: Path) -> None:
     """A compactor killed mid-append leaves half a line: digest skips it, says so, and the next
     compaction's entry still starts on a line of its own."""
-    hour_file = sorted((lake / "state" / "ledger").glob("*.jsonl"))[-1]
+    hour_file = sorted(LocalLake(lake).ledger_dir.glob("*.jsonl"))[-1]
     with hour_file.open("ab") as handle:
         handle.write(b'{"key": "audit/dt=2026-01-01/hour=00/cut-')
     log = corpus_path("audit/liggitt__audit2rbac__demo_v1.jsonl")
@@ -187,8 +187,8 @@ def test_an_exported_public_key_verifies_and_refuses_a_swapped_key(lake: Path, t
     head = exported.stderr.split("chain head ", 1)[1].split()[0]
     assert run("verify", "--lake", str(lake), "--public-key", str(public), "--expect-head", head).exit_code == 0
     # Someone with write access swaps the lake's key and re-signs every digest with theirs.
-    (lake / "state" / "digest-key.pem").unlink()
-    forger = LocalSigner(lake / "state" / "digest-key.pem")
+    LocalLake(lake).digest_key_file.unlink()
+    forger = LocalLake(lake).signer()
     for path in sorted((lake / "archive" / "digests").iterdir()):
         doc = json.loads(path.read_text())
         doc["signature"]["value"] = base64.b64encode(forger.sign(message_digest(doc))).decode()
@@ -200,11 +200,11 @@ def test_an_exported_public_key_verifies_and_refuses_a_swapped_key(lake: Path, t
 def test_a_stale_chain_fails_against_max_age(tmp_path: Path) -> None:
     """Digests that stopped (or whose newest ones were removed with the head) end too long ago."""
     lake = tmp_path / "lake"
-    archive = LocalStore(lake / "archive")
+    local = LocalLake(lake)
     now = datetime.now(UTC).replace(microsecond=0)
-    Digester(LocalLedger(lake / "state" / "ledger"), {"audit": archive, "events": archive},
-             LocalChainHead(lake / "state" / "digest-head.json"), LocalSigner(lake / "state" / "digest-key.pem"),
-             ).seal(now - timedelta(hours=2), start=now - timedelta(hours=3), hourly=False)  # fmt: skip
+    Digester(local.ledger(), local.archives(), local.chain_head(), local.signer()).seal(
+        now - timedelta(hours=2), start=now - timedelta(hours=3), hourly=False
+    )
     assert run("verify", "--lake", str(lake)).exit_code == 0  # a local lake has no schedule: no limit by default
     stale = run("verify", "--lake", str(lake), "--max-age", "1h")
     assert stale.exit_code == 1 and stale.stdout.startswith("STALE"), stale.stdout
@@ -235,8 +235,8 @@ def test_an_honest_copy_verifies(unsealed: Path, tmp_path: Path, monkeypatch: py
     base = local_module._file_clock_offset()
     monkeypatch.setattr(local_module, "_file_clock_offset", lambda: base + later.total_seconds())
     ledger, stores, _, _ = _local(copy)
-    signer = LocalSigner(copy / "state" / "digest-key.pem", create=False)
-    head = LocalChainHead(copy / "state" / "digest-head.json")
+    signer = LocalLake(copy).signer(create=False)
+    head = LocalLake(copy).chain_head()
     report = verify(stores, signer, head=head, ledger=ledger, now=datetime.now(UTC) + later)
     assert report.ok and report.unsealed, report.findings
     # ... and a file written since the last digest that the ledger does not hold is still caught.
@@ -250,7 +250,7 @@ def test_a_digest_run_that_stopped_before_moving_the_head_is_adopted(unsealed: P
     """A crash between writing digest N+1 and moving the head used to stall sealing for good
     ("cannot write ...: exists"). The next run adopts the file if it is signed by the key and links
     to the head; anything else there is an error naming it."""
-    head_path = unsealed / "state" / "digest-head.json"
+    head_path = LocalLake(unsealed).digest_head_file
     before = head_path.read_bytes()
     assert run("digest", "--lake", str(unsealed)).exit_code == 0
     written = sorted((unsealed / "archive" / "digests").glob("*.json"))[-1]
@@ -292,7 +292,7 @@ def test_a_fifo_recorded_in_the_ledger_is_never_opened(lake: Path) -> None:
     fifo = partition / "c9-20991231T235959Z-0badc0ffee00.parquet"
     os.mkfifo(fifo)
     key = fifo.relative_to(lake / "archive").as_posix()
-    LocalLedger(lake / "state" / "ledger").record(_entry(key, datetime.now(UTC)))
+    LocalLake(lake).ledger().record(_entry(key, datetime.now(UTC)))
 
     def hung(*_: object) -> None:
         raise TimeoutError("verify hung on a FIFO")

@@ -10,16 +10,14 @@ from typing import Any
 import pytest
 
 from auditlake.archive.compactor import Compactor
-from auditlake.archive.locks import LocalLocks
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.demo import synth
 from auditlake.events.files import ingest_events
 from auditlake.ingest.cloudwatch import EksAuditForwarder, decode_document
 from auditlake.ingest.files import FileIngest
 from auditlake.jsonio import dumps
-from auditlake.landing import Landing
+from auditlake.local_lake import LocalLake
 from auditlake.query import named as query
-from auditlake.stores.local import LocalStore
 from tests.helpers import EVENTS, corpus_path, eks_messages, read_jsonl, subscription_document
 
 START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -36,26 +34,23 @@ GENERATOR = synth.Synth(minutes=60, rate=10, seed=7, start=START)
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[query.LocalEngine]:
-    lake = tmp_path_factory.mktemp("lake")
-    store = LocalStore(lake)
+    lake = LocalLake(tmp_path_factory.mktemp("lake"))
+    store = lake.store()
     audit = tmp_path_factory.mktemp("in") / "synth.jsonl"
     audit.write_bytes(b"".join(dumps(e) + b"\n" for e in GENERATOR.events()))
     events = audit.with_name("events.jsonl")
     events.write_bytes(b"".join(dumps(e) + b"\n" for e in GENERATOR.kube_events()))
     pipeline = AuditPipeline(PipelineConfig())
-    FileIngest(pipeline, Landing(store), "demo").jsonl(audit)
-    ingest_events(events, Landing(store, "events"), "demo")
+    FileIngest(pipeline, lake.landing(), "demo").jsonl(audit)
+    ingest_events(events, lake.landing("events"), "demo")
     for cluster, relative in CORPUS.items():
-        FileIngest(pipeline, Landing(store), cluster).jsonl(corpus_path(relative))
-    FileIngest(pipeline, Landing(store), "fixtures").eventlist(EVENTS / "pod_create_host_pid_ipc.json")
-    eks = EksAuditForwarder(pipeline, Landing(store))  # as the CloudWatch subscription lands them
+        FileIngest(pipeline, lake.landing(), cluster).jsonl(corpus_path(relative))
+    FileIngest(pipeline, lake.landing(), "fixtures").eventlist(EVENTS / "pod_create_host_pid_ipc.json")
+    eks = EksAuditForwarder(pipeline, lake.landing())  # as the CloudWatch subscription lands them
     assert eks.forward(decode_document(dumps(subscription_document(eks_messages())))).accepted == 5
-    archive = LocalStore(lake / "archive")
-    report = Compactor(store, {"audit": archive, "events": archive}, LocalLocks(lake / "locks")).compact(
-        list(store.list("raw/"))
-    )
+    report = Compactor(store, lake.archives(), lake.locks()).compact(list(store.list("raw/")))
     assert not report.failed and not report.quarantined
-    yield query.LocalEngine(lake / "archive")
+    yield query.LocalEngine(lake.archive_dir)
 
 
 def run(engine: query.LocalEngine, query_name: str, /, **params: Any) -> list[dict[str, Any]]:
