@@ -19,6 +19,9 @@ import pytest
 from auditlake.timestamps import format_utc
 
 ROOT = Path(__file__).resolve().parents[1]
+# The venv's tools (cfn-lint, sam) and the environment they run in: the template tier.
+BIN = Path(sys.executable).parent
+TOOL_ENV = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
 # The shared sample corpus sits beside the repository; AUDITLAKE_CORPUS points elsewhere.
 CORPUS = Path(os.environ.get("AUDITLAKE_CORPUS", ROOT / ".." / "shared" / "corpus")).resolve()
 EVENTS = ROOT / "tests" / "events"

@@ -14,6 +14,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from auditlake.cli import main
+from auditlake.local_lake import LocalLake
 
 
 def cli(*args: str) -> Any:
@@ -51,7 +52,7 @@ def flip_a_byte(path: Path) -> None:
 
 
 def head_file(lake: Path) -> Path:
-    return lake / "state" / "digest-head.json"
+    return LocalLake(lake).digest_head_file
 
 
 def reset_head_to(lake: Path, digest: Path | None) -> None:
@@ -68,7 +69,7 @@ def reset_head_to(lake: Path, digest: Path | None) -> None:
 
 def rewrite_ledger(lake: Path, key: str, data: bytes) -> None:
     """Make the ledger say ``key`` was written with ``data``."""
-    for hour in sorted((lake / "state" / "ledger").glob("*.jsonl")):
+    for hour in sorted(LocalLake(lake).ledger_dir.glob("*.jsonl")):
         lines = hour.read_text().splitlines()
         for i, line in enumerate(lines):
             entry = json.loads(line)

@@ -15,7 +15,7 @@ from tests.helpers import forbidden_records
 def test_a_flood_of_identities_costs_one_read_and_one_write_a_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = tmp_path / "state" / "alerts.json"
+    state = LocalLake(tmp_path).alert_counter_file
     io: list[str] = []
     read, write = Path.read_bytes, Path.write_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: io.append(f"read {self.name}") or read(self))

@@ -6,18 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import BIN, ROOT, TOOL_ENV
 from tests.iam.template import EKS_CLUSTERS, expand, parse, transform
-
-BIN = Path(sys.executable).parent
-TOOL_ENV = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="session")

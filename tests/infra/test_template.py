@@ -7,9 +7,8 @@ import subprocess
 from typing import Any
 
 from auditlake import settings
-from tests.helpers import ROOT
+from tests.helpers import BIN, ROOT, TOOL_ENV
 from tests.iam.template import EKS_CLUSTERS, expand
-from tests.infra.conftest import BIN, TOOL_ENV
 
 KEY = {"Fn::If": ["CreateDataKey", {"Fn::GetAtt": ["DataKey", "Arn"]}, {"Ref": "KmsKeyArn"}]}
 

@@ -19,6 +19,7 @@ from auditlake.events.auth import StaticCredentials
 from auditlake.events.leases import Lease, LeaseLost, LocalLeases
 from auditlake.events.poller import GAP_API, EventsPoller
 from auditlake.landing import Landing, decode_lines
+from auditlake.local_lake import LocalLake
 from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
 from tests.fakes.kube import FakeKube
@@ -73,7 +74,7 @@ def make_poller(fake: FakeKube, lake: Path, clock: Clock, *, holder: str = "p1",
     return EventsPoller(
         KubeApi(credentials),
         Landing(LocalStore(lake), "events"),
-        LocalLeases(lake / "state" / "poller", clock=clock.seconds),
+        LocalLeases(LocalLake(lake).poller_dir, clock=clock.seconds),
         CLUSTER,
         holder=holder,
         wall=clock,
@@ -273,7 +274,7 @@ def test_a_poller_killed_after_writing_raw_but_before_its_checkpoint(seeded: Fak
     make_poller(seeded, tmp_path, clock).poll(30, keep_watching=False)
     seeded.recur(corpus_kube_events()[3]["metadata"]["uid"])
     doomed = make_poller(seeded, tmp_path, clock, holder="doomed")
-    doomed.leases = CrashOnAdvance(tmp_path / "state" / "poller", clock=clock.seconds)
+    doomed.leases = CrashOnAdvance(LocalLake(tmp_path).poller_dir, clock=clock.seconds)
     with pytest.raises(SystemExit):
         doomed.poll(30, keep_watching=False)
     clock.advance(minutes=2)  # its lease runs out

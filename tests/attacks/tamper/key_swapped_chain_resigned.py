@@ -7,7 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from auditlake.trust.digest import LocalSigner, canonical, message_digest
+from auditlake.local_lake import LocalLake
+from auditlake.trust.digest import canonical, message_digest
 from tests.attacks.tampering import digests, flip_a_byte, reset_head_to, sealed_by
 
 ISSUE = "11.12"
@@ -19,8 +20,8 @@ def tamper(lake: Path) -> None:
     newest = digests(lake)[-1]
     victim = sealed_by(newest)[0]
     flip_a_byte(victim)
-    (lake / "state" / "digest-key.pem").unlink()
-    forger = LocalSigner(lake / "state" / "digest-key.pem")
+    LocalLake(lake).digest_key_file.unlink()
+    forger = LocalLake(lake).signer()
     previous = None
     for path in digests(lake):
         doc = json.loads(path.read_text())
