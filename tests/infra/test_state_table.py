@@ -91,3 +91,8 @@ def test_each_key_builder_falls_under_its_prefix_pattern_only() -> None:
         assert set(key) == {"pk", "sk"}, prefix
         matches = [other for other in PREFIXES if fnmatchcase(key["pk"]["S"], leading_keys(other))]
         assert matches == [prefix], f"{key['pk']['S']} matches {matches}"
+
+
+def test_the_ttl_attribute_is_the_one_the_table_expires_by(template: dict[str, Any]) -> None:
+    spec = template["Resources"]["StateTable"]["Properties"]["TimeToLiveSpecification"]
+    assert spec == {"AttributeName": state_table.TTL, "Enabled": True}

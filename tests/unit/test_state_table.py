@@ -39,6 +39,7 @@ def test_every_prefix_is_pinned() -> None:
     )  # fmt: skip
     assert {"CLUSTER#", "CHECKPOINT#"} == state_table.OPERATOR_ONLY
     assert (state_table.TOKEN_SORT, state_table.CLUSTER_SORT) == ("TOKEN", "CLUSTER")
+    assert state_table.TTL == "ttl"  # items written with it expire by it: renaming it stops expiry
 
 
 def test_each_builders_stored_key() -> None:

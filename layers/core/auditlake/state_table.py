@@ -47,6 +47,8 @@ SEEN = "SEEN"
 LOCK = "LOCK#"
 LEDGER = "LEDGER#"
 DIGEST_HEAD = "DIGEST#HEAD"
+# The attribute DynamoDB's time to live reads (template.yaml's TimeToLiveSpecification.AttributeName).
+TTL = "ttl"
 PREFIXES = (TOKEN, CLUSTER, POLLING, POLLER, CHECKPOINT, ALERT, SEEN, LOCK, LEDGER, DIGEST_HEAD)
 OPERATOR_ONLY = frozenset({CLUSTER, CHECKPOINT})  # no function's role is granted these
 

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from auditlake.state_table import conditional_write, lock_key
+from auditlake.state_table import TTL, conditional_write, lock_key
 
 
 class LockError(RuntimeError):
@@ -53,7 +53,7 @@ class DynamoLocks:
                     **lock_key(name),
                     "owner": {"S": token},
                     "expires_at": {"N": str(now + lease_seconds)},
-                    "ttl": {"N": str(now + lease_seconds + 86400)},  # DynamoDB removes stale items
+                    TTL: {"N": str(now + lease_seconds + 86400)},  # DynamoDB removes stale items
                 },
                 ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
                 ExpressionAttributeValues={":now": {"N": str(now)}},

@@ -55,6 +55,7 @@ from auditlake.cli.stack import (
     outputs_of,
 )
 from auditlake.landing import valid_cluster_name
+from auditlake.state_table import TTL
 from auditlake.timestamps import format_utc, parse
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
@@ -406,7 +407,7 @@ class Doctor:
         ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         if status != "ACTIVE":
             yield Check(FAIL, "state table", f"{table} is {status}", "wait until it is ACTIVE")
-        elif ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING") or ttl.get("AttributeName") != "ttl":
+        elif ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING") or ttl.get("AttributeName") != TTL:
             yield Check(
                 FAIL, "state table", f"{table}: TTL {ttl.get('TimeToLiveStatus', 'off')} on "
                 f"{ttl.get('AttributeName', 'no attribute')}: counters, leases and ledger entries never expire",

@@ -44,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from auditlake.jsonio import JSONError, dumps, dumps_str, loads
 from auditlake.metrics import MetricsSink
-from auditlake.state_table import alert_key, alert_partition, alert_stream, conditional_write
+from auditlake.state_table import TTL, alert_key, alert_partition, alert_stream, conditional_write
 from auditlake.timestamps import format_seconds
 from auditlake.trust.liveness import Heartbeats
 
@@ -280,7 +280,7 @@ class DynamoCounter:
                     "UpdateExpression": "ADD " + ", ".join(f"{n} :{n}" for n in present) + " SET #ttl = :ttl",
                     "ConditionExpression": "attribute_not_exists(claimed) AND "
                     "(attribute_not_exists(ids) OR size(ids) < :cap)",
-                    "ExpressionAttributeNames": {"#ttl": "ttl"},
+                    "ExpressionAttributeNames": {"#ttl": TTL},
                     "ExpressionAttributeValues": {
                         **{f":{n}": {"SS": sorted(v)} for n, v in present.items()},
                         ":ttl": self._expires(),
@@ -318,7 +318,7 @@ class DynamoCounter:
             "TableName": self.table,
             "UpdateExpression": "SET claimed = :claim, #ttl = :ttl",
             "ConditionExpression": "attribute_not_exists(claimed)",
-            "ExpressionAttributeNames": {"#ttl": "ttl"},
+            "ExpressionAttributeNames": {"#ttl": TTL},
             "ExpressionAttributeValues": {":claim": {"S": claim}, ":ttl": self._expires()},
         }
         items = [{"Update": {**update, "Key": self._key(stream, key)}} for key in buckets]

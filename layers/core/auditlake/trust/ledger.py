@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from auditlake.jsonio import dumps, loads
-from auditlake.state_table import ledger_key, ledger_partition
+from auditlake.state_table import TTL, ledger_key, ledger_partition
 from auditlake.stores import StoreError
 
 KEEP_SECONDS = 30 * 86400
@@ -74,7 +74,7 @@ class DynamoLedger:
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={**ledger_key(entry.written_at[:13], entry.key), **item, "ttl": {"N": str(expires)}},
+                Item={**ledger_key(entry.written_at[:13], entry.key), **item, TTL: {"N": str(expires)}},
             )
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot record {entry.key} in the ledger: {exc}") from exc
@@ -95,7 +95,7 @@ class DynamoLedger:
                 for item in page.get("Items", ()):
                     try:
                         fields: dict[str, Any] = {k: int(v["N"]) if "N" in v else v["S"] for k, v in item.items()}
-                        out.append(Entry(**{k: v for k, v in fields.items() if k not in ("pk", "sk", "ttl")}))
+                        out.append(Entry(**{k: v for k, v in fields.items() if k not in ("pk", "sk", TTL)}))
                     except (KeyError, TypeError, ValueError) as exc:
                         self.damaged.append(f"{ledger_partition(hour)} {item.get('sk', {}).get('S', '?')}: {exc}")
         except (BotoCoreError, ClientError) as exc:
