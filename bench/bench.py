@@ -74,8 +74,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from tests.fakes.stores import Discard  # noqa: E402
-
 import alerting  # noqa: E402
 import compaction  # noqa: E402
 import polling  # noqa: E402
@@ -86,6 +84,7 @@ from auditlake.demo.replay import batches, eventlist  # noqa: E402
 from auditlake.demo.synth import Synth  # noqa: E402
 from auditlake.ingest.cloudwatch import EksAuditForwarder  # noqa: E402
 from auditlake.landing import Landing  # noqa: E402
+from tests.fakes.stores import Discard  # noqa: E402
 
 T = TypeVar("T")
 ROUNDS = 5

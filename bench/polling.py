@@ -20,14 +20,14 @@ from typing import Any
 
 import orjson
 import zstandard
-from tests.fakes.kube_client import Recording
-from tests.fakes.leases import CountingLeases
 
 from auditlake.events.leases import LocalLeases
 from auditlake.events.normalise import CORE_V1
 from auditlake.events.poller import EventsPoller
 from auditlake.landing import Landing
 from auditlake.stores import Store
+from tests.fakes.kube_client import Recording
+from tests.fakes.leases import CountingLeases
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "events"
