@@ -26,10 +26,9 @@ adapter creates, nothing more, except ``checkpoints()``, which moves an earlier 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,10 +155,9 @@ class LocalLake:
                 "Backfill checkpoints moved to state/checkpoints/; the lock files here are unused.\n"
             )
 
-    @staticmethod
-    def _move_old_checkpoint(path: Path, target: Path) -> None:
+    def _move_old_checkpoint(self, path: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _flocked(path.with_suffix(".lock")):
+        with LocalCheckpoints(self.old_checkpoints_dir).locked(path):
             try:
                 os.link(path, target)
             except FileNotFoundError:  # another run moved it while this one waited for its lock
@@ -214,14 +212,3 @@ class LocalLake:
             LocalCounter(self.alert_counter_file), self.notifier(also),
             threshold=threshold, secrets_threshold=secrets_threshold,
         )  # fmt: skip
-
-
-@contextlib.contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    """Hold the file lock ``path`` names, as ingest.checkpoints.LocalCheckpoints takes it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

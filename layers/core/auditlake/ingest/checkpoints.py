@@ -86,7 +86,8 @@ class LocalCheckpoints:
         return self.directory / f"{name}.json"
 
     @contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
+    def locked(self, path: Path) -> Iterator[None]:
+        """Hold the lock of the checkpoint file ``path`` (its ``.lock`` beside it), as load and save do."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -106,12 +107,12 @@ class LocalCheckpoints:
 
     def load(self, name: str) -> tuple[dict[str, Any] | None, int]:
         path = self._path(name)
-        with self._locked(path):
+        with self.locked(path):
             return self._read(path)
 
     def save(self, name: str, value: dict[str, Any], version: int) -> int:
         path = self._path(name)
-        with self._locked(path):
+        with self.locked(path):
             if self._read(path)[1] != version:
                 raise CheckpointConflict(f"checkpoint {name} was advanced by another run")
             partial = path.with_suffix(".partial")
