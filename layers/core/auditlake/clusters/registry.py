@@ -219,9 +219,10 @@ class DynamoRegistry:
 
     def revoke_token(self, name: str, token_sha256: str) -> None:
         """Delete one of the cluster's tokens; refuses the last one (the cluster would be cut off)."""
-        if token_sha256 not in {t["sha256"] for t in self.tokens(name)}:
+        tokens = {t["sha256"] for t in self.tokens(name)}
+        if token_sha256 not in tokens:
             raise RegistryError(f"cluster {name!r} has no token with SHA-256 {token_sha256}")
-        if len(self.tokens(name)) == 1:
+        if len(tokens) == 1:
             raise RegistryError(f"that is {name!r}'s only token: rotate first, then revoke the old one")
         revoke = partial(
             self.client.delete_item,
