@@ -142,16 +142,24 @@ def _readable(head: dict[str, Any]) -> bool:
     return head.get("StorageClass") not in ARCHIVE_TIERS or 'ongoing-request="false"' in head.get("Restore", "")
 
 
+def forbidden(exc: ClientError) -> bool:
+    """Whether S3 refused the call for want of permission (403, however the error names it)."""
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return (
+        code in ("403", "AccessDenied", "Forbidden")
+        or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403
+    )
+
+
 def _read_error(bucket: str, key: str, exc: ClientError) -> StoreError:
     """What a refused HeadObject/GetObject means, said so that the fix is in the message."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     operation = exc.operation_name or "GetObject"
     if code == "InvalidObjectState":
         return Archived(f"s3://{bucket}/{key} is in {error.get('StorageClass', 'an archive tier')}: "
                         "restore it to read it")  # fmt: skip
-    if code in ("403", "AccessDenied", "Forbidden") or status == 403:
+    if forbidden(exc):
         return StoreError(
             f"{operation} on {bucket}/{key} answered 403: the role needs s3:ListBucket on the bucket "
             "to tell a missing key (404) from a forbidden one, and s3:GetObject on the key "

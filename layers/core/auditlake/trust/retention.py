@@ -37,6 +37,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from auditlake.stores import StoreError
+from auditlake.stores.s3 import forbidden
 from auditlake.timestamps import parse
 
 # What a digest records, and which archive (bucket) holds the keys under each prefix.
@@ -142,10 +143,7 @@ def bucket_rules(s3: Any, bucket: str) -> list[dict[str, Any]] | None:
         code = exc.response.get("Error", {}).get("Code")
         if code == "NoSuchLifecycleConfiguration":
             return []
-        if (
-            code in ("AccessDenied", "403", "Forbidden")
-            or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403
-        ):
+        if forbidden(exc):
             return None
         raise StoreError(f"cannot read the lifecycle rules of {bucket}: {exc}") from exc
     except BotoCoreError as exc:
