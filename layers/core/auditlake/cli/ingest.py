@@ -8,7 +8,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from botocore.exceptions import ClientError
@@ -26,16 +26,20 @@ from auditlake.cli.options import (
 from auditlake.cli.render import bytes_progress, err, fail, print_counts
 from auditlake.cli.stack import CLOUDWATCH_FUNCTION, STATE_TABLE, stack_outputs
 from auditlake.clusters.registry import StaticTokens, token_hash
-from auditlake.events.files import ingest_events
-from auditlake.ingest.backfill import PAGE_LIMIT, Backfill
 from auditlake.ingest.checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints
-from auditlake.ingest.cloudwatch import EKS_NAME, EksAuditForwarder, ForwardStats, forward_saved, log_group_of
 from auditlake.ingest.files import FileIngest
 from auditlake.ingest.intake import IngestStats
 from auditlake.local_lake import LocalLake
 from auditlake.model import SOURCE_WEBHOOK
 from auditlake.stores import StoreError
 from auditlake.timestamps import DURATION, instant
+
+if TYPE_CHECKING:
+    from auditlake.ingest.cloudwatch import EksAuditForwarder
+
+# The CloudWatch modules (and the Powertools data classes under them) are imported by the commands
+# that use them, so every other command, and --help, starts without them.
+PAGE_LIMIT = 10_000  # ingest.backfill.PAGE_LIMIT (FilterLogEvents' maximum), pinned equal by a unit test
 
 
 @click.command()
@@ -148,6 +152,8 @@ def ingest(
 ) -> None:
     """Import audit logs (JSON Lines, EventList, CloudWatch payloads) or Kubernetes Events into the local lake."""
     if fmt == "cloudwatch":
+        from auditlake.ingest.cloudwatch import EksAuditForwarder, ForwardStats, forward_saved
+
         if cluster_ is not None or kind != "audit":
             raise click.UsageError("--format cloudwatch takes the cluster from each log group: no --cluster or --kind")
         forwarder = EksAuditForwarder(
@@ -163,6 +169,8 @@ def ingest(
     if cluster_ is None:
         raise click.UsageError("--cluster is required")
     if kind == "events":
+        from auditlake.events.files import ingest_events
+
         total = IngestStats()
         for path in files:
             total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_))
@@ -186,6 +194,8 @@ def ingest(
 
 
 def eks_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from auditlake.ingest.cloudwatch import EKS_NAME
+
     if not EKS_NAME.match(value):
         raise click.BadParameter("an EKS cluster name: letters, digits, '-' and '_', at most 100 characters")
     return value
@@ -231,6 +241,9 @@ def backfill(
     """
     import boto3
     from botocore.config import Config
+
+    from auditlake.ingest.backfill import Backfill
+    from auditlake.ingest.cloudwatch import EksAuditForwarder, log_group_of
 
     if (stack is None) == (lake is None):
         raise click.UsageError("give exactly one of --stack, --lake")
