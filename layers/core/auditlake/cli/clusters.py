@@ -12,7 +12,14 @@ import click
 from auditlake.cli.options import cluster_name
 from auditlake.cli.render import err, fail
 from auditlake.cli.stack import STATE_TABLE, WEBHOOK_URL, stack_outputs
-from auditlake.clusters.registry import DynamoRegistry, PollConfig, RegistryError, new_token, token_hash
+from auditlake.clusters.registry import (
+    AlreadyRegistered,
+    DynamoRegistry,
+    PollConfig,
+    RegistryError,
+    new_token,
+    token_hash,
+)
 from auditlake.clusters.webhook_kubeconfig import (
     DEFAULT_KUBECONFIG_PATH,
     DEFAULT_POLICY_PATH,
@@ -111,12 +118,14 @@ def cluster_add(
         url = _webhook_url(url, stack_url)
         try:
             registry.add_cluster(name, token_hash(token), created_at=_now(), poll=poll)
-        except RegistryError as exc:
-            if poll is None or "already registered" not in str(exc):
+        except AlreadyRegistered as exc:
+            if poll is None:
                 fail(str(exc))
             registry.set_polling(name, poll, created_at=_now())
             err.print(f"cluster {name!r} was registered already: its Events are now polled from {poll.server}")
             return
+        except RegistryError as exc:
+            fail(str(exc))
         err.print(f"cluster {name!r} registered in {table} (token stored as SHA-256 only)")
         if poll is not None:
             err.print(f"its Events are polled from {poll.server} with the token in {poll.token_secret}")

@@ -38,6 +38,10 @@ class RegistryError(RuntimeError):
     pass
 
 
+class AlreadyRegistered(RegistryError):
+    """add_cluster's condition refused: the cluster has an entry already."""
+
+
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
@@ -188,7 +192,7 @@ class DynamoRegistry:
             ],
         )
         if conditional_write(register, RegistryError, f"register {name!r}") is None:
-            raise RegistryError(f"cluster {name!r} is already registered")
+            raise AlreadyRegistered(f"cluster {name!r} is already registered")
 
     def add_token(self, name: str, token_sha256: str, *, created_at: str) -> None:
         """Another token for a registered cluster (rotation: both work until the old one is revoked)."""
