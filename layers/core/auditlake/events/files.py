@@ -41,19 +41,20 @@ def ingest_events(
         listed = document.get("items")
         items = list(enumerate(listed)) if isinstance(listed, list) else [(0, document)]
     failures: list[ItemFailure] = []
+    redaction = RedactionConfig.build()  # failed items are redacted as audit items are
     if document is None:  # JSON Lines
         for line, value, error in iter_decoded(io.BytesIO(data)):
             if error is None:
                 items.append((line.number, value))
             else:  # redacted as audit items are: only a head that cannot hold a Secret is kept
-                failures.append(quarantine_item(line.number, error, line.raw, RedactionConfig.build()))
+                failures.append(quarantine_item(line.number, error, line.raw, redaction))
     lines = []
     for number, item in items:
         try:
             api = api_of(item) if isinstance(item, dict) else CORE_V1
             lines.append(dumps(normalise_event(item, cluster=cluster, api=api, observed_at=format_utc(at))))
         except Invalid as exc:
-            failures.append(quarantine_item(number, str(exc), encode(item), RedactionConfig.build()))
+            failures.append(quarantine_item(number, str(exc), encode(item), redaction))
     stats = land(
         landing,
         Batch(cluster, at, batch_id(cluster, SOURCE_FILE, data), SOURCE_FILE),
