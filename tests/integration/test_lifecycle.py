@@ -32,6 +32,7 @@ from auditlake.stores.s3 import S3Store
 from auditlake.timestamps import format_utc
 from auditlake.trust.digest import Digester, DynamoChainHead, KmsSigner, VerifyReport, verify
 from auditlake.trust.ledger import Entry, LocalLedger
+from auditlake.trust.retention import stack_retention
 from tests import lifecycle
 from tests.helpers import AwsStack
 from tests.integration.test_compactor_lambda import EVENTS, land
@@ -40,7 +41,7 @@ MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) 
 DAY = MIDNIGHT - timedelta(days=366)  # D: what it wrote S3 expires from M on (365 days, rounded up)
 NOW = MIDNIGHT + timedelta(hours=12)  # a year and a day after D (and before the real now: Object Lock)
 # What the deployed digest function records in each digest (template.yaml's defaults).
-RECORDED = {"audit/": 365, "digests/": 365, "events/": 90}
+RECORDED = stack_retention(365, 90)
 
 
 @dataclass

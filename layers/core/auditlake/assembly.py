@@ -16,6 +16,7 @@ from auditlake.stores.s3 import S3Store
 from auditlake.trust.alerts import DynamoCounter, ForbiddenBursts, Watch, sns_notifier
 from auditlake.trust.ledger import DynamoLedger
 from auditlake.trust.liveness import Heartbeats
+from auditlake.trust.retention import stack_retention
 
 if TYPE_CHECKING:
     from auditlake.archive.compactor import Compactor
@@ -85,15 +86,9 @@ def build_digester(settings: Settings, *, s3: Any, dynamodb: Any, kms: Any) -> D
 
 
 def digest_retention(settings: Settings) -> dict[str, int]:
-    """What each digest records of the stack's retention, by prefix: AuditRetentionDays expires
-    the audit files and the digests (template.yaml's audit-expiry and digest-expiry rules),
-    EventsRetentionDays the events files. What is not given is not recorded (never expires)."""
-    retention: dict[str, int] = {}
-    if settings.audit_retention_days:
-        retention["audit/"] = retention["digests/"] = settings.audit_retention_days
-    if settings.events_retention_days:
-        retention["events/"] = settings.events_retention_days
-    return retention
+    """What each digest records of the stack's retention, by prefix (``stack_retention``); what is
+    not given is not recorded (never expires)."""
+    return stack_retention(settings.audit_retention_days, settings.events_retention_days)
 
 
 def build_webhook(

@@ -355,13 +355,14 @@ class Doctor:
         """(as it should be, what was found, what to do): no rule may expire the archive's keys
         sooner than the stack's AuditRetentionDays / EventsRetentionDays, which the digests record
         (verify reports what such a rule removes as missing, and the rule as RETENTION)."""
-        from auditlake.trust.retention import RECORDED_PREFIXES, sooner_rules
+        from auditlake.trust.retention import sooner_rules, stack_retention
 
         parameter = "AuditRetentionDays" if store == "audit" else "EventsRetentionDays"
         days = str(self.parameters.get(parameter, ""))
         if not days.isdigit():
             return True, "", ""
-        stack = {prefix: int(days) for prefix, held_in in RECORDED_PREFIXES.items() if held_in == store}
+        # Only this store's parameter is read: sooner_rules looks at this store's prefixes only.
+        stack = stack_retention(int(days), None) if store == "audit" else stack_retention(None, int(days))
         sooner = sooner_rules(stack, store, (lifecycle or {}).get("Rules", []))
         if not sooner:
             return True, "", ""

@@ -44,6 +44,14 @@ from auditlake.timestamps import parse
 RECORDED_PREFIXES: dict[str, str] = {"audit/": "audit", "digests/": "audit", "events/": "events"}
 
 
+def stack_retention(audit_days: int | None, events_days: int | None) -> dict[str, int]:
+    """The stack's retention by recorded prefix, as each digest records it: AuditRetentionDays for
+    the audit files and the digests (template.yaml's audit-expiry and digest-expiry rules),
+    EventsRetentionDays for the events files. What is not given (None) is not recorded."""
+    days = {"audit": audit_days, "events": events_days}
+    return {prefix: kept for prefix, store in RECORDED_PREFIXES.items() if (kept := days[store]) is not None}
+
+
 def due(written: datetime, days: int) -> datetime:
     """When S3 may remove an object written at ``written`` under a rule of ``days``: the days
     added, rounded up to the next midnight UTC (a time already at midnight stays)."""
