@@ -181,3 +181,23 @@ def test_a_refused_document_that_parses_is_kept_redacted(tmp_path: object) -> No
     assert "not an EKS cluster's" in manifest["reason"] and len(manifest["items"]) == 2
     assert manifest["items"][0]["auditID"] == "cw-secret-1" and "responseObject" not in manifest["items"][0]["item"]
     assert b"Y3ctcmVmdXNlZA==" not in lake.get(key)
+
+
+class _Recorded:
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        self.metrics[name] = self.metrics.get(name, 0) + value
+
+
+def test_only_truncated_messages_count_as_truncated(tmp_path: object) -> None:
+    """A log event that is not one is quarantined too, but is not a message CloudWatch cut short."""
+    first, second = eks_messages()[:2]
+    document = subscription_document([first, second[:500] + "[Truncated...]", SECRET_MESSAGE])
+    document["logEvents"][2]["id"] = 3
+    metrics = _Recorded()
+    forwarder = EksAuditForwarder(AuditPipeline(PipelineConfig()), Landing(LocalStore(str(tmp_path))), metrics=metrics)
+    stats = forward_saved(forwarder, json.dumps(document).encode())
+    assert (stats.accepted, stats.quarantined, stats.truncated) == (1, 2, 1)
+    assert metrics.metrics["TruncatedMessages"] == 1

@@ -229,7 +229,8 @@ class EksAuditForwarder:
         value that is not a log event (BadLogEvent) is quarantined alone, its message redacted."""
         cluster = archive_cluster_name(eks_cluster)
         names: list[str] = []  # of the audit stream's log events, in order: what names the batch
-        refused: list[ItemFailure] = []
+        refused: list[ItemFailure] = []  # bad log events and truncated messages
+        truncated = 0
         raws: list[bytes] = []
         sources: list[tuple[int, LogEvent]] = []  # of each raw: its position and log event
         for event in events:  # one pass: keep audit streams, set truncated messages aside
@@ -244,6 +245,7 @@ class EksAuditForwarder:
                 continue
             if event.message.rstrip().endswith(TRUNCATED):
                 refused.append(_truncated(len(names), event))
+                truncated += 1
             else:
                 raws.append(event.message.encode("utf-8", "surrogatepass"))
                 sources.append((len(names), event))
@@ -275,7 +277,7 @@ class EksAuditForwarder:
                 logged="log events stored",
             )
         )
-        stats.truncated = len(refused)
+        stats.truncated = truncated
         self.metrics.add_metric("EventsSkipped", "Count", stats.skipped)
         self.metrics.add_metric("TruncatedMessages", "Count", stats.truncated)
         return stats
