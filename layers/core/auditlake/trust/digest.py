@@ -562,9 +562,10 @@ def _read_digests(digests: Store, signer: Signer) -> list[_Read]:
     return read
 
 
-def _recorded(read: list[_Read]) -> tuple[Recorded, dict[int, dict[str, int] | None]]:
+def _recorded(read: list[_Read]) -> tuple[Recorded, dict[int, dict[str, int]], int | None]:
     """The retention the signed digests recorded, each dated by its real write time when the next
-    digest recorded it (``previous.written_at``), else by its window's end (it was written after)."""
+    digest recorded it (``previous.written_at``), else by its window's end (it was written after);
+    the retention of each digest that recorded one, by sequence; the newest signed digest's sequence."""
     written: dict[str, datetime] = {}
     for item in read:
         link = item.doc.get("previous") if item.doc and item.signed else None
@@ -579,7 +580,8 @@ def _recorded(read: list[_Read]) -> tuple[Recorded, dict[int, dict[str, int] | N
         for item in read
         if item.doc is not None and item.signed and type(item.doc.get("sequence")) is int
     }
-    return Recorded((seq, at, kept) for seq, (at, kept) in rows.items()), {s: k for s, (_, k) in rows.items()}
+    kept_by = {s: k for s, (_, k) in rows.items() if k is not None}
+    return Recorded((seq, at, kept) for seq, (at, kept) in rows.items()), kept_by, max(rows, default=None)
 
 
 def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | None = None,
@@ -622,7 +624,7 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
     previous: tuple[str, bytes, datetime] | None = None  # key, bytes and end of the last good digest
     position = 0
     read = _read_digests(digests, signer)
-    retained, kept_by = _recorded(read)
+    retained, kept_by, newest = _recorded(read)  # Recorded.expiry names only digests in kept_by
 
     def overlaps(doc: dict[str, Any]) -> bool:
         return not ((start and parse(doc["to"]) <= start) or (end and parse(doc["from"]) >= end))
@@ -668,7 +670,7 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             # in no order). What they sealed was written between the previous remaining digest's
             # end and this one's start.
             report.expired_digests += range(position, sequence)
-            report.assumed[justified] = kept_by[justified] or {}
+            report.assumed[justified] = kept_by[justified]
             gaps.append((previous[2] if previous else None, begins))
             position = sequence
         else:
@@ -692,7 +694,7 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
         report.findings.append(Finding("no-digest", PREFIX, "nothing is sealed: the archive holds no digest"))
     _check_head(report, chain, links, head, expected)
     if lifecycle is not None:
-        _check_lifecycle(report, archives, lifecycle, kept_by)
+        _check_lifecycle(report, archives, lifecycle, newest, kept_by)
     if max_age is not None and now is not None and report.sealed_until is not None:
         age = now - parse(report.sealed_until)
         if age > max_age:
@@ -742,7 +744,7 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             justified = retained.expiry(key, window_end, moment) if gone else None
             if justified is not None:
                 report.expired_files.append(key)
-                report.assumed[justified] = kept_by[justified] or {}
+                report.assumed[justified] = kept_by[justified]
                 continue
             report.findings.append(Finding("missing", key, f"sealed in a digest ({obj['bytes']} bytes), not found"))
             continue
@@ -833,11 +835,10 @@ def _check_irregular(report: VerifyReport, archives: Mapping[str, Store], now: d
 
 def _check_lifecycle(report: VerifyReport, archives: Mapping[str, Store],
                      lifecycle: Mapping[str, Sequence[Mapping[str, Any]] | None],
-                     kept_by: Mapping[int, dict[str, int] | None]) -> None:  # fmt: skip
+                     newest: int | None, kept_by: Mapping[int, dict[str, int]]) -> None:  # fmt: skip
     """The buckets' current rules against the newest signed digest's recorded retention: a rule
     that would expire keys sooner is a finding now, before S3 removes what verify would then call
     missing (the rules themselves never excuse an absence)."""
-    newest = max(kept_by, default=None)
     recorded = kept_by.get(newest) if newest is not None else None
     for name, rules in lifecycle.items():
         bucket = str(getattr(archives[name], "bucket", name))
