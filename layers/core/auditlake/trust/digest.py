@@ -541,7 +541,7 @@ def _link(value: Any) -> dict[str, Any] | None:
 @dataclass
 class _Read:
     key: str
-    data: bytes
+    sha256: str  # of the digest file, as the next digest's ``previous`` and the chain head name it
     doc: dict[str, Any] | None  # None: not a signed digest (``error`` says why)
     error: str = ""
     signed: bool = False
@@ -551,14 +551,15 @@ def _read_digests(digests: Store, signer: Signer) -> list[_Read]:
     read = []
     for key in sorted(k for k in digests.list(PREFIX) if k.endswith(".json")):
         data = digests.get(key)
+        sha = hashlib.sha256(data).hexdigest()
         try:
             doc = json.loads(data)
             signature = base64.b64decode(doc["signature"]["value"])
             parse(doc["from"]), parse(doc["to"])
         except (ValueError, KeyError, TypeError) as exc:
-            read.append(_Read(key, data, None, f"not a signed digest: {exc}"))
+            read.append(_Read(key, sha, None, f"not a signed digest: {exc}"))
             continue
-        read.append(_Read(key, data, doc, signed=signer.verify(message_digest(doc), signature)))
+        read.append(_Read(key, sha, doc, signed=signer.verify(message_digest(doc), signature)))
     return read
 
 
@@ -621,7 +622,7 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
     chain: dict[int, tuple[str, str]] = {}  # sequence -> (key, SHA-256 of the digest file)
     links: dict[int, dict[str, Any]] = {}  # sequence -> its ``previous`` link
     gaps: list[tuple[datetime | None, datetime]] = []  # write times of files whose digests expired
-    previous: tuple[str, bytes, datetime] | None = None  # key, bytes and end of the last good digest
+    previous: tuple[str, str, datetime] | None = None  # key, SHA-256 and end of the last good digest
     position = 0
     read = _read_digests(digests, signer)
     retained, kept_by, newest = _recorded(read)  # Recorded.expiry names only digests in kept_by
@@ -642,15 +643,15 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
     for item in read:
         report.digests += 1
         position += 1
-        key, data, doc = item.key, item.data, item.doc
+        key, doc = item.key, item.doc
         if doc is None:
-            chain[position] = (key, hashlib.sha256(data).hexdigest())
+            chain[position] = (key, item.sha256)
             report.findings.append(Finding("bad-signature", key, item.error))
             continue
         begins, ends = parse(doc["from"]), parse(doc["to"])
         if not item.signed:
             report.findings.append(Finding("bad-signature", key, "the signature does not match the digest"))
-        expected_link = {"key": previous[0], "sha256": hashlib.sha256(previous[1]).hexdigest()} if previous else None
+        expected_link = {"key": previous[0], "sha256": previous[1]} if previous else None
         sequence = doc.get("sequence")
         link = doc.get("previous")
         justified = None
@@ -677,10 +678,10 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             report.findings.append(
                 Finding("chain", key, f"expected digest {position} after {expected_link and expected_link['key']}")
             )
-        chain[position] = (key, hashlib.sha256(data).hexdigest())
+        chain[position] = (key, item.sha256)
         if isinstance(link, dict):
             links[position] = link
-        previous = (key, data, ends)
+        previous = (key, item.sha256, ends)
         report.sealed_until = doc["to"]
         objects = doc.get("objects", ())
         sealed.update(obj["key"] for obj in objects)
