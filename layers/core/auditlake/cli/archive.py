@@ -14,7 +14,7 @@ from auditlake.cli.render import err, fail, print_counts
 from auditlake.cli.stack import ARCHIVE_BUCKETS, DIGEST_KEY, STATE_TABLE, stack_outputs
 from auditlake.landing import raw_prefix
 from auditlake.local_lake import LocalLake
-from auditlake.stores import Store, StoreError
+from auditlake.stores import StoreError
 from auditlake.timestamps import format_utc, instant
 
 
@@ -37,17 +37,6 @@ def compact(lake: Path) -> None:
     )  # fmt: skip
     if report.failed:
         raise SystemExit(1)
-
-
-def _local_digests(lake: Path, *, public_key: Path | None = None) -> tuple[dict[str, Store], Any]:
-    """The local lake's archive and its signing key (made on first use; when verifying, pass
-    ``public_key`` or have the lake's key: verifying never makes one)."""
-    from auditlake.trust.digest import PublicKey
-
-    local = LocalLake(lake)
-    if public_key is not None:
-        return local.archives(), PublicKey.load(public_key)
-    return local.archives(), local.signer()
 
 
 @click.command()
@@ -74,9 +63,9 @@ def digest(lake: Path, export: Path | None) -> None:
     now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     time.sleep(max(0.0, (now - datetime.now(UTC)).total_seconds() + 0.05))
     start = datetime.fromisoformat(f"{first}:00:00+00:00") if first else now
-    archives, signer = _local_digests(lake)
+    signer = local.signer()  # made on first use
     try:
-        report = Digester(ledger, archives, local.chain_head(), signer).seal(now, start=start, hourly=False)
+        report = Digester(ledger, local.archives(), local.chain_head(), signer).seal(now, start=start, hourly=False)
     except DigestError as exc:
         fail(str(exc))
     for line in report.damaged:
@@ -144,9 +133,9 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
         if lake is not None:
             if not lake.is_dir():
                 fail(f"no lake at {lake}")
-            archives, signer = _local_digests_to_verify(lake, public_key)
-            head = LocalLake(lake).chain_head()
-            ledger = LocalLake(lake).ledger()
+            local = LocalLake(lake)
+            archives, signer = local.archives(), _verifying_signer(local, public_key)
+            head, ledger = local.chain_head(), local.ledger()
         else:
             import boto3
 
@@ -169,9 +158,11 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
         fail(str(exc))
     for finding in report.findings:
         click.echo(f"{finding.kind.upper():14} {finding.key}  {finding.detail}")
+    expired = ""
     if report.expired_files or report.expired_digests:
-        err.print(f"expired by retention: {len(report.expired_files)} files, "
-                  f"{_sequences(report.expired_digests)} ({report.retention})", highlight=False)  # fmt: skip
+        expired = (f"expired by retention: {len(report.expired_files)} files, "
+                   f"{_sequences(report.expired_digests)} ({report.retention})")  # fmt: skip
+        err.print(expired, highlight=False)
     for note in report.notes:
         err.print(note, highlight=False)
     if report.expected_head:
@@ -193,10 +184,7 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
         raise SystemExit(1)
     # Said with what it assumed: what expired by the recorded retention, and whether the head an
     # auditor recorded was checked at all (it may have expired with no digest after it to name it).
-    assumed = ""
-    if report.expired_files or report.expired_digests:
-        assumed = (f"; expired by retention: {len(report.expired_files)} files, "
-                   f"{_sequences(report.expired_digests)} ({report.retention})")  # fmt: skip
+    assumed = f"; {expired}" if expired else ""
     if expected is not None:
         assumed += "; " + (report.expected_head or "recorded head not checked")
     if since is None and until is None:
@@ -227,17 +215,17 @@ def _sequences(numbers: list[int]) -> str:
     )
 
 
-def _local_digests_to_verify(lake: Path, public_key: Path | None) -> tuple[dict[str, Store], Any]:
-    from auditlake.trust.digest import DigestError
+def _verifying_signer(local: LocalLake, public_key: Path | None) -> Any:
+    """What checks a local lake's signatures: the exported ``public_key`` when given, else the
+    lake's key (verifying never makes one), else ``_NoKey``."""
+    from auditlake.trust.digest import DigestError, PublicKey
 
     if public_key is not None:
-        return _local_digests(lake, public_key=public_key)
-    local = LocalLake(lake)
+        return PublicKey.load(public_key)
     try:
-        signer: Any = local.signer(create=False)
+        return local.signer(create=False)
     except DigestError:
-        signer = _NoKey(local.digest_key_file)
-    return local.archives(), signer
+        return _NoKey(local.digest_key_file)
 
 
 class _NoKey:
