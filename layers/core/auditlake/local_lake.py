@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditlake.archive.locks import LocalLocks
 from auditlake.events.leases import LocalLeases
@@ -41,8 +41,10 @@ from auditlake.landing import Landing
 from auditlake.stores import Store
 from auditlake.stores.local import LocalStore
 from auditlake.trust.alerts import ForbiddenBursts, LocalCounter, Notify
-from auditlake.trust.digest import LocalChainHead, LocalSigner
 from auditlake.trust.ledger import LocalLedger
+
+if TYPE_CHECKING:
+    from auditlake.trust.digest import LocalChainHead, LocalSigner
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +187,15 @@ class LocalLake:
         return LocalLedger(self.ledger_dir)
 
     def chain_head(self) -> LocalChainHead:
+        from auditlake.trust.digest import LocalChainHead  # the digest module only for its commands
+
         return LocalChainHead(self.digest_head_file)
 
     def signer(self, *, create: bool = True) -> LocalSigner:
         """The digest signing key; ``create=False`` raises DigestError when there is none (verifying
         never makes one)."""
+        from auditlake.trust.digest import LocalSigner
+
         return LocalSigner(self.digest_key_file, create=create)
 
     def notifier(self, also: Notify | None = None) -> Notify:
