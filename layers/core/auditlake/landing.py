@@ -34,7 +34,9 @@ from auditlake.jsonio import dumps
 from auditlake.stores import AlreadyExists, Store
 from auditlake.timestamps import format_utc
 
-KINDS = ("audit", "events")
+KINDS = ("audit", "events", "findings")
+# Custom detection rules of a deployed stack, compiled (``auditlake rules push``): in the raw bucket.
+RULES_PREFIX = "rules/"
 NDJSON_ZSTD = "application/x-ndjson"
 _CLUSTER = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Quarantine of input no cluster can be told for (a log group that is not an EKS cluster's): not a

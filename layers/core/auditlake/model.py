@@ -109,6 +109,32 @@ EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
 )
 EVENT_COLUMN_NAMES: Final = tuple(name for name, _ in EVENT_COLUMNS)
 
+# Sigma's levels, lowest first: a finding's ``level`` and the stack's AlertLevel are one of these.
+SIGMA_LEVELS: Final = ("informational", "low", "medium", "high", "critical")
+SIGMA_LEVEL_RANK: Final = {name: rank for rank, name in enumerate(SIGMA_LEVELS)}
+
+# A detection: one rule matched one event (an audit event, or a Kubernetes Event: then ``audit_id``
+# holds the Event's uid and ``verb`` is empty). Never secret material: ``details`` names the body
+# keys a rule matched on, never their values (detect/).
+FINDING_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("rule_id", "string"),  # the Sigma rule's id
+    ("title", "string"),
+    ("level", "string"),  # SIGMA_LEVELS
+    ("cluster", "string"),
+    ("audit_id", "string"),
+    ("at", "timestamp"),  # the event's time (requestReceivedTimestamp; an Event's event_time)
+    ("identity", "string"),  # user.username (an Event's reporting controller)
+    ("verb", "string"),
+    ("resource", "string"),  # objectRef.resource[/subresource] (an Event's regarding kind)
+    ("namespace", "string"),
+    ("name", "string"),
+    ("source_ips", "list<string>"),
+    ("user_agent", "string"),
+    ("details", "json"),  # what matched: {"fields": {path: shown value or "<key matched>"}, ...}
+    ("ingested_at", "timestamp"),
+)
+FINDING_COLUMN_NAMES: Final = tuple(name for name, _ in FINDING_COLUMNS)
+
 # The Glue (Hive) type of each column type.
 GLUE_TYPES: Final = {
     "string": "string",
@@ -148,7 +174,22 @@ EVENTS = ArchiveKind(
     order=("cluster", "event_time", "uid", "resource_version"),
     first_of="observed_at",
 )
-ARCHIVE_KINDS: Final = {kind.name: kind for kind in (AUDIT, EVENTS)}
+FINDINGS = ArchiveKind(
+    "findings",
+    FINDING_COLUMNS,
+    key=("cluster", "rule_id", "audit_id"),  # one finding per rule and event, whichever stages matched
+    time_column="at",
+    order=("cluster", "at", "rule_id", "audit_id"),
+    first_of="ingested_at",
+)
+ARCHIVE_KINDS: Final = {kind.name: kind for kind in (AUDIT, EVENTS, FINDINGS)}
+
+# One finding, as a raw landing line (FINDING_COLUMNS order; null columns left out).
+FindingRecord: Any = msgspec.defstruct(
+    "FindingRecord",
+    [(name, _PYTHON_TYPES[kind] | None, None) for name, kind in FINDING_COLUMNS],
+    omit_defaults=True,
+)
 
 # Where a record came from (the `source` column).
 SOURCE_WEBHOOK: Final = "webhook"

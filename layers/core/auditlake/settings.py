@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from auditlake.audit.redact import RedactionConfig
+from auditlake.model import SIGMA_LEVELS
 
 RAW_BUCKET = "AUDITLAKE_RAW_BUCKET"
 AUDIT_BUCKET = "AUDITLAKE_AUDIT_BUCKET"
@@ -26,6 +27,12 @@ SECRETS_ALERT_THRESHOLD = "AUDITLAKE_SECRETS_ALERT_THRESHOLD"
 POLLER_MAX_FANOUT = "AUDITLAKE_POLLER_MAX_FANOUT"
 AUDIT_RETENTION_DAYS = "AUDITLAKE_AUDIT_RETENTION_DAYS"
 EVENTS_RETENTION_DAYS = "AUDITLAKE_EVENTS_RETENTION_DAYS"
+FINDINGS_BUCKET = "AUDITLAKE_FINDINGS_BUCKET"
+FINDINGS_RETENTION_DAYS = "AUDITLAKE_FINDINGS_RETENTION_DAYS"
+ALERT_LEVEL = "AUDITLAKE_ALERT_LEVEL"  # findings at or above this Sigma level are paged
+FINDING_DEDUP_MINUTES = "AUDITLAKE_FINDING_DEDUP_MINUTES"  # one page per (rule, cluster, identity, object) per window
+BUILTIN_RULES = "AUDITLAKE_BUILTIN_RULES"  # false: only the custom rules under landing.RULES_PREFIX
+RULES_CACHE_SECONDS = "AUDITLAKE_RULES_CACHE_SECONDS"  # how often the custom rules are re-read
 
 DEFAULT_REDACTION = RedactionConfig.build()
 _TRUE = {"true", "1", "yes"}
@@ -56,6 +63,12 @@ class Settings:
     # verify accepts only what they let S3 expire. None: not given, nothing recorded.
     audit_retention_days: int | None = None
     events_retention_days: int | None = None
+    findings_bucket: str = ""
+    findings_retention_days: int | None = None
+    alert_level: str = "high"  # model.SIGMA_LEVELS
+    finding_dedup_minutes: int = 60
+    builtin_rules: bool = True
+    rules_cache_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, required: tuple[str, ...] = ()) -> Settings:
@@ -67,6 +80,12 @@ class Settings:
         configmaps = env.get(REDACT_CONFIGMAPS, "true").strip().lower()
         if configmaps not in _TRUE | _FALSE:
             problems.append(f"{REDACT_CONFIGMAPS} must be true or false, got {configmaps!r}")
+        builtin_rules = env.get(BUILTIN_RULES, "true").strip().lower()
+        if builtin_rules not in _TRUE | _FALSE:
+            problems.append(f"{BUILTIN_RULES} must be true or false, got {builtin_rules!r}")
+        alert_level = env.get(ALERT_LEVEL, "high").strip().lower()
+        if alert_level not in SIGMA_LEVELS:
+            problems.append(f"{ALERT_LEVEL} must be one of {', '.join(SIGMA_LEVELS)}, got {alert_level!r}")
         extra = [part for part in env.get(REDACT_RESOURCES, "").split(",") if part.strip()]
         redaction = DEFAULT_REDACTION
         try:
@@ -81,17 +100,19 @@ class Settings:
             (SECRETS_ALERT_THRESHOLD, 0),
             (SILENCE_MINUTES, 30),
             (POLLER_MAX_FANOUT, 10),
+            (FINDING_DEDUP_MINUTES, 60),
+            (RULES_CACHE_SECONDS, 300),
         ):
             raw = env.get(name, str(default)).strip()
             if not raw.isdigit():
                 problems.append(f"{name} must be a whole number, got {raw!r}")
                 raw = str(default)
             numbers[name] = int(raw)
-        for name in (ALERT_THRESHOLD, POLLER_MAX_FANOUT):
+        for name in (ALERT_THRESHOLD, POLLER_MAX_FANOUT, FINDING_DEDUP_MINUTES):
             if numbers[name] < 1:
                 problems.append(f"{name} must be at least 1")
         retention: dict[str, int | None] = {}
-        for name in (AUDIT_RETENTION_DAYS, EVENTS_RETENTION_DAYS):
+        for name in (AUDIT_RETENTION_DAYS, EVENTS_RETENTION_DAYS, FINDINGS_RETENTION_DAYS):
             raw = env.get(name, "").strip()
             retention[name] = int(raw) if raw.isdigit() and int(raw) >= 1 else None
             if raw and retention[name] is None:
@@ -115,4 +136,10 @@ class Settings:
             poller_max_fanout=numbers[POLLER_MAX_FANOUT],
             audit_retention_days=retention[AUDIT_RETENTION_DAYS],
             events_retention_days=retention[EVENTS_RETENTION_DAYS],
+            findings_bucket=env.get(FINDINGS_BUCKET, "").strip(),
+            findings_retention_days=retention[FINDINGS_RETENTION_DAYS],
+            alert_level=alert_level if alert_level in SIGMA_LEVELS else "high",
+            finding_dedup_minutes=numbers[FINDING_DEDUP_MINUTES],
+            builtin_rules=builtin_rules not in _FALSE,
+            rules_cache_seconds=numbers[RULES_CACHE_SECONDS],
         )

@@ -1,0 +1,1 @@
+"""Detections: Sigma rules, compiled once, evaluated on every event before policy and redaction."""
