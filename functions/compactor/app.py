@@ -10,12 +10,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from auditlake.archive.sqs_trigger import compact_sqs_batch
 from auditlake.assembly import build_compactor
-from auditlake.settings import AUDIT_BUCKET, EVENTS_BUCKET, RAW_BUCKET, STATE_TABLE, Settings
+from auditlake.settings import AUDIT_BUCKET, EVENTS_BUCKET, FINDINGS_BUCKET, RAW_BUCKET, STATE_TABLE, Settings
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"auditlake"})
 metrics = Metrics()
-settings = Settings.from_env(required=(RAW_BUCKET, AUDIT_BUCKET, EVENTS_BUCKET, STATE_TABLE))
+settings = Settings.from_env(required=(RAW_BUCKET, AUDIT_BUCKET, EVENTS_BUCKET, FINDINGS_BUCKET, STATE_TABLE))
 compactor = build_compactor(settings, s3=boto3.client("s3"), dynamodb=boto3.client("dynamodb"))
 
 

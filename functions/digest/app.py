@@ -10,14 +10,14 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from auditlake.assembly import build_digester
-from auditlake.settings import AUDIT_BUCKET, DIGEST_KEY, EVENTS_BUCKET, STATE_TABLE, Settings
+from auditlake.settings import AUDIT_BUCKET, DIGEST_KEY, EVENTS_BUCKET, FINDINGS_BUCKET, STATE_TABLE, Settings
 from auditlake.stores import StoreError
 from auditlake.trust.digest import DigestError
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"auditlake"})
 metrics = Metrics()
-settings = Settings.from_env(required=(AUDIT_BUCKET, EVENTS_BUCKET, STATE_TABLE, DIGEST_KEY))
+settings = Settings.from_env(required=(AUDIT_BUCKET, EVENTS_BUCKET, FINDINGS_BUCKET, STATE_TABLE, DIGEST_KEY))
 digester = build_digester(settings, s3=boto3.client("s3"), dynamodb=boto3.client("dynamodb"), kms=boto3.client("kms"))
 
 

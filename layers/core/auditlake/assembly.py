@@ -70,7 +70,11 @@ def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:
 
 
 def archive_stores(settings: Settings, s3: Any) -> dict[str, S3Store]:
-    return {"audit": S3Store(s3, settings.audit_bucket), "events": S3Store(s3, settings.events_bucket)}
+    return {
+        "audit": S3Store(s3, settings.audit_bucket),
+        "events": S3Store(s3, settings.events_bucket),
+        "findings": S3Store(s3, settings.findings_bucket),
+    }
 
 
 def build_digester(settings: Settings, *, s3: Any, dynamodb: Any, kms: Any) -> Digester:
@@ -88,7 +92,9 @@ def build_digester(settings: Settings, *, s3: Any, dynamodb: Any, kms: Any) -> D
 def digest_retention(settings: Settings) -> dict[str, int]:
     """What each digest records of the stack's retention, by prefix (``stack_retention``); what is
     not given is not recorded (never expires)."""
-    return stack_retention(settings.audit_retention_days, settings.events_retention_days)
+    return stack_retention(
+        settings.audit_retention_days, settings.events_retention_days, settings.findings_retention_days
+    )
 
 
 def build_webhook(

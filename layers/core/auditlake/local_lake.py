@@ -4,7 +4,7 @@ adapters the CLI and the demo build from them (``assembly.py`` is the Lambda fun
 Layout of a lake directory (nothing else joins paths under it)::
 
     raw/ quarantine/            the raw landing: the lake itself is the Store's root
-    archive/                    the Parquet archive (audit/, events/) and its digests/
+    archive/                    the Parquet archive (audit/, events/, findings/) and its digests/
     tokens/<cluster>.token      webhook bearer tokens made by ``cluster add --lake`` (0600)
     alerts/<day>.jsonl          burst alerts as they were sent
     inputs/                     what ``auditlake demo`` generated and replayed
@@ -132,9 +132,10 @@ class LocalLake:
         return LocalStore(self.archive_dir)
 
     def archives(self) -> dict[str, Store]:
-        """The compactor's and the digests' archives by kind: locally both kinds share one."""
+        """The compactor's and the digests' archives by kind: locally all kinds share one (each
+        under its own prefix: audit/, events/, findings/)."""
         archive = self.archive()
-        return {"audit": archive, "events": archive}
+        return {"audit": archive, "events": archive, "findings": archive}
 
     def checkpoints(self) -> LocalCheckpoints:
         self._move_old_checkpoints()

@@ -11,16 +11,17 @@ results bucket) and, with ``--webhook-token-file``, one synthetic audit event PO
 
 What it checks, from the stack's description (status, parameters, outputs) and its resource list:
 the stack is in a usable ``*_COMPLETE`` state; every output the CLI relies on is there; each bucket
-is versioned, KMS-encrypted by default, blocks public access and has lifecycle rules, no rule of
-the archive buckets expires keys sooner than the stack's retention parameters, and the audit bucket
-has Object Lock with the stack's mode and days and no digest expires before the files it seals;
-the state table is active with TTL on; each function exists, and how many errors it had in the
-last hour; no alarm of the stack is in ALARM; the digest chain head is younger than 3 hours;
-the account's Lambda concurrency leaves room for the compactor (5), the poller's fan-out (one per
-polled cluster up to PollerMaxFanOut, plus the schedule's) and the webhook; the Glue database (a
-lower-case name) and its two tables exist over the archive buckets (partitions projected); the
-workgroup enforces KMS result encryption; and a query on the current hour completes in it (the read
-path: Athena, Glue, S3, KMS). Time comes from the injected ``now``; waiting for Athena from the injected ``sleep``.
+is versioned, KMS-encrypted by default, blocks public access and has lifecycle rules, no rule of the
+archive buckets expires keys sooner than the stack's retention parameters, and the audit bucket has
+Object Lock with the stack's mode and days and no digest expires before the files it seals; the
+state table is active with TTL on; each function exists, and how many errors it had in the last
+hour; no alarm of the stack is in ALARM; the digest chain head is younger than 3 hours; the
+account's Lambda concurrency leaves room for the compactor (5), the poller's fan-out (one per polled
+cluster up to PollerMaxFanOut, plus the schedule's) and the webhook; the Glue database (a lower-case
+name) and its three tables (audit, events, findings) exist over the archive buckets (partitions
+projected); the workgroup enforces KMS result encryption; and a query on the current hour completes
+in it (the read path: Athena, Glue, S3, KMS). Time comes from the injected ``now``; waiting for
+Athena from the injected ``sleep``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from auditlake.cli.stack import (
     DATA_KEY,
     DIGEST_FUNCTION,
     EVENTS_ARCHIVE_BUCKET,
+    FINDINGS_ARCHIVE_BUCKET,
     GLUE_DATABASE,
     RAW_BUCKET,
     REQUIRED_OUTPUTS,
@@ -69,7 +71,13 @@ COMPACTOR_CONCURRENCY = 5
 # fan-out can be throttled (new accounts may start at 10; the usual default is 1,000).
 CONCURRENCY_COMFORT = 100
 ATHENA_TIMEOUT = timedelta(minutes=2)
-TABLES = ("audit", "events")
+TABLES = ("audit", "events", "findings")
+# Each archive's retention parameter: no lifecycle rule may expire its keys sooner (the digests record it).
+RETENTION_PARAMETERS = {
+    "audit": "AuditRetentionDays",
+    "events": "EventsRetentionDays",
+    "findings": "FindingsRetentionDays",
+}
 # Keys as the compactor and the digest function write them, to ask the lifecycle rules about.
 AUDIT_FILE, DIGEST_FILE = "audit/dt=2026-01-01/hour=00/c.parquet", "digests/0000000001.json"
 
@@ -228,6 +236,7 @@ class Doctor:
                 ("raw", RAW_BUCKET),
                 ("audit", AUDIT_ARCHIVE_BUCKET),
                 ("events", EVENTS_ARCHIVE_BUCKET),
+                ("findings", FINDINGS_ARCHIVE_BUCKET),
             )
             if self.outputs.get(key)
         ]
@@ -321,7 +330,7 @@ class Doctor:
             else:
                 problems.append("no lifecycle rule: nothing expires or changes tier")
                 fixes.append(f"aws cloudformation detect-stack-drift --stack-name {self.stack}, then restore the rules")
-            if role in ("audit", "events"):
+            if role in RETENTION_PARAMETERS:
                 kept = (self._object_lock(bucket, optional), self._digest_expiry(lifecycle)) if role == "audit" else ()
                 for ok, what, fix in (*kept, self._sooner_expiry(lifecycle, role)):
                     if what:
@@ -353,16 +362,18 @@ class Doctor:
 
     def _sooner_expiry(self, lifecycle: dict[str, Any] | None, store: str) -> tuple[bool, str, str]:
         """(as it should be, what was found, what to do): no rule may expire the archive's keys
-        sooner than the stack's AuditRetentionDays / EventsRetentionDays, which the digests record
-        (verify reports what such a rule removes as missing, and the rule as RETENTION)."""
+        sooner than the stack's AuditRetentionDays / EventsRetentionDays / FindingsRetentionDays, which
+        the digests record (verify reports what such a rule removes as missing, and the rule as RETENTION)."""
         from auditlake.trust.retention import sooner_rules, stack_retention
 
-        parameter = "AuditRetentionDays" if store == "audit" else "EventsRetentionDays"
+        parameter = RETENTION_PARAMETERS[store]
         days = str(self.parameters.get(parameter, ""))
         if not days.isdigit():
             return True, "", ""
         # Only this store's parameter is read: sooner_rules looks at this store's prefixes only.
-        stack = stack_retention(int(days), None) if store == "audit" else stack_retention(None, int(days))
+        given: dict[str, int | None] = {name: None for name in RETENTION_PARAMETERS}
+        given[store] = int(days)
+        stack = stack_retention(given["audit"], given["events"], given["findings"])
         sooner = sooner_rules(stack, store, (lifecycle or {}).get("Rules", []))
         if not sooner:
             return True, "", ""
@@ -578,6 +589,7 @@ class Doctor:
         buckets = {
             "audit": self.outputs.get(AUDIT_ARCHIVE_BUCKET),
             "events": self.outputs.get(EVENTS_ARCHIVE_BUCKET),
+            "findings": self.outputs.get(FINDINGS_ARCHIVE_BUCKET),
         }
         for table in TABLES:
             try:

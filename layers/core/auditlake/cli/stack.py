@@ -14,6 +14,7 @@ STATE_TABLE = "StateTableName"
 RAW_BUCKET = "RawBucketName"
 AUDIT_ARCHIVE_BUCKET = "AuditArchiveBucketName"
 EVENTS_ARCHIVE_BUCKET = "EventsArchiveBucketName"
+FINDINGS_ARCHIVE_BUCKET = "FindingsArchiveBucketName"
 DIGEST_KEY = "DigestKeyArn"
 DATA_KEY = "DataKeyArn"
 CLOUDWATCH_FUNCTION = "CloudWatchFunctionName"
@@ -24,7 +25,11 @@ ATHENA_WORKGROUP = "AthenaWorkGroupName"
 ATHENA_RESULTS_BUCKET = "AthenaResultsBucketName"
 
 # The archive bucket of each kind of archive.
-ARCHIVE_BUCKETS = {"audit": AUDIT_ARCHIVE_BUCKET, "events": EVENTS_ARCHIVE_BUCKET}
+ARCHIVE_BUCKETS = {
+    "audit": AUDIT_ARCHIVE_BUCKET,
+    "events": EVENTS_ARCHIVE_BUCKET,
+    "findings": FINDINGS_ARCHIVE_BUCKET,
+}
 
 # The outputs the CLI reads (cluster add, backfill, verify, query --athena) and doctor itself.
 REQUIRED_OUTPUTS = (
@@ -33,6 +38,7 @@ REQUIRED_OUTPUTS = (
     RAW_BUCKET,
     AUDIT_ARCHIVE_BUCKET,
     EVENTS_ARCHIVE_BUCKET,
+    FINDINGS_ARCHIVE_BUCKET,
     DIGEST_KEY,
     DATA_KEY,
     CLOUDWATCH_FUNCTION,

@@ -26,8 +26,9 @@ holds are ``unsealed``: not yet sealed, not an error. A digest proves what exist
 ledger recorded of it when it was sealed, not who wrote it: the compactor's rights are trusted.
 
 Retention: deployed, the audit bucket expires files and digests after AuditRetentionDays, the
-events bucket its files after EventsRetentionDays. The digest function records both in each digest
-(``retention``: ``{"audit/": 365, "digests/": 365, "events/": 90}``), with its predecessor's real
+events bucket its files after EventsRetentionDays, the findings bucket its files after
+FindingsRetentionDays. The digest function records them in each digest (``retention``:
+``{"audit/": 365, "digests/": 365, "events/": 90, "findings/": 400}``), with its predecessor's real
 write time (``previous.written_at``), under the signature. ``verify`` accepts an absence as expiry
 only by what signed digests recorded (``auditlake.trust.retention``): sealed files past it
 (``expired_files``), and the chain's oldest digests, or a gap among them, once the last absent one
@@ -60,6 +61,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from auditlake.model import ARCHIVE_KINDS
 from auditlake.state_table import DIGEST_HEAD, digest_head_key
 from auditlake.stores import AlreadyExists, Archived, Store, StoreError
 from auditlake.stores.s3 import S3Store
@@ -72,7 +74,9 @@ logger = logging.getLogger(__name__)
 FORMAT = "auditlake-digest/1"
 ALGORITHM = "RSASSA_PSS_SHA_256"
 PREFIX = "digests/"
-ARCHIVE_PREFIXES = ("audit/", "events/")
+# Every archive kind's files are sealed (audit, events, findings: model.ARCHIVE_KINDS), each kind in
+# its own archive store under its own prefix.
+ARCHIVE_PREFIXES = tuple(f"{name}/" for name in ARCHIVE_KINDS)
 SKEW = timedelta(minutes=1)  # between the clock that stamps the ledger and the one that dates objects
 
 

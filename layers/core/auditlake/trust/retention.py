@@ -4,13 +4,13 @@ bucket's current lifecycle rules would expire sooner than that.
 ``verify`` never trusts a bucket's current lifecycle rules to excuse an absence: whoever may change
 them (s3:PutLifecycleConfiguration) could add a one-day rule and delete young files. Each digest
 records, under its signature, the retention the stack gave it (``{"audit/": 365, "digests/": 365,
-"events/": 90}``: AuditRetentionDays covers the audit files and the digests, EventsRetentionDays the
-events files). An absent object written at ``t`` (at the latest) is accepted as expired iff, for
-some signed digest ``j`` written at or after ``t``, S3's due date under ``j``'s recorded retention
-is not after ``now`` (``Recorded.expiry``). Why "at or after ``t``": the retention in force when
-``j`` was written applied to the object, which existed by then; a digest written before the object
-says nothing about the rules it lived under. Digests that record nothing (older ones, local lakes)
-expire nothing.
+"events/": 90, "findings/": 400}``: AuditRetentionDays covers the audit files and the digests,
+EventsRetentionDays the events files, FindingsRetentionDays the findings files). An absent object
+written at ``t`` (at the latest) is accepted as expired iff, for some signed digest ``j`` written at
+or after ``t``, S3's due date under ``j``'s recorded retention is not after ``now``
+(``Recorded.expiry``). Why "at or after ``t``": the retention in force when ``j`` was written
+applied to the object, which existed by then; a digest written before the object says nothing about
+the rules it lived under. Digests that record nothing (older ones, local lakes) expire nothing.
 
 S3's arithmetic (``due``): a rule with ``Expiration: {Days: N}`` makes an object eligible for
 removal N days after it was written, rounded up to the next midnight UTC (S3 User Guide,
@@ -19,7 +19,7 @@ removal N days after it was written, rounded up to the next midnight UTC (S3 Use
 from the due date on, never before.
 
 ``sooner_rules`` compares a bucket's current rules with the newest digest's recorded retention:
-any enabled expiration rule that may reach ``audit/``, ``digests/`` or ``events/`` keys (its prefix
+any enabled expiration rule that may reach ``audit/``, ``digests/``, ``events/`` or ``findings/`` keys (its prefix
 a prefix of theirs, or inside theirs; tag and size filters are assumed to match: the objects'
 tags and sizes are not ours to rely on) with fewer days than recorded, or with a ``Date``, would
 let S3 remove what verify would then report missing: said before it happens. ``Retention`` parses
@@ -41,14 +41,22 @@ from auditlake.stores.s3 import forbidden
 from auditlake.timestamps import parse
 
 # What a digest records, and which archive (bucket) holds the keys under each prefix.
-RECORDED_PREFIXES: dict[str, str] = {"audit/": "audit", "digests/": "audit", "events/": "events"}
+RECORDED_PREFIXES: dict[str, str] = {
+    "audit/": "audit",
+    "digests/": "audit",
+    "events/": "events",
+    "findings/": "findings",
+}
 
 
-def stack_retention(audit_days: int | None, events_days: int | None) -> dict[str, int]:
+def stack_retention(
+    audit_days: int | None, events_days: int | None, findings_days: int | None = None
+) -> dict[str, int]:
     """The stack's retention by recorded prefix, as each digest records it: AuditRetentionDays for
     the audit files and the digests (template.yaml's audit-expiry and digest-expiry rules),
-    EventsRetentionDays for the events files. What is not given (None) is not recorded."""
-    days = {"audit": audit_days, "events": events_days}
+    EventsRetentionDays for the events files, FindingsRetentionDays for the findings files. What is
+    not given (None) is not recorded."""
+    days = {"audit": audit_days, "events": events_days, "findings": findings_days}
     return {prefix: kept for prefix, store in RECORDED_PREFIXES.items() if (kept := days[store]) is not None}
 
 
@@ -70,8 +78,8 @@ def recorded_retention(value: Any) -> dict[str, int] | None:
 
 
 def describe(retention: Mapping[str, int]) -> str:
-    """``audit/ 365 days, events/ 90 days, digests/ 365 days``."""
-    order = ("audit/", "events/", "digests/")
+    """``audit/ 365 days, events/ 90 days, findings/ 400 days, digests/ 365 days``."""
+    order = ("audit/", "events/", "findings/", "digests/")
     return ", ".join(f"{p} {retention[p]} days" for p in order if p in retention)
 
 
