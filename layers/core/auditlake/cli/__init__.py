@@ -11,6 +11,7 @@ import click
 
 from auditlake import __version__
 from auditlake.cli import archive, clusters, demo, doctor, events, ingest, policy, query
+from auditlake.cli.hunt import hunt as hunt_command
 
 
 @click.group()
@@ -34,6 +35,7 @@ for command in (
     archive.verify,
     query.query,
     query.summary,
+    hunt_command,
     doctor.doctor,
 ):
     main.add_command(command)
