@@ -37,19 +37,29 @@ def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     assert set(statements) == {
         "OwnLogs", "Tracing", "WriteEventsLanding", "ReadPollingRegistry", "PollerLeases",
         "DescribeEksClusters", "ReadPollerTokens", "UseDataKey", "ReadBackQuarantine",
+        "ReadCustomRules", "PublishAlerts", "PageFindingsOnce",
     }  # fmt: skip
     # Create-only quarantine: a retried poll compares its entry with the stored one, and reads nothing else.
     assert statements["ReadBackQuarantine"]["Action"] == "s3:GetObject"
-    assert statements["ReadBackQuarantine"]["Resource"] == {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"}
+    assert statements["ReadBackQuarantine"]["Resource"] == [
+        {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"},
+        {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"},
+    ]
+    # The Events and the findings the rules made of them land together.
     assert statements["WriteEventsLanding"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/raw/events/*"},
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"},
+        {"Fn::Sub": "${RawBucket.Arn}/raw/findings/*"},
+        {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"},
     ]
     registry = statements["ReadPollingRegistry"]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
     leases = statements["PollerLeases"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
     assert (registry, leases) == (["POLLING", "SEEN"], ["POLLER#*"])
     assert not any("dynamodb:Scan" in str(s["Action"]) for s in statements.values())  # no whole-table reads
-    assert statements["PollerLeases"]["Action"] == "dynamodb:UpdateItem"  # no PutItem/DeleteItem anywhere
+    assert statements["PollerLeases"]["Action"] == "dynamodb:UpdateItem"  # leases: no PutItem/DeleteItem
+    # PutItem/DeleteItem only for the paging claims of findings (one page per object and window).
+    paging = statements["PageFindingsOnce"]
+    assert paging["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["FINDING#*"]}}
     assert statements["DescribeEksClusters"]["Action"] == "eks:DescribeCluster"
     assert statements["ReadPollerTokens"]["Action"] == "secretsmanager:GetSecretValue"
     assert statements["ReadPollerTokens"]["Resource"]["Fn::Sub"].endswith(":secret:${PollerSecretPrefix}*")

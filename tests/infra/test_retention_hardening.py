@@ -84,7 +84,7 @@ def test_audit_archive_is_worm_per_the_lock_mode(transformed: dict[str, Any]) ->
 
 def test_every_bucket_is_encrypted_versioned_private_tls_only(transformed: dict[str, Any]) -> None:
     buckets = [n for n, r in transformed["Resources"].items() if r["Type"] == "AWS::S3::Bucket"]
-    assert len(buckets) == 4
+    assert len(buckets) == 5  # raw, audit, events, findings, Athena results
     for name in buckets:
         props = bucket(transformed, name)
         [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -142,10 +142,12 @@ def test_digest_role_signs_and_writes_only_digests(transformed: dict[str, Any]) 
     # whose file was never written would fail the digest every hour instead of being reported missing.
     assert statements["TellMissingFiles"]["Action"] == "s3:ListBucket"
     assert statements["TellMissingFiles"]["Resource"] == [{"Fn::GetAtt": ["AuditArchiveBucket", "Arn"]},
-                                                          {"Fn::GetAtt": ["EventsArchiveBucket", "Arn"]}]  # fmt: skip
+                                                          {"Fn::GetAtt": ["EventsArchiveBucket", "Arn"]},
+                                                          {"Fn::GetAtt": ["FindingsArchiveBucket", "Arn"]}]  # fmt: skip
     assert statements["CheckArchiveFiles"]["Resource"] == [
         {"Fn::Sub": "${AuditArchiveBucket.Arn}/audit/*"},
         {"Fn::Sub": "${EventsArchiveBucket.Arn}/events/*"},
+        {"Fn::Sub": "${FindingsArchiveBucket.Arn}/findings/*"},
     ]
 
 

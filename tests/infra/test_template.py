@@ -87,15 +87,24 @@ def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# An audit batch and the findings the rules made of it land together (audit first, then findings).
+LANDING = [
+    {"Fn::Sub": "${RawBucket.Arn}/raw/audit/*"},
+    {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
+    {"Fn::Sub": "${RawBucket.Arn}/raw/findings/*"},
+    {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"},
+]
+
+
 def test_webhook_role_is_scoped_to_its_resources(transformed: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["WebhookRole"])}
     assert statements["WriteAuditLanding"]["Action"] == "s3:PutObject"
-    assert statements["WriteAuditLanding"]["Resource"] == [
-        {"Fn::Sub": "${RawBucket.Arn}/raw/audit/*"},
-        {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
-    ]
+    assert statements["WriteAuditLanding"]["Resource"] == LANDING
     # Create-only quarantine: a redelivered batch compares its entry with the stored one; no raw/ reads.
-    assert statements["ReadBackQuarantine"]["Resource"] == {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"}
+    assert statements["ReadBackQuarantine"]["Resource"] == [
+        {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
+        {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"},
+    ]
     assert statements["ReadTokenHashes"]["Action"] == "dynamodb:GetItem"
     assert statements["ReadTokenHashes"]["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
     assert statements["ReadTokenHashes"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["TOKEN#*"]
@@ -109,7 +118,15 @@ def test_compactor_role_is_scoped(transformed: dict[str, Any]) -> None:
     assert statements["QuarantineRaw"]["Resource"] == {"Fn::Sub": "${RawBucket.Arn}/quarantine/*"}
     assert statements["WriteArchives"]["Action"] == ["s3:GetObject", "s3:PutObject"]  # no DeleteObject
     assert statements["PartitionLocks"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["LOCK#*"]
-    assert statements["ListArchivePartitions"]["Condition"]["StringLike"]["s3:prefix"] == ["audit/*", "events/*"]
+    assert statements["ListArchivePartitions"]["Condition"]["StringLike"]["s3:prefix"] == [
+        "audit/*", "events/*", "findings/*",
+    ]  # fmt: skip
+    # Each archive's own prefix in its own bucket, and nothing else.
+    assert statements["WriteArchives"]["Resource"] == [
+        {"Fn::Sub": "${AuditArchiveBucket.Arn}/audit/*"},
+        {"Fn::Sub": "${EventsArchiveBucket.Arn}/events/*"},
+        {"Fn::Sub": "${FindingsArchiveBucket.Arn}/findings/*"},
+    ]
 
 
 def test_compactor_is_fed_by_raw_notifications(expanded: dict[str, Any]) -> None:
@@ -208,12 +225,9 @@ def test_forwarder_role_and_failed_deliveries(transformed: dict[str, Any]) -> No
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["CloudWatchRole"])}
     assert set(statements) == {
         "OwnLogs", "Tracing", "WriteAuditLanding", "ReadBackQuarantine", "KeepFailedDeliveries", "ReadPipelinePolicy",
-        "CountDenials", "PublishAlerts", "Heartbeat", "UseDataKey",
+        "CountDenials", "PublishAlerts", "Heartbeat", "UseDataKey", "ReadCustomRules", "PageFindingsOnce",
     }  # fmt: skip
-    assert statements["WriteAuditLanding"]["Resource"] == [
-        {"Fn::Sub": "${RawBucket.Arn}/raw/audit/*"},
-        {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
-    ]
+    assert statements["WriteAuditLanding"]["Resource"] == LANDING
     assert statements["KeepFailedDeliveries"]["Action"] == "sqs:SendMessage"
     assert statements["KeepFailedDeliveries"]["Resource"] == {"Fn::GetAtt": ["CloudWatchFailures", "Arn"]}
     (config,) = [
