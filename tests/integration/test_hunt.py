@@ -13,9 +13,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -31,6 +33,7 @@ from auditlake.cli import main
 from auditlake.detect import ir
 from auditlake.ingest.files import FileIngest
 from auditlake.local_lake import LocalLake
+from auditlake.model import FINDING_COLUMN_NAMES
 from auditlake.query import hunt
 from auditlake.query.named import AthenaEngine, LocalEngine
 from tests.helpers import ROOT, AwsStack, read_jsonl
@@ -307,3 +310,38 @@ def test_athena_gets_one_trino_query_per_rule(aws: AwsStack) -> None:
     assert sorted(sent) == sorted(h.sql("trino") for h in hunts[:2])  # the ingest-only rule sends nothing
     for sql in sent:
         sqlglot.parse_one(sql, read="trino")
+
+
+def test_cli_summary_show_sql_and_exit_codes(lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's plumbing with the rules handed in directly (the Sigma loader is tested above)."""
+    loaded: list[tuple[list[Path], bool]] = []
+
+    def load_rules(dirs: list[Path], *, builtin: bool = True) -> ir.RuleSet:
+        loaded.append((dirs, builtin))
+        return ir.RuleSet(
+            (
+                ir.Rule("r-403", "denied", "medium", "audit", ir.Leaf("responseStatus.code", "num", ("eq", 403))),
+                ir.Rule("r-cm", "cm keys", "high", "audit", ir.Leaf("requestObject.data", "exists", True)),
+            ),
+            problems=(("bad.yml", "not a Kubernetes audit or Events rule"),) if not builtin else (),
+        )
+
+    monkeypatch.setitem(sys.modules, "auditlake.detect.sigma", SimpleNamespace(load_rules=load_rules))
+    window = ["--since", "2025-03-10T00:00:00Z", "--until", "2025-03-12T00:00:00Z", "--lake", str(lake)]
+    runner = CliRunner(mix_stderr=False)
+    shown = runner.invoke(main, ["hunt", *window, "--format", "csv", "--show-sql", "--limit", "2"])
+    assert shown.exit_code == 0, shown.stderr
+    assert loaded == [([], True)]
+    lines = shown.stdout.splitlines()
+    assert lines[0].split(",") == list(FINDING_COLUMN_NAMES) and len(lines) == 3  # the limit: 2 of 4
+    stderr = " ".join(shown.stderr.split())
+    assert "r-403 medium denied: 4 matches (showing 2)" in stderr
+    assert "r-cm high cm keys: ingest-only: needs requestObject.data (bodies are not archived)" in stderr
+    assert "LIST_FILTER" not in stderr and "REGEXP_MATCHES" not in stderr and "response_code = 403" in stderr
+    problems = runner.invoke(main, ["hunt", *window, "--no-builtin-rules", "--cluster", "nope"])
+    assert problems.exit_code == 1 and "rule not loaded: bad.yml" in problems.stderr
+    assert "r-403 medium denied: 0 matches" in " ".join(problems.stderr.split())
+    both = runner.invoke(main, ["hunt", "--lake", str(lake), "--stack", "s"])
+    assert both.exit_code == 2 and "give --lake DIR or --stack NAME" in both.stderr
+    backwards = runner.invoke(main, ["hunt", "--lake", str(lake), "--since", "1h", "--until", "2h"])
+    assert backwards.exit_code == 2 and "--since must be before --until" in backwards.stderr

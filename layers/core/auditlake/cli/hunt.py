@@ -57,6 +57,8 @@ def hunt(
     parallel: int,
 ) -> None:
     """Run the detection rules over the archive: what they would have found, before they page anyone."""
+    import sqlglot
+
     from auditlake.detect.sigma import load_rules
     from auditlake.query import hunt as hunting
     from auditlake.query.named import LocalEngine, Result
@@ -83,7 +85,13 @@ def hunt(
     if show_sql:
         for item in hunts:
             if item.query is not None:
-                err.print(f"-- {item.rule_id}: {item.title}\n{item.sql(dialect)};", highlight=False, markup=False)
+                # DuckDB runs the Athena text transpiled (LocalEngine.run): show exactly that.
+                sql = (
+                    item.sql()
+                    if dialect == "trino"
+                    else sqlglot.transpile(item.sql(), read="trino", write=dialect, pretty=True)[0]
+                )
+                err.print(f"-- {item.rule_id}: {item.title}\n{sql};", highlight=False, markup=False)
     outcomes = hunting.run_hunts(hunts, engine, parallel=parallel)
     rows = [row for outcome in outcomes for row in outcome.rows]
     columns = list(rows[0]) if rows else list(_columns())
