@@ -36,7 +36,7 @@ from auditlake.local_lake import LocalLake
 from auditlake.model import FINDING_COLUMN_NAMES
 from auditlake.query import hunt
 from auditlake.query.named import AthenaEngine, LocalEngine
-from tests.helpers import ROOT, AwsStack, read_jsonl
+from tests.helpers import ROOT, AwsStack, corpus_path, read_jsonl
 
 FIXTURE = ROOT / "tests" / "fixtures" / "hunt" / "audit.jsonl"
 EVENTS = read_jsonl(FIXTURE)
@@ -345,3 +345,26 @@ def test_cli_summary_show_sql_and_exit_codes(lake: Path, monkeypatch: pytest.Mon
     assert both.exit_code == 2 and "give --lake DIR or --stack NAME" in both.stderr
     backwards = runner.invoke(main, ["hunt", "--lake", str(lake), "--since", "1h", "--until", "2h"])
     assert backwards.exit_code == 2 and "--since must be before --until" in backwards.stderr
+
+
+def test_events_rules_hunt_the_events_archive(tmp_path: Path) -> None:
+    from auditlake.events.files import ingest_events
+
+    source = corpus_path("events/replicatedhq__troubleshoot__analyze_events__message-image-pull-fail.eventlist.json")
+    items = json.loads(source.read_bytes())["items"]
+    local = LocalLake(tmp_path)
+    ingest_events(source, local.landing("events"), "k")
+    store = local.store()
+    assert not Compactor(store, local.archives(), local.locks()).compact(list(store.list("raw/"))).failed
+    condition = ir.All((ir.Leaf("reason", "glob", ("failed", ir.STAR)), ir.Leaf("regarding.kind", "glob", ("pod",))))
+    rule = ir.Rule("e-1", "pod failures", "medium", "events", condition)
+    ever = hunt.Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    outcome = hunt.run_hunt(hunt.compile_rule(rule, ever), LocalEngine(local.archive_dir))
+    expected = {
+        i["metadata"]["uid"]
+        for i in items
+        if i["reason"].lower().startswith("failed") and i["involvedObject"]["kind"] == "Pod"
+    }
+    assert outcome.error is None and expected
+    assert {row["audit_id"] for row in outcome.rows} == expected
+    assert {(row["resource"], row["verb"], row["source_ips"]) for row in outcome.rows} == {("Pod", None, None)}
