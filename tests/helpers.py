@@ -236,3 +236,29 @@ def archived_events(lake: Path) -> list[dict[str, Any]]:
     if not events.exists():
         return []
     return ds.dataset(events, format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def findings_fixture() -> list[dict[str, Any]]:
+    """tests/fixtures/findings/findings.jsonl: five findings (two clusters, four rules, every level but
+    informational) of 2026-03-01 and 2026-03-02, as raw landing lines hold them."""
+    return read_jsonl(ROOT / "tests" / "fixtures" / "findings" / "findings.jsonl")
+
+
+def land_findings(lake: Path, records: list[dict[str, Any]], batch: str = "b-findings") -> list[str]:
+    """Land ``records`` as raw findings in a local lake (one raw object per cluster, as ingest lands a
+    batch's findings: ``Landing(store, "findings").write_raw`` of model.FindingRecord lines)."""
+    import msgspec
+
+    from auditlake.local_lake import LocalLake
+    from auditlake.model import FindingRecord
+    from auditlake.timestamps import parse
+
+    landing = LocalLake(lake).landing("findings")
+    keys = []
+    for cluster in sorted({record["cluster"] for record in records}):
+        mine = [record for record in records if record["cluster"] == cluster]
+        lines = [msgspec.json.encode(msgspec.convert(record, FindingRecord)) for record in mine]
+        key = landing.write_raw(cluster, parse(mine[0]["ingested_at"]), batch, lines)
+        assert key is not None
+        keys.append(key)
+    return keys

@@ -94,4 +94,5 @@ def _athena_engine(workgroup: str | None, database: str | None, stack: str | Non
 @lake_option
 def summary(lake: Path) -> None:
     """Counts of what the local lake holds."""
-    print_summary(summarise(LocalLake(lake).store()))
+    local = LocalLake(lake)
+    print_summary(summarise(local.store(), archive=local.archive()))

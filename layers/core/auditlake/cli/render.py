@@ -84,6 +84,7 @@ def print_summary(s: LakeSummary, console: Console | None = None) -> None:
     table.add_row("quarantined items", f"{s.quarantined_items} in {s.quarantined_batches} batches")
     for reason, count in s.quarantine_reasons.most_common(5):
         table.add_row("  quarantine reason", f"{count} x {reason}")
+    table.add_row("findings", f"{s.findings_raw} raw ({_top(s.finding_levels)}), {s.findings_archived} archived")
     console.print(table)
 
 

@@ -43,12 +43,8 @@ class NamedQuery:
         unknown = set(given) - set(self.params) - set(COMMON)
         if unknown:
             raise QueryError(f"{self.name} has no parameter {', '.join(sorted(unknown))}")
-        now = now or datetime.now(UTC)
-        values: dict[str, Any] = {
-            "since": _instant(given.get("since"), now - timedelta(hours=24), "since", now),
-            "until": _instant(given.get("until"), now, "until", now),
-            "cluster": given.get("cluster", ""),
-        }
+        since, until = time_bounds(given.get("since"), given.get("until"), now or datetime.now(UTC))
+        values: dict[str, Any] = {"since": since, "until": until, "cluster": given.get("cluster", "")}
         for name, default in self.params.items():
             value = given.get(name, default)
             if value is None:
@@ -60,6 +56,15 @@ class NamedQuery:
             else:
                 values[name] = value
         return [values[name] for name in self.placeholders]
+
+
+def time_bounds(since: str | None, until: str | None, now: datetime) -> tuple[str, str]:
+    """``since`` and ``until`` as every query takes them (``auditlake query``, ``findings``, ``hunt``):
+    ISO 8601 or a duration before ``now`` (``90d``); default the last 24 hours. QueryError otherwise."""
+    return (
+        _instant(since, now - timedelta(hours=24), "since", now),
+        _instant(until, now, "until", now),
+    )
 
 
 def _instant(value: str | None, default: datetime, name: str, now: datetime) -> str:

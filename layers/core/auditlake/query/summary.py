@@ -1,4 +1,6 @@
-"""What is in a lake: counts of landed records and quarantined items (``auditlake summary``)."""
+"""What is in a lake: counts of landed records and quarantined items (``auditlake summary``), and of
+findings: lines in the raw landing (compacted or not: raw objects stay until they expire) and rows
+of the findings archive (one per finding key), by level."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass, field
 
 from auditlake.jsonio import loads
 from auditlake.landing import MANIFEST_SUFFIX, RAW_SUFFIX, decode_lines, quarantine_prefix, raw_prefix
+from auditlake.model import FINDINGS
 from auditlake.stores import Store
 
 
@@ -23,10 +26,26 @@ class LakeSummary:
     quarantined_items: int = 0
     quarantined_batches: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    findings_raw: int = 0
+    findings_archived: int = 0
+    finding_levels: Counter[str] = field(default_factory=Counter)  # of the raw findings
 
 
-def summarise(store: Store, kind: str = "audit") -> LakeSummary:
+def summarise(store: Store, kind: str = "audit", *, archive: Store | None = None) -> LakeSummary:
+    """Counts of ``kind``'s raw records and quarantine, and of the findings (raw; archived when
+    ``archive`` is given)."""
     out = LakeSummary()
+    for key in store.list(raw_prefix(FINDINGS.name)):
+        if key.endswith(RAW_SUFFIX):
+            for line in decode_lines(store.get(key)):
+                out.findings_raw += 1
+                out.finding_levels[str(loads(line).get("level") or "-")] += 1
+    if archive is not None:
+        import pyarrow.parquet as pq  # the local CLI has it (it compacts)
+
+        for key in archive.list(f"{FINDINGS.name}/"):
+            if key.endswith(".parquet"):
+                out.findings_archived += pq.read_metadata(archive.open(key)).num_rows
     for key in store.list(raw_prefix(kind)):
         if not key.endswith(RAW_SUFFIX):
             continue
