@@ -31,7 +31,7 @@ EVENTS = list(Synth(minutes=30, rate=10, seed=5, start=datetime(2026, 11, 20, 9,
 
 @pytest.fixture
 def archive(aws: AwsStack) -> dict[str, str]:
-    buckets = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events"}
+    buckets = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events", "findings": f"{aws.bucket}-findings"}
     for bucket in buckets.values():
         aws.s3.create_bucket(Bucket=bucket)
     return buckets
@@ -42,6 +42,7 @@ def app(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, archive: dict[str, str])
     module = load_function(monkeypatch, "compactor", {
         "AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_AUDIT_BUCKET": archive["audit"],
         "AUDITLAKE_EVENTS_BUCKET": archive["events"], "AUDITLAKE_STATE_TABLE": aws.table,
+        "AUDITLAKE_FINDINGS_BUCKET": archive["findings"],
 
     })  # fmt: skip
     module.compactor.lock_wait_seconds = 1

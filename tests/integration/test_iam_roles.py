@@ -66,11 +66,12 @@ def test_the_webhook_landing_write_is_denied_without_its_statement(
 
 @pytest.fixture
 def digest_env(aws: AwsStack) -> dict[str, str]:
-    archive = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events"}
+    archive = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events", "findings": f"{aws.bucket}-findings"}
     for bucket in archive.values():
         aws.s3.create_bucket(Bucket=bucket)
     key = boto3.client("kms").create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     return {"AUDITLAKE_AUDIT_BUCKET": archive["audit"], "AUDITLAKE_EVENTS_BUCKET": archive["events"],
+            "AUDITLAKE_FINDINGS_BUCKET": archive["findings"],
             "AUDITLAKE_STATE_TABLE": aws.table, "AUDITLAKE_DIGEST_KEY": key}  # fmt: skip
 
 

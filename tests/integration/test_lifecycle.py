@@ -62,12 +62,19 @@ class Lake:
         """The archive buckets as template.yaml makes them (Object Lock and lifecycle rules from its
         defaults), a KMS signing key, and a digester recording the defaults' retention."""
         s3 = aws.s3
-        buckets = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events"}
+        buckets = {
+            "audit": f"{aws.bucket}-audit",
+            "events": f"{aws.bucket}-events",
+            "findings": f"{aws.bucket}-findings",
+        }
         s3.create_bucket(Bucket=buckets["audit"], ObjectLockEnabledForBucket=True)
         lock = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 365}}}
         s3.put_object_lock_configuration(Bucket=buckets["audit"], ObjectLockConfiguration=lock)
         s3.create_bucket(Bucket=buckets["events"])
         s3.put_bucket_versioning(Bucket=buckets["events"], VersioningConfiguration={"Status": "Enabled"})
+        s3.create_bucket(Bucket=buckets["findings"])
+        s3.put_bucket_versioning(Bucket=buckets["findings"], VersioningConfiguration={"Status": "Enabled"})
+        lifecycle.put(s3, buckets["findings"], lifecycle.template_lifecycle("FindingsArchiveBucket"))
         lifecycle.put(s3, buckets["audit"], lifecycle.template_lifecycle("AuditArchiveBucket"))
         lifecycle.put(s3, buckets["events"], lifecycle.template_lifecycle("EventsArchiveBucket"))
         archives = {name: S3Store(s3, bucket) for name, bucket in buckets.items()}
@@ -82,6 +89,7 @@ class Lake:
     def stack(self, aws: AwsStack) -> str:
         """A stand-in stack on moto with the outputs `verify --stack` reads; returns its name."""
         outputs = {"AuditArchiveBucketName": self.buckets["audit"], "EventsArchiveBucketName": self.buckets["events"],
+                   "FindingsArchiveBucketName": self.buckets["findings"],
                    "DigestKeyArn": self.key, "StateTableName": aws.table}  # fmt: skip
         name = f"auditlake-{uuid.uuid4().hex[:8]}"
         template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},

@@ -31,11 +31,12 @@ from tests.integration.test_compactor_lambda import EVENTS, land, sqs_event
 @pytest.fixture
 def worm(aws: AwsStack) -> dict[str, str]:
     """The archive buckets as template.yaml makes them: audit with Object Lock (GOVERNANCE, a day)."""
-    names = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events"}
+    names = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events", "findings": f"{aws.bucket}-findings"}
     aws.s3.create_bucket(Bucket=names["audit"], ObjectLockEnabledForBucket=True)
     aws.s3.put_object_lock_configuration(Bucket=names["audit"], ObjectLockConfiguration={
         "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})  # fmt: skip
     aws.s3.create_bucket(Bucket=names["events"])
+    aws.s3.create_bucket(Bucket=names["findings"])
     key = boto3.client("kms").create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     return {**names, "key": key}
 
@@ -44,13 +45,14 @@ def functions(monkeypatch: pytest.MonkeyPatch, aws: AwsStack, worm: dict[str, st
     env = {"AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_AUDIT_BUCKET": worm["audit"],
            "AUDITLAKE_EVENTS_BUCKET": worm["events"], "AUDITLAKE_STATE_TABLE": aws.table,
            "AUDITLAKE_DIGEST_KEY": worm["key"], "AUDITLAKE_AUDIT_RETENTION_DAYS": "365",
-           "AUDITLAKE_EVENTS_RETENTION_DAYS": "90"}  # fmt: skip
+           "AUDITLAKE_EVENTS_RETENTION_DAYS": "90", "AUDITLAKE_FINDINGS_BUCKET": worm["findings"]}  # fmt: skip
     return load_function(monkeypatch, "compactor", env), load_function(monkeypatch, "digest", env)
 
 
 def stack(aws: AwsStack, worm: dict[str, str]) -> str:
     name = f"auditlake-{uuid.uuid4().hex[:8]}"
     outputs = {"AuditArchiveBucketName": worm["audit"], "EventsArchiveBucketName": worm["events"],
+               "FindingsArchiveBucketName": worm["findings"],
                "DigestKeyArn": worm["key"], "StateTableName": aws.table}  # fmt: skip
     template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
                 "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
