@@ -12,6 +12,7 @@ BATCH_METRICS = (
     ("filtered", "EventsFiltered"),
     ("redacted", "EventsRedacted"),
     ("forbidden", "Forbidden403Seen"),
+    ("findings", "Findings"),  # detection findings stored with the batch
 )
 
 

@@ -4,6 +4,12 @@ Every audit ingest path (the webhook and ``auditlake serve``, the CloudWatch for
 ``auditlake backfill``, ``auditlake ingest``) hands a batch to ``AuditPipeline`` and gets back
 serialised records plus the items that must go to quarantine.
 
+Detection rules are evaluated here, in one place for every audit path: each decoded event goes to
+the pipeline's ``detector`` (``detect.matches.Detector``) *before* the policy and redaction, so a
+rule sees what the cluster sent (a ConfigMap's body, an event the policy drops). The matches of an
+event that is quarantined are not kept (it could not be read as an audit event); those of an event
+the policy drops are. ``BatchResult.matches`` holds them for ``ingest/intake.land``.
+
 Fast path: the whole EventList decodes into the typed schema in one C call. Otherwise each item is
 decoded on its own; an item with fields the schema does not know takes the lenient path (those
 fields go to ``extra``); an item that still does not fit is quarantined with the reason.
@@ -51,6 +57,7 @@ from auditlake.audit.schema import (
     event_decoder,
     raw_eventlist_decoder,
 )
+from auditlake.detect.matches import Detector, Match
 from auditlake.jsonio import REPLACED, JSONError, encode, loads, loads_like_go
 from auditlake.landing import Invalid, ItemFailure
 
@@ -78,6 +85,7 @@ class BatchResult:
     filtered: int = 0
     redacted: int = 0
     denials: list[Any] = field(default_factory=list)  # the stored 403 records, for burst alerts
+    matches: list[Match] = field(default_factory=list)  # every rule match, before policy and redaction
 
     @property
     def accepted(self) -> int:
@@ -89,9 +97,10 @@ class BatchResult:
 
 
 class AuditPipeline:
-    def __init__(self, config: PipelineConfig | Callable[[], PipelineConfig]) -> None:
+    def __init__(self, config: PipelineConfig | Callable[[], PipelineConfig], detector: Detector | None = None) -> None:
         # A callable lets the Lambda refresh its policy (from SSM) without a cold start.
         self._config = config if callable(config) else (lambda: config)
+        self.detector = detector
 
     def config(self) -> PipelineConfig:
         return self._config()
@@ -124,7 +133,7 @@ class AuditPipeline:
                     event = event_decoder.decode(raw)
                 except (EnvelopeError, msgspec.ValidationError, msgspec.DecodeError, RecursionError):
                     event, extra = _lenient(raw)
-                self._add(result, event, extra, config, cluster, source, ingested_at)
+                self._add(result, event, extra, config, cluster, source, ingested_at, self.detector)
             except (Invalid, TooDeep, RecursionError) as exc:
                 number = numbers[index] if numbers is not None else index
                 field = exc.field if isinstance(exc, Invalid) else None
@@ -141,7 +150,7 @@ class AuditPipeline:
         raws: list[Any] | None = None
         for index, event in enumerate(events):
             try:
-                self._add(result, event, None, config, cluster, source, ingested_at)
+                self._add(result, event, None, config, cluster, source, ingested_at, self.detector)
             except (Invalid, TooDeep, RecursionError) as exc:
                 # Quarantined from the bytes received (re-encoding the typed event would lose
                 # absent bodies' shape), read again as raw items on the first failure only.
@@ -161,8 +170,14 @@ class AuditPipeline:
         cluster: str,
         source: str,
         ingested_at: str,
+        detector: Detector | None,
     ) -> None:
+        # Before normalise: the policy may drop the event and redaction rewrites its bodies; the
+        # matches are kept only once normalise has not quarantined it (Invalid propagates past them).
+        matches = detector.audit(event, cluster, ingested_at) if detector is not None else ()
         record = normalise(event, extra, cluster, source, ingested_at, config.policy, config.redaction)
+        if matches:
+            result.matches.extend(matches)
         if record is None:
             result.filtered += 1
             return

@@ -5,16 +5,24 @@ both map to one set of columns. ``event_time`` is when it happened, the first of
 series.lastObservedTime, lastTimestamp, firstTimestamp, metadata.creationTimestamp. Fields without a
 column go to ``extra``; ``metadata.managedFields`` (the API server's bookkeeping of which client
 wrote which field) is not kept.
+
+Detection rules over Events are evaluated here, the one place the poller and Events file import
+both pass through: ``normalise_event`` hands the Event, as the API server sent it, to its
+``detector`` (``detect.matches.Detector.events``) and appends the matches to ``matches`` once the
+Event has been read; an Event that cannot be (it is quarantined) yields none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from auditlake import timestamps
 from auditlake.jsonio import dumps_str
 from auditlake.landing import Invalid
+
+if TYPE_CHECKING:
+    from auditlake.detect.matches import Detector, Match
 
 CORE_V1 = "v1"
 EVENTS_V1 = "events.k8s.io/v1"
@@ -45,8 +53,24 @@ _REFERENCE = {
 }
 
 
-def normalise_event(obj: Any, *, cluster: str, api: str, observed_at: str) -> dict[str, Any]:
-    """One Event object (either API) -> its record; Invalid with the reason if it cannot be."""
+def normalise_event(
+    obj: Any,
+    *,
+    cluster: str,
+    api: str,
+    observed_at: str,
+    detector: Detector | None = None,
+    matches: list[Match] | None = None,
+) -> dict[str, Any]:
+    """One Event object (either API) -> its record; Invalid with the reason if it cannot be. With a
+    ``detector``, its matches of the Event are appended to ``matches`` (only when it can be read)."""
+    record = _normalise(obj, cluster, api, observed_at)
+    if detector is not None and matches is not None:
+        matches.extend(detector.events(obj, cluster, observed_at))
+    return record
+
+
+def _normalise(obj: Any, cluster: str, api: str, observed_at: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise Invalid(f"item is a JSON {type(obj).__name__}, not an Event object")
     if obj.get("kind") not in (None, "Event"):

@@ -19,6 +19,11 @@ every ``max_buffer`` Events / ``flush_seconds``), one to release it.
 
 Answers are parsed as raw JSON; an Event that cannot be normalised, or a watch line that is not
 JSON, is quarantined and the poll goes on.
+
+With a ``detector``, every Event read is evaluated by the Events rules (``events.normalise``) and
+each flush stores the findings with its lines (``intake.land``), then hands the matches to the
+poller's ``watch`` (findings paging; the poller's watch keeps no heartbeat: Events say nothing of
+whether the cluster's audit log still arrives).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from auditlake.clusters.registry import PollConfig
 from auditlake.events.api import Gone, KubeError, NotServed
@@ -41,6 +46,10 @@ from auditlake.landing import Invalid, ItemFailure, Landing, batch_id
 from auditlake.metrics import MetricsSink, NoMetrics
 from auditlake.timestamps import format_utc, parse
 from auditlake.trust.liveness import Heartbeats
+
+if TYPE_CHECKING:
+    from auditlake.detect.matches import Detector, Match
+    from auditlake.trust.alerts import Watch
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +90,8 @@ class PollStats:
     relists: int = 0  # lists after 410 Gone
     gaps: int = 0  # coverage-gap records written
     raw_objects: int = 0
+    findings: int = 0  # detection findings stored
+    alerts: int = 0  # alerts the watch published
     state_writes: int = 0
     resource_version: str | None = None  # the checkpoint at the end
     skipped: str | None = None  # why nothing was polled (the lease is held elsewhere)
@@ -133,6 +144,7 @@ def gap_record(cluster: str, start: datetime, end: datetime, reason: str, observ
 class _Buffer:
     lines: list[bytes] = field(default_factory=list)
     failures: list[ItemFailure] = field(default_factory=list)
+    matches: list[Match] = field(default_factory=list)
     index: int = 0
 
 
@@ -152,8 +164,11 @@ class EventsPoller:
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         metrics: MetricsSink | None = None,
+        detector: Detector | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.source, self.landing, self.leases, self.cluster = source, landing, leases, cluster
+        self.detector, self.watch = detector, watch
         self.holder, self.event_ttl, self.page_limit = holder, event_ttl, page_limit
         self.max_buffer, self.flush_seconds = max_buffer, flush_seconds
         self.wall, self.monotonic = wall, monotonic
@@ -183,7 +198,8 @@ class EventsPoller:
             stats.state_writes += 1
             stats.resource_version = (lease.checkpoint or {}).get("resource_version")
             for name, value in (("EventsPolled", stats.emitted), ("EventsQuarantined", stats.quarantined),
-                                ("EventsRelists", stats.relists), ("EventsCoverageGaps", stats.gaps)):  # fmt: skip
+                                ("EventsRelists", stats.relists), ("EventsCoverageGaps", stats.gaps),
+                                ("Findings", stats.findings)):  # fmt: skip
                 self.metrics.add_metric(name, "Count", value)
             logger.info("poll done", extra={k: v for k, v in vars(stats).items() if v not in (None, 0, "")})
         return stats
@@ -252,7 +268,8 @@ class _Poll:
         buffer = self.buffer
         buffer.index += 1
         try:
-            record = normalise_event(obj, cluster=self.p.cluster, api=api_of(obj, api), observed_at=self.observed_at())
+            record = normalise_event(obj, cluster=self.p.cluster, api=api_of(obj, api), observed_at=self.observed_at(),
+                                     detector=self.p.detector, matches=buffer.matches)  # fmt: skip
         except Invalid as exc:
             buffer.failures.append(ItemFailure(buffer.index, str(exc), item=obj))
             return
@@ -393,9 +410,12 @@ class _Poll:
             names = dumps([[f.index, f.reason] for f in buffer.failures]) + at.isoformat().encode()
             reason = f"{len(buffer.failures)} Events could not be read"
             landed = land(self.p.landing, batch, buffer.lines, buffer.failures, reason=reason,
-                          quarantine_id=batch_id(cluster, SOURCE_POLLER, names))  # fmt: skip
+                          quarantine_id=batch_id(cluster, SOURCE_POLLER, names), matches=buffer.matches,
+                          watch=self.p.watch)  # fmt: skip
             self.stats.raw_objects += landed.raw_objects
             self.stats.quarantined += landed.quarantined
+            self.stats.findings += landed.findings
+            self.stats.alerts += landed.alerts
         self.buffer = _Buffer(index=buffer.index)
         self.flushed_at = self.p.monotonic()
         if version is not None:
@@ -442,6 +462,8 @@ class PollerFleet:
         invoker: Any = None,  # a Lambda client: the schedule starts one invocation per cluster with it
         max_fanout: int = 10,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),  # when the schedule's event has no time
+        detector: Detector | None = None,
+        watch: Watch | None = None,  # findings paging; no heartbeats (see the module's docstring)
     ) -> None:
         if max_fanout < 1:
             raise ValueError("max_fanout must be at least 1")
@@ -450,6 +472,7 @@ class PollerFleet:
         self.heartbeats, self.silence_minutes = heartbeats, silence_minutes
         self.invoker, self.max_fanout, self.clock = invoker, max_fanout, clock
         self._sources: dict[str, tuple[PollConfig, EventsSource]] = {}
+        self.detector, self.watch = detector, watch
 
     def handle(
         self, event: Mapping[str, Any], *, function_arn: str, seconds_left: float, request_id: str
@@ -514,6 +537,6 @@ class PollerFleet:
             cached = self._sources[cluster] = (config, self.connect(config))
         poller = EventsPoller(
             cached[1], self.landing, self.leases, cluster, holder=holder, event_ttl=config.event_ttl,
-            metrics=self.metrics,
+            metrics=self.metrics, detector=self.detector, watch=self.watch,
         )  # fmt: skip
         return poller.poll(budget)

@@ -5,10 +5,13 @@ file import) reads what it was sent its own way into normalised lines and quaran
 there on they all take the same path, in one fixed order:
 
 1. raw: the lines as one raw object (none when no line was kept);
-2. quarantine: the items that failed, when any, in one manifest beside it;
-3. the post-store hook (``trust.alerts.Watch``: 403 bursts, the cluster's heartbeat), only once both
-   are stored, so an alert never names a record the lake does not hold;
-4. counts, then, for a path that reports them, metrics and a log line.
+2. findings: the batch's detection findings (the matches of rules that generate them, evaluated by
+   the path before policy and redaction) as one raw object of kind ``findings`` under the batch's
+   id (none when nothing matched), so a retry rewrites the same key;
+3. quarantine: the items that failed, when any, in one manifest beside it;
+4. the post-store hook (``trust.alerts.Watch``: 403 bursts, the cluster's heartbeat), only once all
+   are stored, so an alert never names a record or a finding the lake does not hold;
+5. counts, then, for a path that reports them, metrics and a log line.
 
 A path answers its sender only after ``land`` returns. When it raises, ``failed`` maps the error to
 the outcome the path answers with: StoreError, nothing is acknowledged and the sender retries onto
@@ -26,6 +29,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from auditlake.jsonio import encode
 from auditlake.landing import ItemFailure, Landing
 from auditlake.metrics import BATCH_METRICS, MetricsSink, emit_counts
 from auditlake.stores import StoreError
@@ -33,6 +37,7 @@ from auditlake.trust.alerts import AlertError
 
 if TYPE_CHECKING:
     from auditlake.audit.pipeline import BatchResult
+    from auditlake.detect.matches import Match
     from auditlake.trust.alerts import Watch
 
 logger = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ class IngestStats:
     forbidden: int = 0
     raw_objects: int = 0
     alerts: int = 0  # 403 bursts reported
+    findings: int = 0  # detection findings stored (raw/findings/)
 
     def add(self, other: IngestStats) -> None:
         """Sum ``other`` into this; a field ``other`` lacks (a subclass's own) adds nothing."""
@@ -108,17 +114,25 @@ def land(
     reason: str = "",
     quarantine_id: str | None = None,
     result: BatchResult | None = None,
+    matches: Sequence[Match] | None = None,
     watch: Watch | None = None,
     metrics: MetricsSink | None = None,
     logged: str = "",
 ) -> IngestStats:
-    """Land ``lines`` (raw) and ``failures`` (quarantine, with ``reason``), then call ``watch``
-    with the batch's 403 records, then count; ``metrics`` get the counts and ``logged`` names the
-    log line, for a path that reports per batch. ``result`` is the audit pipeline's outcome, when
-    there is one (what was filtered, redacted, forbidden). ``quarantine_id`` names the manifest
-    when a path names its failures apart from its lines (the poller). Raises what the store or
-    the hook raise (see ``failed``); the stats' ``events`` are left to the path."""
+    """Land ``lines`` (raw), the findings of ``matches`` (raw, kind ``findings``) and ``failures``
+    (quarantine, with ``reason``), then call ``watch`` with the batch's 403 records, then count;
+    ``metrics`` get the counts and ``logged`` names the log line, for a path that reports per batch.
+    ``result`` is the audit pipeline's outcome, when there is one (what was filtered, redacted,
+    forbidden, and its matches); ``matches`` are the rule matches of a path without one (Events).
+    ``quarantine_id`` names the manifest when a path names its failures apart from its lines (the
+    poller). Raises what the store or the hook raise (see ``failed``); the stats' ``events`` are
+    left to the path."""
+    if matches is None:
+        matches = result.matches if result is not None else ()
     raw_key = landing.write_raw(batch.cluster, batch.at, batch.id, lines)
+    findings = finding_lines(matches)
+    # In the same store as the raw lines (the raw bucket), under the same batch id.
+    Landing(landing.store, "findings").write_raw(batch.cluster, batch.at, batch.id, findings)
     if failures:
         quarantine(landing, batch, reason, failures, quarantine_id=quarantine_id)
     denials = result.denials if result is not None else []
@@ -131,12 +145,19 @@ def land(
         forbidden=len(denials),
         raw_objects=int(raw_key is not None),
         alerts=len(published),
+        findings=len(findings),
     )
     if metrics is not None:
         emit_counts(metrics, stats.counts())
     if logged:
         logger.info(logged, extra={"cluster": batch.cluster, "batch": batch.id, "raw_key": raw_key, **stats.counts()})
     return stats
+
+
+def finding_lines(matches: Sequence[Match]) -> list[bytes]:
+    """The stored lines of the matches that generate findings (a base rule that only feeds a
+    correlation does not): ``model.FindingRecord`` as JSON, null columns left out."""
+    return [encode(match.finding) for match in matches if match.generate]
 
 
 class Failure(Enum):
