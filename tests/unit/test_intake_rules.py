@@ -1,0 +1,105 @@
+"""The deployed functions' rules (ingest.rules.RuleSource): the built-in set plus the custom document,
+re-read every max_age seconds; a missing document is no custom rules, a bad one or a failed read
+keeps the rules in force and logs one error per problem; ingest never fails for them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from auditlake.detect.ir import Leaf, Rule, RuleSet
+from auditlake.detect.matches import Match
+from auditlake.ingest.rules import RuleSource
+
+
+def ruleset(*ids: str) -> RuleSet:
+    return RuleSet(tuple(Rule(i, i, "low", "audit", Leaf("verb", "glob", ("create",))) for i in ids))
+
+
+class Compiled:
+    """What the compiler double made: the ids it was given; answers with no matches."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.ids = [rule.id for rule in rules.rules]
+
+    def audit(self, event: Any, cluster: str, ingested_at: str) -> Sequence[Match]:
+        return []
+
+    def events(self, event: Mapping[str, Any], cluster: str, observed_at: str) -> Sequence[Match]:
+        return []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def load(document: bytes) -> RuleSet:
+    if not document.startswith(b"rules:"):
+        raise ValueError("not a compiled rule set")
+    return ruleset(*document.removeprefix(b"rules:").decode().split(","))
+
+
+def source(documents: list[Any], clock: Clock) -> RuleSource:
+    def fetch() -> bytes | None:
+        item = documents[0] if len(documents) == 1 else documents.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return RuleSource(ruleset("builtin-1"), fetch, load=load, max_age=300, compiler=Compiled, monotonic=clock)
+
+
+def ids(rules: RuleSource) -> list[str]:
+    detector = rules.detector
+    assert isinstance(detector, Compiled)
+    return detector.ids
+
+
+def test_no_document_means_the_builtin_rules_only() -> None:
+    rules = source([None], Clock())
+    assert ids(rules) == ["builtin-1"] and rules.rules == 1
+
+
+def test_custom_rules_are_added_and_re_read_only_after_max_age() -> None:
+    clock = Clock()
+    rules = source([b"rules:a", b"rules:a,b"], clock)
+    assert ids(rules) == ["builtin-1", "a"]
+    clock.now = 299
+    rules.audit(object(), "prod", "t")
+    assert ids(rules) == ["builtin-1", "a"]  # not re-read yet
+    clock.now = 300
+    rules.audit(object(), "prod", "t")
+    assert ids(rules) == ["builtin-1", "a", "b"] and rules.rules == 3
+
+
+def test_a_bad_document_keeps_the_last_good_rules_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    rules = source([b"rules:a", b"garbage", b"garbage", b"garbage"], clock)
+    with caplog.at_level(logging.ERROR, logger="auditlake.ingest.rules"):
+        for step in (1, 2, 3):
+            clock.now = 300 * step
+            rules.events({}, "prod", "t")
+    assert ids(rules) == ["builtin-1", "a"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "custom rules rejected, the rules in force stay: not a compiled rule set"
+    ]
+
+
+def test_a_failed_read_keeps_the_rules_and_a_later_good_read_replaces_them(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    rules = source([b"rules:a", RuntimeError("AccessDenied"), RuntimeError("AccessDenied"), None], clock)
+    with caplog.at_level(logging.ERROR, logger="auditlake.ingest.rules"):
+        for step in (1, 2):
+            clock.now = 300 * step
+            assert rules.audit(object(), "prod", "t") == []
+    assert ids(rules) == ["builtin-1", "a"] and len(caplog.records) == 1
+    clock.now = 900
+    rules.audit(object(), "prod", "t")
+    assert ids(rules) == ["builtin-1"]  # the document was removed: no custom rules
