@@ -46,3 +46,18 @@ def test_incidents_are_planted() -> None:
     assert [e["user"]["username"] for e in execs] == [synth.INCIDENT_EXEC]
     evictions = [e for e in out if e.get("objectRef", {}).get("subresource") == "eviction"]
     assert [e["user"]["username"] for e in evictions] == [synth.INCIDENT_EVICTOR]
+
+
+def test_incidents_only_rules_find_are_planted() -> None:
+    out = [e for e in events() if e["stage"] == "ResponseComplete" and e["verb"] == "create"]
+    by_name = {e.get("objectRef", {}).get("name"): e for e in out}
+    pod = by_name[synth.INCIDENT_PRIVILEGED[1]]["requestObject"]
+    assert pod["spec"]["containers"][0]["securityContext"]["privileged"] is True
+    binding = by_name["dave-admin"]
+    assert binding["user"]["username"] == synth.INCIDENT_ESCALATOR
+    assert binding["requestObject"]["roleRef"]["name"] == "cluster-admin"
+    configmap = by_name[synth.INCIDENT_CONFIGMAP[1]]
+    assert configmap["requestObject"]["data"]["aws_access_key_id"] == synth.PLANTED_AWS_KEY
+    # The pipeline's default redaction drops the ConfigMap's body: only a rule evaluated before it sees the key.
+    result = AuditPipeline(PipelineConfig()).process([configmap], cluster="c", source="file", ingested_at="x")
+    assert result.accepted == 1 and synth.PLANTED_AWS_KEY.encode() not in b"".join(result.lines)

@@ -2,25 +2,33 @@
 
 synth -> ``auditlake serve`` (subprocess, HTTP on a free port) <- ``auditlake replay`` (subprocess)
 -> raw landing; the synthetic Kubernetes Events are ingested; ``auditlake compact`` builds the
-Parquet archive; the named queries answer the planted incidents. Every stored byte is scanned for
-the secret values the traffic carried.
+Parquet archive; the named queries answer the planted incidents, and the detection findings (the
+built-in rules, evaluated by ``serve`` and ``ingest`` as events arrive) are shown by rule. Every
+stored byte (raw, quarantine, findings, archive) is scanned for the secret values the traffic
+carried: the Secret's and the AWS key planted in a ConfigMap, which a rule finds but which must
+never be stored.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from auditlake.clusters.webhook_kubeconfig import asset
-from auditlake.demo.synth import INCIDENT_SECRET, PLANTED_SECRET_VALUE
+from auditlake.demo.synth import INCIDENT_SECRET, PLANTED_AWS_KEY, PLANTED_SECRET_VALUE
 from auditlake.landing import decode_lines
 from auditlake.local_lake import LocalLake
+from auditlake.model import SIGMA_LEVEL_RANK
 
 CLUSTER = "demo"
 
@@ -135,10 +143,13 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
         ("node_membership", []),
     ):
         _run(console, ["query", name, "--lake", str(lake), *window, *params])
+    _show_findings(console, lake, since)
 
-    leaks, checked = _scan_for(local, PLANTED_SECRET_VALUE.encode())
+    leaks, checked = _scan_for(local, PLANTED_SECRET_VALUE.encode(), PLANTED_AWS_KEY.encode())
     verdict = "[green]none[/green]" if not leaks else f"[red]FOUND in {leaks}[/red]"
-    console.print(f"planted secret values in the lake: {verdict} ({checked} objects scanned: raw, quarantine, archive)")
+    console.print(
+        f"planted secret values in the lake: {verdict} ({checked} objects scanned: raw, quarantine, findings, archive)"
+    )
     console.print(
         f"lake: {lake}/  (try: auditlake query --list; auditlake query identity_timeline "
         f"--lake {lake} --param identity=mallory@example.com)",
@@ -148,9 +159,35 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
         raise SystemExit(1)
 
 
-def _scan_for(lake: LocalLake, needle: bytes) -> tuple[list[str], int]:
-    """Keys of objects whose content holds ``needle``, decompressed (raw) or decoded (Parquet), and
-    how many objects were scanned (all but the demo's inputs)."""
+def _show_findings(console: Console, lake: Path, since: str, top: int = 8) -> None:
+    """The findings section: ``auditlake findings --format json`` (archive and raw), counted by
+    rule, highest level first, then the first ``top`` findings at the highest levels."""
+    args = ["findings", "--lake", str(lake), "--since", since, "--format", "json"]
+    console.print(f"[bold]$ auditlake {' '.join(args)}[/bold]", highlight=False)
+    out = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "auditlake", *args], check=True, capture_output=True, text=True
+    ).stdout
+    found: list[dict[str, Any]] = json.loads(out or "[]")
+    counts = Counter((f["rule_id"], f["title"], f["level"]) for f in found)
+    table = Table(title=f"findings: {len(found)} from {len(counts)} rules", title_justify="left")
+    for column in ("level", "rule", "title", "findings"):
+        table.add_column(column, justify="right" if column == "findings" else "left")
+    for (rule, title, level), count in sorted(counts.items(), key=lambda kv: (-SIGMA_LEVEL_RANK[kv[0][2]], -kv[1])):
+        table.add_row(level, rule, title, str(count))
+    console.print(table)
+    ranked = sorted(found, key=lambda f: (-SIGMA_LEVEL_RANK[f["level"]], f["at"]))
+    for finding in ranked[:top]:
+        where = "/".join(part for part in (finding.get("namespace"), finding.get("name")) if part)
+        console.print(
+            f"  {finding['at'][:19]} [bold]{finding['level']}[/bold] {finding['title']}: "
+            f"{finding.get('identity') or '?'} {finding.get('verb') or ''} {finding.get('resource') or ''} {where}",
+            highlight=False,
+        )
+
+
+def _scan_for(lake: LocalLake, *needles: bytes) -> tuple[list[str], int]:
+    """Keys of objects whose content holds any of ``needles``, decompressed (raw) or decoded
+    (Parquet), and how many objects were scanned (all but the demo's inputs)."""
     import pyarrow.parquet as pq
 
     store = lake.store()
@@ -166,6 +203,6 @@ def _scan_for(lake: LocalLake, needle: bytes) -> tuple[list[str], int]:
         elif key.endswith(".parquet"):
             table = pq.read_table(io.BytesIO(data))
             data = "\n".join(str(v) for column in table.columns for v in column.to_pylist()).encode()
-        if needle in data:
+        if any(needle in data for needle in needles):
             found.append(key)
     return found, checked

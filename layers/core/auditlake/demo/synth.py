@@ -12,7 +12,11 @@ Planted incidents (all inside the window, at fixed fractions of it):
 * ``system:serviceaccount:default:build-robot`` is denied 15 times within a minute (403 burst);
 * ``bob@example.com`` execs into ``prod/payments-api-...``;
 * ``carol@example.com`` evicts ``default/web-...``;
-* node ``node-d`` joins the cluster (its kubelet creates the Node; RegisteredNode and NodeReady Events).
+* node ``node-d`` joins the cluster (its kubelet creates the Node; RegisteredNode and NodeReady Events);
+* ``alice@example.com`` creates a privileged pod mounting the node's root (``default/debug-root``);
+* ``dave@example.com`` binds himself to ClusterRole ``cluster-admin`` (ClusterRoleBinding ``dave-admin``);
+* the CI bot creates a ConfigMap ``prod/billing-env`` carrying an AWS access key (a detection
+  finds it before redaction; its value must never be stored, like the Secret's).
 
 ``kube_events()`` gives the Kubernetes Events of the same story (core/v1, as a poller reads them).
 """
@@ -43,9 +47,14 @@ INCIDENT_DENIED = "system:serviceaccount:default:build-robot"
 INCIDENT_EXEC = "bob@example.com"
 INCIDENT_EVICTOR = "carol@example.com"
 JOINING_NODE = "node-d"
+INCIDENT_PRIVILEGED = ("default", "debug-root")
+INCIDENT_ESCALATOR = "dave@example.com"
+INCIDENT_CONFIGMAP = ("prod", "billing-env")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # What a planted secret holds; the redaction tests assert it never reaches storage.
 PLANTED_SECRET_VALUE = "cGFzc3dvcmQtdGhhdC1tdXN0LW5ldmVyLWJlLXN0b3JlZA=="  # noqa: S105 - planted on purpose
+# The AWS documentation's example key id, planted in a ConfigMap: found by the rules, never stored.
+PLANTED_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 
 
 @dataclass
@@ -554,6 +563,7 @@ class Synth:
                 annotations=self._allow('RBAC: allowed by ClusterRoleBinding "system:node"'),
             )
         )
+        out.extend(self._detected_incidents())
         victim = self.pods["default"][1]
         out.append(
             _Request(
@@ -576,6 +586,89 @@ class Synth:
             )
         )
         return out
+
+    def _detected_incidents(self) -> list[_Request]:
+        """What only the detection rules point at: a privileged pod, a cluster-admin binding, an
+        AWS key in a ConfigMap (its body is redacted before storage; the rule sees it first)."""
+        ns, pod = INCIDENT_PRIVILEGED
+        privileged = {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": {"name": pod, "namespace": ns},
+            "spec": {
+                "hostPID": True,
+                "containers": [
+                    {
+                        "name": "shell",
+                        "image": "docker.io/library/busybox:1.36",
+                        "command": ["sleep", "infinity"],
+                        "securityContext": {"privileged": True},
+                        "volumeMounts": [{"name": "host", "mountPath": "/host"}],
+                    }
+                ],
+                "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+            },
+        }
+        binding = {
+            "kind": "ClusterRoleBinding",
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": {"name": "dave-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": INCIDENT_ESCALATOR}],
+        }
+        cm_ns, cm_name = INCIDENT_CONFIGMAP
+        configmap = {
+            "kind": "ConfigMap",
+            "apiVersion": "v1",
+            "metadata": {"name": cm_name, "namespace": cm_ns},
+            "data": {"aws_access_key_id": PLANTED_AWS_KEY, "region": "eu-west-1"},
+        }
+        return [
+            _Request(
+                self._at(0.60),
+                "create",
+                f"/api/v1/namespaces/{ns}/pods?fieldManager=kubectl-client-side-apply",
+                "alice@example.com",
+                HUMANS["alice@example.com"],
+                KUBECTL,
+                "192.0.2.10",
+                201,
+                self._ref("pods", ns, pod),
+                level="Request",
+                request_object=privileged,
+                annotations=self._allow('RBAC: allowed by RoleBinding "devs-edit/default" of ClusterRole "edit"'),
+            ),
+            _Request(
+                self._at(0.65),
+                "create",
+                "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                INCIDENT_ESCALATOR,
+                ("system:authenticated", "platform"),
+                KUBECTL,
+                "203.0.113.45",
+                201,
+                self._ref("clusterrolebindings", name="dave-admin", group="rbac.authorization.k8s.io"),
+                level="Request",
+                request_object=binding,
+                annotations=self._allow(
+                    'RBAC: allowed by ClusterRoleBinding "platform-rbac" of ClusterRole "rbac-admin"'
+                ),
+            ),
+            _Request(
+                self._at(0.75),
+                "create",
+                f"/api/v1/namespaces/{cm_ns}/configmaps",
+                CI_BOT,
+                ("system:serviceaccounts", "system:serviceaccounts:ci", "system:authenticated"),
+                "argocd-application-controller/v2.12.0",
+                "10.244.1.17",
+                201,
+                self._ref("configmaps", cm_ns, cm_name),
+                level="Request",
+                request_object=configmap,
+                annotations=self._allow('RBAC: allowed by RoleBinding "deployer/prod" of ClusterRole "edit"'),
+            ),
+        ]
 
     # ------------------------------------------------------------------ events
 
