@@ -85,6 +85,7 @@ def test_each_key_builder_falls_under_its_prefix_pattern_only() -> None:
         state_table.LOCK: state_table.lock_key(state_table.lock_name("audit", "2025-01-01", "00", "prod")),
         state_table.LEDGER: state_table.ledger_key("2025-01-01T00", "audit/dt=2025-01-01/hour=00/x.parquet"),
         state_table.DIGEST_HEAD: state_table.digest_head_key(),
+        state_table.FINDING: state_table.finding_key("rule-id", "prod", "mallory", "secrets/prod/db-pass"),
     }
     assert set(built) == set(PREFIXES)
     for prefix, key in built.items():

@@ -16,7 +16,9 @@ from auditlake.state_table import (
     alert_stream,
     checkpoint_key,
     cluster_key,
+    correlation_identity,
     digest_head_key,
+    finding_key,
     ledger_key,
     ledger_partition,
     lock_key,
@@ -36,6 +38,7 @@ def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
 def test_every_prefix_is_pinned() -> None:
     assert PREFIXES == (
         "TOKEN#", "CLUSTER#", "POLLING", "POLLER#", "CHECKPOINT#", "ALERT#", "SEEN", "LOCK#", "LEDGER#", "DIGEST#HEAD",
+        "FINDING#",
     )  # fmt: skip
     assert {"CLUSTER#", "CHECKPOINT#"} == state_table.OPERATOR_ONLY
     assert (state_table.TOKEN_SORT, state_table.CLUSTER_SORT) == ("TOKEN", "CLUSTER")
@@ -62,6 +65,25 @@ def test_alert_counters_keys() -> None:
     )
 
 
+def test_correlation_streams_keys() -> None:
+    """One group-by value is the identity as it is (the 403 rules' keys stay what a running stack
+    holds); several are escaped and joined, so no two groups share a stream."""
+    assert correlation_identity(["mallory@example.com"]) == "mallory@example.com"
+    assert correlation_identity([None]) == "(unknown)"
+    assert correlation_identity(["a|b", "c"]) == "a%7Cb|c" != correlation_identity(["a", "b|c"])
+    assert correlation_identity(["50%", "#x"]) == "50%25|%23x"
+    assert alert_stream("my#rule", "prod", "eve") == "my%23rule#prod#eve"
+
+
+def test_finding_page_keys() -> None:
+    assert finding_key("0f6c", "prod", "eve#1", "secrets/prod/db-pass") == _key(
+        "FINDING#0f6c#prod#eve%231#secrets/prod/db-pass", "PAGE"
+    )
+    long = finding_key("r", "prod", "x" * 3000, "pods/ns/p")["pk"]["S"]
+    assert len(long.encode()) <= 2048 and long.startswith("FINDING#r#prod#xxx")
+    assert long != finding_key("r", "prod", "x" * 3000, "pods/ns/q")["pk"]["S"]
+
+
 def test_partition_lock_keys() -> None:
     name = lock_name("audit", "2025-01-01", "07", "prod")
     assert name == "audit#2025-01-01#07#prod"
@@ -77,5 +99,5 @@ def test_ledger_keys() -> None:
 def test_leading_keys_patterns() -> None:
     assert [state_table.leading_keys(prefix) for prefix in PREFIXES] == [
         "TOKEN#*", "CLUSTER#*", "POLLING", "POLLER#*", "CHECKPOINT#*", "ALERT#*", "SEEN", "LOCK#*", "LEDGER#*",
-        "DIGEST#HEAD",
+        "DIGEST#HEAD", "FINDING#*",
     ]  # fmt: skip

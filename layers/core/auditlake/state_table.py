@@ -13,7 +13,8 @@ CLUSTER#<name>                       CLUSTER         CLI cluster                
 POLLING                              <cluster>       CLI cluster add; the Events poller's fan-out     none
 POLLER#<cluster>                     LEASE           Events poller: lease, fence, checkpoint          none
 CHECKPOINT#<name>                    CHECKPOINT      CLI backfill --stack                             none
-ALERT#<rule>#<cluster>#<identity>    <10 s bucket>   webhook, CloudWatch forwarder: 403 bursts        a day
+ALERT#<rule>#<cluster>#<identity>    <bucket start>  ingest paths: correlation counters (403 bursts)  a day
+FINDING#<rule>#<cluster>#<who>#<obj> PAGE            ingest paths: a finding paged once per window    the window
 SEEN                                 <cluster>       webhook, forwarder; the poller's fan-out         none
 LOCK#<kind>#<day>#<hh>#<cluster>     LOCK            compactor: one lease per archive partition       a day past lease
 LEDGER#<yyyy-mm-ddThh>               <archive key>   compactor; the digest                            30 days
@@ -29,7 +30,8 @@ A bottom-layer module: the standard library and botocore only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -46,15 +48,19 @@ ALERT = "ALERT#"
 SEEN = "SEEN"
 LOCK = "LOCK#"
 LEDGER = "LEDGER#"
+FINDING = "FINDING#"
 DIGEST_HEAD = "DIGEST#HEAD"
 # The attribute DynamoDB's time to live reads (template.yaml's TimeToLiveSpecification.AttributeName).
 TTL = "ttl"
-PREFIXES = (TOKEN, CLUSTER, POLLING, POLLER, CHECKPOINT, ALERT, SEEN, LOCK, LEDGER, DIGEST_HEAD)
+PREFIXES = (TOKEN, CLUSTER, POLLING, POLLER, CHECKPOINT, ALERT, SEEN, LOCK, LEDGER, DIGEST_HEAD, FINDING)
 OPERATOR_ONLY = frozenset({CLUSTER, CHECKPOINT})  # no function's role is granted these
 
 # The sort keys that registry scans filter on (a token's item, a cluster's item).
 TOKEN_SORT = "TOKEN"  # noqa: S105 - a sort key, not a secret
 CLUSTER_SORT = "CLUSTER"
+FINDING_SORT = "PAGE"
+FINDING_KEY_BYTES = 2048  # DynamoDB's limit on a partition key
+UNKNOWN = "(unknown)"  # a group-by value the event does not have
 
 
 def leading_keys(prefix: str) -> str:
@@ -92,10 +98,27 @@ def checkpoint_key(name: str) -> Key:
     return item_key(CHECKPOINT + name, "CHECKPOINT")
 
 
+def escape(part: str) -> str:
+    """A key part that cannot be confused with the separators: ``%`` ``#`` ``|`` percent-encoded
+    (``forbidden``, a cluster name, an ordinary user name are unchanged)."""
+    return part.replace("%", "%25").replace("#", "%23").replace("|", "%7C")
+
+
 def alert_stream(rule: str, cluster: str, identity: str) -> str:
-    """The name of one identity's 403 counters: ``<rule>#<cluster>#<identity>`` (rule and cluster
-    hold no ``#``, so the identity may)."""
-    return f"{rule}#{cluster}#{identity}"
+    """The name of one correlation stream's counters: ``<rule>#<cluster>#<identity>``. The rule
+    (a correlation's name) is escaped and a cluster name holds no ``#``, so the identity may
+    (``correlation_identity``)."""
+    return f"{escape(rule)}#{cluster}#{identity}"
+
+
+def correlation_identity(values: Sequence[str | None]) -> str:
+    """The identity part of a correlation stream from its group-by values: one value as it is
+    (``ALERT#forbidden#<cluster>#<user name>``, the key the 403 counters always had), several each
+    escaped and joined by ``|``; a missing value reads ``(unknown)``."""
+    present = [value or UNKNOWN for value in values]
+    if len(present) == 1:
+        return present[0]
+    return "|".join(escape(value) for value in present)
 
 
 def alert_partition(stream: str) -> str:
@@ -105,6 +128,20 @@ def alert_partition(stream: str) -> str:
 
 def alert_key(stream: str, bucket: str) -> Key:
     return item_key(alert_partition(stream), bucket)
+
+
+def finding_partition(rule: str, cluster: str, identity: str, subject: str) -> str:
+    """One finding's page claim: ``FINDING#<rule>#<cluster>#<identity>#<object>``, rule, identity
+    and object escaped. A partition key is at most 2048 bytes: a longer one keeps its first 1000
+    characters and ends with the SHA-256 of the whole, so it stays one key per finding."""
+    pk = f"{FINDING}{escape(rule)}#{cluster}#{escape(identity)}#{escape(subject)}"
+    if len(pk.encode()) <= FINDING_KEY_BYTES:
+        return pk
+    return f"{pk[:1000]}~{hashlib.sha256(pk.encode()).hexdigest()}"
+
+
+def finding_key(rule: str, cluster: str, identity: str, subject: str) -> Key:
+    return item_key(finding_partition(rule, cluster, identity, subject), FINDING_SORT)
 
 
 def seen_key(cluster: str) -> Key:
