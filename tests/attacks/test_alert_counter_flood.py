@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditlake.local_lake import LocalLake
-from tests.helpers import forbidden_records
+from tests.helpers import forbidden_matches, forbidden_rules
 
 
 def test_a_flood_of_identities_costs_one_read_and_one_write_a_batch(
@@ -20,10 +20,10 @@ def test_a_flood_of_identities_costs_one_read_and_one_write_a_batch(
     read, write = Path.read_bytes, Path.write_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: io.append(f"read {self.name}") or read(self))
     monkeypatch.setattr(Path, "write_bytes", lambda self, data: io.append(f"write {self.name}") or write(self, data))
-    bursts = LocalLake(tmp_path).bursts()
+    bursts = LocalLake(tmp_path).bursts(correlations=forbidden_rules().correlations)
     for batch in range(15):
-        records = [r for n in range(400) for r in forbidden_records(1, user=f"rotated-{batch}-{n}", first=n)]
+        matches = [m for n in range(400) for m in forbidden_matches(1, user=f"rotated-{batch}-{n}", first=n)]
         io.clear()
-        assert bursts.observe(records) == []
+        assert bursts.observe(matches) == []
         assert io == ["read alerts.json", "write alerts.partial"]
     assert state.stat().st_size > 15 * 400 * 20  # every identity's bucket is counted, none dropped

@@ -1,5 +1,6 @@
-"""403-burst alerts: denials counted per (cluster, identity) by audit ID over any 60 seconds of event
-time, one page per burst, counters that expire a day after they last counted (the ingest clock)."""
+"""403-burst alerts, the built-in forbidden correlations (detect/builtin/forbidden.yml): the matches of
+403s counted per (cluster, identity) by audit ID over any 60 seconds of event time, one page per burst,
+counters that expire a day after they last counted (the ingest clock)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from auditlake.detect.correlate import Bucket, find_bursts
 from auditlake.trust.alerts import (
     KEEP_SECONDS,
+    MINUTE,
     RULE_SECRETS,
     AlertError,
-    Bucket,
-    ForbiddenBursts,
+    Correlations,
     LocalCounter,
-    around,
     bucket_of,
-    find_bursts,
+    forbidden_thresholds,
     subject,
 )
-from tests.helpers import BURST_START
-from tests.helpers import forbidden_records as denials
+from tests.helpers import BURST_START, forbidden_rules
+from tests.helpers import forbidden_matches as denials
 
 NOW = datetime.now(UTC)
 
@@ -52,9 +53,14 @@ class Clock:
         return self.now
 
 
-def bursts(tmp_path: Path, pager: Pager, clock: Clock | None = None, **kwargs: int) -> ForbiddenBursts:
-    counter = LocalCounter(tmp_path / "alerts.json", clock=clock or Clock())
-    return ForbiddenBursts(counter, pager, **kwargs)
+def forbidden(counter: LocalCounter, pager: Pager, threshold: int = 10, secrets_threshold: int = 0) -> Correlations:
+    """The built-in forbidden correlations with the stack's thresholds, as the functions build them."""
+    thresholds = forbidden_thresholds(threshold, secrets_threshold)
+    return Correlations(counter, pager, forbidden_rules().correlations, thresholds=thresholds)
+
+
+def bursts(tmp_path: Path, pager: Pager, clock: Clock | None = None, **kwargs: int) -> Correlations:
+    return forbidden(LocalCounter(tmp_path / "alerts.json", clock=clock or Clock()), pager, **kwargs)
 
 
 def at(text: str) -> datetime:
@@ -81,7 +87,7 @@ def test_ten_denials_in_a_minute_page_once_nine_do_not(tmp_path: Path) -> None:
     )
     assert alert["source_ips"] == ["203.0.113.0", "203.0.113.1", "203.0.113.2"]
     assert alert["resources"] == ["secrets prod/db-pass"] and alert["verbs"] == ["get"]
-    assert subject(alert).startswith("auditlake: mallory@example.com denied 10x on in prod")
+    assert subject(alert).startswith("auditlake: mallory@example.com denied 10x in prod at 2026-11-21T10:05:00Z")
 
 
 def test_a_burst_straddling_a_clock_minute_pages(tmp_path: Path) -> None:
@@ -187,7 +193,7 @@ def test_counters_expire_by_the_ingest_clock_even_a_year_from_the_fixtures(tmp_p
     clock = Clock()
     clock.now = (BURST_START + timedelta(days=400)).timestamp()
     counter_file = tmp_path / "alerts.json"
-    alerts = ForbiddenBursts(LocalCounter(counter_file, clock=clock), Pager())
+    alerts = forbidden(LocalCounter(counter_file, clock=clock), Pager())
     alerts.observe(denials(5))
     assert "2026-11-21T10:05:00" in counter_file.read_text()  # kept although its event time is 400 days old
     clock.now += KEEP_SECONDS + 1
@@ -215,9 +221,11 @@ def test_the_local_counter_reads_and_writes_its_state_once_a_batch(
     assert len(writes) == 1
 
 
-def test_thresholds_are_checked() -> None:
+def test_thresholds_are_checked_and_zero_turns_a_correlation_off(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        ForbiddenBursts(LocalCounter("x"), Pager(), threshold=0)
+        forbidden(LocalCounter("x"), Pager(), threshold=-1)
+    pager = Pager()
+    assert bursts(tmp_path, pager, threshold=0).observe(denials(30)) == [] and pager.sent == []
 
 
 def test_buckets_are_ten_seconds_and_sort_in_time() -> None:
@@ -230,13 +238,14 @@ def test_buckets_are_ten_seconds_and_sort_in_time() -> None:
 
 
 def test_the_range_read_back_is_a_minute_either_side_held_at_the_calendars_edges() -> None:
+    around = MINUTE.around
     assert around(["2026-11-21T10:05:50", "2026-11-21T10:05:00"]) == ("2026-11-21T10:04:00", "2026-11-21T10:06:50")
     assert around(["0001-01-01T00:00:10", "9999-12-31T23:59:50"]) == ("0001-01-01T00:00:00", "9999-12-31T23:59:50")
 
 
 def test_bursts_at_the_calendars_edges_do_not_overflow() -> None:
     edge = {"9999-12-31T23:59:50": Bucket({f"9999-12-31T23:59:5{n}.000000Z|id{n}" for n in range(10)})}
-    [burst] = find_bursts(edge, 10)
+    [burst] = find_bursts(edge, MINUTE, 10)
     assert burst.buckets == ["9999-12-31T23:59:50"]
 
 

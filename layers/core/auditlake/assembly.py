@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from auditlake.archive.locks import DynamoLocks
@@ -13,13 +14,22 @@ from auditlake.landing import Landing
 from auditlake.metrics import MetricsSink
 from auditlake.settings import Settings
 from auditlake.stores.s3 import S3Store
-from auditlake.trust.alerts import DynamoCounter, ForbiddenBursts, Watch, sns_notifier
+from auditlake.trust.alerts import (
+    Correlations,
+    DynamoCounter,
+    DynamoPageClaims,
+    FindingPages,
+    Watch,
+    forbidden_thresholds,
+    sns_notifier,
+)
 from auditlake.trust.ledger import DynamoLedger
 from auditlake.trust.liveness import Heartbeats
 from auditlake.trust.retention import stack_retention
 
 if TYPE_CHECKING:
     from auditlake.archive.compactor import Compactor
+    from auditlake.detect.ir import Correlation
     from auditlake.events.poller import PollerFleet
     from auditlake.ingest.cloudwatch import EksAuditForwarder
     from auditlake.trust.digest import Digester
@@ -42,20 +52,48 @@ def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline
     return AuditPipeline(PolicySource(fetch, settings.redaction))
 
 
-def watch_from_settings(settings: Settings, *, dynamodb: Any | None, sns: Any | None) -> Watch:
-    """403-burst alerts when the stack has a topic (counters in the state table; ``sns`` makes the
-    SNS client when the first alert is sent), and heartbeats when there is a state table."""
-    bursts = None
+def watch_from_settings(
+    settings: Settings,
+    *,
+    dynamodb: Any | None,
+    sns: Any | None,
+    correlations: Callable[[], Sequence[Correlation]] | None = None,
+    heartbeats: bool = True,
+) -> Watch:
+    """Paging when the stack has a topic: correlation rules counted in the state table (the 403
+    bursts with AlertThreshold / SecretsAlertThreshold) and findings at or above AlertLevel paged
+    once per FindingDedupMinutes (``sns`` makes the SNS client when the first alert is sent); and
+    heartbeats when there is a state table (``heartbeats`` False: a path that does not say the
+    audit log still arrives, the Events poller). ``correlations``: the rules in force (the ingest
+    paths' RuleSource), else the built-in ones."""
+    bursts = findings = None
     if settings.alert_topic:
         if sns is None or dynamodb is None:
             raise ValueError("an alert topic is configured but no SNS or DynamoDB client was given")
-        bursts = ForbiddenBursts(
+        if correlations is None:
+            correlations = _builtin_correlations(settings)
+        notify = sns_notifier(sns, settings.alert_topic)
+        bursts = Correlations(
             DynamoCounter(dynamodb, settings.state_table),
-            sns_notifier(sns, settings.alert_topic),
-            threshold=settings.alert_threshold,
-            secrets_threshold=settings.secrets_alert_threshold,
+            notify,
+            correlations,
+            thresholds=forbidden_thresholds(settings.alert_threshold, settings.secrets_alert_threshold),
         )
-    return Watch(bursts, Heartbeats(dynamodb, settings.state_table) if dynamodb is not None else None)
+        findings = FindingPages(
+            DynamoPageClaims(dynamodb, settings.state_table),
+            notify,
+            level=settings.alert_level,
+            dedup_minutes=settings.finding_dedup_minutes,
+        )
+    beats = Heartbeats(dynamodb, settings.state_table) if dynamodb is not None and heartbeats else None
+    return Watch(bursts, beats, findings)
+
+
+def _builtin_correlations(settings: Settings) -> Callable[[], Sequence[Correlation]]:
+    from auditlake.detect.rulesets import builtin_rules  # the layer's compiled builtin.json
+
+    found = builtin_rules().correlations if settings.builtin_rules else ()
+    return lambda: found
 
 
 def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:

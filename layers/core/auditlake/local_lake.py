@@ -6,7 +6,7 @@ Layout of a lake directory (nothing else joins paths under it)::
     raw/ quarantine/            the raw landing: the lake itself is the Store's root
     archive/                    the Parquet archive (audit/, events/, findings/) and its digests/
     tokens/<cluster>.token      webhook bearer tokens made by ``cluster add --lake`` (0600)
-    alerts/<day>.jsonl          burst alerts as they were sent
+    alerts/<day>.jsonl          alerts as they were sent (correlation bursts, paged findings)
     inputs/                     what ``auditlake demo`` generated and replayed
     .auditlake-demo             marks a lake ``auditlake demo`` made (and may delete)
     .locks/                     compaction locks
@@ -15,7 +15,8 @@ Layout of a lake directory (nothing else joins paths under it)::
     checkpoints/                an earlier version's: once moved, its lock files stay, and MOVED says so
     state/poller/               Events poller checkpoints and leases
     state/ledger/               the archive's write ledger (what the digests seal)
-    state/alerts.json           burst counters
+    state/alerts.json           correlation counters (403 bursts)
+    state/pages.json            findings paged, each until its dedup window ends
     state/digest-key.pem        the digest signing key, made on first use
     state/digest-head.json      the digest chain's head
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,10 +41,18 @@ from auditlake.jsonio import dumps
 from auditlake.landing import Landing
 from auditlake.stores import Store
 from auditlake.stores.local import LocalStore
-from auditlake.trust.alerts import ForbiddenBursts, LocalCounter, Notify
+from auditlake.trust.alerts import (
+    Correlations,
+    FindingPages,
+    LocalCounter,
+    LocalPageClaims,
+    Notify,
+    forbidden_thresholds,
+)
 from auditlake.trust.ledger import LocalLedger
 
 if TYPE_CHECKING:
+    from auditlake.detect.ir import Correlation
     from auditlake.trust.digest import LocalChainHead, LocalSigner
 
 log = logging.getLogger(__name__)
@@ -110,6 +119,10 @@ class LocalLake:
     @property
     def alert_counter_file(self) -> Path:
         return self.state_dir / "alerts.json"
+
+    @property
+    def page_claims_file(self) -> Path:
+        return self.state_dir / "pages.json"
 
     @property
     def digest_key_file(self) -> Path:
@@ -200,12 +213,14 @@ class LocalLake:
         return LocalSigner(self.digest_key_file, create=create)
 
     def notifier(self, also: Notify | None = None) -> Notify:
-        """Alerts as JSON lines under ``alerts/``, one file a day; ``also`` is told too (serve prints them)."""
+        """Alerts as JSON lines under ``alerts/``, one file a day (of the burst's window, or the
+        finding's event time); ``also`` is told too (serve prints them)."""
         folder = self.alerts_dir
 
         def notify(alert: dict[str, Any]) -> None:
             folder.mkdir(parents=True, exist_ok=True)
-            with (folder / f"{alert['window_start'][:10]}.jsonl").open("ab") as handle:
+            day = str(alert.get("window_start") or alert.get("at") or "unknown")[:10]
+            with (folder / f"{day}.jsonl").open("ab") as handle:
                 handle.write(dumps(alert) + b"\n")
             if also is not None:
                 also(alert)
@@ -213,9 +228,21 @@ class LocalLake:
         return notify
 
     def bursts(self, threshold: int = 10, secrets_threshold: int = 0,
-               also: Callable[[dict[str, Any]], None] | None = None) -> ForbiddenBursts:  # fmt: skip
-        """403-burst alerting with the counters in ``state/alerts.json`` and alerts under ``alerts/``."""
-        return ForbiddenBursts(
-            LocalCounter(self.alert_counter_file), self.notifier(also),
-            threshold=threshold, secrets_threshold=secrets_threshold,
+               also: Callable[[dict[str, Any]], None] | None = None, *,
+               correlations: Sequence[Correlation] | None = None) -> Correlations:  # fmt: skip
+        """Correlation alerting (the 403 bursts with the stack's two thresholds) with the counters in
+        ``state/alerts.json`` and alerts under ``alerts/``; ``correlations``: the rules the command
+        loaded, else the built-in ones."""
+        if correlations is None:
+            from auditlake.detect.rulesets import builtin_rules
+
+            correlations = builtin_rules().correlations
+        return Correlations(
+            LocalCounter(self.alert_counter_file), self.notifier(also), correlations,
+            thresholds=forbidden_thresholds(threshold, secrets_threshold),
         )  # fmt: skip
+
+    def finding_pages(self, level: str = "high", dedup_minutes: int = 60, also: Notify | None = None) -> FindingPages:
+        """Findings at or above ``level`` paged (to ``alerts/``) once per object per ``dedup_minutes``."""
+        claims = LocalPageClaims(self.page_claims_file)
+        return FindingPages(claims, self.notifier(also), level=level, dedup_minutes=dedup_minutes)

@@ -136,7 +136,7 @@ def land(
     if failures:
         quarantine(landing, batch, reason, failures, quarantine_id=quarantine_id)
     denials = result.denials if result is not None else []
-    published = watch.stored(batch.cluster, denials, metrics) if watch is not None else []
+    published = watch.stored(batch.cluster, matches, metrics) if watch is not None else []
     stats = IngestStats(
         accepted=len(lines),
         quarantined=len(failures),

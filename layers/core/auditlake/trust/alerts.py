@@ -1,28 +1,41 @@
-"""403 bursts: an identity denied ``threshold`` times within any 60 seconds (of event time) is an
-attack in progress, or a broken deployment; either way someone should be paged, once.
+"""Paging: correlation rules counted as matches arrive (403 bursts among them), and findings at or
+above the alert level, each paged once.
 
-Every ingest path hands the records it stored with response code 403 to ``ForbiddenBursts``.
-Denials are kept per (rule, cluster, identity) in 10-second *buckets* of event time, each a set of
-``<time>|<audit ID>`` entries, so a batch the API server or CloudWatch delivers twice is not counted
-twice. After a batch is added, the buckets around it are read back and swept for a *burst*: at least
-``threshold`` denials between some denial's time ``s`` and ``s + 60 s`` inclusive, the span the
-``forbidden_bursts`` query counts (``RANGE ... INTERVAL '1' MINUTE PRECEDING``), whatever clock
-minutes it straddles. A burst is paged once: it *claims* every bucket its minute touches (one
-atomic write), and a span that touches a claimed bucket never pages again. So a sustained attack
-pages at most once a minute, a redelivered batch or a concurrent delivery of the same burst never
-pages twice, and if publishing fails the claim is released and the error raised, so the delivery
-is retried (the webhook answers 503) and the retry pages.
+Every ingest path hands the post-store hook (``Watch.stored``) the batch's rule matches
+(``detect.matches.Match``, taken *before* the pipeline policy: a 403 the policy drops still counts).
+
+Correlations (``Correlations``). Each correlation rule (``detect.ir.Correlation``) counts the
+matches of its base rules per stream (correlation name, cluster, group-by values) in buckets of
+event time (``detect/correlate.py``: entries ``<time>|<audit ID>[|<value>]``, so a batch the API
+server or CloudWatch delivers twice is not counted twice). After a batch is added, the buckets
+around it are read back and swept for a span that fires (``threshold`` matches, or distinct
+values, between some match's time ``s`` and ``s + timespan`` inclusive, the span the hunt counts,
+whatever clock minutes it straddles). A span is paged once: it *claims* every bucket it touches
+(one atomic write), and a span touching a claimed bucket never pages again. So a sustained attack
+pages at most once a timespan, a redelivered batch or a concurrent delivery of the same burst never
+pages twice, and if publishing fails the claim is released and AlertError raised, so the delivery
+is retried (the webhook answers 503) and the retry pages. A correlation that fires pages whatever
+its level: its threshold is what keeps it quiet (``AlertLevel`` gates single findings only).
+
+The 403 bursts are two built-in correlations (``detect/builtin/forbidden.yml``): ``forbidden``
+(every 403 of one identity) and ``forbidden-secrets`` (403s on secrets), whose thresholds the
+stack's AlertThreshold / SecretsAlertThreshold replace (``thresholds``; 0 = off). Their alerts
+keep the fields they always had (``first_denied``/``last_denied`` beside ``first_at``/``last_at``).
 
 Buckets expire a day after they last counted (the ingest clock, not event time): a log from last
 week pages for its bursts when it is ingested, exactly once, and ingesting it again within a day
 pages nothing new. After a day the counters are gone and a re-ingest pages again.
 
-Rules: ``forbidden`` (every 403, ``threshold``) and the optional narrower ``forbidden-secrets``
-(403s on secrets only, ``secrets_threshold``; 0 = off).
+Findings (``FindingPages``). A match of a rule that generates findings, at or above the alert level
+(``model.SIGMA_LEVEL_RANK``), is paged at most once per (rule, cluster, identity, object) per
+dedup window: a claim that lives ``dedup_minutes`` (the ingest clock) is written before publishing,
+and released if publishing fails (AlertError: the retried delivery pages, once).
 
-DynamoDB: ``pk = ALERT#<rule>#<cluster>#<identity>``, ``sk = <bucket start, YYYY-MM-DDTHH:MM:S0>``,
-TTL a day after the last write; one UpdateItem per touched bucket and one Query per identity a batch.
-Local: ``<lake>/state/alerts.json`` (one read and one write a batch), alerts appended to
+DynamoDB: counters ``pk = ALERT#<rule>#<cluster>#<identity>``, ``sk = <bucket start>``, TTL a day
+after the last write; one UpdateItem per touched bucket, one Query per stream a batch, one
+TransactWriteItems per fired span. Finding claims ``pk = FINDING#<rule>#<cluster>#<identity>#<object>``:
+a conditional PutItem (DeleteItem to release), TTL the window's end. Local: ``<lake>/state/alerts.json``
+and ``<lake>/state/pages.json`` (one read and one write a batch each), alerts appended to
 ``<lake>/alerts/<yyyy-mm-dd>.jsonl``.
 """
 
@@ -32,30 +45,43 @@ import fcntl
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from auditlake.detect import correlate
+from auditlake.detect.correlate import Bucket, Burst, Window
+from auditlake.detect.ir import Correlation
+from auditlake.detect.matches import Match
 from auditlake.jsonio import JSONError, dumps, dumps_str, loads
 from auditlake.metrics import MetricsSink
-from auditlake.state_table import TTL, alert_key, alert_partition, alert_stream, conditional_write
+from auditlake.model import SIGMA_LEVEL_RANK
+from auditlake.state_table import (
+    TTL,
+    alert_key,
+    alert_partition,
+    alert_stream,
+    conditional_write,
+    correlation_identity,
+    finding_key,
+    finding_partition,
+)
 from auditlake.timestamps import format_seconds
 from auditlake.trust.liveness import Heartbeats
 
 RULE_ALL = "forbidden"
 RULE_SECRETS = "forbidden-secrets"
+FORBIDDEN_RULES = (RULE_ALL, RULE_SECRETS)
 DETAILS = ("source_ips", "resources", "verbs")
 KEEP_SECONDS = 24 * 3600  # a bucket outlives any redelivery by this long after it last counted
-BUCKET_SECONDS = 10
-SPAN = timedelta(seconds=60)
-_BUCKET = timedelta(seconds=BUCKET_SECONDS)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SHOWN_VALUES = 20  # a value_count alert names at most this many of the values it counted
+
+Notify = Callable[[dict[str, Any]], None]
 
 
 class AlertError(RuntimeError):
@@ -64,7 +90,7 @@ class AlertError(RuntimeError):
 
 @dataclass(frozen=True)
 class Stream:
-    """Whose denials are counted together."""
+    """Whose matches are counted together: one correlation, one cluster, one group."""
 
     rule: str
     cluster: str
@@ -76,166 +102,137 @@ class Stream:
 
 
 @dataclass
-class Bucket:
-    """Ten seconds of one stream's denials: ``<canonical time>|<audit ID>`` entries, what they were
-    about, and the claim of the burst that paged for them (None while none has)."""
+class Tally:
+    """What one batch adds to a stream: its buckets, their width and span, and the most entries a
+    bucket keeps (``cap``)."""
 
-    ids: set[str] = field(default_factory=set)
-    details: dict[str, set[str]] = field(default_factory=lambda: {name: set() for name in DETAILS})
-    claimed: str | None = None
+    window: Window
+    cap: int
+    buckets: dict[str, Bucket]
 
 
 class Counter(Protocol):
-    def add(self, batch: dict[Stream, dict[str, Bucket]], cap: int) -> dict[Stream, dict[str, Bucket]]:
-        """Add each stream's new denials to their buckets (not to a claimed bucket, nor to one that
+    def add(self, batch: dict[Stream, Tally]) -> dict[Stream, dict[str, Bucket]]:
+        """Add each stream's new entries to their buckets (not to a claimed bucket, nor to one that
         already holds ``cap`` entries: neither can change what pages) and return, per stream, every
-        stored bucket within a minute of the buckets added (``around``)."""
+        stored bucket within a span of the buckets added (``Window.around``)."""
         ...
 
     def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
-        """Claim every bucket at once for one burst; False when any is claimed already."""
+        """Claim every bucket at once for one span; False when any is claimed already."""
         ...
 
     def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None: ...
 
 
-def bucket_of(moment: datetime) -> str:
-    """The start of the 10-second bucket holding ``moment``, as the bucket's sort key (four-digit
-    years, so keys sort in time from year 1 on)."""
-    m = moment
-    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second // BUCKET_SECONDS}0"
+MINUTE = Window(60)
 
 
-def _shift(moment: datetime, delta: timedelta) -> datetime:
-    """``moment + delta``, held at the calendar's edge instead of overflowing (year 1, year 9999)."""
-    try:
-        return moment + delta
-    except OverflowError:
-        return datetime.max.replace(tzinfo=UTC) if delta > timedelta(0) else datetime.min.replace(tzinfo=UTC)
+def bucket_of(moment: Any) -> str:
+    """The 10-second bucket of a one-minute correlation (the 403 bursts) holding ``moment``."""
+    return MINUTE.bucket_of(moment)
 
 
-def _slot(moment: datetime) -> int:
-    """The bucket holding ``moment`` as a number (10-second steps since 1970; negative before)."""
-    return (moment - _EPOCH) // _BUCKET
-
-
-def _slot_key(slot: int) -> str:
-    return bucket_of(_EPOCH + slot * _BUCKET)
-
-
-def _key_slot(key: str) -> int:
-    return _slot(datetime.fromisoformat(key).replace(tzinfo=UTC))
-
-
-_SPAN_SLOTS = SPAN // _BUCKET
-_EDGES = (_slot(datetime.min.replace(tzinfo=UTC)), _slot(datetime.max.replace(tzinfo=UTC)))
-
-
-def around(keys: Iterable[str]) -> tuple[str, str]:
-    """The first and last bucket keys within a minute of ``keys`` (held at the calendar's edges):
-    every 60-second span that holds a denial of those buckets lies between them."""
-    slots = [_key_slot(key) for key in keys]
-    return _slot_key(max(min(slots) - _SPAN_SLOTS, _EDGES[0])), _slot_key(min(max(slots) + _SPAN_SLOTS, _EDGES[1]))
-
-
-def _stamp(entry: str) -> str:
-    """An entry's time (``<canonical time>|<audit ID>``)."""
-    return entry.split("|", 1)[0]
+def forbidden_thresholds(threshold: int, secrets_threshold: int) -> dict[str, int]:
+    """The stack's AlertThreshold / SecretsAlertThreshold as ``Correlations`` thresholds."""
+    return {RULE_ALL: threshold, RULE_SECRETS: secrets_threshold}
 
 
 @dataclass(frozen=True)
-class Burst:
-    start: datetime
-    entries: list[str]
-    buckets: list[str]
+class _Counted:
+    correlation: Correlation
+    threshold: int
+    window: Window
+
+    @property
+    def distinct(self) -> bool:
+        return self.correlation.type == "value_count"
 
 
-def find_bursts(stored: dict[str, Bucket], threshold: int) -> list[Burst]:
-    """Non-overlapping spans of ``threshold`` or more denials within 60 s that touch no claimed
-    bucket, earliest first. Pure: the sweep the counters' answers are judged by."""
-    taken = {_key_slot(key) for key, bucket in stored.items() if bucket.claimed}
-    entries = sorted({entry for bucket in stored.values() for entry in bucket.ids})
-    times = [datetime.fromisoformat(_stamp(entry)) for entry in entries]
-    bursts: list[Burst] = []
-    end = 0
-    for first, start in enumerate(times):
-        if (bursts and start <= _shift(bursts[-1].start, SPAN)) or _slot(start) in taken:
-            continue
-        end = max(end, first)
-        while end < len(times) and times[end] <= _shift(start, SPAN):
-            end += 1
-        if end - first < threshold:
-            continue
-        slots = range(_slot(start), _slot(_shift(start, SPAN)) + 1)
-        if taken.intersection(slots):
-            continue
-        taken.update(slots)
-        bursts.append(Burst(start, entries[first:end], [_slot_key(slot) for slot in slots]))
-    return bursts
+class Correlations:
+    """Correlation rules counted on the counters; ``correlations`` is the rules in force (a
+    callable is asked every batch: a function's custom rules change without a deploy).
+    ``thresholds`` replaces a correlation's threshold by name (0: not counted)."""
 
-
-class ForbiddenBursts:
     def __init__(
         self,
         counter: Counter,
-        notify: Callable[[dict[str, Any]], None],
+        notify: Notify,
+        correlations: Sequence[Correlation] | Callable[[], Sequence[Correlation]],
         *,
-        threshold: int = 10,
-        secrets_threshold: int = 0,
+        thresholds: Mapping[str, int] | None = None,
     ) -> None:
-        if threshold < 1 or secrets_threshold < 0:
-            raise ValueError("the alert threshold must be >= 1 (the secrets threshold >= 0, 0 = off)")
-        self.counter, self.notify = counter, notify
-        self.thresholds = {RULE_ALL: threshold, RULE_SECRETS: secrets_threshold}
+        thresholds = dict(thresholds or {})
+        if any(value < 0 for value in thresholds.values()):
+            raise ValueError("an alert threshold must be >= 0 (0 = off)")
+        self.counter, self.notify, self.thresholds = counter, notify, thresholds
+        self._source = correlations if callable(correlations) else (lambda: correlations)
+        self._seen: tuple[Sequence[Correlation], dict[str, list[_Counted]]] | None = None
 
-    def observe(self, records: Iterable[Any]) -> list[dict[str, Any]]:
-        """Count stored 403 records (normalised audit records); returns the alerts published."""
-        added: dict[Stream, dict[str, Bucket]] = {}
-        for record in records:
-            if not record.audit_id or not (received := record.request_received_at):
+    def _index(self) -> dict[str, list[_Counted]]:
+        """The counted correlations by base rule id and name, rebuilt only when the rules change.
+        A name already in force is not counted twice (the first correlation of that name wins)."""
+        correlations = self._source()
+        if self._seen is not None and self._seen[0] is correlations:
+            return self._seen[1]
+        index: dict[str, list[_Counted]] = {}
+        named: set[str] = set()
+        for correlation in correlations:
+            name = correlate.name_of(correlation)
+            threshold = self.thresholds.get(name, correlation.condition[1])
+            if name in named or threshold < 1 or correlate.ingest_problem(correlation, threshold):
                 continue
-            # A canonical time's first 18 characters are its bucket's (four-digit years only).
-            key = received[:18] + "0" if len(received) == 27 else bucket_of(datetime.fromisoformat(received))
-            rules = [RULE_ALL]
-            if self.thresholds[RULE_SECRETS] and record.object_resource == "secrets":
-                rules.append(RULE_SECRETS)
-            for rule in rules:
-                buckets = added.setdefault(Stream(rule, record.cluster, record.user_name or "(unknown)"), {})
-                bucket = buckets.get(key) or buckets.setdefault(key, Bucket())
-                bucket.ids.add(f"{received}|{record.audit_id}")
-                bucket.details["source_ips"].update(record.source_ips or ())
-                bucket.details["resources"].add(_resource(record))
-                bucket.details["verbs"].add(record.verb or "?")
+            named.add(name)
+            counted = _Counted(correlation, correlate.needed(correlation, threshold), correlate.window_of(correlation))
+            for rule in correlation.rules:
+                index.setdefault(rule, []).append(counted)
+        self._seen = (correlations, index)
+        return index
+
+    def observe(self, matches: Sequence[Match]) -> list[dict[str, Any]]:
+        """Count the matches of correlations' base rules; returns the alerts published."""
+        index = self._index()
+        if not index:
+            return []
+        added: dict[Stream, Tally] = {}
+        counted_by: dict[Stream, _Counted] = {}
+        for match in matches:
+            targets = index.get(match.rule, [])
+            if match.name is not None and match.name != match.rule:
+                targets = targets + [c for c in index.get(match.name, []) if c not in targets]
+            for counted in targets:
+                item = correlate.entry(counted.correlation, match)
+                if item is None:
+                    continue
+                group = correlation_identity(correlate.group_values(counted.correlation, match))
+                stream = Stream(correlate.name_of(counted.correlation), match.finding.cluster, group)
+                cap = correlate.cap(counted.correlation, counted.threshold)
+                tally = added.get(stream) or added.setdefault(stream, Tally(counted.window, cap, {}))
+                counted_by[stream] = counted
+                key = counted.window.bucket_of(correlate.moment(item))
+                bucket = tally.buckets.get(key) or tally.buckets.setdefault(key, _empty())
+                bucket.ids.add(item)
+                for name, values in correlate.describe(match).items():
+                    bucket.details[name].update(values)
         if not added:
             return []
-        # A bucket holding the largest threshold already pages every span it is in: more entries change nothing.
-        stored = self.counter.add(added, cap=max(self.thresholds.values()))
+        stored = self.counter.add(added)
         published = []
         for stream, buckets in stored.items():
-            for burst in find_bursts(buckets, self.thresholds[stream.rule]):
-                alert = self._page(stream, burst, buckets)
+            counted = counted_by[stream]
+            for burst in correlate.find_bursts(buckets, counted.window, counted.threshold, distinct=counted.distinct):
+                alert = self._page(stream, counted, burst, buckets)
                 if alert is not None:
                     published.append(alert)
         return published
 
-    def _page(self, stream: Stream, burst: Burst, stored: dict[str, Bucket]) -> dict[str, Any] | None:
+    def _page(
+        self, stream: Stream, counted: _Counted, burst: Burst, stored: dict[str, Bucket]
+    ) -> dict[str, Any] | None:
         claim = uuid.uuid4().hex
         if not self.counter.claim(stream, burst.buckets, claim):
-            return None  # a concurrent delivery paged for this burst
-        touched = [stored[key] for key in burst.buckets if key in stored]
-        details = {name: set[str]().union(*(bucket.details[name] for bucket in touched)) for name in DETAILS}
-        alert = {
-            "rule": stream.rule,
-            "cluster": stream.cluster,
-            "identity": stream.identity,
-            "count": len(burst.entries),
-            "threshold": self.thresholds[stream.rule],
-            "window_start": format_seconds(burst.start),
-            "window_end": format_seconds(_shift(burst.start, SPAN)),
-            "first_denied": _stamp(burst.entries[0]),
-            "last_denied": _stamp(burst.entries[-1]),
-            **{name: sorted(values) for name, values in details.items()},
-        }
+            return None  # a concurrent delivery paged for this span
+        alert = correlation_alert(stream, counted, burst, stored)
         try:
             self.notify(alert)
         except Exception as exc:
@@ -244,18 +241,146 @@ class ForbiddenBursts:
         return alert
 
 
-def _resource(record: Any) -> str:
-    if not record.object_resource:
-        return record.request_uri or "?"
-    resource = record.object_resource + (f"/{record.object_subresource}" if record.object_subresource else "")
-    where = record.object_namespace or ""
-    return f"{resource} {where}/{record.object_name}" if record.object_name else f"{resource} {where}".rstrip()
+def _empty() -> Bucket:
+    return Bucket(set(), {name: set() for name in DETAILS})
+
+
+def correlation_alert(stream: Stream, counted: _Counted, burst: Burst, stored: dict[str, Bucket]) -> dict[str, Any]:
+    correlation, threshold, window = counted.correlation, counted.threshold, counted.window
+    touched = [stored[key] for key in burst.buckets if key in stored]
+    details = {name: set[str]().union(*(bucket.details.get(name, set()) for bucket in touched)) for name in DETAILS}
+    first, last = correlate.stamp(burst.entries[0]), correlate.stamp(burst.entries[-1])
+    alert: dict[str, Any] = {
+        "rule": stream.rule,
+        "title": correlation.title,
+        "level": correlation.level,
+        "cluster": stream.cluster,
+        "identity": stream.identity,
+        "group": dict(zip(correlation.group_by, stream_group(stream, correlation), strict=True)),
+        "count": burst.count,
+        "threshold": threshold,
+        "window_start": format_seconds(burst.start),
+        "window_end": format_seconds(correlate.shift(burst.start, window.span)),
+        "first_at": first,
+        "last_at": last,
+    }
+    if stream.rule in FORBIDDEN_RULES:
+        alert |= {"first_denied": first, "last_denied": last}  # the 403 alerts' fields since they began
+    if correlation.type == "value_count":
+        values = sorted({correlate.value(item) for item in burst.entries})
+        alert |= {"field": correlation.field, "values": values[:SHOWN_VALUES]}
+    return alert | {name: sorted(values) for name, values in details.items()}
+
+
+def stream_group(stream: Stream, correlation: Correlation) -> list[str]:
+    """The group-by values a stream's identity holds (``state_table.correlation_identity``)."""
+    if len(correlation.group_by) == 1:
+        return [stream.identity]
+    from urllib.parse import unquote  # the escaping is percent-encoding of % # |
+
+    return [unquote(part) for part in stream.identity.split("|")]
+
+
+# ---------------------------------------------------------------- findings
+
+
+@dataclass(frozen=True)
+class Page:
+    """One finding's claim: which finding, for how long."""
+
+    rule: str
+    cluster: str
+    identity: str
+    subject: str  # the object: <resource>/<namespace>/<name>
+
+    @property
+    def key(self) -> str:
+        return finding_partition(self.rule, self.cluster, self.identity, self.subject)
+
+
+class PageClaims(Protocol):
+    def claim(self, page: Page, claim: str, seconds: int) -> bool:
+        """Claim ``page`` for ``seconds`` (the ingest clock); False while an earlier claim lives."""
+        ...
+
+    def release(self, page: Page, claim: str) -> None: ...
+
+
+class FindingPages:
+    """Findings of rules at or above ``level`` paged once per (rule, cluster, identity, object)
+    per ``dedup_minutes``."""
+
+    def __init__(self, claims: PageClaims, notify: Notify, *, level: str = "high", dedup_minutes: int = 60) -> None:
+        if level not in SIGMA_LEVEL_RANK or dedup_minutes < 1:
+            raise ValueError("the alert level must be a Sigma level and the dedup window >= 1 minute")
+        self.claims, self.notify = claims, notify
+        self.rank, self.seconds = SIGMA_LEVEL_RANK[level], dedup_minutes * 60
+
+    def observe(self, matches: Sequence[Match]) -> list[dict[str, Any]]:
+        """Page the batch's findings at or above the level; returns the alerts published."""
+        published = []
+        pages: set[Page] = set()
+        for match in matches:
+            if not match.generate or SIGMA_LEVEL_RANK.get(match.level, -1) < self.rank:
+                continue
+            finding = match.finding
+            subject = f"{finding.resource or ''}/{finding.namespace or ''}/{finding.name or ''}"
+            page = Page(match.rule, finding.cluster, finding.identity or "(unknown)", subject)
+            if page in pages:
+                continue  # the batch's own repeat: one claim is enough
+            pages.add(page)
+            claim = uuid.uuid4().hex
+            if not self.claims.claim(page, claim, self.seconds):
+                continue  # paged within the window (or by a concurrent delivery)
+            alert = finding_alert(match)
+            try:
+                self.notify(alert)
+            except Exception as exc:
+                self.claims.release(page, claim)  # the retried delivery pages it
+                raise AlertError(f"alert not published: {exc}") from exc
+            published.append(alert)
+        return published
+
+
+def finding_alert(match: Match) -> dict[str, Any]:
+    finding = match.finding
+    try:
+        details = loads(finding.details.encode()) if finding.details else None
+    except JSONError:
+        details = finding.details
+    return {
+        "rule": match.rule,
+        "title": finding.title,
+        "level": match.level,
+        "cluster": finding.cluster,
+        "identity": finding.identity,
+        "verb": finding.verb,
+        "resource": finding.resource,
+        "namespace": finding.namespace,
+        "name": finding.name,
+        "at": finding.at,
+        "audit_id": finding.audit_id,
+        "source_ips": list(finding.source_ips or ()),
+        "details": details,
+    }
 
 
 def subject(alert: dict[str, Any]) -> str:
-    scope = "secrets " if alert["rule"] == RULE_SECRETS else ""
-    text = f"auditlake: {alert['identity']} denied {alert['count']}x on {scope}in {alert['cluster']}"
-    return f"{text} at {alert['window_start']}"[:100]  # SNS subjects are at most 100 characters
+    """The SNS subject (at most 100 characters)."""
+    if "count" not in alert:  # a finding
+        text = f"auditlake {alert['level']}: {alert['title']} by {alert['identity'] or '?'} in {alert['cluster']}"
+    elif alert["rule"] in FORBIDDEN_RULES:
+        scope = "on secrets " if alert["rule"] == RULE_SECRETS else ""
+        text = f"auditlake: {alert['identity']} denied {alert['count']}x {scope}in {alert['cluster']}"
+        text += f" at {alert['window_start']}"
+    else:
+        text = (
+            f"auditlake {alert['level']}: {alert['title']}: {alert['identity']} {alert['count']}x in {alert['cluster']}"
+        )
+    return text[:100]
+
+
+# ---------------------------------------------------------------- DynamoDB
 
 
 class DynamoCounter:
@@ -269,9 +394,9 @@ class DynamoCounter:
     def _key(stream: Stream, bucket: str) -> dict[str, Any]:
         return alert_key(stream.key, bucket)
 
-    def add(self, batch: dict[Stream, dict[str, Bucket]], cap: int) -> dict[Stream, dict[str, Bucket]]:
-        for stream, added in batch.items():
-            for key, bucket in added.items():
+    def add(self, batch: dict[Stream, Tally]) -> dict[Stream, dict[str, Bucket]]:
+        for stream, tally in batch.items():
+            for key, bucket in tally.buckets.items():
                 sets = {"ids": bucket.ids, **bucket.details}
                 present = {name: values for name, values in sets.items() if values}  # DynamoDB has no empty sets
                 request = {
@@ -284,12 +409,12 @@ class DynamoCounter:
                     "ExpressionAttributeValues": {
                         **{f":{n}": {"SS": sorted(v)} for n, v in present.items()},
                         ":ttl": self._expires(),
-                        ":cap": {"N": str(cap)},
+                        ":cap": {"N": str(tally.cap)},
                     },
                 }
                 # Refused when claimed or full: nothing to add then.
-                conditional_write(partial(self.client.update_item, **request), AlertError, "count 403s")
-        return {stream: self._read(stream, *around(added)) for stream, added in batch.items()}
+                conditional_write(partial(self.client.update_item, **request), AlertError, "count matches")
+        return {stream: self._read(stream, *tally.window.around(tally.buckets)) for stream, tally in batch.items()}
 
     def _read(self, stream: Stream, first: str, last: str) -> dict[str, Bucket]:
         buckets: dict[str, Bucket] = {}
@@ -300,7 +425,7 @@ class DynamoCounter:
                 ExpressionAttributeValues={
                     ":pk": {"S": alert_partition(stream.key)}, ":first": {"S": first}, ":last": {"S": last}
                 },
-                ConsistentRead=True,  # a concurrent delivery's denials must be seen
+                ConsistentRead=True,  # a concurrent delivery's matches must be seen
             )  # fmt: skip
             for page in pages:
                 for item in page["Items"]:
@@ -310,7 +435,7 @@ class DynamoCounter:
                         item.get("claimed", {}).get("S"),
                     )
         except (BotoCoreError, ClientError) as exc:
-            raise AlertError(f"cannot read 403 counters: {exc}") from exc
+            raise AlertError(f"cannot read the correlation counters: {exc}") from exc
         return buckets
 
     def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
@@ -338,52 +463,99 @@ class DynamoCounter:
             conditional_write(release, AlertError, "release the burst's claim")
 
 
+class DynamoPageClaims:
+    """Finding page claims in the state table: PutItem unless a live claim is there (an expired
+    one DynamoDB has not yet removed counts as gone), DeleteItem of our own claim to release."""
+
+    def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.client, self.table, self.clock = client, table, clock
+
+    def claim(self, page: Page, claim: str, seconds: int) -> bool:
+        now = int(self.clock())
+        put = partial(
+            self.client.put_item,
+            TableName=self.table,
+            Item={**self._key(page), "claim": {"S": claim}, TTL: {"N": str(now + seconds)}},
+            ConditionExpression="attribute_not_exists(pk) OR #ttl <= :now",
+            ExpressionAttributeNames={"#ttl": TTL},
+            ExpressionAttributeValues={":now": {"N": str(now)}},
+        )
+        return conditional_write(put, AlertError, "claim the finding's page") is not None
+
+    def release(self, page: Page, claim: str) -> None:
+        delete = partial(
+            self.client.delete_item,
+            TableName=self.table,
+            Key=self._key(page),
+            ConditionExpression="claim = :claim",
+            ExpressionAttributeValues={":claim": {"S": claim}},
+        )
+        conditional_write(delete, AlertError, "release the finding's page")
+
+    @staticmethod
+    def _key(page: Page) -> dict[str, Any]:
+        return finding_key(page.rule, page.cluster, page.identity, page.subject)
+
+
+# ---------------------------------------------------------------- local lake
+
+
+@contextmanager
+def _locked_json(path: Path, now: float, live: Callable[[Any, float], Any]) -> Iterator[dict[str, Any]]:
+    """A JSON object file read and rewritten under a file lock; ``live(value, now)`` keeps what has
+    not expired (None drops the entry), so the file never grows with what is gone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            state = loads(path.read_bytes())
+        except FileNotFoundError:
+            state = {}
+        except JSONError as exc:
+            raise AlertError(f"{path}: {exc.reason}") from None
+        state = {key: kept for key, value in (state if isinstance(state, dict) else {}).items()
+                 if (kept := live(value, now))}  # fmt: skip
+        yield state
+        pending = path.with_suffix(".partial")
+        pending.write_bytes(dumps(state))
+        os.replace(pending, path)
+    finally:
+        os.close(fd)
+
+
+def _live_buckets(buckets: Any, now: float) -> dict[str, Any] | None:
+    # What expired goes; so does anything not of this shape (an older release's windows).
+    if not isinstance(buckets, dict):
+        return None
+    return {k: b for k, b in buckets.items() if isinstance(b, dict) and b.get("expires_at", 0) > now} or None
+
+
 class LocalCounter:
     """The same counting in one JSON file of the local lake, under a file lock: one read and one
-    write a batch (and one each for a burst's claim)."""
+    write a batch (and one each for a span's claim)."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
         self.path, self.clock = Path(path), clock
 
-    @contextmanager
-    def _state(self) -> Iterator[dict[str, dict[str, dict[str, Any]]]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                state = loads(self.path.read_bytes())
-            except FileNotFoundError:
-                state = {}
-            except JSONError as exc:
-                raise AlertError(f"{self.path}: {exc.reason}") from None
-            now = self.clock()
-            # What expired goes; so does anything not of this shape (an older release's windows).
-            state = {stream: live for stream, buckets in state.items() if isinstance(buckets, dict)
-                     and (live := {k: b for k, b in buckets.items()
-                                   if isinstance(b, dict) and b.get("expires_at", 0) > now})}  # fmt: skip
-            yield state
-            pending = self.path.with_suffix(".partial")
-            pending.write_bytes(dumps(state))
-            os.replace(pending, self.path)
-        finally:
-            os.close(fd)
+    def _state(self) -> Any:
+        return _locked_json(self.path, self.clock(), _live_buckets)
 
-    def add(self, batch: dict[Stream, dict[str, Bucket]], cap: int) -> dict[Stream, dict[str, Bucket]]:
+    def add(self, batch: dict[Stream, Tally]) -> dict[Stream, dict[str, Bucket]]:
         expires = self.clock() + KEEP_SECONDS
         out: dict[Stream, dict[str, Bucket]] = {}
         with self._state() as state:
-            for stream, added in batch.items():
+            for stream, tally in batch.items():
                 stored = state.setdefault(stream.key, {})
-                for key, bucket in added.items():
+                for key, bucket in tally.buckets.items():
                     entry = stored.setdefault(key, {"ids": [], "claimed": None, "expires_at": expires})
-                    if entry["claimed"] or len(entry["ids"]) >= cap:
+                    if entry["claimed"] or len(entry["ids"]) >= tally.cap:
                         continue
                     entry["ids"] = sorted(set(entry["ids"]) | bucket.ids)
                     for name in DETAILS:
                         entry[name] = sorted(set(entry.get(name, ())) | bucket.details[name])
                     entry["expires_at"] = expires
-                first, last = around(added)
+                first, last = tally.window.around(tally.buckets)
                 out[stream] = {
                     key: Bucket(set(entry["ids"]), {n: set(entry.get(n, ())) for n in DETAILS}, entry["claimed"])
                     for key, entry in stored.items()
@@ -409,7 +581,31 @@ class LocalCounter:
                     entry["claimed"] = None
 
 
-def sns_notifier(make_client: Callable[[], Any], topic_arn: str) -> Callable[[dict[str, Any]], None]:
+class LocalPageClaims:
+    """Finding page claims in one JSON file of the local lake (``{key: {claim, expires_at}}``)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+        self.path, self.clock = Path(path), clock
+
+    @staticmethod
+    def _live(value: Any, now: float) -> Any:
+        return value if isinstance(value, dict) and value.get("expires_at", 0) > now else None
+
+    def claim(self, page: Page, claim: str, seconds: int) -> bool:
+        now = self.clock()
+        with _locked_json(self.path, now, self._live) as state:
+            if page.key in state:
+                return False
+            state[page.key] = {"claim": claim, "expires_at": now + seconds}
+            return True
+
+    def release(self, page: Page, claim: str) -> None:
+        with _locked_json(self.path, self.clock(), self._live) as state:
+            if state.get(page.key, {}).get("claim") == claim:
+                del state[page.key]
+
+
+def sns_notifier(make_client: Callable[[], Any], topic_arn: str) -> Notify:
     """Publish to SNS; the client is made at the first alert (alerts are rare; cold starts are not)."""
     clients: list[Any] = []
 
@@ -421,22 +617,26 @@ def sns_notifier(make_client: Callable[[], Any], topic_arn: str) -> Callable[[di
     return notify
 
 
-Notify = Callable[[dict[str, Any]], None]
-
-
 @dataclass(frozen=True)
 class Watch:
-    """What every ingest path does once a batch is stored: count its 403s for burst alerts
-    (AlertError when one cannot be sent: the caller makes the delivery retried) and note that the
-    cluster is alive (the dead-man alarm)."""
+    """What every ingest path does once a batch is stored: count its matches for correlation
+    alerts, page its findings (AlertError when an alert cannot be sent: the caller makes the
+    delivery retried; what was paged stays claimed, so the retry pages only the rest), and note
+    that the cluster is alive (the dead-man alarm)."""
 
-    bursts: ForbiddenBursts | None = None
+    bursts: Correlations | None = None
     heartbeats: Heartbeats | None = None
+    findings: FindingPages | None = None
 
-    def stored(self, cluster: str, denials: list[Any], metrics: MetricsSink | None = None) -> list[dict[str, Any]]:
-        published = self.bursts.observe(denials) if self.bursts is not None and denials else []
-        if published and metrics is not None:
-            metrics.add_metric("AlertsPublished", "Count", len(published))
+    def stored(
+        self, cluster: str, matches: Sequence[Match], metrics: MetricsSink | None = None
+    ) -> list[dict[str, Any]]:
+        published = self.bursts.observe(matches) if self.bursts is not None and matches else []
+        paged = self.findings.observe(matches) if self.findings is not None and matches else []
+        if metrics is not None and (published or paged):
+            metrics.add_metric("AlertsPublished", "Count", len(published) + len(paged))
+            if paged:
+                metrics.add_metric("FindingAlerts", "Count", len(paged))
         if self.heartbeats is not None:
             self.heartbeats.beat(cluster)
-        return published
+        return published + paged
