@@ -1,11 +1,13 @@
-"""403-burst alerts on AWS (moto server): the webhook and the EKS forwarder count denials in the
-state table and publish to SNS once per burst (threshold denials of one identity within 60 s)."""
+"""Alerts on AWS (moto server): the webhook and the EKS forwarder count the forbidden correlations'
+matches in the state table and publish to SNS once per burst (threshold 403s of one identity within
+60 s); findings' page claims in the state table; the DynamoDB and local adapters page alike."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import boto3
@@ -21,7 +23,8 @@ from tests.helpers import (
     awslogs_event,
     eventlist_body,
     forbidden_events,
-    forbidden_records,
+    forbidden_matches,
+    forbidden_rules,
     load_function,
     subscription_document,
 )
@@ -97,17 +100,22 @@ def test_eks_forwarder_pages_too(monkeypatch: pytest.MonkeyPatch, aws: AwsStack,
 def test_the_dynamodb_counter_pages_a_straddling_burst_once_and_expires_by_the_ingest_clock(aws: AwsStack) -> None:
     """The state table's counters: a burst across a clock minute pages once although two deliveries
     race for it; every bucket's TTL is a day after it last counted, not a day after its event time."""
-    from auditlake.trust.alerts import KEEP_SECONDS, DynamoCounter, ForbiddenBursts
+    from auditlake.trust.alerts import KEEP_SECONDS, Correlations, DynamoCounter, forbidden_thresholds
 
     calls: list[tuple[str, dict[str, Any]]] = []
     aws.dynamodb.meta.events.register("provide-client-params.dynamodb.*", lambda params, model, **_: calls.append(
         (model.name, params)))  # fmt: skip
     now = datetime.now(UTC).timestamp()
     sent: list[dict[str, Any]] = []
-    first = ForbiddenBursts(DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append)
-    second = ForbiddenBursts(DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append)
-    nine = forbidden_records(9, every=2, start=datetime(2026, 11, 21, 10, 5, 44, tzinfo=UTC))  # 10:05:44 .. 10:06:00
-    six = forbidden_records(6, every=2, first=9, start=datetime(2026, 11, 21, 10, 6, 2, tzinfo=UTC))  # .. 10:06:12
+    rules, stack = forbidden_rules().correlations, forbidden_thresholds(10, 0)  # the stack's defaults
+    first = Correlations(
+        DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append, rules, thresholds=stack
+    )
+    second = Correlations(
+        DynamoCounter(aws.dynamodb, aws.table, clock=lambda: now), sent.append, rules, thresholds=stack
+    )
+    nine = forbidden_matches(9, every=2, start=datetime(2026, 11, 21, 10, 5, 44, tzinfo=UTC))  # 10:05:44 .. 10:06:00
+    six = forbidden_matches(6, every=2, first=9, start=datetime(2026, 11, 21, 10, 6, 2, tzinfo=UTC))  # .. 10:06:12
     first.observe(nine)
     assert sent == []
     first.observe(six)
@@ -136,11 +144,11 @@ def test_the_dynamodb_counter_pages_exactly_as_the_local_one(
 ) -> None:
     """The two adapters of one port: the same denials, batched and redelivered the same way, page
     the same bursts with the same counts."""
-    from auditlake.trust.alerts import DynamoCounter, ForbiddenBursts, LocalCounter
+    from auditlake.trust.alerts import Correlations, DynamoCounter, LocalCounter, forbidden_thresholds
 
     cluster = f"c{uuid.uuid4().hex[:12]}"  # one table for every example: each its own partitions
     at = [BURST_START + timedelta(seconds=offset) for offset in offsets]
-    records = [r for n, start in enumerate(at) for r in forbidden_records(1, cluster=cluster, first=n, start=start)]
+    records = [m for n, start in enumerate(at) for m in forbidden_matches(1, cluster=cluster, first=n, start=start)]
     stream = [*data.draw(st.permutations(records)), *data.draw(st.lists(st.sampled_from(records), max_size=4))]
     threshold = data.draw(st.integers(min_value=2, max_value=6))
     pages: dict[str, list[tuple[str, int]]] = {"dynamodb": [], "local": []}
@@ -149,8 +157,55 @@ def test_the_dynamodb_counter_pages_exactly_as_the_local_one(
         "local": LocalCounter(tmp_path_factory.mktemp("alerts") / "alerts.json"),
     }
     for name, counter in counters.items():
-        alerts = ForbiddenBursts(counter, lambda a, name=name: pages[name].append((a["first_denied"], a["count"])),
-                                 threshold=threshold)  # fmt: skip
+        page = partial(lambda name, a: pages[name].append((a["first_denied"], a["count"])), name)
+        alerts = Correlations(counter, page, forbidden_rules().correlations,
+                              thresholds=forbidden_thresholds(threshold, 0))  # fmt: skip
         for start in range(0, len(stream), cut):
             alerts.observe(stream[start : start + cut])
     assert pages["dynamodb"] == pages["local"]
+
+
+def test_findings_are_paged_once_per_window_through_state_table_claims(aws: AwsStack) -> None:
+    """FINDING# claims: a conditional PutItem (an expired claim DynamoDB has not removed yet counts as
+    gone) and a DeleteItem of one's own claim when the page fails; nothing else is called."""
+    from auditlake.trust.alerts import AlertError, DynamoPageClaims, FindingPages
+    from tests.unit.test_alerts_rules import Pager, finding
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.*", lambda params, model, **_: calls.append(
+        (model.name, params)))  # fmt: skip
+    clock = [datetime.now(UTC).timestamp()]
+    pager = Pager(fail=1)
+    cluster = f"c{uuid.uuid4().hex[:12]}"
+    findings = FindingPages(DynamoPageClaims(aws.dynamodb, aws.table, clock=lambda: clock[0]), pager, dedup_minutes=10)
+    with pytest.raises(AlertError):
+        findings.observe([finding(1, cluster=cluster)])
+    assert findings.observe([finding(1, cluster=cluster), finding(2, cluster=cluster)]) != []  # the retry pages, once
+    assert findings.observe([finding(3, cluster=cluster)]) == []
+    assert len(findings.observe([finding(4, cluster=cluster, secret="other")])) == 1
+    clock[0] += 10 * 60  # the window is over; the item may still be in the table (TTL is lazy)
+    assert len(findings.observe([finding(5, cluster=cluster)])) == 1
+    assert [a["audit_id"][-1] for a in pager.sent] == ["1", "4", "5"]
+    called = {name for name, _ in calls}
+    items = aws.dynamodb.scan(TableName=aws.table)["Items"]
+    mine = sorted(item["pk"]["S"] for item in items if f"#{cluster}#" in item["pk"]["S"])
+    assert mine == [f"FINDING#f-1#{cluster}#mallory@example.com#secrets/prod/{name}" for name in ("db-pass", "other")]
+    assert called == {"PutItem", "DeleteItem"}  # what the PageFindingsOnce grant allows
+
+
+def test_a_value_count_correlation_pages_alike_on_dynamodb_and_locally(aws: AwsStack, tmp_path: Any) -> None:
+    from auditlake.trust.alerts import Correlations, DynamoCounter, LocalCounter
+    from tests.unit.test_alerts_rules import ENUMERATION, reads
+
+    cluster = f"c{uuid.uuid4().hex[:12]}"
+    names = ["a", "b", "a", "c", "d", "b", "e", "f", "g", "h", "i", "j", "k"]
+    batch = reads(names, every=70, cluster=cluster)  # 13 reads, 11 distinct, over 14 minutes
+    sent: dict[str, list[tuple[str, int, list[str]]]] = {"dynamodb": [], "local": []}
+    counters = {"dynamodb": DynamoCounter(aws.dynamodb, aws.table), "local": LocalCounter(tmp_path / "a.json")}
+    for name, counter in counters.items():
+        alerts = Correlations(counter, lambda a, name=name: sent[name].append(
+            (a["window_start"], a["count"], a["values"])), [ENUMERATION])  # fmt: skip
+        for start in range(0, len(batch), 3):
+            alerts.observe(batch[start : start + 3])
+    assert sent["dynamodb"] == sent["local"] and sent["local"]
+    assert sent["local"][0][1] >= 5
