@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from auditlake.detect.ir import Leaf, Rule, RuleSet
+from auditlake.detect.ir import Correlation, Leaf, Rule, RuleSet
 from auditlake.detect.matches import Match
 from auditlake.ingest.rules import RuleSource
 
@@ -77,6 +77,19 @@ def test_custom_rules_are_added_and_re_read_only_after_max_age() -> None:
     clock.now = 300
     rules.audit(object(), "prod", "t")
     assert ids(rules) == ["builtin-1", "a", "b"] and rules.rules == 3
+
+
+def test_the_correlations_in_force_are_the_builtin_and_the_custom_ones() -> None:
+    def burst(name: str) -> Correlation:
+        return Correlation(name, name, "high", "event_count", ("base",), ("user.username",), 60, ("gte", 10))
+
+    def load_with_correlation(document: bytes) -> RuleSet:
+        return RuleSet((), (burst("custom"),)) if document else RuleSet()
+
+    rules = RuleSource(
+        RuleSet((), (burst("forbidden"),)), lambda: b"x", load=load_with_correlation, max_age=300, compiler=Compiled
+    )
+    assert [c.id for c in rules.correlations()] == ["forbidden", "custom"]
 
 
 def test_a_bad_document_keeps_the_last_good_rules_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from auditlake.detect.ir import RuleSet
+from auditlake.detect.ir import Correlation, RuleSet
 from auditlake.detect.matches import Detector, Match
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,10 @@ class RuleSource:
             + len(self.custom.rules)
             + len(self.custom.correlations)
         )
+
+    def correlations(self) -> Sequence[Correlation]:
+        """The correlation rules in force (built-in and custom), for the post-store Watch's counting."""
+        return self._builtin.correlations + self.custom.correlations
 
     def _refresh(self) -> None:
         self._read_at = self._monotonic()
