@@ -110,9 +110,7 @@ class RuleSet:
     problems: tuple[tuple[str, str], ...] = field(default=())
 
     def __add__(self, other: RuleSet) -> RuleSet:
-        return RuleSet(
-            self.rules + other.rules, self.correlations + other.correlations, self.problems + other.problems
-        )
+        return RuleSet(self.rules + other.rules, self.correlations + other.correlations, self.problems + other.problems)
 
 
 def node_to_json(node: Node) -> Any:
