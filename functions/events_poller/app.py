@@ -1,6 +1,7 @@
 """Kubernetes Events poller: the schedule fans out one invocation per cluster (at most PollerMaxFanOut
 a minute, round-robin); each polls its cluster until shortly before its timeout (core: PollerFleet.handle)."""
 
+from functools import partial
 from typing import Any
 
 import boto3
@@ -19,6 +20,7 @@ fleet = build_poller_fleet(
     Settings.from_env(required=(RAW_BUCKET, STATE_TABLE)), s3=boto3.client("s3"), dynamodb=boto3.client("dynamodb"),
     eks=boto3.client("eks"), sts=regional_sts(),  # EKS tokens name the partition's regional STS
     secrets=boto3.client("secretsmanager"), lambda_client=boto3.client("lambda"), metrics=metrics,
+    sns=partial(boto3.client, "sns"),  # made when the first finding of an Events rule pages
 )  # fmt: skip
 
 

@@ -199,6 +199,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "RegisteredNode" in answers[4] and list((lake / "archive" / "audit").glob("dt=*/hour=*/demo-*.parquet"))
     records = landed(lake)
     assert any(r["verb"] == "delete" and r["object_name"] == "db-pass" for r in records)
+    # The built-in rules, evaluated by serve as events arrived, found what only they see: the demo
+    # shows them by rule, and the planted AWS key (in a ConfigMap body never stored) is in no object.
+    shown = " ".join(result.stdout.split("$ auditlake findings ")[1].split())
+    assert shown.startswith("--lake") and "findings: " in shown
+    for planted in ("default/debug-root", "dave-admin", "prod/billing-env", "bob@example.com"):
+        assert planted in shown, planted
     # A second run replaces the demo lake; a directory that is not a demo lake is never deleted.
     cli("demo", "--lake", str(lake), "--minutes", "1")
     other = tmp_path / "precious"

@@ -5,7 +5,10 @@ keeps the rules in force and logs one error per problem; ingest never fails for 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,3 +119,31 @@ def test_a_failed_read_keeps_the_rules_and_a_later_good_read_replaces_them(caplo
     clock.now = 900
     rules.audit(object(), "prod", "t")
     assert ids(rules) == ["builtin-1"]  # the document was removed: no custom rules
+
+
+def test_a_function_cold_start_loads_the_compiled_rules_without_pysigma(tmp_path: Path) -> None:
+    """What the Lambda runs at init (assembly.rules_from_settings) with the layer's builtin.json in
+    place: the built-in rules in force, a missing custom document read as none, and pySigma never
+    imported (the layer does not carry it)."""
+    from auditlake.detect.rulesets import compile_builtin
+
+    compiled = tmp_path / "builtin.json"
+    loaded = compile_builtin(compiled)
+    probe = f"""
+import sys
+from botocore.exceptions import ClientError
+from auditlake.detect import rulesets
+rulesets.COMPILED_BUILTIN = rulesets.Path({str(compiled)!r})
+from auditlake.assembly import rules_from_settings
+from auditlake.settings import Settings
+
+class S3:
+    def get_object(self, Bucket, Key):
+        assert (Bucket, Key) == ("raw", "rules/custom.json")
+        raise ClientError({{"Error": {{"Code": "NoSuchKey"}}}}, "GetObject")
+
+rules = rules_from_settings(Settings.from_env({{"AUDITLAKE_RAW_BUCKET": "raw"}}), S3())
+print(rules.rules, sorted(m for m in sys.modules if m == "sigma" or m.startswith("sigma.")))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(loaded), "[]"]

@@ -9,8 +9,9 @@ from auditlake.archive.locks import DynamoLocks
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.audit.policy_source import PolicySource
 from auditlake.clusters.registry import DynamoRegistry, PollConfig
+from auditlake.ingest.rules import CUSTOM_RULES, RuleSource
 from auditlake.ingest.webhook import AuditWebhook
-from auditlake.landing import Landing
+from auditlake.landing import RULES_PREFIX, Landing
 from auditlake.metrics import MetricsSink
 from auditlake.settings import Settings
 from auditlake.stores.s3 import S3Store
@@ -30,14 +31,40 @@ from auditlake.trust.retention import stack_retention
 if TYPE_CHECKING:
     from auditlake.archive.compactor import Compactor
     from auditlake.detect.ir import Correlation
+    from auditlake.detect.matches import Detector
     from auditlake.events.poller import PollerFleet
     from auditlake.ingest.cloudwatch import EksAuditForwarder
     from auditlake.trust.digest import Digester
 
 
-def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline:
+def rules_from_settings(settings: Settings, s3: Any) -> RuleSource:
+    """The detection rules, compiled once per cold start: the built-in set (the layer's compiled
+    builtin.json; none when ``settings.builtin_rules`` is off) plus the custom document in the raw
+    bucket (``auditlake rules push``), re-read every ``settings.rules_cache_seconds``. It is the
+    ingest paths' Detector, and its ``correlations`` are what the Watch counts."""
+    from botocore.exceptions import ClientError
+
+    from auditlake.detect.ir import RuleSet
+    from auditlake.detect.rulesets import builtin_rules, load_compiled
+
+    key = RULES_PREFIX + CUSTOM_RULES
+
+    def fetch() -> bytes | None:
+        try:
+            body: bytes = s3.get_object(Bucket=settings.raw_bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+                return None  # nothing pushed: the built-in rules only
+            raise
+        return body
+
+    builtin = builtin_rules() if settings.builtin_rules else RuleSet()
+    return RuleSource(builtin, fetch, load=load_compiled, max_age=settings.rules_cache_seconds)
+
+
+def pipeline_from_settings(settings: Settings, ssm: Any | None, detector: Detector | None = None) -> AuditPipeline:
     if not settings.policy_parameter:
-        return AuditPipeline(PipelineConfig(None, settings.redaction))
+        return AuditPipeline(PipelineConfig(None, settings.redaction), detector)
     if ssm is None:
         raise ValueError("a policy parameter is configured but no SSM client was given")
     from aws_lambda_powertools.utilities.parameters import SSMProvider  # only when a policy is configured
@@ -49,7 +76,7 @@ def pipeline_from_settings(settings: Settings, ssm: Any | None) -> AuditPipeline
         value = provider.get(name, max_age=max_age)
         return value if isinstance(value, str) or value is None else str(value)
 
-    return AuditPipeline(PolicySource(fetch, settings.redaction))
+    return AuditPipeline(PolicySource(fetch, settings.redaction), detector)
 
 
 def watch_from_settings(
@@ -144,12 +171,13 @@ def build_webhook(
     sns: Any | None = None,
     metrics: MetricsSink | None = None,
 ) -> AuditWebhook:
+    rules = rules_from_settings(settings, s3)
     return AuditWebhook(
         DynamoRegistry(dynamodb, settings.state_table, cache_seconds=settings.token_cache_seconds),
-        pipeline_from_settings(settings, ssm),
+        pipeline_from_settings(settings, ssm, rules),
         Landing(S3Store(s3, settings.raw_bucket), "audit"),
         metrics=metrics,
-        watch=watch_from_settings(settings, dynamodb=dynamodb, sns=sns),
+        watch=watch_from_settings(settings, dynamodb=dynamodb, sns=sns, correlations=rules.correlations),
     )
 
 
@@ -164,11 +192,12 @@ def build_forwarder(
 ) -> EksAuditForwarder:
     from auditlake.ingest.cloudwatch import EksAuditForwarder
 
+    rules = rules_from_settings(settings, s3)
     return EksAuditForwarder(
-        pipeline_from_settings(settings, ssm),
+        pipeline_from_settings(settings, ssm, rules),
         Landing(S3Store(s3, settings.raw_bucket), "audit"),
         metrics=metrics,
-        watch=watch_from_settings(settings, dynamodb=dynamodb, sns=sns),
+        watch=watch_from_settings(settings, dynamodb=dynamodb, sns=sns, correlations=rules.correlations),
     )
 
 
@@ -182,6 +211,7 @@ def build_poller_fleet(
     secrets: Any,
     lambda_client: Any,
     metrics: MetricsSink | None = None,
+    sns: Any | None = None,
 ) -> PollerFleet:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
@@ -191,6 +221,7 @@ def build_poller_fleet(
     from auditlake.events.poller import PollerFleet
 
     provider = SecretsProvider(boto3_client=secrets)
+    rules = rules_from_settings(settings, s3)
 
     def connect(config: PollConfig) -> KubeApi:
         return KubeApi(credentials_for(config, eks=eks, sts=sts, secrets=provider))
@@ -205,4 +236,9 @@ def build_poller_fleet(
         silence_minutes=settings.silence_minutes,
         invoker=lambda_client,
         max_fanout=settings.poller_max_fanout,
+        detector=rules,
+        # Findings and correlations of Events rules page; no heartbeat (Events do not say the audit log arrives).
+        watch=watch_from_settings(
+            settings, dynamodb=dynamodb, sns=sns, correlations=rules.correlations, heartbeats=False
+        ),
     )

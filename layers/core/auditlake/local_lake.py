@@ -52,7 +52,8 @@ from auditlake.trust.alerts import (
 from auditlake.trust.ledger import LocalLedger
 
 if TYPE_CHECKING:
-    from auditlake.detect.ir import Correlation
+    from auditlake.detect.ir import Correlation, RuleSet
+    from auditlake.detect.matches import Detector
     from auditlake.trust.digest import LocalChainHead, LocalSigner
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,16 @@ class LocalLake:
         from auditlake.trust.digest import LocalSigner
 
         return LocalSigner(self.digest_key_file, create=create)
+
+    def detector(self, dirs: Sequence[Path] = (), *, builtin: bool = True) -> tuple[Detector, RuleSet]:
+        """The rules local ingest evaluates (``auditlake ingest/serve/poll --rules``): the built-in set
+        (unless ``builtin`` is False) and the Sigma files under ``dirs``, parsed with pySigma and
+        compiled once; the rule set is returned too, for its counts, correlations and load ``problems``."""
+        from auditlake.detect.engine import RuleEngine
+        from auditlake.detect.sigma import load_rules  # pySigma: only for commands that evaluate rules
+
+        rules = load_rules(list(dirs), builtin=builtin)
+        return RuleEngine(rules), rules
 
     def notifier(self, also: Notify | None = None) -> Notify:
         """Alerts as JSON lines under ``alerts/``, one file a day (of the burst's window, or the

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from auditlake.cli.ingest import build_detector, rules_options
 from auditlake.cli.options import cluster_name, lake_option
 from auditlake.cli.render import err, fail, print_counts
 from auditlake.local_lake import LocalLake
@@ -29,8 +30,9 @@ from auditlake.local_lake import LocalLake
               help="--once: seconds to watch from the checkpoint.")  # fmt: skip
 @click.option("--event-ttl", type=click.IntRange(min=60), default=3600, show_default=True,
               help="The API server's --event-ttl (coverage gaps beyond it).")  # fmt: skip
+@rules_options
 def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode: str, timeout: int,
-         event_ttl: int) -> None:  # fmt: skip
+         event_ttl: int, rule_dirs: tuple[Path, ...], no_builtin_rules: bool) -> None:  # fmt: skip
     """Poll a cluster's Kubernetes Events into the local lake (the deployed poller's core).
 
     The checkpoint lives in the lake (state/poller/), so the next run resumes where this one stopped;
@@ -52,12 +54,14 @@ def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode:
         cluster_,
         holder=f"{socket.gethostname()}:{os.getpid()}",
         event_ttl=event_ttl,
+        detector=build_detector(lake, rule_dirs, no_builtin_rules),
     )
 
     def show(stats: PollStats) -> None:
         if stats.skipped:
             fail(f"{stats.skipped}: another `auditlake poll` is running on this lake")
-        counts = {k: getattr(stats, k) for k in ("listed", "watched", "emitted", "quarantined", "relists", "gaps")}
+        names = ("listed", "watched", "emitted", "quarantined", "relists", "gaps", "findings")
+        counts = {k: getattr(stats, k) for k in names}
         print_counts(f"{cluster_} ({stats.api}) at resourceVersion {stats.resource_version}", counts)
 
     try:

@@ -1,14 +1,20 @@
 """Audit entry points: ``serve`` (the local webhook), ``ingest`` (files into the local lake) and
-``backfill`` (an EKS cluster's CloudWatch Logs history, into the local lake or a stack)."""
+``backfill`` (an EKS cluster's CloudWatch Logs history, into the local lake or a stack).
+
+Each evaluates the detection rules on every event it reads (the built-in set, plus ``--rules DIR``;
+``--no-builtin-rules`` runs only those): findings land with their batch and are counted in the
+summary line; a rule file that does not load is a one-line warning, never a failed ingest.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from botocore.exceptions import ClientError
@@ -35,11 +41,37 @@ from auditlake.stores import StoreError
 from auditlake.timestamps import DURATION, instant
 
 if TYPE_CHECKING:
+    from auditlake.detect.matches import Detector
     from auditlake.ingest.cloudwatch import EksAuditForwarder
 
 # The CloudWatch modules (and the Powertools data classes under them) are imported by the commands
 # that use them, so every other command, and --help, starts without them.
 PAGE_LIMIT = 10_000  # ingest.backfill.PAGE_LIMIT (FilterLogEvents' maximum), pinned equal by a unit test
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rules_options(func: F) -> F:
+    """``--rules DIR`` (repeatable) and ``--no-builtin-rules``: what ingest evaluates (also ``poll``)."""
+    func = click.option(
+        "--no-builtin-rules", is_flag=True, help="Evaluate only the --rules directories, not the built-in rules."
+    )(func)
+    func = click.option(
+        "--rules",
+        "rule_dirs",
+        multiple=True,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="A directory of Sigma rules evaluated at ingest, added to the built-in set; repeatable.",
+    )(func)
+    return func
+
+
+def build_detector(lake: Path, rule_dirs: tuple[Path, ...], no_builtin_rules: bool) -> Detector:
+    """The rules, compiled once for the command; each file that does not load is one warning line."""
+    detector, rules = LocalLake(lake).detector(rule_dirs, builtin=not no_builtin_rules)
+    for source, problem in rules.problems:
+        err.print(f"[yellow]rules warning:[/yellow] {source}: {problem}", highlight=False)
+    return detector
 
 
 @click.command()
@@ -56,6 +88,7 @@ PAGE_LIMIT = 10_000  # ingest.backfill.PAGE_LIMIT (FilterLogEvents' maximum), pi
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this cert.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
 @pipeline_options
+@rules_options
 @alert_options
 def serve(
     lake: Path,
@@ -68,6 +101,8 @@ def serve(
     policy_file: Path | None,
     redact_configmaps: bool,
     redact: tuple[str, ...],
+    rule_dirs: tuple[Path, ...],
+    no_builtin_rules: bool,
     alert_threshold: int,
     secrets_alert_threshold: int,
 ) -> None:
@@ -83,9 +118,11 @@ def serve(
         fail(f"{token_file} is empty")
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+    pipeline.detector = build_detector(lake, rule_dirs, no_builtin_rules)
     webhook = AuditWebhook(
         StaticTokens({token_hash(token): cluster_}),
-        build_pipeline(policy_file, redact_configmaps, redact),
+        pipeline,
         LocalLake(lake).landing("audit"),
         source=SOURCE_WEBHOOK,
         watch=lake_watch(lake, alert_threshold, secrets_alert_threshold),
@@ -137,6 +174,7 @@ def serve(
     help="events: Kubernetes Events (kubectl get events -o json, or JSON Lines of Event objects).",
 )
 @pipeline_options
+@rules_options
 @alert_options
 def ingest(
     files: tuple[Path, ...],
@@ -147,6 +185,8 @@ def ingest(
     policy_file: Path | None,
     redact_configmaps: bool,
     redact: tuple[str, ...],
+    rule_dirs: tuple[Path, ...],
+    no_builtin_rules: bool,
     alert_threshold: int,
     secrets_alert_threshold: int,
 ) -> None:
@@ -156,8 +196,10 @@ def ingest(
 
         if cluster_ is not None or kind != "audit":
             raise click.UsageError("--format cloudwatch takes the cluster from each log group: no --cluster or --kind")
+        pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+        pipeline.detector = build_detector(lake, rule_dirs, no_builtin_rules)
         forwarder = EksAuditForwarder(
-            build_pipeline(policy_file, redact_configmaps, redact),
+            pipeline,
             LocalLake(lake).landing(),
             watch=lake_watch(lake, alert_threshold, secrets_alert_threshold),
         )
@@ -168,16 +210,18 @@ def ingest(
         return
     if cluster_ is None:
         raise click.UsageError("--cluster is required")
+    detector = build_detector(lake, rule_dirs, no_builtin_rules)
     if kind == "events":
         from auditlake.events.files import ingest_events
 
         total = IngestStats()
         for path in files:
-            total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_))
+            total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_, detector=detector))
         print_counts("ingested Events", {"events": total.events, "accepted": total.accepted,
-                                          "quarantined": total.quarantined})  # fmt: skip
+                                          "quarantined": total.quarantined, "findings": total.findings})  # fmt: skip
         return
     pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+    pipeline.detector = detector
     watch = lake_watch(lake, alert_threshold, secrets_alert_threshold)
     total = IngestStats()
     with bytes_progress() as progress:
@@ -219,6 +263,7 @@ def eks_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--restart", is_flag=True, help="Start over instead of resuming an unfinished backfill of this cluster.")
 @click.option("--page-size", default=PAGE_LIMIT, show_default=True, type=click.IntRange(1, PAGE_LIMIT))
 @pipeline_options
+@rules_options
 def backfill(
     eks_cluster: str,
     since: str,
@@ -232,6 +277,8 @@ def backfill(
     policy_file: Path | None,
     redact_configmaps: bool,
     redact: tuple[str, ...],
+    rule_dirs: tuple[Path, ...],
+    no_builtin_rules: bool,
 ) -> None:
     """Read an EKS cluster's audit history from CloudWatch Logs into the archive, resumably.
 
@@ -264,6 +311,8 @@ def backfill(
         if (
             policy_file
             or redact
+            or rule_dirs
+            or no_builtin_rules
             or click.get_current_context().get_parameter_source("redact_configmaps")
             not in (
                 None,
@@ -271,12 +320,14 @@ def backfill(
             )
         ):
             raise click.UsageError(
-                "with --stack the deployed forwarder's policy and redaction apply; drop --policy/--redact"
+                "with --stack the deployed forwarder's policy, redaction and rules apply: "
+                "drop --policy/--redact/--rules"
             )
         forwarder, checkpoints = _stack_backfill(session, stack)
     else:
         assert lake is not None
         pipeline = build_pipeline(policy_file, redact_configmaps, redact)
+        pipeline.detector = build_detector(lake, rule_dirs, no_builtin_rules)
         local = LocalLake(lake)
         forwarder, checkpoints = EksAuditForwarder(pipeline, local.landing()), local.checkpoints()
     logs = session.client("logs", config=Config(retries={"mode": "adaptive", "max_attempts": 10}))
