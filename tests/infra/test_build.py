@@ -57,3 +57,19 @@ def test_layer_holds_the_core_and_the_function_only_its_adapter(built: Path) -> 
     assert {p.name.split(".")[-2] for p in layer.rglob("*.pyc")} <= {"cpython-313"}
     for function in ("WebhookFunction", "CompactorFunction"):
         assert sorted(p.name for p in (built / function).iterdir()) == ["app.py"]
+
+
+def test_layer_ships_the_compiled_builtin_rules_without_pysigma(built: Path) -> None:
+    """The layer's build compiles the built-in Sigma rules to detect/builtin.json; pySigma itself is
+    a build-time tool (not in requirements.txt, not in the layer), so the functions never parse YAML rules."""
+    from auditlake.detect.rulesets import load_compiled
+    from auditlake.detect.sigma import load_rules
+
+    layer = built / "CoreLayer" / "python"
+    compiled = load_compiled((layer / "auditlake" / "detect" / "builtin.json").read_bytes())
+    expected = load_rules([], builtin=True)
+    assert compiled.rules and [r.id for r in compiled.rules] == [r.id for r in expected.rules]
+    assert [c.id for c in compiled.correlations] == [c.id for c in expected.correlations]
+    assert not (layer / "sigma").exists()
+    requirements = (Path(__file__).parents[2] / "layers" / "core" / "requirements.txt").read_text().lower()
+    assert "sigma" not in requirements
