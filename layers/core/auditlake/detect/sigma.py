@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.conditions import (
     ConditionAND,
@@ -113,7 +114,7 @@ def _load_file(path: Path) -> tuple[list[ir.Rule], list[ir.Correlation], list[tu
     source = str(path)
     try:
         collection = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"), collect_errors=True)
-    except (SigmaError, OSError, UnicodeDecodeError, ValueError) as exc:
+    except (SigmaError, OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         return [], [], [(source, _one_line(exc))]
     problems = [(source, _one_line(error)) for error in collection.errors]
     rules: list[ir.Rule] = []
@@ -306,7 +307,7 @@ def lint(dirs: Sequence[Path]) -> list[tuple[str, str]]:
     for path in rule_files(dirs, builtin=False):
         try:
             collection = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"), collect_errors=True)
-        except (SigmaError, OSError, UnicodeDecodeError, ValueError):
+        except (SigmaError, OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
             continue  # already a load problem
         for rule in collection.rules:
             for check in checks:
