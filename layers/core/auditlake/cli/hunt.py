@@ -79,9 +79,9 @@ def hunt(
     if lake is not None:
         engine, dialect, parallel = LocalEngine(LocalLake(lake).archive_dir), "duckdb", 1
     else:
-        from auditlake.cli.query import _athena_engine
+        from auditlake.cli.query import athena_engine
 
-        engine, dialect = _athena_engine(None, None, stack), "trino"
+        engine, dialect = athena_engine(None, None, stack), "trino"
     if show_sql:
         for item in hunts:
             if item.query is not None:

@@ -56,7 +56,7 @@ def query(
             named = queries.load(name or "")
             text, values = named.sql, named.bind(given)
         if athena:
-            engine: queries.LocalEngine | queries.AthenaEngine = _athena_engine(workgroup, database, stack)
+            engine: queries.LocalEngine | queries.AthenaEngine = athena_engine(workgroup, database, stack)
         elif lake is not None:
             engine = queries.LocalEngine(LocalLake(lake).archive_dir)
         else:
@@ -75,7 +75,11 @@ def _pair(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def _athena_engine(workgroup: str | None, database: str | None, stack: str | None) -> Any:
+def athena_engine(workgroup: str | None, database: str | None, stack: str | None) -> Any:
+    """The Athena engine of ``--athena``: the workgroup and database given, else the stack's Outputs.
+
+    Shared with ``auditlake hunt --stack`` so both resolve a stack's Athena the same way.
+    """
     import boto3
 
     from auditlake.query.named import AthenaEngine
