@@ -54,6 +54,9 @@ TEMPLATE = Path(__file__).parent / "fixtures" / "doctor-stack.json"
 ALARMS = ("WebhookServerErrorsAlarm", "CompactDeadLettersAlarm")  # as in the fixture template
 ALARM_SUFFIX = "1A2B3C4D5E6F"  # CloudFormation appends a random suffix to names it makes
 LIFECYCLE = {"Rules": [{"ID": "expire", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 365}}]}
+# The findings bucket as template.yaml configures it: findings/ kept FindingsRetentionDays (the fixture's 400).
+FINDINGS_LIFECYCLE = {"Rules": [{"ID": "findings-expiry", "Status": "Enabled", "Filter": {"Prefix": "findings/"},
+                                 "Expiration": {"Days": 400}}]}  # fmt: skip
 PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                        "RestrictPublicBuckets": True}  # fmt: skip
 
@@ -71,7 +74,7 @@ class FakeStack:
     def __post_init__(self) -> None:
         suffix = self.name.removeprefix("auditlake-")
         self.buckets = {"raw": self.aws.bucket, "audit": f"audit-{suffix}", "events": f"events-{suffix}",
-                        "results": f"results-{suffix}"}  # fmt: skip
+                        "findings": f"findings-{suffix}", "results": f"results-{suffix}"}  # fmt: skip
         self.database, self.workgroup = f"auditlake_{suffix}", self.name
         self.data_key = boto3.client("kms").create_key(Description="data")["KeyMetadata"]["Arn"]
         self.digest_key = self.data_key.replace(":key/", ":key/digest-")  # doctor only reads its output
@@ -91,7 +94,8 @@ class FakeStack:
             {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": self.data_key},
              "BucketKeyEnabled": True}]})  # fmt: skip
         s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
-        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=LIFECYCLE)
+        lifecycle = FINDINGS_LIFECYCLE if role == "findings" else LIFECYCLE
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=lifecycle)
         if role == "audit":
             retention = {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 365}}
             s3.put_object_lock_configuration(
@@ -109,7 +113,7 @@ class FakeStack:
             self.digest_head((now or datetime.now(UTC)) - head_age)
         glue = boto3.client("glue")
         glue.create_database(DatabaseInput={"Name": self.database})
-        for table in ("audit", "events"):
+        for table in ("audit", "events", "findings"):
             glue.create_table(DatabaseName=self.database, TableInput={
                 "Name": table, "Parameters": {"projection.enabled": "true"},
                 "PartitionKeys": [{"Name": "dt", "Type": "string"}, {"Name": "hour", "Type": "int"}],
@@ -128,7 +132,8 @@ class FakeStack:
         if without_output:
             del template["Outputs"][without_output]
         given = {"RawBucket": self.buckets["raw"], "AuditBucket": self.buckets["audit"],
-                 "EventsBucket": self.buckets["events"], "StateTable": self.aws.table, "DataKey": self.data_key,
+                 "EventsBucket": self.buckets["events"], "FindingsBucket": self.buckets["findings"],
+                 "StateTable": self.aws.table, "DataKey": self.data_key,
                  "DigestKey": self.digest_key, "Database": self.database, "WorkGroup": self.workgroup,
                  "Webhook": self.webhook_url, "ResultsBucket": self.buckets["results"],
                  "PollerMaxFanOut": str(self.max_fan_out)}  # fmt: skip
@@ -205,16 +210,22 @@ def test_a_healthy_stack_is_all_ok(stack: FakeStack, now: datetime) -> None:
     assert lines(found, FAIL) == [] and lines(found, WARN) == []
     names = [c.name for c in found]
     assert names == [
-        "stack", "outputs", "bucket raw", "bucket audit", "bucket events", "bucket results", "state table",
-        "digest head", "function WebhookFunction", "function CloudWatchFunction", "function EventsPollerFunction",
-        "function CompactorFunction", "function DigestFunction", "alarms", "lambda concurrency", "glue audit",
-        "glue events", "athena workgroup", "athena query",
+        "stack", "outputs", "bucket raw", "bucket audit", "bucket events", "bucket findings", "bucket results",
+        "state table", "digest head", "function WebhookFunction", "function CloudWatchFunction",
+        "function EventsPollerFunction", "function CompactorFunction", "function DigestFunction", "alarms",
+        "lambda concurrency", "glue audit", "glue events", "glue findings", "athena workgroup", "athena query",
     ]  # fmt: skip
     assert named(found, "bucket audit").detail.endswith(
         "Object Lock GOVERNANCE 365 days, files expire after 365 days, digests after 365 days"
     )
     raw = stack.buckets["raw"]
     assert named(found, "bucket raw").detail == f"{raw}: versioned, KMS, public access blocked, 1 lifecycle rules"
+    findings = stack.buckets["findings"]
+    assert (
+        named(found, "bucket findings").detail
+        == f"{findings}: versioned, KMS, public access blocked, 1 lifecycle rules"
+    )
+    assert named(found, "glue findings").detail.endswith(f"over s3://{findings}/findings/, partitions projected")
     assert named(found, "digest head").detail.endswith("(1 h 05 min ago)")
     assert "2 alarms, none in ALARM" in named(found, "alarms").detail
     assert "SUCCEEDED" in named(found, "athena query").detail
@@ -225,9 +236,9 @@ def test_cli_healthy_stack_exits_0_with_one_line_per_check(stack: FakeStack, mon
     monkeypatch.setattr(doctor_module, "_session", lambda region, profile: stack.session())
     result = doctor("--stack", stack.name)
     assert result.exit_code == 0, result.output
-    assert len(printed(result)) == 19
+    assert len(printed(result)) == 21
     assert all(line.startswith("ok    ") for line in printed(result))
-    assert result.stderr.splitlines()[-1] == "19 ok, 0 WARN, 0 FAIL"
+    assert result.stderr.splitlines()[-1] == "21 ok, 0 WARN, 0 FAIL"
 
 
 def test_cli_a_missing_output_an_unversioned_bucket_and_a_stale_digest_fail(
@@ -244,7 +255,7 @@ def test_cli_a_missing_output_an_unversioned_bucket_and_a_stale_digest_fail(
     assert f"put-bucket-versioning --bucket {stack.buckets['events']}" in failed[1]
     assert failed[2].startswith("FAIL  digest head: digest 7 ends") and "5 h 00 min ago" in failed[2]
     assert "verify --stack reports STALE" in failed[2] and f"aws logs tail /auditlake/{stack.name}/digest" in failed[2]
-    assert result.stderr.splitlines()[-1] == "16 ok, 0 WARN, 3 FAIL"
+    assert result.stderr.splitlines()[-1] == "18 ok, 0 WARN, 3 FAIL"
 
 
 def test_before_the_first_digest_it_warns_and_passes(stack: FakeStack, now: datetime) -> None:
@@ -318,6 +329,55 @@ def test_digests_that_expire_before_their_files_fail(stack: FakeStack, now: date
         "files expire after 365 days, digests after 30 days: digests expire before the files they seal" in check.detail
     )
     assert "digest-expiry" in check.fix
+
+
+def test_a_findings_rule_expiring_sooner_than_findings_retention_fails(stack: FakeStack, now: datetime) -> None:
+    """Held to FindingsRetentionDays as the audit and events buckets are to theirs: the digests record it,
+    and verify reports what a sooner rule removes as missing."""
+    stack.make(now=now)
+    stack.aws.s3.put_bucket_lifecycle_configuration(Bucket=stack.buckets["findings"], LifecycleConfiguration={
+        "Rules": [{"ID": "findings-expiry", "Status": "Enabled", "Filter": {"Prefix": "findings/"},
+                   "Expiration": {"Days": 30}}]})  # fmt: skip
+    found = checks(stack, now)
+    check = named(found, "bucket findings")
+    assert check.status == FAIL and "\n" not in check.line()
+    assert check.detail.endswith(
+        "rule findings-expiry expires findings/ keys (prefix 'findings/') after 30 days, "
+        "the stack's FindingsRetentionDays is 400"
+    )
+    assert "remove lifecycle rule(s) findings-expiry" in check.fix
+    assert lines(found, FAIL) == [check.line()]  # the other buckets are not held to findings' days
+
+
+def test_findings_bucket_settings_that_drifted_fail(stack: FakeStack, now: datetime) -> None:
+    stack.make(unversioned=("findings",), now=now)
+    stack.aws.s3.put_bucket_encryption(Bucket=stack.buckets["findings"], ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})  # fmt: skip
+    elsewhere = f"s3://{stack.buckets['events']}/findings/"
+    boto3.client("glue").update_table(DatabaseName=stack.database, TableInput={
+        "Name": "findings", "StorageDescriptor": {"Location": elsewhere}})  # fmt: skip
+    found = checks(stack, now)
+    bucket = named(found, "bucket findings")
+    assert bucket.status == FAIL and "versioning never enabled" in bucket.detail
+    assert "default encryption AES256, not KMS" in bucket.detail
+    glue = named(found, "glue findings")
+    assert glue.status == FAIL
+    assert (
+        f"reads s3://{stack.buckets['events']}/findings/, not s3://{stack.buckets['findings']}/findings/" in glue.detail
+    )
+
+
+def test_a_stack_from_before_findings_fails_on_its_outputs(stack: FakeStack, now: datetime) -> None:
+    """A stack deployed before the findings archive has no FindingsArchiveBucketName: doctor says so (and
+    what to do) once, and checks what it can."""
+    stack.make(without_output="FindingsArchiveBucketName", now=now)
+    found = checks(stack, now)
+    outputs = named(found, "outputs")
+    assert outputs.status == FAIL and outputs.detail == "missing FindingsArchiveBucketName"
+    assert "sam deploy" in outputs.fix
+    assert "bucket findings" not in [c.name for c in found]
+    assert "None" not in named(found, "glue findings").detail  # no bucket to compare its location with
+    assert named(found, "bucket events").status == OK and named(found, "athena query").status == OK
 
 
 def test_ttl_off_fails(stack: FakeStack, now: datetime) -> None:
