@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from auditlake.cli import main
 from auditlake.clusters.registry import DynamoRegistry, token_hash
 from auditlake.clusters.webhook_kubeconfig import asset
-from auditlake.landing import decode_lines
+from auditlake.landing import decode_lines, raw_prefix
 from auditlake.stores.local import LocalStore
 from tests.helpers import (
     AUDIT_STREAM,
@@ -37,7 +37,7 @@ def run(*args: str) -> Any:
 
 def records(lake: Path) -> list[dict[str, Any]]:
     store = LocalStore(lake)
-    return [as_row(line) for key in store.list("raw/") for line in decode_lines(store.get(key))]
+    return [as_row(line) for key in store.list(raw_prefix("audit")) for line in decode_lines(store.get(key))]
 
 
 def manifests(lake: Path) -> list[dict[str, Any]]:
@@ -293,7 +293,7 @@ def test_backfill_with_a_stack_uses_the_deployed_forwarders_settings(aws: AwsSta
     )
     assert json.loads(state["Item"]["state"]["S"])["done"] is True
     refused = run("backfill", "--eks-cluster", eks, "--since", "2h", "--stack", f"s-{eks}", "--keep-configmaps")
-    assert refused.exit_code == 2 and "policy and redaction apply" in refused.stderr
+    assert refused.exit_code == 2 and "policy, redaction and rules apply" in refused.stderr
 
 
 def test_ingest_reports_403_bursts(tmp_path: Path) -> None:

@@ -187,9 +187,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "403 responses" in result.stdout and "quarantined items" in result.stdout
     # The planted burst (15 denials within a minute, across two clock minutes) pages once, as serve prints it.
     assert "ALERT auditlake: system:serviceaccount:default:build-robot denied" in " ".join(result.stdout.split())
-    assert "pages: 1, kept in alerts/" in result.stdout
-    [kept] = [json.loads(line) for day in (lake / "alerts").iterdir() for line in day.read_text().splitlines()]
-    assert kept["identity"] == "system:serviceaccount:default:build-robot" and kept["count"] >= 10
+    # The planted findings at or above --alert-level high page too, each once (the seed is fixed).
+    assert "ALERT auditlake high: ConfigMap carrying credentials by system:serviceaccount:ci:deployer" in " ".join(
+        result.stdout.split()
+    )
+    assert "pages: 7, kept in alerts/" in result.stdout
+    kept = [json.loads(line) for day in (lake / "alerts").iterdir() for line in day.read_text().splitlines()]
+    [burst] = [alert for alert in kept if alert["rule"] == "forbidden"]
+    assert burst["identity"] == "system:serviceaccount:default:build-robot" and burst["count"] >= 10
+    assert sorted(alert["level"] for alert in kept if alert is not burst) == ["high"] * 6
     # The named queries answer the planted incidents from the compacted archive.
     answers = result.stdout.split("$ auditlake query ")[1:]
     assert [a.split()[0] for a in answers] == ["secret_changes", "forbidden_bursts", "pod_exec",

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from auditlake.cli.ingest import build_detector, rules_options
-from auditlake.cli.options import cluster_name, lake_option
+from auditlake.cli.options import build_detector, cluster_name, lake_option, lake_watch, rules_options
 from auditlake.cli.render import err, fail, print_counts
 from auditlake.local_lake import LocalLake
 
@@ -32,7 +31,7 @@ from auditlake.local_lake import LocalLake
               help="The API server's --event-ttl (coverage gaps beyond it).")  # fmt: skip
 @rules_options
 def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode: str, timeout: int,
-         event_ttl: int, rule_dirs: tuple[Path, ...], no_builtin_rules: bool) -> None:  # fmt: skip
+         event_ttl: int, rule_dirs: tuple[Path, ...], no_builtin_rules: bool, alert_level: str) -> None:  # fmt: skip
     """Poll a cluster's Kubernetes Events into the local lake (the deployed poller's core).
 
     The checkpoint lives in the lake (state/poller/), so the next run resumes where this one stopped;
@@ -47,6 +46,7 @@ def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode:
     from auditlake.events.poller import EventsPoller, PollStats
 
     local = LocalLake(lake)
+    detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
     poller = EventsPoller(
         KubeApi(KubeconfigCredentials(str(kubeconfig), context)),
         local.landing("events"),
@@ -54,7 +54,8 @@ def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode:
         cluster_,
         holder=f"{socket.gethostname()}:{os.getpid()}",
         event_ttl=event_ttl,
-        detector=build_detector(lake, rule_dirs, no_builtin_rules),
+        detector=detector,
+        watch=lake_watch(lake, rules=rules, alert_level=alert_level),
     )
 
     def show(stats: PollStats) -> None:

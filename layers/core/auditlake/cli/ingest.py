@@ -22,12 +22,14 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 
 from auditlake.cli.options import (
     alert_options,
+    build_detector,
     build_pipeline,
     cluster_name,
     lake_option,
     lake_watch,
     optional_cluster_name,
     pipeline_options,
+    rules_options,
 )
 from auditlake.cli.render import bytes_progress, err, fail, print_counts
 from auditlake.cli.stack import CLOUDWATCH_FUNCTION, STATE_TABLE, stack_outputs
@@ -41,7 +43,6 @@ from auditlake.stores import StoreError
 from auditlake.timestamps import DURATION, instant
 
 if TYPE_CHECKING:
-    from auditlake.detect.matches import Detector
     from auditlake.ingest.cloudwatch import EksAuditForwarder
 
 # The CloudWatch modules (and the Powertools data classes under them) are imported by the commands
@@ -49,29 +50,6 @@ if TYPE_CHECKING:
 PAGE_LIMIT = 10_000  # ingest.backfill.PAGE_LIMIT (FilterLogEvents' maximum), pinned equal by a unit test
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def rules_options(func: F) -> F:
-    """``--rules DIR`` (repeatable) and ``--no-builtin-rules``: what ingest evaluates (also ``poll``)."""
-    func = click.option(
-        "--no-builtin-rules", is_flag=True, help="Evaluate only the --rules directories, not the built-in rules."
-    )(func)
-    func = click.option(
-        "--rules",
-        "rule_dirs",
-        multiple=True,
-        type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help="A directory of Sigma rules evaluated at ingest, added to the built-in set; repeatable.",
-    )(func)
-    return func
-
-
-def build_detector(lake: Path, rule_dirs: tuple[Path, ...], no_builtin_rules: bool) -> Detector:
-    """The rules, compiled once for the command; each file that does not load is one warning line."""
-    detector, rules = LocalLake(lake).detector(rule_dirs, builtin=not no_builtin_rules)
-    for source, problem in rules.problems:
-        err.print(f"[yellow]rules warning:[/yellow] {source}: {problem}", highlight=False)
-    return detector
 
 
 @click.command()
@@ -103,6 +81,7 @@ def serve(
     redact: tuple[str, ...],
     rule_dirs: tuple[Path, ...],
     no_builtin_rules: bool,
+    alert_level: str,
     alert_threshold: int,
     secrets_alert_threshold: int,
 ) -> None:
@@ -119,13 +98,13 @@ def serve(
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     pipeline = build_pipeline(policy_file, redact_configmaps, redact)
-    pipeline.detector = build_detector(lake, rule_dirs, no_builtin_rules)
+    pipeline.detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
     webhook = AuditWebhook(
         StaticTokens({token_hash(token): cluster_}),
         pipeline,
         LocalLake(lake).landing("audit"),
         source=SOURCE_WEBHOOK,
-        watch=lake_watch(lake, alert_threshold, secrets_alert_threshold),
+        watch=lake_watch(lake, alert_threshold, secrets_alert_threshold, rules, alert_level),
     )
 
     def on_reply(reply: Reply) -> None:
@@ -187,6 +166,7 @@ def ingest(
     redact: tuple[str, ...],
     rule_dirs: tuple[Path, ...],
     no_builtin_rules: bool,
+    alert_level: str,
     alert_threshold: int,
     secrets_alert_threshold: int,
 ) -> None:
@@ -197,11 +177,11 @@ def ingest(
         if cluster_ is not None or kind != "audit":
             raise click.UsageError("--format cloudwatch takes the cluster from each log group: no --cluster or --kind")
         pipeline = build_pipeline(policy_file, redact_configmaps, redact)
-        pipeline.detector = build_detector(lake, rule_dirs, no_builtin_rules)
+        pipeline.detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
         forwarder = EksAuditForwarder(
             pipeline,
             LocalLake(lake).landing(),
-            watch=lake_watch(lake, alert_threshold, secrets_alert_threshold),
+            watch=lake_watch(lake, alert_threshold, secrets_alert_threshold, rules, alert_level),
         )
         stats = ForwardStats()
         for path in files:
@@ -210,19 +190,19 @@ def ingest(
         return
     if cluster_ is None:
         raise click.UsageError("--cluster is required")
-    detector = build_detector(lake, rule_dirs, no_builtin_rules)
+    detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
+    watch = lake_watch(lake, alert_threshold, secrets_alert_threshold, rules, alert_level)
     if kind == "events":
         from auditlake.events.files import ingest_events
 
         total = IngestStats()
         for path in files:
-            total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_, detector=detector))
+            total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_, detector=detector, watch=watch))
         print_counts("ingested Events", {"events": total.events, "accepted": total.accepted,
                                           "quarantined": total.quarantined, "findings": total.findings})  # fmt: skip
         return
     pipeline = build_pipeline(policy_file, redact_configmaps, redact)
     pipeline.detector = detector
-    watch = lake_watch(lake, alert_threshold, secrets_alert_threshold)
     total = IngestStats()
     with bytes_progress() as progress:
         for path in files:
@@ -279,6 +259,7 @@ def backfill(
     redact: tuple[str, ...],
     rule_dirs: tuple[Path, ...],
     no_builtin_rules: bool,
+    alert_level: str,
 ) -> None:
     """Read an EKS cluster's audit history from CloudWatch Logs into the archive, resumably.
 
@@ -327,9 +308,10 @@ def backfill(
     else:
         assert lake is not None
         pipeline = build_pipeline(policy_file, redact_configmaps, redact)
-        pipeline.detector = build_detector(lake, rule_dirs, no_builtin_rules)
+        pipeline.detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
         local = LocalLake(lake)
-        forwarder, checkpoints = EksAuditForwarder(pipeline, local.landing()), local.checkpoints()
+        watch = lake_watch(lake, rules=rules, alert_level=alert_level)
+        forwarder, checkpoints = EksAuditForwarder(pipeline, local.landing(), watch=watch), local.checkpoints()
     logs = session.client("logs", config=Config(retries={"mode": "adaptive", "max_attempts": 10}))
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeRemainingColumn(),

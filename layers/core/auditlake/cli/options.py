@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -14,7 +14,12 @@ from auditlake.audit.redact import RedactionConfig
 from auditlake.cli.render import err, fail
 from auditlake.landing import valid_cluster_name
 from auditlake.local_lake import LocalLake
+from auditlake.model import SIGMA_LEVELS
 from auditlake.trust.alerts import Watch, subject
+
+if TYPE_CHECKING:
+    from auditlake.detect.ir import RuleSet
+    from auditlake.detect.matches import Detector
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,12 +90,63 @@ def alert_options(func: F) -> F:
     return func
 
 
-def lake_watch(lake: Path, alert_threshold: int, secrets_alert_threshold: int) -> Watch:
-    def show(alert: dict[str, Any]) -> None:
-        err.print(f"[bold red]ALERT[/bold red] {subject(alert)}: {', '.join(alert['resources'])} "
-                  f"from {', '.join(alert['source_ips']) or '?'}", highlight=False)  # fmt: skip
+def rules_options(func: F) -> F:
+    """``--rules DIR`` (repeatable), ``--no-builtin-rules`` and ``--alert-level``: what a command that
+    ingests evaluates, and which findings it pages (to LAKE/alerts/, as the stack's AlertLevel does)."""
+    func = click.option(
+        "--alert-level",
+        type=click.Choice(SIGMA_LEVELS),
+        default="high",
+        show_default=True,
+        help="Page findings at or above this level (to LAKE/alerts/), once per rule, identity and object an hour.",
+    )(func)
+    func = click.option(
+        "--no-builtin-rules", is_flag=True, help="Evaluate only the --rules directories, not the built-in rules."
+    )(func)
+    func = click.option(
+        "--rules",
+        "rule_dirs",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="A directory (or file) of Sigma rules evaluated at ingest, added to the built-in set; repeatable.",
+    )(func)
+    return func
 
-    return Watch(LocalLake(lake).bursts(alert_threshold, secrets_alert_threshold, also=show))
+
+def build_detector(lake: Path, rule_dirs: tuple[Path, ...], no_builtin_rules: bool) -> tuple[Detector, RuleSet]:
+    """The rules, compiled once for the command; each file that does not load is one warning line."""
+    detector, rules = LocalLake(lake).detector(rule_dirs, builtin=not no_builtin_rules)
+    for source, problem in rules.problems:
+        err.print(f"[yellow]rules warning:[/yellow] {source}: {problem}", highlight=False)
+    return detector, rules
+
+
+def lake_watch(
+    lake: Path,
+    alert_threshold: int = 10,
+    secrets_alert_threshold: int = 0,
+    rules: RuleSet | None = None,
+    alert_level: str = "high",
+) -> Watch:
+    """The local post-store hook: the correlation rules of ``rules`` (the 403 bursts with the two
+    thresholds) and findings at or above ``alert_level``, printed and kept under LAKE/alerts/."""
+
+    def show(alert: dict[str, Any]) -> None:
+        if "resources" in alert:  # a correlation (a burst)
+            where = ", ".join(alert["resources"])
+        else:  # a finding
+            parts = (alert.get("resource"), alert.get("namespace"), alert.get("name"))
+            where = " ".join(part for part in parts if part)
+        err.print(f"[bold red]ALERT[/bold red] {subject(alert)}: {where or '?'} "
+                  f"from {', '.join(alert.get('source_ips') or ()) or '?'}", highlight=False)  # fmt: skip
+
+    local = LocalLake(lake)
+    correlations = rules.correlations if rules is not None else None
+    return Watch(
+        local.bursts(alert_threshold, secrets_alert_threshold, also=show, correlations=correlations),
+        None,
+        local.finding_pages(alert_level, also=show),
+    )
 
 
 def cluster_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
