@@ -37,7 +37,7 @@ def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     assert set(statements) == {
         "OwnLogs", "Tracing", "WriteEventsLanding", "ReadPollingRegistry", "PollerLeases",
         "DescribeEksClusters", "ReadPollerTokens", "UseDataKey", "ReadBackQuarantine",
-        "ReadCustomRules", "PublishAlerts", "PageFindingsOnce",
+        "ReadCustomRules", "ListCustomRules", "PublishAlerts", "PageFindingsOnce",
     }  # fmt: skip
     # Create-only quarantine: a retried poll compares its entry with the stored one, and reads nothing else.
     assert statements["ReadBackQuarantine"]["Action"] == "s3:GetObject"

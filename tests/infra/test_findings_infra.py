@@ -89,8 +89,15 @@ def test_ingest_roles_read_one_rules_key_and_write_findings_beside_their_batches
         (landing,) = writes
         assert {"Fn::Sub": "${RawBucket.Arn}/raw/findings/*"} in landing["Resource"], role
         assert {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"} in landing["Resource"], role
-        # The custom rules are read, never written or listed, by the functions.
-        assert not any("s3:ListBucket" in str(s["Action"]) for s in statements.values()), role
+        # Listed only as far as the one key: without s3:ListBucket S3 answers a missing rules/custom.json
+        # with 403, and the functions could not tell "no custom rules pushed" from a permission problem.
+        assert statements["ListCustomRules"] == {
+            "Sid": "ListCustomRules", "Effect": "Allow", "Action": "s3:ListBucket",
+            "Resource": {"Fn::GetAtt": ["RawBucket", "Arn"]},
+            "Condition": {"StringEquals": {"s3:prefix": ["rules/custom.json"]}},
+        }, role  # fmt: skip
+        listing = [s for s in statements.values() if "s3:ListBucket" in str(s["Action"])]
+        assert listing == [statements["ListCustomRules"]], role  # nothing else of the raw bucket is listed
         assert not any("rules/" in str(s["Resource"]) for s in writes), role
         paging = statements["PageFindingsOnce"]
         assert paging["Action"] == ["dynamodb:PutItem", "dynamodb:DeleteItem"]

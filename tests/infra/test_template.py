@@ -225,7 +225,8 @@ def test_forwarder_role_and_failed_deliveries(transformed: dict[str, Any]) -> No
     statements = {s["Sid"]: s for s in _statements(transformed["Resources"]["CloudWatchRole"])}
     assert set(statements) == {
         "OwnLogs", "Tracing", "WriteAuditLanding", "ReadBackQuarantine", "KeepFailedDeliveries", "ReadPipelinePolicy",
-        "CountDenials", "PublishAlerts", "Heartbeat", "UseDataKey", "ReadCustomRules", "PageFindingsOnce",
+        "CountDenials", "PublishAlerts", "Heartbeat", "UseDataKey", "ReadCustomRules", "ListCustomRules",
+        "PageFindingsOnce",
     }  # fmt: skip
     assert statements["WriteAuditLanding"]["Resource"] == LANDING
     assert statements["KeepFailedDeliveries"]["Action"] == "sqs:SendMessage"

@@ -64,6 +64,24 @@ def test_the_webhook_landing_write_is_denied_without_its_statement(
     assert "dynamodb:LeadingKeys=('TOKEN#" in lookup and "implicitly denied" in lookup
 
 
+def test_a_missing_custom_rules_document_reads_as_no_such_key(monkeypatch: pytest.MonkeyPatch, aws: AwsStack) -> None:
+    """No `auditlake rules push` yet: the webhook's cold start reads rules/custom.json and S3 must answer
+    404 NoSuchKey (no custom rules), which it does only with ListCustomRules; without it, 403 AccessDenied
+    would look like a permission problem."""
+    load_function(monkeypatch, "webhook", {"AUDITLAKE_RAW_BUCKET": aws.bucket, "AUDITLAKE_STATE_TABLE": aws.table})
+    reads = [call for _run, call in RECORDER.peek() if call.name == "s3.GetObject"
+             and call.params.get("Key") == "rules/custom.json"]  # fmt: skip
+    assert reads and {(call.status, call.error_code) for call in reads} == {(404, "NoSuchKey")}
+
+    def listing(checker: Checker) -> list[str]:
+        return [x for x in denials_of(checker, "s3.GetObject") if "s3:ListBucket" in x]
+
+    assert listing(intact()) == []
+    (line,) = listing(without("WebhookRole", "ListCustomRules"))
+    assert f"needs s3:ListBucket on arn:aws:s3:::{aws.bucket}" in line
+    assert "a missing key answers 404 only with s3:ListBucket (403 without)" in line
+
+
 @pytest.fixture
 def digest_env(aws: AwsStack) -> dict[str, str]:
     archive = {"audit": f"{aws.bucket}-audit", "events": f"{aws.bucket}-events", "findings": f"{aws.bucket}-findings"}
