@@ -112,7 +112,9 @@ def _s3(call: Call, role: Role) -> list[Need]:
         missing = call.status == 404 and call.error_code in (None, "404", "NoSuchKey", "NotFound")
         if missing:
             why = "a missing key answers 404 only with s3:ListBucket (403 without)"
-            out.append(_need(call, "s3:ListBucket", bucket_arn, modelled=_S3_LIST_KEYS, why=why))
+            # AWS asks the implied ListBucket with the requested key as s3:prefix.
+            prefix: dict[str, ContextValue] = {"s3:prefix": str(p["Key"])}
+            out.append(_need(call, "s3:ListBucket", bucket_arn, prefix, _S3_LIST_KEYS, why))
         elif op == "GetObject":
             out += _kms(call, data_key, ("kms:Decrypt",), "the bucket is SSE-KMS: reading decrypts the data key")
         return out

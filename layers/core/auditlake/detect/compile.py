@@ -86,9 +86,15 @@ class Doc:
         return self._text
 
 
+_SEGMENT = re.compile(r'"([^"]*)"|([^.]+)')
+
+
 @lru_cache(maxsize=4096)
 def _segments(path: str) -> tuple[str, ...]:
-    return tuple(path.split("."))
+    """A field's path segments; a quoted one holds dots (``annotations."authorization.k8s.io/decision"``)."""
+    if '"' not in path:
+        return tuple(path.split("."))
+    return tuple(quoted if quoted else plain for quoted, plain in _SEGMENT.findall(path))
 
 
 def _lookup(node: Mapping[str, Any], segments: tuple[str, ...], at: int) -> tuple[Any, int] | None:
@@ -514,7 +520,7 @@ def _explain(node: ir.Node, doc: Doc, negated: bool, out: dict[str, Any]) -> Non
         return  # what did not hold explains nothing about the event
     if isinstance(node, ir.All | ir.AnyOf):
         for part in node.parts:
-            if predicate(part)(doc):
+            if _compiled(part)(doc):
                 _explain(part, doc, negated, out)
         return
     if node.field is None or node.op in ("null",):
@@ -532,6 +538,20 @@ def _explain(node: ir.Node, doc: Doc, negated: bool, out: dict[str, Any]) -> Non
                     out.setdefault(f"{path}.{key}", item)
         elif check(value):
             out.setdefault(path, value)
+
+
+_EXPLAINING: dict[int, tuple[ir.Node, Pred]] = {}
+
+
+def _compiled(node: ir.Node) -> Pred:
+    """``predicate(node)``, compiled once per node (explain walks the same rules' trees again and
+    again); keyed by identity, the node kept alive beside its closure so the key stays its own."""
+    entry = _EXPLAINING.get(id(node))
+    if entry is None or entry[0] is not node:
+        if len(_EXPLAINING) > 100_000:  # rules replaced by a reload leave theirs behind
+            _EXPLAINING.clear()
+        entry = _EXPLAINING[id(node)] = (node, predicate(node))
+    return entry[1]
 
 
 def _paths(doc: Doc, field: str) -> Iterator[tuple[str, Any]]:

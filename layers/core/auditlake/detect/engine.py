@@ -143,7 +143,8 @@ class RuleEngine:
     @staticmethod
     def _match(item: _Compiled, doc: Doc, finding: Any) -> Match:
         rule = item.rule
-        finding.details = dumps_str({"fields": _details(explain(rule.condition, doc))})
+        if rule.generate:  # a base rule's matches are counted, not stored: no details to explain
+            finding.details = dumps_str({"fields": _details(explain(rule.condition, doc))})
         fields = {name: _field_text(doc, name) for name in item.fields}
         return Match(rule.id, rule.name, rule.level, rule.generate, finding, fields)
 
