@@ -1,7 +1,7 @@
 """The ``auditlake`` command line: the same core as the Lambda functions, on a local lake or AWS.
 
 This module is the click group and the registration only; the commands live in one module per topic
-(clusters, ingest, events, archive, query, findings, policy, demo, doctor), with shared options in options.py,
+(clusters, ingest, events, archive, query, findings, rules, policy, demo, doctor), with shared options in options.py,
 printing in render.py and the stack's Output names in stack.py. No name here shadows a submodule.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from auditlake import __version__
-from auditlake.cli import archive, clusters, demo, doctor, events, findings, ingest, policy, query
+from auditlake.cli import archive, clusters, demo, doctor, events, findings, ingest, policy, query, rules
 from auditlake.cli.hunt import hunt as hunt_command
 
 
@@ -36,6 +36,7 @@ for command in (
     query.query,
     query.summary,
     findings.findings,
+    rules.rules,
     hunt_command,
     doctor.doctor,
 ):
