@@ -113,7 +113,10 @@ def load_rules(dirs: Sequence[Path], *, builtin: bool = True) -> ir.RuleSet:
 def _load_file(path: Path) -> tuple[list[ir.Rule], list[ir.Correlation], list[tuple[str, str]]]:
     source = str(path)
     try:
-        collection = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"), collect_errors=True)
+        # References are resolved across every file by _resolve (a correlation may count a rule of
+        # another file, a built-in one too); pySigma's per-file resolution would refuse those.
+        text = path.read_text(encoding="utf-8")
+        collection = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
     except (SigmaError, OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         return [], [], [(source, _one_line(exc))]
     problems = [(source, _one_line(error)) for error in collection.errors]
@@ -132,6 +135,8 @@ def _load_file(path: Path) -> tuple[list[ir.Rule], list[ir.Correlation], list[tu
                     problems.append((source, f"{item.title}: {NOT_KUBERNETES}"))
                 else:
                     rules.append(converted)
+            else:  # a Sigma filter: applying it needs pySigma's per-file resolution, not done here
+                problems.append((source, f"{getattr(item, 'title', '?')}: Sigma filters are not applied"))
         except (SigmaError, Unsupported, ValueError, TypeError) as exc:
             problems.append((source, f"{getattr(item, 'title', '?')}: {_one_line(exc)}"))
     return rules, correlations, problems
@@ -304,26 +309,38 @@ def lint(dirs: Sequence[Path]) -> list[tuple[str, str]]:
 
     problems = list(load_rules(dirs, builtin=False).problems)
     checks = [cls() for name, cls in validators.items() if name not in _OFFLINE_SKIP]
+    where: dict[int, tuple[str, str]] = {}  # id(rule) -> (file, title): a finalize issue names its rules
     for path in rule_files(dirs, builtin=False):
         try:
             collection = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"), collect_errors=True)
         except (SigmaError, OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
             continue  # already a load problem
         for rule in collection.rules:
+            where[id(rule)] = (str(path), rule.title)
             for check in checks:
-                for issue in _validate(check, rule):
+                for issue in _validate(check, lambda c=check, r=rule: c.validate(r)):
                     problems.append((str(path), f"{rule.title}: {issue}"))
+    # Validators that compare rules (identifier uniqueness) report once, after every rule was seen.
+    for check in checks:
+        for issue, rules in _issues(check, check.finalize):
+            for source, title in [where[id(rule)] for rule in rules if id(rule) in where] or [("(rules)", "?")]:
+                problems.append((source, f"{title}: {issue}"))
     return problems
 
 
-def _validate(check: Any, rule: Any) -> Iterator[str]:
+def _issues(check: Any, run: Any) -> Iterator[tuple[str, list[Any]]]:
     try:
-        issues = list(check.validate(rule)) + list(check.finalize() or ())
+        issues = list(run() or ())
     except Exception as exc:  # a validator that cannot handle a rule shape must not stop the lint
-        yield f"{type(check).__name__} could not check it: {_one_line(exc)}"
+        yield f"{type(check).__name__} could not check it: {_one_line(exc)}", []
         return
     for issue in issues:
-        yield f"{issue.severity.name.lower()}: {type(issue).__name__}: {issue.description}"
+        yield f"{issue.severity.name.lower()}: {type(issue).__name__}: {issue.description}", list(issue.rules)
+
+
+def _validate(check: Any, run: Any) -> Iterator[str]:
+    for text, _rules in _issues(check, run):
+        yield text
 
 
 def _regexp_text(value: SigmaRegularExpression) -> str:
