@@ -75,15 +75,33 @@ class Doc:
         return self._bodies[name]
 
     def strings(self) -> list[str]:
-        """Every string value in the event (keyword search)."""
+        """Every string value in the event (keyword search), bodies included, keys not."""
         if self._text is None:
             root = self.root
             if not isinstance(root, dict):
                 root = {name: getattr(root, name) for name in root.__struct_fields__ if name not in BODIES}
                 for name in BODIES:
                     root[name] = self._body(name)
-            self._text = list(_all_strings(msgspec.to_builtins(root)))
+            self._text = list(_all_strings(_builtins(root)))
         return self._text
+
+
+def _builtins(value: Any) -> Any:
+    """Plain data of a decoded event for the keyword search. Not ``msgspec.to_builtins``: it refuses
+    ``msgspec.Raw`` (``responseStatus.details`` is one), which every audit event may carry."""
+    if isinstance(value, msgspec.Raw):
+        data = bytes(value)
+        try:
+            return msgspec.json.decode(data) if data else None
+        except msgspec.DecodeError:
+            return None
+    if isinstance(value, msgspec.Struct):
+        return {name: _builtins(getattr(value, name)) for name in value.__struct_fields__}
+    if isinstance(value, dict):
+        return {key: _builtins(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_builtins(item) for item in value]
+    return value
 
 
 _SEGMENT = re.compile(r'"([^"]*)"|([^.]+)')
@@ -131,9 +149,8 @@ def _walk(value: Any, segments: tuple[str, ...], at: int, out: Values) -> None:
 def _all_strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield str(key)
+    elif isinstance(value, dict):  # values only (detect/ir.py): a key, e.g. an absent field's name, is no match
+        for item in value.values():
             yield from _all_strings(item)
     elif isinstance(value, list):
         for item in value:
@@ -468,6 +485,10 @@ def _leaf(leaf: ir.Leaf, scalars: Scalars) -> Pred:
     get = scalars(field) or (audit_list(field) if scalars is audit_scalar else None)
     if leaf.op in ("null", "exists"):
         present = leaf.op == "exists" and bool(leaf.value)
+        listed = audit_list(field) if scalars is audit_scalar else None
+        if listed is not None:  # an empty list holds no value, as Doc.values says
+            read_list = listed
+            return lambda doc: bool(read_list(doc.root)) is present
         if get is not None:
             read = get
             return lambda doc: (read(doc.root) is not None) is present
