@@ -104,7 +104,11 @@ def test_rbac_escalation_in_falcos_samples(engine: query.LocalEngine) -> None:
     findings = {(r["resource"], r["name"], r["finding"]) for r in rows}
     assert ("clusterrolebindings", "some-reader-binding", "binds cluster-admin") in findings
     assert any(f == "role with wildcards" for _, _, f in findings)
-    assert run(engine, "rbac_escalation", **WINDOW) == []
+    # The synthetic traffic's one escalation is the planted one (a rule finds it at ingest too).
+    planted = run(engine, "rbac_escalation", **WINDOW)
+    assert [(r["identity"], r["resource"], r["name"], r["finding"]) for r in planted] == [
+        (synth.INCIDENT_ESCALATOR, "clusterrolebindings", "dave-admin", "binds cluster-admin")
+    ]
 
 
 def test_anonymous_allowed_ignores_health_probes(engine: query.LocalEngine) -> None:
@@ -127,7 +131,11 @@ def test_privileged_pods(engine: query.LocalEngine) -> None:
         True,
         False,
     )
-    assert run(engine, "privileged_pods", **WINDOW) == []
+    # The synthetic traffic's one privileged pod is the planted one (host PID, a host root mount).
+    planted = run(engine, "privileged_pods", **WINDOW)
+    assert [(r["namespace"], r["pod"], r["privileged"], r["host_pid"], r["host_path"]) for r in planted] == [
+        (*synth.INCIDENT_PRIVILEGED, True, True, True)
+    ]
 
 
 def test_pod_evictions_deletions(engine: query.LocalEngine) -> None:
