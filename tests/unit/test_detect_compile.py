@@ -462,3 +462,13 @@ def test_compiled_predicates_agree_with_the_naive_evaluator(tree: ir.Node, event
         expected = naive(tree, event)
         assert fast(Doc(decoded)) is expected, (tree, event)
         assert generic(Doc(event)) is expected, (tree, event)
+
+
+def test_response_status_details_are_read_like_any_object() -> None:
+    """``responseStatus.details`` stays raw bytes in the typed event: a rule on it reads it decoded,
+    and an event without details has none (not an empty object that ``exists`` would see)."""
+    denied = {"responseStatus": {"code": 404, "details": {"kind": "pods", "name": "web"}}}
+    assert both(glob("responseStatus.details.kind", "pods"), denied)
+    assert both(Leaf("responseStatus.details", "exists", True), denied)
+    assert not both(Leaf("responseStatus.details", "exists", True), {"responseStatus": {"code": 404}})
+    assert both(Leaf("responseStatus.details.kind", "null", None), {"responseStatus": {"code": 404}})

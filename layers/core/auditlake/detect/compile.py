@@ -128,6 +128,14 @@ def _lookup(node: Mapping[str, Any], segments: tuple[str, ...], at: int) -> tupl
 
 
 def _walk(value: Any, segments: tuple[str, ...], at: int, out: Values) -> None:
+    if type(value) is msgspec.Raw:  # responseStatus.details: its bytes, decoded when a rule reads it
+        data = bytes(value)
+        try:
+            value = msgspec.json.decode(data) if data else None
+        except msgspec.DecodeError:
+            value = None
+        if value is None:
+            return
     if type(value) is list:
         for item in value:
             if item is not None:
