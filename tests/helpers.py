@@ -271,36 +271,34 @@ FORBIDDEN_RULES_FILE = ROOT / "layers" / "core" / "auditlake" / "detect" / "buil
 
 
 @functools.cache
+def builtin_rules() -> Any:
+    """The built-in rule set (``ir.RuleSet``), loaded once per test session."""
+    from auditlake.detect.sigma import load_rules
+
+    rules = load_rules([], builtin=True)
+    assert not rules.problems, rules.problems
+    return rules
+
+
+@functools.cache
+def builtin_engine() -> Any:
+    """The engine over the built-in rules, compiled once per test session."""
+    from auditlake.detect.engine import RuleEngine
+
+    return RuleEngine(builtin_rules())
+
+
+def builtin_ids() -> dict[str, str]:
+    """The built-in rules' names -> ids (findings carry the id)."""
+    return {rule.name: rule.id for rule in builtin_rules().rules if rule.name}
+
+
+@functools.cache
 def forbidden_rules() -> Any:
-    """The 403-burst rules of detect/builtin/forbidden.yml as the rule IR (``ir.RuleSet``): through
-    the engine's loader (detect.sigma) when it is there, else read with pySigma here (the base rules'
-    ids and names, the correlations' type, group-by, timespan and condition)."""
+    """The 403-burst rules of detect/builtin/forbidden.yml as the rule IR (``ir.RuleSet``)."""
     from auditlake.detect import ir
 
-    try:
-        from auditlake.detect.sigma import load_rules
-    except ImportError:
-        from sigma.collection import SigmaCollection
-        from sigma.correlations import SigmaCorrelationRule
-
-        collection = SigmaCollection.from_yaml(FORBIDDEN_RULES_FILE.read_text())
-        collection.resolve_rule_references()
-        rules, correlations = [], []
-        for rule in collection.rules:
-            if isinstance(rule, SigmaCorrelationRule):
-                cmp = rule.condition.op.name.lower()
-                correlations.append(ir.Correlation(
-                    id=str(rule.id), title=rule.title, level=rule.level.name.lower(), type=rule.type.name.lower(),
-                    rules=tuple(ref.reference for ref in rule.rules), group_by=tuple(rule.group_by),
-                    timespan_seconds=rule.timespan.seconds, condition=(cmp, rule.condition.count), name=rule.name,
-                ))  # fmt: skip
-            else:
-                rules.append(ir.Rule(
-                    id=str(rule.id), title=rule.title, level=rule.level.name.lower(), logsource="audit",
-                    condition=ir.Leaf("responseStatus.code", "num", ("eq", 403)), name=rule.name, generate=False,
-                ))  # fmt: skip
-        return ir.RuleSet(tuple(rules), tuple(correlations))
-    loaded = load_rules([], builtin=True)
+    loaded = builtin_rules()
     mine = str(FORBIDDEN_RULES_FILE.name)
     return ir.RuleSet(
         tuple(rule for rule in loaded.rules if rule.source.endswith(mine)),
@@ -310,40 +308,42 @@ def forbidden_rules() -> Any:
 
 def forbidden_matches(count: int, *, cluster: str = "prod", **kwargs: Any) -> list[Any]:
     """The rule matches (``detect.matches.Match``) of ``count`` 403 events (forbidden_events' options)
-    for the forbidden rules: evaluated by the engine through the audit pipeline when the engine is
-    there, else built as the engine builds them (one Match per base rule an event matches, the
-    correlations' group-by value in ``fields``)."""
-    import msgspec
-
-    from auditlake.detect.matches import Match
-    from auditlake.model import FindingRecord
-
-    rules = forbidden_rules()
-    events = forbidden_events(count, **kwargs)
-    try:
-        from auditlake.detect.engine import RuleEngine
-    except ImportError:
-        by_name = {rule.name: rule for rule in rules.rules}
-        matches = []
-        for event in events:
-            ref = event["objectRef"]
-            finding = msgspec.convert({
-                "rule_id": "", "title": "", "level": "informational", "cluster": cluster,
-                "audit_id": event["auditID"], "at": event["requestReceivedTimestamp"],
-                "identity": event["user"]["username"], "verb": event["verb"], "resource": ref["resource"],
-                "namespace": ref.get("namespace"), "name": ref.get("name"), "source_ips": event["sourceIPs"],
-                "user_agent": event.get("userAgent"), "ingested_at": "2026-11-21T10:06:00.000000Z",
-            }, FindingRecord)  # fmt: skip
-            names = ["forbidden-request"] + (["forbidden-secrets-request"] if ref["resource"] == "secrets" else [])
-            for name in names:
-                rule = by_name[name]
-                finding = msgspec.structs.replace(finding, rule_id=rule.id, title=rule.title)
-                fields = {"user.username": event["user"]["username"]}
-                matches.append(Match(rule.id, rule.name, rule.level, rule.generate, finding, fields))
-        return matches
+    for the forbidden rules, evaluated by the engine through the audit pipeline."""
     from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+    from auditlake.detect.engine import RuleEngine
 
-    result = AuditPipeline(PipelineConfig(), RuleEngine(rules)).process(
-        events, cluster=cluster, source="webhook", ingested_at="2026-11-21T10:06:00.000000Z"
+    result = AuditPipeline(PipelineConfig(), RuleEngine(forbidden_rules())).process(
+        forbidden_events(count, **kwargs), cluster=cluster, source="webhook", ingested_at="2026-11-21T10:06:00.000000Z"
     )
     return list(result.matches)
+
+
+class Pager:
+    """An alert topic that records what it is sent, failing the first ``fail`` publishes."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.fail = fail
+
+    def __call__(self, alert: dict[str, Any]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("SNS unreachable")
+        self.sent.append(alert)
+
+
+# ---------------------------------------------------------------- a deployed stack's Outputs (moto)
+
+
+def stack_with_outputs(outputs: dict[str, str], *, prefix: str = "auditlake") -> str:
+    """A CloudFormation stack on moto holding only ``outputs`` (names of cli/stack.py), for the CLI's
+    ``--stack`` lookups; returns its name. The one resource is a placeholder: moto wants one."""
+    import uuid
+
+    import boto3
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {key: {"Value": value} for key, value in outputs.items()}}  # fmt: skip
+    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    return name

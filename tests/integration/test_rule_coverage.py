@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, corpus_path
+from tests.helpers import ROOT, builtin_engine, builtin_ids, corpus_path
 
 CLUSTER = "corpus"
 INGESTED_AT = "2026-11-30T12:00:00.000000Z"
@@ -232,20 +232,13 @@ REAL_MAX_FRACTION = 0.01  # of audit2rbac's real kubectl session
 
 @pytest.fixture(scope="module")
 def engine() -> Any:
-    from auditlake.detect.engine import RuleEngine
-    from auditlake.detect.sigma import load_rules
-
-    rules = load_rules([])
-    assert not rules.problems, rules.problems
-    return RuleEngine(rules)
+    return builtin_engine()
 
 
 @pytest.fixture(scope="module")
 def ids() -> dict[str, str]:
     """Our rule names -> ids (findings carry the id)."""
-    from auditlake.detect.sigma import load_rules
-
-    return {rule.name: rule.id for rule in load_rules([]).rules if rule.name}
+    return builtin_ids()
 
 
 def decode(item: dict[str, Any]) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,22 +24,10 @@ from auditlake.trust.alerts import (
     forbidden_thresholds,
     subject,
 )
-from tests.helpers import BURST_START, forbidden_rules
+from tests.helpers import BURST_START, Pager, forbidden_rules
 from tests.helpers import forbidden_matches as denials
 
 NOW = datetime.now(UTC)
-
-
-class Pager:
-    def __init__(self, fail: int = 0) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.fail = fail
-
-    def __call__(self, alert: dict[str, Any]) -> None:
-        if self.fail:
-            self.fail -= 1
-            raise ConnectionError("SNS unreachable")
-        self.sent.append(alert)
 
 
 class Clock:

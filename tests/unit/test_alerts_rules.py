@@ -25,21 +25,9 @@ from auditlake.trust.alerts import (
     Watch,
     subject,
 )
-from tests.helpers import BURST_START
+from tests.helpers import BURST_START, Pager
 
 NOW = datetime.now(UTC)
-
-
-class Pager:
-    def __init__(self, fail: int = 0) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.fail = fail
-
-    def __call__(self, alert: dict[str, Any]) -> None:
-        if self.fail:
-            self.fail -= 1
-            raise ConnectionError("SNS unreachable")
-        self.sent.append(alert)
 
 
 class Clock:

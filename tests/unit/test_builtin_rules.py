@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from auditlake.model import SIGMA_LEVELS
-from tests.helpers import ROOT
+from tests.helpers import ROOT, builtin_engine, builtin_ids
 
 BUILTIN = ROOT / "layers" / "core" / "auditlake" / "detect" / "builtin"
 CASES = ROOT / "tests" / "fixtures" / "builtin-rules" / "cases.json"
@@ -75,19 +75,13 @@ def test_pysigma_parses_every_rule_and_its_validators_find_nothing() -> None:
 
 @pytest.fixture(scope="module")
 def engine() -> Any:
-    from auditlake.detect.engine import RuleEngine
-    from auditlake.detect.sigma import load_rules
-
-    rules = load_rules([])
-    assert not rules.problems, rules.problems
-    return RuleEngine(rules)
+    return builtin_engine()
 
 
 @pytest.fixture(scope="module")
 def ids() -> dict[str, str]:
-    from auditlake.detect.sigma import load_rules
-
-    return {rule.name: rule.id for rule in load_rules([]).rules if rule.name}
+    """Our rule names -> ids (findings carry the id)."""
+    return builtin_ids()
 
 
 def test_the_engine_loads_all_of_them(ids: dict[str, str]) -> None:
