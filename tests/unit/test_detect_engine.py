@@ -221,3 +221,38 @@ def test_a_configmap_carrying_credentials_is_a_finding_without_the_values() -> N
     assert b"PRIVATE KEY" not in b"".join(finding_lines([match]))
     assert loads(match.finding.details)["fields"] == {"verb": "update", "objectRef.resource": "configmaps",
                                                        "requestObject.data.server": "<matched>"}  # fmt: skip
+
+
+def test_what_the_pipeline_redacts_is_never_in_a_finding_nor_a_correlation_group() -> None:
+    """A response message quoting a Secret, user extras, a body path written with a quoted root, and
+    a token in requestURI's query: the rules may test them, findings and group values never hold them."""
+    token = "eyJSECRETTOKEN"
+    quoted = Rule(id="quoted", title="q", level="high", logsource="audit",
+                  condition=Leaf('"requestObject".data.aws_secret_access_key', "exists", True))  # fmt: skip
+    message = rule("message", glob("responseStatus.message", STAR, "invalid", STAR))
+    extra = rule("extra", Leaf("user.extra.arn", "exists", True), name="extra")
+    uri = rule("uri", glob("verb", "create"), name="uri")
+    corr = Correlation(id="c", title="c", level="high", type="event_count", rules=("uri",),
+                       group_by=("requestURI",), timespan_seconds=60, condition=("gte", 2))  # fmt: skip
+    engine = RuleEngine(RuleSet((quoted, message, extra, uri), (corr,)))
+    event = audit(
+        verb="create",
+        requestURI=f"/api/v1/namespaces/p/pods/x/exec?command=curl&command=-H&command=Bearer%20{token}",
+        user={"username": "eve", "extra": {"arn": [f"arn:aws:sts::1:assumed-role/{token}"]}},
+        objectRef={"resource": "configmaps", "namespace": "p", "name": "c"},
+        responseStatus={"code": 422, "message": f"invalid: data: password: {AWS_SECRET}"},
+        requestObject={"data": {"aws_secret_access_key": AWS_SECRET}},
+    )
+    matches = engine.audit(event, "prod", AT)
+    assert {m.rule for m in matches} == {"quoted", "message", "extra", "uri"}
+    stored = b"".join(finding_lines(matches)) + json.dumps([dict(m.fields) for m in matches]).encode()
+    assert AWS_SECRET.encode() not in stored and token.encode() not in stored
+    [grouped] = [m for m in matches if m.rule == "uri"]
+    assert grouped.fields["requestURI"] == "/api/v1/namespaces/p/pods/x/exec"
+
+
+def test_an_event_whose_reporter_is_not_text_still_gives_a_finding_the_archive_can_read() -> None:
+    engine = RuleEngine(RuleSet((rule("backoff", glob("reason", "BackOff"), logsource="events"),)))
+    event = {"metadata": {"uid": "u1"}, "reason": "BackOff", "source": {"component": {"not": "text"}}}
+    [match] = engine.events(event, "prod", AT)
+    assert match.finding.identity is None and match.finding.audit_id == "u1"

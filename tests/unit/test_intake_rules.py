@@ -105,6 +105,29 @@ def logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixtur
     log.propagate = before
 
 
+def test_a_document_the_compiler_refuses_keeps_the_rules_in_force() -> None:
+    """A hand-written custom.json (not pushed, so not linted) whose rule cannot compile: any error,
+    not only ValueError (RE2's is not), keeps the rules in force instead of failing ingest."""
+    import re2
+
+    class Refusing(Compiled):
+        def __init__(self, rules: RuleSet) -> None:
+            if "bad" in [rule.id for rule in rules.rules]:
+                raise re2.error("missing )")
+            super().__init__(rules)
+
+    clock = Clock()
+    documents: list[Any] = [b"rules:a", b"rules:bad"]
+
+    def fetch() -> bytes | None:
+        return documents.pop(0) if len(documents) > 1 else documents[0]
+
+    rules = RuleSource(ruleset("builtin-1"), fetch, load=load, max_age=300, compiler=Refusing, monotonic=clock)
+    clock.now = 300
+    rules.audit(object(), "prod", "t")
+    assert ids(rules) == ["builtin-1", "a"]
+
+
 def test_a_bad_document_keeps_the_last_good_rules_and_logs_once(logged: pytest.LogCaptureFixture) -> None:
     caplog = logged
     clock = Clock()

@@ -51,17 +51,17 @@ class Doc:
         return found
 
     def _read(self, path: str) -> Values:
-        segments = _segments(path)
-        first = segments[0]
+        parts = segments(path)
+        first = parts[0]
         root = self.root
         if isinstance(root, dict):
-            top = _lookup(root, segments, 0)
+            top = _lookup(root, parts, 0)
             value, used = top if top is not None else (None, 0)
         else:
             value, used = (self._body(first) if first in BODIES else getattr(root, first, None)), 1
         out: Values = []
         if value is not None:
-            _walk(value, segments, used, out)
+            _walk(value, parts, used, out)
         return out
 
     def _body(self, name: str) -> Any:
@@ -108,7 +108,7 @@ _SEGMENT = re.compile(r'"([^"]*)"|([^.]+)')
 
 
 @lru_cache(maxsize=4096)
-def _segments(path: str) -> tuple[str, ...]:
+def segments(path: str) -> tuple[str, ...]:
     """A field's path segments; a quoted one holds dots (``annotations."authorization.k8s.io/decision"``)."""
     if '"' not in path:
         return tuple(path.split("."))

@@ -23,13 +23,26 @@ from typing import Any
 
 from auditlake import timestamps
 from auditlake.detect import ir
-from auditlake.detect.compile import Doc, audit_scalar, exact_values, explain, fields_of, memoised, predicate
+from auditlake.detect.compile import (
+    Doc,
+    audit_scalar,
+    exact_values,
+    explain,
+    fields_of,
+    memoised,
+    predicate,
+    segments,
+)
 from auditlake.detect.matches import Match
 from auditlake.jsonio import dumps_str
 from auditlake.model import FindingRecord
 
 SKIPPED_STAGE = "RequestReceived"
+# What a finding never holds the value of: bodies and annotations, and what the pipeline redacts in
+# the archive too (a response's message and details quote bodies; user extras carry tokens' claims).
 HIDDEN_ROOTS = ("requestObject", "responseObject", "annotations")
+HIDDEN_FIELDS = (("responseStatus", "message"), ("responseStatus", "details"), ("user", "extra"),
+                 ("impersonatedUser", "extra"))  # fmt: skip
 MATCHED = "<matched>"
 _MAX_DETAIL = 256
 
@@ -189,17 +202,25 @@ def _pinned_codes(node: ir.Node) -> frozenset[int] | None:
     return None
 
 
+def hidden(path: str) -> bool:
+    """Whether a field's value may not be kept (its path read as the engine reads it: quotes off)."""
+    parts = segments(path)
+    return parts[0] in HIDDEN_ROOTS or tuple(parts[:2]) in HIDDEN_FIELDS
+
+
 def _field_text(doc: Doc, field: str) -> str | None:
-    if field.split(".", 1)[0] in HIDDEN_ROOTS:
+    if hidden(field):
         return None  # never a body value, not even as a correlation's group
     values = [str(v) for v in doc.values(field) if not isinstance(v, dict | list)]
+    if field == "requestURI":  # a query string may carry a token (exec commands, ?token=)
+        values = [value.split("?", 1)[0] for value in values]
     return ",".join(values) if values else None
 
 
 def _details(found: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path, value in found.items():
-        if path.split(".", 1)[0] in HIDDEN_ROOTS:
+        if hidden(path):
             out[path] = MATCHED
         elif path == "requestURI" and isinstance(value, str):
             out[path] = value.split("?", 1)[0][:_MAX_DETAIL]
@@ -253,11 +274,16 @@ def events_view(event: Mapping[str, Any]) -> dict[str, Any]:
     if "note" not in view and isinstance(view.get("message"), str):
         view["note"] = view["message"]
     source = _mapping(view.get("source"))
-    if not view.get("reportingController"):
-        view["reportingController"] = view.get("reportingComponent") or source.get("component")
-    if not view.get("reportingInstance"):
-        view["reportingInstance"] = source.get("host")
+    if not isinstance(view.get("reportingController"), str) or not view.get("reportingController"):
+        view["reportingController"] = _text(view.get("reportingComponent")) or _text(source.get("component"))
+    if not isinstance(view.get("reportingInstance"), str) or not view.get("reportingInstance"):
+        view["reportingInstance"] = _text(source.get("host"))
     return view
+
+
+def _text(value: Any) -> str | None:
+    """A string field as a finding may hold it (an Event's other shapes are not a finding's column)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

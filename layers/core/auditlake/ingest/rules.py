@@ -81,7 +81,7 @@ class RuleSource:
         try:
             custom = self._load(document) if document is not None else RuleSet()
             detector = self._compile(self._builtin + custom)
-        except ValueError as exc:
+        except Exception as exc:  # a hand-written document (an RE2 error is no ValueError): never fail ingest
             self._report(f"custom rules rejected, the rules in force stay: {exc}")
             return
         self._document, self.custom, self.detector, self._problem = document, custom, detector, None

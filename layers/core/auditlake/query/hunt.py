@@ -601,9 +601,14 @@ def run_hunts(hunts: Sequence[Hunt], engine: Engine, *, parallel: int = 1) -> li
         return list(pool.map(lambda hunt: run_hunt(hunt, engine), hunts))
 
 
+def _shown_group(name: str, value: Any) -> Any:
+    """A correlation's group value as hunt prints it: a requestURI without its query string."""
+    return value.split("?", 1)[0] if name == "requestURI" and isinstance(value, str) else value
+
+
 def _details(hunt: Hunt, values: Mapping[str, Any]) -> dict[str, Any]:
     if hunt.correlation is not None:
-        group = {name: values[f"_v{i}"] for i, name in enumerate(hunt.correlation)}
+        group = {name: _shown_group(name, values[f"_v{i}"]) for i, name in enumerate(hunt.correlation)}
         last = values["_last"]
         if isinstance(last, datetime):  # DuckDB: a naive UTC datetime; Athena: already text
             last = timestamps.format_millis(last.replace(tzinfo=UTC))
