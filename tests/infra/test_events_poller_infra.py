@@ -43,14 +43,12 @@ def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     assert statements["ReadBackQuarantine"]["Action"] == "s3:GetObject"
     assert statements["ReadBackQuarantine"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"},
-        {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"},
     ]
     # The Events and the findings the rules made of them land together.
     assert statements["WriteEventsLanding"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/raw/events/*"},
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/events/*"},
         {"Fn::Sub": "${RawBucket.Arn}/raw/findings/*"},
-        {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"},
     ]
     registry = statements["ReadPollingRegistry"]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
     leases = statements["PollerLeases"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]

@@ -92,7 +92,6 @@ LANDING = [
     {"Fn::Sub": "${RawBucket.Arn}/raw/audit/*"},
     {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
     {"Fn::Sub": "${RawBucket.Arn}/raw/findings/*"},
-    {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"},
 ]
 
 
@@ -103,7 +102,6 @@ def test_webhook_role_is_scoped_to_its_resources(transformed: dict[str, Any]) ->
     # Create-only quarantine: a redelivered batch compares its entry with the stored one; no raw/ reads.
     assert statements["ReadBackQuarantine"]["Resource"] == [
         {"Fn::Sub": "${RawBucket.Arn}/quarantine/audit/*"},
-        {"Fn::Sub": "${RawBucket.Arn}/quarantine/findings/*"},
     ]
     assert statements["ReadTokenHashes"]["Action"] == "dynamodb:GetItem"
     assert statements["ReadTokenHashes"]["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}

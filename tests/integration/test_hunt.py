@@ -256,6 +256,12 @@ def test_hunt_matches_the_ingest_engine(engine: LocalEngine) -> None:
         assert hunted(engine, leaf) == found, leaf
 
 
+def test_cli_refuses_a_lake_that_is_not_there(tmp_path: Path) -> None:
+    typo = str(tmp_path / "typo")
+    result = CliRunner(mix_stderr=False).invoke(main, ["hunt", "--lake", typo, "--since", "1d"])
+    assert result.exit_code != 0 and f"no lake at {typo}" in result.stderr
+
+
 def test_cli_hunts_a_rules_directory_and_reports_ingest_only(lake: Path, tmp_path: Path) -> None:
     pytest.importorskip("auditlake.detect.sigma")
     rules = tmp_path / "rules"

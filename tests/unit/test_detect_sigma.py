@@ -125,3 +125,19 @@ def test_builtin_json_round_trip(tmp_path: Path) -> None:
 def test_a_compiled_document_that_is_not_one_is_a_one_line_value_error(document: bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         load_compiled(document)
+
+
+def test_a_correlation_ingest_cannot_count_loads_for_hunt_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "quiet.yml").write_text(
+        "title: Reads\nid: 7f3c1a2e-0000-4000-8000-000000000001\nname: reads\nstatus: test\nlevel: low\n"
+        "logsource: {product: kubernetes, service: audit}\n"
+        "detection:\n  sel:\n    verb: get\n  condition: sel\n"
+        "---\n"
+        "title: Too few reads\nid: 7f3c1a2e-0000-4000-8000-000000000002\nstatus: test\nlevel: low\n"
+        "correlation:\n  type: event_count\n  rules: [reads]\n  group-by: [user.username]\n  timespan: 1h\n"
+        "  condition: {lt: 3}\n"
+    )
+    rules = load_rules([tmp_path], builtin=False)
+    assert [corr.condition for corr in rules.correlations] == [("lt", 3)]  # hunt still has it
+    [(_, problem)] = rules.problems
+    assert "not counted at ingest" in problem and "lt" in problem

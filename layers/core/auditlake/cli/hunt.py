@@ -28,8 +28,8 @@ from auditlake.local_lake import LocalLake
     "--rules",
     "rule_dirs",
     multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="A directory of Sigma rules, added to the built-in set; repeatable.",
+    type=click.Path(exists=True, path_type=Path),
+    help="A directory (or file) of Sigma rules, added to the built-in set; repeatable.",
 )
 @click.option("--no-builtin-rules", is_flag=True, help="Hunt with the --rules directories only.")
 @click.option(
@@ -77,6 +77,8 @@ def hunt(
     hunts = hunting.compile_rules(rules, window, limit=limit)
     engine: Any
     if lake is not None:
+        if not lake.is_dir():
+            fail(f"no lake at {lake}")
         engine, dialect, parallel = LocalEngine(LocalLake(lake).archive_dir), "duckdb", 1
     else:
         from auditlake.cli.query import athena_engine
@@ -96,7 +98,7 @@ def hunt(
     rows = [row for outcome in outcomes for row in outcome.rows]
     columns = list(rows[0]) if rows else list(_columns())
     if fmt == "json":
-        click.echo(json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], default=str))
+        click.echo(json.dumps([_json_row(row) for row in rows], default=str))
     else:
         print_result(Result(columns, [tuple(row.values()) for row in rows]), fmt)
     for outcome in outcomes:
@@ -127,7 +129,15 @@ def _columns() -> tuple[str, ...]:
 
 
 def _plain(value: Any) -> Any:
-    """Times in RFC 3339 UTC to the millisecond; ``details`` stays the JSON text the findings column holds."""
+    """Times in RFC 3339 UTC to the millisecond; the rest as the findings column holds it."""
     if isinstance(value, datetime):
         return timestamps.format_millis(value if value.tzinfo else value.replace(tzinfo=UTC))
     return value
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as `auditlake findings --format json` prints one: ``details`` an object, not its text."""
+    out = {key: _plain(value) for key, value in row.items()}
+    if isinstance(out.get("details"), str):
+        out["details"] = json.loads(out["details"])
+    return out

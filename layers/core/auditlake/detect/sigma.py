@@ -61,6 +61,7 @@ from sigma.types import (
 )
 
 from auditlake.detect import ir
+from auditlake.detect.correlate import ingest_problem
 from auditlake.model import SIGMA_LEVELS
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -166,6 +167,9 @@ def _resolve(rules: list[ir.Rule], correlations: list[ir.Correlation], problems:
             continue
         seen[corr.id] = corr.source
         kept_corrs.append(corr)
+        not_counted = ingest_problem(corr, corr.condition[1])
+        if not_counted is not None:  # loaded for hunt, but said: never silently not paged
+            problems.append((corr.source, f"{corr.title}: not counted at ingest: {not_counted}"))
         if not corr.generate:
             silenced.update(by_ref[ref].id for ref in corr.rules)
     final = tuple(_replace_generate(rule) if rule.id in silenced else rule for rule in kept_rules)
