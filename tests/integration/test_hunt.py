@@ -240,10 +240,10 @@ def test_a_correlation_counts_base_matches_per_group_in_its_timespan(engine: Loc
 
 
 def test_hunt_matches_the_ingest_engine(engine: LocalEngine) -> None:
-    detect_engine = pytest.importorskip("auditlake.detect.engine")
     import msgspec
 
     from auditlake.audit.schema import AuditEvent
+    from auditlake.detect import engine as detect_engine
 
     for leaf, _ in CASES:
         rules = ir.RuleSet((ir.Rule("r", "t", "low", "audit", leaf),))
@@ -263,7 +263,6 @@ def test_cli_refuses_a_lake_that_is_not_there(tmp_path: Path) -> None:
 
 
 def test_cli_hunts_a_rules_directory_and_reports_ingest_only(lake: Path, tmp_path: Path) -> None:
-    pytest.importorskip("auditlake.detect.sigma")
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "exec.yml").write_text(
