@@ -92,19 +92,6 @@ def forbidden_events(count: int, *, start: datetime = BURST_START, every: float 
     return events
 
 
-def forbidden_records(count: int, *, cluster: str = "prod", **kwargs: Any) -> list[Any]:
-    """``count`` 403 records as the pipeline stores them and hands them to the burst alerts (see
-    forbidden_events for the options)."""
-    from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
-
-    events = forbidden_events(count, **kwargs)
-    result = AuditPipeline(PipelineConfig()).process(
-        events, cluster=cluster, source="webhook", ingested_at="2026-11-21T10:06:00.000000Z"
-    )
-    assert result.forbidden == count
-    return result.denials
-
-
 def complete_events(relative: str) -> list[dict[str, Any]]:
     """The corpus' complete audit events (auditID, level and stage present)."""
     return [e for e in read_jsonl(corpus_path(relative)) if all(k in e for k in ("auditID", "level", "stage"))]

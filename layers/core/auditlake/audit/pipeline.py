@@ -84,16 +84,12 @@ class BatchResult:
     failures: list[ItemFailure] = field(default_factory=list)
     filtered: int = 0
     redacted: int = 0
-    denials: list[Any] = field(default_factory=list)  # the stored 403 records, for burst alerts
+    forbidden: int = 0  # stored records answered 403 (the Forbidden403Seen count)
     matches: list[Match] = field(default_factory=list)  # every rule match, before policy and redaction
 
     @property
     def accepted(self) -> int:
         return len(self.lines)
-
-    @property
-    def forbidden(self) -> int:
-        return len(self.denials)
 
 
 class AuditPipeline:
@@ -184,7 +180,7 @@ class AuditPipeline:
         if record.redactions:
             result.redacted += 1
         if record.response_code == 403:
-            result.denials.append(record)
+            result.forbidden += 1
         result.lines.append(encode(record))
 
 

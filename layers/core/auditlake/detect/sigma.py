@@ -23,7 +23,9 @@ data (attacktag, d3_fendtag): linting works offline.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -172,14 +174,8 @@ def _resolve(rules: list[ir.Rule], correlations: list[ir.Correlation], problems:
             problems.append((corr.source, f"{corr.title}: not counted at ingest: {not_counted}"))
         if not corr.generate:
             silenced.update(by_ref[ref].id for ref in corr.rules)
-    final = tuple(_replace_generate(rule) if rule.id in silenced else rule for rule in kept_rules)
+    final = tuple(replace(rule, generate=False) if rule.id in silenced else rule for rule in kept_rules)
     return ir.RuleSet(final, tuple(kept_corrs), tuple(problems))
-
-
-def _replace_generate(rule: ir.Rule) -> ir.Rule:
-    from dataclasses import replace
-
-    return replace(rule, generate=False)
 
 
 def _logsource(rule: SigmaRule) -> str | None:
@@ -218,8 +214,6 @@ def _rule(rule: SigmaRule, source: str) -> ir.Rule | None:
 
 def _derived_id(title: str, source: str) -> str:
     """A rule without an id (allowed by Sigma, but findings need one): stable, from where it is."""
-    import uuid
-
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"auditlake-rule:{Path(source).name}:{title}"))
 
 

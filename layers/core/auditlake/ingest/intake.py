@@ -135,14 +135,13 @@ def land(
     Landing(landing.store, "findings").write_raw(batch.cluster, batch.at, batch.id, findings)
     if failures:
         quarantine(landing, batch, reason, failures, quarantine_id=quarantine_id)
-    denials = result.denials if result is not None else []
     published = watch.stored(batch.cluster, matches, metrics) if watch is not None else []
     stats = IngestStats(
         accepted=len(lines),
         quarantined=len(failures),
         filtered=result.filtered if result is not None else 0,
         redacted=result.redacted if result is not None else 0,
-        forbidden=len(denials),
+        forbidden=result.forbidden if result is not None else 0,
         raw_objects=int(raw_key is not None),
         alerts=len(published),
         findings=len(findings),
