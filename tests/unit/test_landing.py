@@ -17,7 +17,7 @@ AT = datetime(2026, 3, 4, 7, 59, tzinfo=UTC)
 def test_raw_key_layout(tmp_path: Path) -> None:
     landing = Landing(LocalStore(tmp_path), "audit")
     key = landing.write_raw("prod-eu", AT, "abc", [b'{"a":1}', b'{"a":2}'])
-    assert key == "raw/audit/prod-eu/2026/03/04/07/abc.ndjson.zst"
+    assert key == "raw/audit/2026/03/04/07/prod-eu/abc.ndjson.zst"
     assert decode_lines(LocalStore(tmp_path).get(key)) == [b'{"a":1}', b'{"a":2}']
     assert landing.write_raw("prod-eu", AT, "empty", []) is None
 
@@ -68,7 +68,7 @@ def test_local_store_writes_atomically_and_lists_in_order(tmp_path: Path) -> Non
 
 def test_year_one_is_zero_padded_in_keys(tmp_path: Path) -> None:
     landing = Landing(LocalStore(tmp_path), "audit")
-    assert landing.raw_key("c1", datetime(1, 1, 1, tzinfo=UTC), "b") == "raw/audit/c1/0001/01/01/00/b.ndjson.zst"
+    assert landing.raw_key("c1", datetime(1, 1, 1, tzinfo=UTC), "b") == "raw/audit/0001/01/01/00/c1/b.ndjson.zst"
 
 
 def test_decode_lines_reads_every_frame_and_strict_refuses_a_cut_one() -> None:

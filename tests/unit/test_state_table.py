@@ -38,7 +38,7 @@ def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
 def test_every_prefix_is_pinned() -> None:
     assert PREFIXES == (
         "TOKEN#", "CLUSTER#", "POLLING", "POLLER#", "CHECKPOINT#", "ALERT#", "SEEN", "LOCK#", "LEDGER#", "DIGEST#HEAD",
-        "FINDING#",
+        "FINDING#", "COMPACTED#",
     )  # fmt: skip
     assert {"CLUSTER#", "CHECKPOINT#"} == state_table.OPERATOR_ONLY
     assert (state_table.TOKEN_SORT, state_table.CLUSTER_SORT) == ("TOKEN", "CLUSTER")
@@ -85,9 +85,9 @@ def test_finding_page_keys() -> None:
 
 
 def test_partition_lock_keys() -> None:
-    name = lock_name("audit", "2025-01-01", "07", "prod")
-    assert name == "audit#2025-01-01#07#prod"
-    assert lock_key(name) == _key("LOCK#audit#2025-01-01#07#prod", "LOCK")
+    name = lock_name("audit", "2025-01-01", "07")
+    assert name == "audit#2025-01-01#07"
+    assert lock_key(name) == _key("LOCK#audit#2025-01-01#07", "LOCK")
 
 
 def test_ledger_keys() -> None:
@@ -99,5 +99,5 @@ def test_ledger_keys() -> None:
 def test_leading_keys_patterns() -> None:
     assert [state_table.leading_keys(prefix) for prefix in PREFIXES] == [
         "TOKEN#*", "CLUSTER#*", "POLLING", "POLLER#*", "CHECKPOINT#*", "ALERT#*", "SEEN", "LOCK#*", "LEDGER#*",
-        "DIGEST#HEAD", "FINDING#*",
+        "DIGEST#HEAD", "FINDING#*", "COMPACTED#*",
     ]  # fmt: skip

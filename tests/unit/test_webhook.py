@@ -92,7 +92,7 @@ def test_valid_batch_is_stored_under_the_tokens_cluster(store: LocalStore) -> No
     assert reply.body["accepted"] == 37 and reply.body["quarantined"] == 0
     assert reply.body["forbidden"] == 11
     (key,) = keys(store, "raw/")
-    assert key.startswith("raw/audit/prod-eu/2026/11/21/05/") and key.endswith(".ndjson.zst")
+    assert key.startswith("raw/audit/2026/11/21/05/prod-eu/") and key.endswith(".ndjson.zst")
     assert {r["cluster"] for r in records(store)} == {"prod-eu"}
     assert metrics.values["EventsAccepted"] == 37 and metrics.values["Forbidden403Seen"] == 11
     assert metrics.values["BatchBytes"] == len(GOOD)

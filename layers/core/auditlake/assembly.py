@@ -30,6 +30,7 @@ from auditlake.trust.retention import stack_retention
 
 if TYPE_CHECKING:
     from auditlake.archive.compactor import Compactor
+    from auditlake.archive.hourly import DynamoCompactedHours
     from auditlake.detect.ir import Correlation
     from auditlake.detect.matches import Detector
     from auditlake.events.poller import PollerFleet
@@ -132,6 +133,12 @@ def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:
         DynamoLocks(dynamodb, settings.state_table),
         ledger=DynamoLedger(dynamodb, settings.state_table),
     )
+
+
+def build_compacted_hours(settings: Settings, *, dynamodb: Any) -> DynamoCompactedHours:
+    from auditlake.archive.hourly import DynamoCompactedHours  # beside the compactor: pyarrow
+
+    return DynamoCompactedHours(dynamodb, settings.state_table)
 
 
 def archive_stores(settings: Settings, s3: Any) -> dict[str, S3Store]:

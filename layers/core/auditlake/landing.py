@@ -1,8 +1,12 @@
 """Raw landing and quarantine: the only writers of ingest output.
 
-Raw: ``raw/<kind>/<cluster>/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.ndjson.zst``, one object per batch,
+Raw: ``raw/<kind>/<yyyy>/<mm>/<dd>/<hh>/<cluster>/<batch-id>.ndjson.zst``, one object per batch,
 one normalised record per line; columns that are null are left out of the line (a reader with the
-schema sees null). The batch id is a hash of (cluster, source, payload), so a batch the
+schema sees null). The hour is the landing hour (the writer's clock), and it comes before the
+cluster: one prefix holds a whole hour of the fleet, which is what the hourly compaction lists and
+what the raw Glue tables project (Athena reads the newest events there before they are compacted).
+Objects landed before this layout (``raw/<kind>/<cluster>/<yyyy>/<mm>/<dd>/<hh>/...``) are still
+read by ``parse_raw_key`` and compacted when named. The batch id is a hash of (cluster, source, payload), so a batch the
 sender retries lands on the same key in the same hour: a duplicate delivery rewrites identical bytes
 instead of adding a copy (and the compactor deduplicates whatever still arrives twice).
 
@@ -13,7 +17,7 @@ create-only: a name already taken by other content (a retry whose manifest diffe
 its own (``<batch-id>-<hash>.json``), so no quarantined item is ever replaced. The compactor's
 manifests are ``<batch-id>.compact-<hash>.json`` beside them.
 
-This module is the layout's one statement: readers find it with ``raw_prefix``, ``RAW_SUFFIX``,
+This module is the layout's one statement: readers find it with ``raw_prefix``, ``raw_hour_prefix``, ``RAW_SUFFIX``,
 ``quarantine_prefix``, ``MANIFEST_SUFFIX``, ``parse_raw_key`` and ``quarantine_base``.
 """
 
@@ -25,7 +29,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import zstandard
@@ -46,9 +50,14 @@ RAW = "raw"
 QUARANTINE = "quarantine"
 RAW_SUFFIX = ".ndjson.zst"  # a raw object: zstd-compressed NDJSON
 MANIFEST_SUFFIX = ".json"  # a quarantine manifest (ingest's and the compactor's)
-# What Landing.raw_key writes, read back by parse_raw_key (the compactor's filter of S3 notifications).
+# What Landing.raw_key writes, read back by parse_raw_key (the compactor's filter of S3 notifications);
+# and the layout before the hour came first.
+_HOUR = r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<h>\d{2})"
 _RAW_KEY = re.compile(
-    rf"^{RAW}/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/(?P<batch>[^/]+){re.escape(RAW_SUFFIX)}$"
+    rf"^{RAW}/(?P<kind>[a-z]+)/{_HOUR}/(?P<cluster>[a-z0-9-]+)/(?P<batch>[^/]+){re.escape(RAW_SUFFIX)}$"
+)
+_LEGACY_RAW_KEY = re.compile(
+    rf"^{RAW}/(?P<kind>[a-z]+)/(?P<cluster>[a-z0-9-]+)/{_HOUR}/(?P<batch>[^/]+){re.escape(RAW_SUFFIX)}$"
 )
 
 
@@ -79,11 +88,22 @@ class ItemFailure:
 
 @dataclass(frozen=True)
 class RawKey:
-    """What a raw object's key says: its kind (``KINDS``, or another a reader must skip), cluster and batch."""
+    """What a raw object's key says: its kind (``KINDS``, or another a reader must skip), cluster,
+    batch, and the hour it landed (UTC)."""
 
     kind: str
     cluster: str
     batch: str
+    landed: datetime
+
+
+def _hour_path(at: datetime) -> str:
+    return f"{at.year:04d}/{at:%m/%d/%H}"  # %Y does not pad year 1 (glibc)
+
+
+def raw_hour_prefix(kind: str, hour: datetime) -> str:
+    """Every raw object of one kind that landed in ``hour`` (all clusters): ``raw/<kind>/<yyyy>/<mm>/<dd>/<hh>/``."""
+    return f"{raw_prefix(kind)}{_hour_path(hour)}/"
 
 
 def raw_prefix(kind: str | None = None) -> str:
@@ -97,15 +117,25 @@ def quarantine_prefix(kind: str | None = None) -> str:
 
 
 def quarantine_base(raw_key: str) -> str:
-    """A raw object's place in the quarantine, without a suffix: ``raw/<path>/<batch>.ndjson.zst`` ->
-    ``quarantine/<path>/<batch>`` (the compactor names what it quarantines of that object from it)."""
-    return quarantine_prefix() + raw_key.removeprefix(raw_prefix()).removesuffix(RAW_SUFFIX)
+    """A raw object's place in the quarantine, without a suffix: ``raw/<kind>/<hour>/<cluster>/<batch>.ndjson.zst``
+    -> ``quarantine/<kind>/<cluster>/<hour>/<batch>`` (beside what ingest quarantined of the same batch; the
+    compactor names what it quarantines of that object from it). A key that is not a raw key keeps its path."""
+    raw = parse_raw_key(raw_key)
+    if raw is None:
+        return quarantine_prefix() + raw_key.removeprefix(raw_prefix()).removesuffix(RAW_SUFFIX)
+    return f"{quarantine_prefix(raw.kind)}{raw.cluster}/{_hour_path(raw.landed)}/{raw.batch}"
 
 
 def parse_raw_key(key: str) -> RawKey | None:
-    """The parts of a key ``Landing.raw_key`` writes; None for any other key."""
-    match = _RAW_KEY.match(key)
-    return RawKey(match["kind"], match["cluster"], match["batch"]) if match else None
+    """The parts of a key ``Landing.raw_key`` writes (or wrote before the hour came first); None for any other key."""
+    match = _RAW_KEY.match(key) or _LEGACY_RAW_KEY.match(key)
+    if match is None:
+        return None
+    try:
+        landed = datetime(int(match["y"]), int(match["m"]), int(match["d"]), int(match["h"]), tzinfo=UTC)
+    except ValueError:
+        return None
+    return RawKey(match["kind"], match["cluster"], match["batch"], landed)
 
 
 def valid_cluster_name(name: str) -> bool:
@@ -154,7 +184,9 @@ class Landing:
     def _prefix(self, area: str, cluster: str, at: datetime) -> str:
         if not valid_cluster_name(cluster) and not (area == QUARANTINE and cluster == UNROUTED):
             raise ValueError(f"invalid cluster name {cluster!r}")
-        return f"{area}/{self.kind}/{cluster}/{at.year:04d}/{at:%m/%d/%H}"  # %Y does not pad year 1 (glibc)
+        if area == RAW:
+            return f"{raw_hour_prefix(self.kind, at)}{cluster}"
+        return f"{area}/{self.kind}/{cluster}/{_hour_path(at)}"
 
     def raw_key(self, cluster: str, at: datetime, batch: str) -> str:
         return f"{self._prefix(RAW, cluster, at)}/{batch}{RAW_SUFFIX}"

@@ -16,7 +16,8 @@ CHECKPOINT#<name>                    CHECKPOINT      CLI backfill --stack       
 ALERT#<rule>#<cluster>#<identity>    <bucket start>  ingest paths: correlation counters (403 bursts)  a day
 FINDING#<rule>#<cluster>#<who>#<obj> PAGE            ingest paths: a finding paged once per window    the window
 SEEN                                 <cluster>       webhook, forwarder; the poller's fan-out         none
-LOCK#<kind>#<day>#<hh>#<cluster>     LOCK            compactor: one lease per archive partition       a day past lease
+LOCK#<kind>#<day>#<hh>               LOCK            compactor: one lease per archive partition       a day past lease
+COMPACTED#<kind>#<yyyy-mm-ddThh>     DONE            compactor: a landing hour compacted whole        lookback + a day
 LEDGER#<yyyy-mm-ddThh>               <archive key>   compactor; the digest                            30 days
 DIGEST#HEAD                          HEAD            digest; CLI verify --stack, doctor               none
 
@@ -49,10 +50,11 @@ SEEN = "SEEN"
 LOCK = "LOCK#"
 LEDGER = "LEDGER#"
 FINDING = "FINDING#"
+COMPACTED = "COMPACTED#"
 DIGEST_HEAD = "DIGEST#HEAD"
 # The attribute DynamoDB's time to live reads (template.yaml's TimeToLiveSpecification.AttributeName).
 TTL = "ttl"
-PREFIXES = (TOKEN, CLUSTER, POLLING, POLLER, CHECKPOINT, ALERT, SEEN, LOCK, LEDGER, DIGEST_HEAD, FINDING)
+PREFIXES = (TOKEN, CLUSTER, POLLING, POLLER, CHECKPOINT, ALERT, SEEN, LOCK, LEDGER, DIGEST_HEAD, FINDING, COMPACTED)
 OPERATOR_ONLY = frozenset({CLUSTER, CHECKPOINT})  # no function's role is granted these
 
 # The sort keys that registry scans filter on (a token's item, a cluster's item).
@@ -148,10 +150,15 @@ def seen_key(cluster: str) -> Key:
     return item_key(SEEN, cluster)
 
 
-def lock_name(kind: str, day: str, hour: str, cluster: str) -> str:
-    """The name of one archive partition's lock: ``<kind>#<yyyy-mm-dd>#<hh>#<cluster>`` (locally,
-    the lock file's name under the lake's ``.locks/``)."""
-    return f"{kind}#{day}#{hour}#{cluster}"
+def lock_name(kind: str, day: str, hour: str) -> str:
+    """The name of one archive partition's lock: ``<kind>#<yyyy-mm-dd>#<hh>`` (locally, the lock
+    file's name under the lake's ``.locks/``). A partition holds every cluster's rows of the hour."""
+    return f"{kind}#{day}#{hour}"
+
+
+def compacted_key(kind: str, hour: str) -> Key:
+    """A landing hour of one kind, compacted whole; ``hour``: ``yyyy-mm-ddThh``."""
+    return item_key(f"{COMPACTED}{kind}#{hour}", "DONE")
 
 
 def lock_key(name: str) -> Key:

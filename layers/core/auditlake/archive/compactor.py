@@ -50,7 +50,7 @@ import zstandard
 from auditlake.archive.locks import Locks
 from auditlake.archive.schema import ARCHIVE_TIMESTAMP, archive_schema, read_schema, timestamp_columns
 from auditlake.jsonio import dumps
-from auditlake.landing import MANIFEST_SUFFIX, RAW_SUFFIX, parse_raw_key, quarantine_base
+from auditlake.landing import MANIFEST_SUFFIX, RAW_SUFFIX, parse_raw_key, quarantine_base, raw_hour_prefix
 from auditlake.model import ARCHIVE_KINDS, ArchiveKind
 from auditlake.state_table import lock_name
 from auditlake.stores import AlreadyExists, Archived, Store, StoreError
@@ -103,6 +103,49 @@ class PartitionBusy(RuntimeError):
     pass
 
 
+@dataclass(eq=False)
+class _Partition:
+    """One archive partition (kind, hour) while a call writes its file: locked from the first row
+    to the file's creation, so its duplicate check and its write are one step for other compactors."""
+
+    kind: ArchiveKind
+    hour: int  # since the epoch
+    token: str | None = None  # the lock's, once taken
+    existing: list[str] = field(default_factory=list)  # files it held when locked
+    writer: pq.ParquetWriter | None = None
+    buffer: io.BytesIO | None = None
+    pending: list[pa.Table] = field(default_factory=list)  # rows not yet in a row group
+    pending_rows: int = 0
+    rows: int = 0  # rows in row groups
+    times: list[datetime] = field(default_factory=list)
+    carry: pa.Table | None = None  # keys written for the cluster the last round ended with
+    carry_cluster: str | None = None
+    sources: set[str] = field(default_factory=set)  # raw keys with rows in it
+    failed: bool = False
+
+    @property
+    def moment(self) -> datetime:
+        return EPOCH + timedelta(hours=self.hour)
+
+    @property
+    def directory(self) -> str:
+        moment = self.moment  # year 1 is 0001 (strftime %Y: 1)
+        return f"{self.kind.name}/dt={moment.date().isoformat()}/hour={moment.hour:02d}"
+
+    @property
+    def lock(self) -> str:
+        moment = self.moment
+        return lock_name(self.kind.name, moment.date().isoformat(), f"{moment.hour:02d}")
+
+    def close(self, locks: Locks) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.token is not None:
+            locks.release(self.lock, self.token)
+            self.token = None
+
+
 class Compactor:
     def __init__(
         self,
@@ -112,7 +155,7 @@ class Compactor:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         lock_wait_seconds: float = 60.0,
-        lease_seconds: int = 900,
+        lease_seconds: int = 960,  # > the Lambda timeout (900 s): a partition is locked for a whole run
         chunk_bytes: int = 32 << 20,  # NDJSON parsed at a time
         round_bytes: int = 512 << 20,  # NDJSON archived at a time: ~1 GB peak RSS (make bench)
         row_group_rows: int = 128 * 1024,
@@ -134,63 +177,86 @@ class Compactor:
     def compact(self, keys: Iterable[str]) -> CompactionReport:
         report = CompactionReport()
         by_kind: dict[str, list[str]] = {}
+        clusters: dict[str, str] = {}
         for key in dict.fromkeys(keys):  # S3 may notify twice; order kept
             raw = parse_raw_key(key)
             if raw is None or raw.kind not in ARCHIVE_KINDS:
                 report.ignored.append(key)
                 continue
             by_kind.setdefault(raw.kind, []).append(key)
+            clusters[key] = raw.cluster
         for kind_name, kind_keys in by_kind.items():
-            report.add(self._compact_kind(ARCHIVE_KINDS[kind_name], kind_keys))
+            # Cluster by cluster: a cluster's rows meet in as few rounds as possible, and once a round
+            # has moved past a cluster no later round holds it (see _Partition.carry).
+            kind_keys.sort(key=lambda k: clusters[k])
+            report.add(self._compact_kind(ARCHIVE_KINDS[kind_name], kind_keys, clusters))
         return report
+
+    def compact_hour(self, kind: str, hour: datetime) -> CompactionReport:
+        """Every raw object of ``kind`` that landed in ``hour`` (all clusters): one file per archive
+        partition its rows fall in (mostly ``hour`` itself, and the last seconds of the hour before)."""
+        return self.compact(self.raw.list(raw_hour_prefix(kind, hour)))
 
     # ------------------------------------------------------------------ reading
 
-    def _compact_kind(self, kind: ArchiveKind, keys: list[str]) -> CompactionReport:
+    def _compact_kind(self, kind: ArchiveKind, keys: list[str], clusters: Mapping[str, str]) -> CompactionReport:
         """In rounds of about ``round_bytes`` of NDJSON, so memory is bounded whatever the batch holds
-        (an SQS batch of file-ingest objects can carry millions of events). A key delivered in two
-        rounds is archived once all the same: the second round's anti-join finds the first's file."""
+        (an hour of a fleet is gigabytes). Each partition's file stays open across rounds: one file per
+        partition per call, its row groups each sorted in archive order."""
         report = CompactionReport()
+        partitions: dict[int, _Partition] = {}
         tables: list[pa.Table] = []
         spans: list[tuple[str, int, int]] = []  # (raw key, first row, end row) in the round's table
         rows = size = 0
         whole: set[str] = set()  # quarantined as a whole: nothing of them archived
-        for chunk_keys, texts in self._chunks(keys):
-            for key, text in zip(chunk_keys, texts, strict=True):
-                if text.startswith(_FETCH_FAILED):
-                    logger.warning("raw object unavailable, will retry", extra={"key": key})
-                    report.failed.add(key)
-            readable = [(k, t) for k, t in zip(chunk_keys, texts, strict=True) if not t.startswith(_FETCH_FAILED)]
-            size += sum(len(t) for _, t in readable)
-            table, counts, bad, bad_lines = self._parse(kind, readable)
-            texts_by_key = dict(readable) if bad_lines else {}
-            del texts, readable
-            for key, reason in bad.items():
-                self._quarantine(kind, key, reason)
-                report.quarantined[key] = reason
-                whole.add(key)
-            for key, lines in bad_lines.items():
-                self._quarantine_lines(kind, key, texts_by_key.pop(key), lines)
-                report.quarantined[key] = (
-                    f"{len(lines)} line(s) quarantined, first: line {lines[0].number}: {lines[0].reason}"
-                )
-                report.lines_quarantined += len(lines)
-            del texts_by_key
-            for key, count in counts:
-                spans.append((key, rows, rows + count))
-                rows += count
-            if table is not None and table.num_rows:
-                tables.append(table)
-            if size >= self.round_bytes:
-                self._archive(kind, tables, spans, report)
-                tables, spans, rows, size = [], [], 0, 0
-        self._archive(kind, tables, spans, report)
+        try:
+            for chunk_keys, texts in self._chunks(keys):
+                for key, text in zip(chunk_keys, texts, strict=True):
+                    if text.startswith(_FETCH_FAILED):
+                        logger.warning("raw object unavailable, will retry", extra={"key": key})
+                        report.failed.add(key)
+                readable = [(k, t) for k, t in zip(chunk_keys, texts, strict=True) if not t.startswith(_FETCH_FAILED)]
+                size += sum(len(t) for _, t in readable)
+                table, counts, bad, bad_lines = self._parse(kind, readable)
+                texts_by_key = dict(readable) if bad_lines else {}
+                del texts, readable
+                for key, reason in bad.items():
+                    self._quarantine(kind, key, reason)
+                    report.quarantined[key] = reason
+                    whole.add(key)
+                for key, lines in bad_lines.items():
+                    self._quarantine_lines(kind, key, texts_by_key.pop(key), lines)
+                    report.quarantined[key] = (
+                        f"{len(lines)} line(s) quarantined, first: line {lines[0].number}: {lines[0].reason}"
+                    )
+                    report.lines_quarantined += len(lines)
+                del texts_by_key
+                for key, count in counts:
+                    spans.append((key, rows, rows + count))
+                    rows += count
+                if table is not None and table.num_rows:
+                    tables.append(table)
+                if size >= self.round_bytes:
+                    self._archive(kind, tables, spans, partitions, report)
+                    tables, spans, rows, size = [], [], 0, 0
+            self._archive(kind, tables, spans, partitions, report)
+            for partition in partitions.values():
+                self._finish(kind, partition, report)
+        finally:
+            for partition in partitions.values():
+                partition.close(self.locks)
         report.done = {key for key in keys if key not in report.failed and key not in whole}
         return report
 
     def _archive(
-        self, kind: ArchiveKind, tables: list[pa.Table], spans: list[tuple[str, int, int]], report: CompactionReport
+        self,
+        kind: ArchiveKind,
+        tables: list[pa.Table],
+        spans: list[tuple[str, int, int]],
+        partitions: dict[int, _Partition],
+        report: CompactionReport,
     ) -> None:
+        """One round: deduplicated and ordered, then each partition's new rows appended to its file."""
         if not tables:
             return
         table = pa.concat_tables(tables)
@@ -198,22 +264,25 @@ class Compactor:
         report.rows_read += table.num_rows
         order = self._order(kind, table)
         report.duplicates += table.num_rows - len(order)
-        # Partitions are written two at a time: encoding and compressing release the GIL.
-        with ThreadPoolExecutor(2) as writers:
-            jobs = [(partition, writers.submit(self._write_partition, kind, table, cluster, hour, partition))
-                    for cluster, hour, partition in self._partitions(kind, table, order)]  # fmt: skip
-            for partition, job in jobs:
-                try:
-                    written, skipped, file_key = job.result()
-                except (StoreError, PartitionBusy) as exc:
-                    # Retried later: partitions written meanwhile keep their rows, the retry skips them.
-                    logger.warning("partition not compacted, will retry", extra={"error": str(exc)})
-                    report.failed.update(_keys_with_rows(spans, partition))
-                    continue
-                report.rows_written += written
-                report.duplicates += skipped
-                if file_key:
-                    report.files.append(file_key)
+        for hour, rows in self._partitions(kind, table, order):
+            partition = partitions.get(hour)
+            if partition is None:
+                partition = partitions[hour] = _Partition(kind, hour)
+            if partition.failed:
+                report.failed.update(_keys_with_rows(spans, rows))
+                continue
+            try:
+                if partition.token is None:
+                    self._open(partition)
+                new = self._not_archived(kind, table, rows, partition)
+                report.duplicates += len(rows) - len(new)
+                if len(new):
+                    self._append(kind, partition, table, new)
+                partition.sources.update(_keys_with_rows(spans, rows))
+            except (StoreError, PartitionBusy) as exc:
+                logger.warning("partition not compacted, will retry", extra={"error": str(exc)})
+                partition.failed = True
+                report.failed.update(partition.sources | _keys_with_rows(spans, rows))
 
     def _chunks(self, keys: list[str]) -> Iterator[tuple[list[str], list[bytes]]]:
         """Raw objects fetched and decompressed ahead on a thread pool (zstd and S3 release the GIL),
@@ -350,45 +419,81 @@ class Compactor:
         return pc.take(first, sort(table.select(list(kind.order)).take(first), list(kind.order)))
 
     @staticmethod
-    def _partitions(kind: ArchiveKind, table: pa.Table, order: pa.Array) -> Iterator[tuple[str, int, pa.Array]]:
-        """(cluster, hour since epoch, row indices) per archive partition, in order."""
-        clusters = pc.take(table["cluster"], order)
+    def _partitions(kind: ArchiveKind, table: pa.Table, order: pa.Array) -> Iterator[tuple[int, pa.Array]]:
+        """(hour since epoch, row indices in archive order) per archive partition, hour by hour."""
         hours = _floor_divide(pc.cast(pc.take(table[kind.time_column], order), pa.int64()), HOUR_MS)
-        starts = _changes(pa.table({"c": clusters, "h": hours}), ["c", "h"])
+        by_hour = pc.sort_indices(hours)  # stable: archive order kept within each hour
+        order, hours = pc.take(order, by_hour), pc.take(hours, by_hour)
+        starts = _changes(pa.table({"h": hours}), ["h"])
         bounds = [*pc.indices_nonzero(starts).to_pylist(), len(order)]
         for start, end in itertools.pairwise(bounds):
-            yield clusters[start].as_py(), hours[start].as_py(), order.slice(start, end - start)
+            yield hours[start].as_py(), order.slice(start, end - start)
 
     # ------------------------------------------------------------------ writing
 
-    def _write_partition(
-        self, kind: ArchiveKind, table: pa.Table, cluster: str, hour: int, rows: pa.Array
-    ) -> tuple[int, int, str | None]:
-        moment = EPOCH + timedelta(hours=hour)
-        day, hh = moment.date().isoformat(), f"{moment.hour:02d}"  # year 1 is 0001 (strftime %Y: 1)
-        directory = f"{kind.name}/dt={day}/hour={hh}"
-        store = self.archives[kind.name]
-        lock = lock_name(kind.name, day, hh, cluster)
-        token = self._lock(lock)
+    def _open(self, partition: _Partition) -> None:
+        """Lock the partition for the rest of the call and note the files it already holds."""
+        partition.token = self._lock(partition.lock)
+        store = self.archives[partition.kind.name]
+        partition.existing = [k for k in store.list(partition.directory + "/") if k.endswith(".parquet")]
+
+    def _append(self, kind: ArchiveKind, partition: _Partition, table: pa.Table, rows: pa.Array) -> None:
+        """New rows of the partition, buffered and written a row group at a time."""
+        if partition.writer is None:
+            partition.buffer = io.BytesIO()
+            partition.writer = self._writer(kind, partition.buffer)
+        schema = archive_schema(kind)
+        partition.pending.append(table.take(rows).cast(schema))
+        partition.pending_rows += len(rows)
+        times = pc.min_max(pc.take(table[kind.time_column], rows))
+        partition.times.extend((times["min"].as_py(), times["max"].as_py()))
+        cluster = table["cluster"]
+        partition.carry_cluster = cluster[rows[len(rows) - 1].as_py()].as_py()
+        last = pc.equal(pc.take(cluster, rows), partition.carry_cluster)
+        carried = table.select(list(kind.key)).take(pc.filter(rows, last))
+        # Only the last cluster may continue in the next round (keys are sorted by cluster).
+        if partition.carry is not None and partition.carry["cluster"][0].as_py() == partition.carry_cluster:
+            carried = pa.concat_tables([partition.carry, carried])
+        partition.carry = carried
+        while partition.pending_rows >= self.row_group_rows:
+            self._flush(partition, self.row_group_rows)
+
+    def _flush(self, partition: _Partition, limit: int | None = None) -> None:
+        if not partition.pending or partition.writer is None:
+            return
+        rows = pa.concat_tables(partition.pending)
+        group = rows if limit is None else rows.slice(0, limit)
+        partition.writer.write_table(group, row_group_size=len(group))
+        partition.rows += len(group)
+        rest = rows.slice(len(group))
+        partition.pending = [rest] if len(rest) else []
+        partition.pending_rows = len(rest)
+
+    def _finish(self, kind: ArchiveKind, partition: _Partition, report: CompactionReport) -> None:
+        """The partition's file, whole: recorded in the ledger, then created (never replacing a file)."""
+        if partition.failed or partition.writer is None or partition.buffer is None:
+            return
         try:
-            new = self._not_archived(kind, table, rows, store, f"{directory}/{cluster}-")
-            skipped = len(rows) - len(new)
-            if not len(new):
-                return 0, skipped, None
-            rows = new
-            data = self._parquet(kind, table, rows)
+            self._flush(partition)
+            partition.writer.close()
+            partition.writer = None
+            data = partition.buffer.getvalue()
+            partition.buffer = None
             now = self.clock()  # after the encode: written_at is within the ledger's SETTLE of the write
-            key = f"{directory}/{cluster}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(6)}.parquet"
+            key = f"{partition.directory}/{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(6)}.parquet"
             if self.ledger is not None:
-                times = pc.min_max(pc.take(table[kind.time_column], rows))
                 self.ledger.record(Entry(
-                    key, hashlib.sha256(data).hexdigest(), len(data), len(rows),
-                    _utc(times["min"].as_py()), _utc(times["max"].as_py()), format_utc(now),
+                    key, hashlib.sha256(data).hexdigest(), len(data), partition.rows,
+                    _utc(min(partition.times)), _utc(max(partition.times)), format_utc(now),
                 ))  # fmt: skip
-            store.put(key, data, "application/vnd.apache.parquet", create_only=True)
-            return len(rows), skipped, key
-        finally:
-            self.locks.release(lock, token)
+            self.archives[kind.name].put(key, data, "application/vnd.apache.parquet", create_only=True)
+        except (StoreError, PartitionBusy) as exc:
+            logger.warning("partition not compacted, will retry", extra={"error": str(exc)})
+            partition.failed = True
+            report.failed.update(partition.sources)
+            return
+        report.rows_written += partition.rows
+        report.files.append(key)
 
     def _lock(self, name: str) -> str:
         deadline = time.monotonic() + self.lock_wait_seconds
@@ -402,8 +507,10 @@ class Compactor:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _not_archived(self, kind: ArchiveKind, table: pa.Table, rows: pa.Array, store: Store, prefix: str) -> pa.Array:
-        """``rows`` minus those whose key the partition already holds (read: key columns only).
+    def _not_archived(self, kind: ArchiveKind, table: pa.Table, rows: pa.Array, partition: _Partition) -> pa.Array:
+        """``rows`` minus those whose key the partition already holds: in its files before this call
+        (key columns of the rows of these clusters only: the files are sorted by cluster, so row-group
+        statistics skip the others), or written by an earlier round of this call.
 
         A file in an archive tier (Deep Archive, Glacier Flexible Retrieval: GetObject refuses it
         until it is restored) is left out of the join rather than failing the batch into the
@@ -412,60 +519,52 @@ class Compactor:
         queryable tiers (AuditDeepArchiveDays after it was written: a backfill of old logs, never a
         redelivery, which comes within days) can be, and Athena cannot read that file anyway; the
         warning names it."""
+        key_columns = list(kind.key)
+        candidates = table.select(key_columns).take(rows)
+        clusters = pc.unique(candidates["cluster"])
         existing = []
-        for key in store.list(prefix):
-            if not key.endswith(".parquet"):
-                continue
+        store = self.archives[kind.name]
+        for key in partition.existing:
             try:
-                existing.append(pq.read_table(store.open(key), columns=list(kind.key)))
+                existing.append(pq.read_table(
+                    store.open(key), columns=key_columns, filters=pc.is_in(pc.field("cluster"), value_set=clusters),
+                ).cast(candidates.schema))  # fmt: skip
             except Archived as exc:
                 logger.warning("archived file left out of the duplicate check", extra={"key": key, "why": str(exc)})
+        if partition.carry is not None and pc.any(pc.is_in(clusters, value_set=partition.carry["cluster"])).as_py():
+            existing.append(partition.carry)
+        existing = [t for t in existing if t.num_rows]
         if not existing:
             return rows
-        candidates = table.select(list(kind.key)).take(rows).append_column("_row", rows)
+        candidates = candidates.append_column("_row", rows)
         archived = pa.concat_tables(existing)
-        remaining = candidates.join(archived, keys=list(kind.key), join_type="left anti", use_threads=False)
+        remaining = candidates.join(archived, keys=key_columns, join_type="left anti", use_threads=False)
         kept = remaining["_row"].combine_chunks()
         # The join does not keep order: restore it from each row's position in ``rows``.
         return pc.take(kept, pc.sort_indices(pc.index_in(kept, value_set=rows)))
 
-    def _parquet(self, kind: ArchiveKind, table: pa.Table, rows: pa.Array) -> bytes:
+    def _writer(self, kind: ArchiveKind, sink: io.BytesIO) -> pq.ParquetWriter:
         schema = archive_schema(kind)
         encodings = {kind.time_column: "DELTA_BINARY_PACKED", kind.key[1]: "DELTA_BYTE_ARRAY"}
         # Other per-event times (stage_at, ...) are near-unique: a dictionary would only add its indices.
         # The ingestion time repeats per batch, where a dictionary wins.
         encodings |= {c: "PLAIN" for c in timestamp_columns(kind) if c not in (kind.time_column, kind.first_of)}
-        buffer = io.BytesIO()
-        with (
-            pq.ParquetWriter(
-                buffer,
-                schema,
-                compression="zstd",
-                use_dictionary=[p for p in _leaf_paths(schema) if p not in encodings],
-                column_encoding=encodings,
-                # Statistics prune row groups; JSON documents are never range-filtered, only fatten the footer.
-                write_statistics=[
-                    p for p, (_, kind_of) in zip(_leaf_paths(schema), kind.columns, strict=True) if kind_of != "json"
-                ],
-                store_schema=False,  # Glue holds the schema; the Arrow copy would be a third of each footer
-                sorting_columns=[
-                    pq.SortingColumn(schema.get_field_index(name)) for name in kind.order if name in schema.names
-                ],
-            ) as writer,
-            ThreadPoolExecutor(1) as gather,
-        ):
-            # The next row group is gathered while this one is encoded (both release the GIL).
-            def take(start: int) -> pa.Table:
-                return table.take(rows.slice(start, self.row_group_rows)).cast(schema)
-
-            starts = range(0, len(rows), self.row_group_rows)
-            pending = gather.submit(take, 0)
-            for start in starts[1:]:
-                group, pending = pending.result(), gather.submit(take, start)
-                writer.write_table(group)
-                del group
-            writer.write_table(pending.result())
-        return buffer.getvalue()
+        return pq.ParquetWriter(
+            sink,
+            schema,
+            compression="zstd",
+            use_dictionary=[p for p in _leaf_paths(schema) if p not in encodings],
+            column_encoding=encodings,
+            # Statistics prune row groups; JSON documents are never range-filtered, only fatten the footer.
+            write_statistics=[
+                p for p, (_, kind_of) in zip(_leaf_paths(schema), kind.columns, strict=True) if kind_of != "json"
+            ],
+            store_schema=False,  # Glue holds the schema; the Arrow copy would be a third of each footer
+            # Each row group is sorted (cluster, time, ...); Parquet's sorting_columns is per row group.
+            sorting_columns=[
+                pq.SortingColumn(schema.get_field_index(name)) for name in kind.order if name in schema.names
+            ],
+        )
 
     def _quarantine(self, kind: ArchiveKind, key: str, reason: str) -> None:
         """The raw object as it was, and why it could not be archived."""
