@@ -274,13 +274,13 @@ def test_a_digest_head_is_stale_after_three_hours(stack: FakeStack, now: datetim
 
 def test_the_lambda_concurrency_quota(stack: FakeStack, now: datetime) -> None:
     stack.make(now=now)
-    for quota, status in [(1000, OK), (100, OK), (99, WARN), (10, WARN), (8, FAIL)]:
+    for quota, status in [(1000, OK), (100, OK), (99, WARN), (10, WARN), (6, FAIL)]:
         stack.quota = quota
         checker = Doctor(stack.session(), stack.name, now=lambda: now)
         checker.load()
         (check,) = checker.check_concurrency()
         assert check.status == status, check.line()
-        assert "at least 9 needed (compactor 5, poller 0 + 1" in check.detail  # no cluster polled yet
+        assert "at least 7 needed (compactor 3, poller 0 + 1" in check.detail  # no cluster polled yet
         assert ("request an increase of 'Concurrent executions'" in check.line()) == (status != OK)
 
 
@@ -291,11 +291,11 @@ def test_polled_clusters_count_against_the_quota_up_to_the_fan_out_bound(stack: 
     for name in ("prod", "staging", "dev"):
         registry.add_cluster(name, token_hash(new_token()), created_at="2026-01-01T00:00:00Z",
                              poll=PollConfig("eks", eks_name=name))  # fmt: skip
-    stack.quota, stack.max_fan_out = 10, 2
+    stack.quota, stack.max_fan_out = 8, 2
     stack.make(now=now)
     check = named(checks(stack, now), "lambda concurrency")
-    # 3 clusters polled, at most 2 a minute: 5 + 2 + 1 + 3.
-    assert check.status == FAIL and "at least 11 needed (compactor 5, poller 2 + 1" in check.detail
+    # 3 clusters polled, at most 2 a minute: 3 + 2 + 1 + 3.
+    assert check.status == FAIL and "at least 9 needed (compactor 3, poller 2 + 1" in check.detail
 
 
 def test_bucket_settings_that_drifted_fail_with_the_fix(stack: FakeStack, now: datetime) -> None:

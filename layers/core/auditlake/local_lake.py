@@ -15,6 +15,7 @@ Layout of a lake directory (nothing else joins paths under it)::
     checkpoints/                an earlier version's: once moved, its lock files stay, and MOVED says so
     state/poller/               Events poller checkpoints and leases
     state/ledger/               the archive's write ledger (what the digests seal)
+    state/compacted/<kind>/<yyyy-mm-ddThh>   landing hours compacted whole (empty files)
     state/alerts.json           correlation counters (403 bursts)
     state/pages.json            findings paged, each until its dedup window ends
     state/digest-key.pem        the digest signing key, made on first use
@@ -52,6 +53,7 @@ from auditlake.trust.alerts import (
 from auditlake.trust.ledger import LocalLedger
 
 if TYPE_CHECKING:
+    from auditlake.archive.hourly import LocalCompactedHours
     from auditlake.detect.ir import Correlation, RuleSet
     from auditlake.detect.matches import Detector
     from auditlake.trust.digest import LocalChainHead, LocalSigner
@@ -116,6 +118,10 @@ class LocalLake:
     @property
     def ledger_dir(self) -> Path:
         return self.state_dir / "ledger"
+
+    @property
+    def compacted_dir(self) -> Path:
+        return self.state_dir / "compacted"
 
     @property
     def alert_counter_file(self) -> Path:
@@ -197,6 +203,11 @@ class LocalLake:
 
     def locks(self) -> LocalLocks:
         return LocalLocks(self.locks_dir)
+
+    def compacted_hours(self) -> LocalCompactedHours:
+        from auditlake.archive.hourly import LocalCompactedHours  # beside the compactor: pyarrow
+
+        return LocalCompactedHours(self.compacted_dir)
 
     def ledger(self) -> LocalLedger:
         return LocalLedger(self.ledger_dir)

@@ -20,7 +20,8 @@ entry per file.
   partition, under its lock, keeps each key once.
 
 The freshness this costs is covered by the raw Glue tables: Athena reads the landing hours not yet
-compacted (the ``*_live`` views); locally, ``compact`` compacts the open hour too.
+compacted (the ``*_live`` views). Locally there is no schedule: ``compact`` runs ``compact_pending``,
+every landing hour present and not done, the open one too (marked done only once closed).
 
 ``CompactedHours`` records the hours done: DynamoDB (``state_table.compacted_key``) and a directory of
 empty files in the local lake, side by side.
@@ -130,6 +131,32 @@ def compact_due(
             if not done.failed:
                 hours.mark(kind, hour)
     return report
+
+
+def compact_pending(
+    compactor: Compactor, hours: CompactedHours, keys: Iterable[str], now: datetime, *, grace: timedelta = GRACE
+) -> tuple[CompactionReport, int]:
+    """Every landing hour of ``keys`` not yet done, open or closed; those closed and finished are
+    marked done (a later call skips them without reading them). Returns the report and the number
+    of raw objects in hours already done (not read)."""
+    by_hour: dict[tuple[str, datetime], list[str]] = {}
+    report = CompactionReport()
+    for key in keys:
+        raw = parse_raw_key(key)
+        if raw is None or raw.kind not in ARCHIVE_KINDS:
+            report.ignored.append(key)
+            continue
+        by_hour.setdefault((raw.kind, raw.landed), []).append(key)
+    skipped = 0
+    for (kind, hour), hour_keys in sorted(by_hour.items()):
+        if hours.done(kind, hour):
+            skipped += len(hour_keys)
+            continue
+        done = compactor.compact(hour_keys)
+        report.add(done)
+        if not done.failed and is_closed(hour, now, grace):
+            hours.mark(kind, hour)
+    return report, skipped
 
 
 def late_keys(keys: Iterable[str], now: datetime, grace: timedelta = GRACE) -> tuple[list[str], list[str]]:

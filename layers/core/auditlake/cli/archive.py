@@ -21,17 +21,24 @@ from auditlake.timestamps import format_utc, instant
 @click.command()
 @lake_option
 def compact(lake: Path) -> None:
-    """Compact the local lake's raw landing into its Parquet archive (idempotent: run it any time)."""
+    """Compact the local lake's raw landing into its Parquet archive (idempotent: run it any time).
+
+    One file per partition (kind, dt, hour) for all clusters. Landing hours compacted once closed are
+    not read again; the hour still open is compacted each time (each time a file more, for what
+    landed since), as a deployed stack's *_live views would read it from raw.
+    """
     from auditlake.archive.compactor import Compactor
+    from auditlake.archive.hourly import compact_pending
 
     local = LocalLake(lake)
     store = local.store()
     keys = list(store.list(raw_prefix()))
     started = time.perf_counter()
     compactor = Compactor(store, local.archives(), local.locks(), ledger=local.ledger())
-    report = compactor.compact(keys)
+    report, skipped = compact_pending(compactor, local.compacted_hours(), keys, datetime.now(UTC))
     print_counts(
-        f"compacted {len(keys)} raw objects in {time.perf_counter() - started:.1f}s",
+        f"compacted {len(keys) - skipped} raw objects in {time.perf_counter() - started:.1f}s"
+        + (f" ({skipped} in hours already compacted: not read again)" if skipped else ""),
         {"rows read": report.rows_read, "rows archived": report.rows_written, "duplicates dropped": report.duplicates,
          "files": len(report.files), "quarantined objects": len(report.quarantined), "to retry": len(report.failed)},
     )  # fmt: skip

@@ -64,9 +64,9 @@ OK, WARN, FAIL = "ok", "WARN", "FAIL"
 
 # verify --stack calls a chain stale after 3 h; digests are written at five past every hour.
 DIGEST_MAX_AGE = timedelta(hours=3)
-# The compactor's SQS event source runs at most this many at once (template.yaml ScalingConfig).
-# The poller's fan-out is bounded by the stack's PollerMaxFanOut parameter.
-COMPACTOR_CONCURRENCY = 5
+# The compactor runs at most this many at once: its SQS event source's two (late objects,
+# template.yaml ScalingConfig) and the hourly run. The poller's fan-out is bounded by PollerMaxFanOut.
+COMPACTOR_CONCURRENCY = 3
 # Below this account quota, a burst of webhook batches next to the compactor and the poller's
 # fan-out can be throttled (new accounts may start at 10; the usual default is 1,000).
 CONCURRENCY_COMFORT = 100
@@ -548,7 +548,7 @@ class Doctor:
             except RegistryError as exc:
                 note = f" (polled clusters unknown: {exc})"
         # The schedule's invocation and the polls it starts (one per polled cluster, at most
-        # PollerMaxFanOut a minute), the compactor's five, and at least one each for the webhook, the
+        # PollerMaxFanOut a minute), the compactor's three, and at least one each for the webhook, the
         # EKS forwarder and the digest.
         fan_out = min(polled, int(self.parameters.get("PollerMaxFanOut") or polled))
         need = COMPACTOR_CONCURRENCY + fan_out + 1 + 3
