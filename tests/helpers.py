@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from auditlake.stores import Store
 from auditlake.timestamps import format_utc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,3 +335,10 @@ def stack_with_outputs(outputs: dict[str, str], *, prefix: str = "auditlake") ->
                 "Outputs": {key: {"Value": value} for key, value in outputs.items()}}  # fmt: skip
     boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
     return name
+
+
+def raw_keys_of(store: Store, kind: str, cluster: str) -> list[str]:
+    """One cluster's raw objects of one kind (raw keys are hour-first: ``raw/<kind>/<hour>/<cluster>/...``)."""
+    from auditlake.landing import parse_raw_key, raw_prefix
+
+    return [key for key in store.list(raw_prefix(kind)) if (raw := parse_raw_key(key)) and raw.cluster == cluster]

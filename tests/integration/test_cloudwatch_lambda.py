@@ -22,6 +22,7 @@ from tests.helpers import (
     eks_messages,
     landed,
     load_function,
+    raw_keys_of,
     subscription_document,
 )
 
@@ -160,7 +161,7 @@ def test_storage_failure_raises_and_the_redelivery_lands_once(monkeypatch: pytes
     aws.s3.create_bucket(Bucket=aws.bucket)
     invoke(app, document)
     invoke(app, document)  # CloudWatch delivered it twice: the same object, rewritten
-    keys = list(S3Store(aws.s3, aws.bucket).list("raw/audit/prod/"))
+    keys = raw_keys_of(S3Store(aws.s3, aws.bucket), "audit", "prod")
     assert len(keys) == 1
     assert len(list(landed(aws))) == 5
 

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 import urllib.parse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +24,7 @@ from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.demo.synth import Synth
 from auditlake.landing import Landing, encode_lines
 from auditlake.stores.s3 import S3Store
+from auditlake.timestamps import format_utc
 from tests.helpers import AwsStack, LambdaContext, fixture, load_function
 
 EVENTS = list(Synth(minutes=30, rate=10, seed=5, start=datetime(2026, 11, 20, 9, 45, tzinfo=UTC)).events())
@@ -93,7 +94,7 @@ def test_notifications_are_compacted_once(aws: AwsStack, archive: dict[str, str]
 def test_a_locked_partition_fails_only_its_messages(aws: AwsStack, archive: dict[str, str], app: ModuleType) -> None:
     early, late = land(aws, EVENTS[:100], "early"), land(aws, EVENTS[-100:], "late")
     locks = DynamoLocks(aws.dynamodb, aws.table)
-    assert locks.acquire("audit#2026-11-20#10#prod-eu", 600)  # another compactor holds hour 10
+    assert locks.acquire("audit#2026-11-20#10", 600)  # another compactor holds hour 10
     reply = app.lambda_handler(sqs_event(aws.bucket, [early, late]), LambdaContext())
     assert reply == {"batchItemFailures": [{"itemIdentifier": "m1"}]}  # m0 is done, m1 comes again
     assert archived(aws, archive["audit"]).num_rows == 100
@@ -153,3 +154,38 @@ def test_dynamodb_lock_lease_expires(aws: AwsStack) -> None:
     locks.release("audit#x", second)
     assert locks.acquire("audit#x", 60)
     time.sleep(0)
+
+
+def scheduled_event(at: datetime) -> dict[str, Any]:
+    """What EventBridge's schedule (template.yaml ClosedHours) invokes the function with."""
+    return {"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [], "detail": {}}  # fmt: skip
+
+
+def test_the_hourly_run_archives_closed_hours_once_and_notifications_of_open_hours_wait(
+    aws: AwsStack, archive: dict[str, str], app: ModuleType
+) -> None:
+    now = datetime.now(UTC)
+    closed = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    landing = Landing(S3Store(aws.s3, aws.bucket))
+    synth = Synth(minutes=10, rate=5, seed=7, start=closed)
+    items = list(synth.events())
+
+    def lines_of(cluster: str, n: int) -> list[bytes]:
+        pipeline = AuditPipeline(PipelineConfig())
+        return pipeline.process(items[:n], cluster=cluster, source="webhook", ingested_at=format_utc(closed)).lines
+
+    lines = lines_of("prod-eu", len(items))
+    old = landing.write_raw("prod-eu", closed, "closed", lines)
+    other = landing.write_raw("prod-us", closed, "closed", lines_of("prod-us", 50))
+    fresh = landing.write_raw("prod-eu", now, "fresh", lines[:10])
+    # The notification of the object of the open hour: left to the hourly run, the message is done.
+    assert app.lambda_handler(sqs_event(aws.bucket, [fresh]), LambdaContext()) == {"batchItemFailures": []}
+    assert archived(aws, archive["audit"]).num_rows == 0
+    reply = app.lambda_handler(scheduled_event(now), LambdaContext())
+    assert reply == {"files": 1, "rows": len(lines) + 50}  # both clusters of the hour in one file
+    done = aws.dynamodb.get_item(TableName=aws.table, Key={"pk": {"S": f"COMPACTED#audit#{closed:%Y-%m-%dT%H}"},
+                                                           "sk": {"S": "DONE"}})  # fmt: skip
+    assert "Item" in done and old and other
+    # The next run reads nothing again.
+    assert app.lambda_handler(scheduled_event(now), LambdaContext()) == {"files": 0, "rows": 0}

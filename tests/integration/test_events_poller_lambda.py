@@ -24,7 +24,7 @@ from auditlake.landing import Landing, decode_lines
 from auditlake.stores.local import LocalStore
 from auditlake.stores.s3 import S3Store
 from tests.fakes.kube import FakeKube
-from tests.helpers import AwsStack, LambdaContext, corpus_kube_events, load_function
+from tests.helpers import AwsStack, LambdaContext, corpus_kube_events, load_function, raw_keys_of
 
 NOW = datetime.now(UTC).isoformat()
 
@@ -62,7 +62,7 @@ SHORT = LambdaContext(remaining_ms=13_000)
 
 def landed_uids(aws: AwsStack) -> list[tuple[str, str]]:
     store = S3Store(aws.s3, aws.bucket)
-    rows = [loads(line) for key in store.list("raw/events/prod/") for line in decode_lines(store.get(key))]
+    rows = [loads(line) for key in raw_keys_of(store, "events", "prod") for line in decode_lines(store.get(key))]
     return [(r["uid"], r["resource_version"]) for r in rows]
 
 

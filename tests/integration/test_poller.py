@@ -23,7 +23,7 @@ from auditlake.local_lake import LocalLake
 from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
 from tests.fakes.kube import FakeKube
-from tests.helpers import archived_events, corpus_kube_events
+from tests.helpers import archived_events, corpus_kube_events, raw_keys_of
 
 CLUSTER = "prod"
 
@@ -306,7 +306,7 @@ def test_an_odd_event_is_quarantined_and_the_poll_goes_on(seeded: FakeKube, tmp_
 def test_raw_records_have_the_events_archive_columns(seeded: FakeKube, tmp_path: Path, clock: Clock) -> None:
     make_poller(seeded, tmp_path, clock).poll(30, keep_watching=False)
     store = LocalStore(tmp_path)
-    [key] = store.list("raw/events/prod/")
+    [key] = raw_keys_of(store, "events", "prod")
     rows = [json.loads(line) for line in decode_lines(store.get(key))]
     crash = next(r for r in rows if r["reason"] == "BackOff")
     assert crash["api"] == "events.k8s.io/v1" and crash["regarding_kind"] == "Pod" and crash["count"] >= 1

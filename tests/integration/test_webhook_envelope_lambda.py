@@ -22,7 +22,7 @@ from auditlake.http_api import (
 from auditlake.landing import decode_lines
 from auditlake.stores.s3 import S3Store
 from tests.envelope import largest_fitting, realistic_body
-from tests.helpers import AwsStack, LambdaContext, load_function
+from tests.helpers import AwsStack, LambdaContext, load_function, raw_keys_of
 
 
 @pytest.fixture
@@ -67,5 +67,5 @@ def test_a_body_at_the_limit_is_stored(aws: AwsStack, invoke: Any) -> None:
     status, reply = invoke(http_api_event(body, token=token))
     assert status == 200, reply
     store = S3Store(aws.s3, aws.bucket)
-    (key,) = store.list("raw/audit/big/")
+    (key,) = raw_keys_of(store, "audit", "big")
     assert len(decode_lines(store.get(key))) == reply["accepted"] > 4000
