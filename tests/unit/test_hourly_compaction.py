@@ -158,6 +158,9 @@ def test_notifications_of_an_hour_not_yet_due_are_left_to_the_hourly_run() -> No
     key = f"raw/audit/{hour:%Y/%m/%d/%H}/c1/b.ndjson.zst"
     assert late_keys([key, "not/a/raw/key"], hour + HOUR + GRACE - timedelta(seconds=1)) == (["not/a/raw/key"], [key])
     assert late_keys([key], hour + HOUR + GRACE) == ([key], [])
+    # An object landed just before the upgrade, in the layout before: no hour's listing finds it.
+    legacy = f"raw/audit/c1/{hour:%Y/%m/%d/%H}/b.ndjson.zst"
+    assert late_keys([legacy], hour) == ([legacy], [])
     assert not is_closed(hour, hour + HOUR) and is_closed(hour, hour + HOUR + GRACE)
 
 

@@ -95,6 +95,7 @@ class RawKey:
     cluster: str
     batch: str
     landed: datetime
+    hour_first: bool = True  # False: the layout before (cluster first), which no hour's listing finds
 
 
 def _hour_path(at: datetime) -> str:
@@ -128,14 +129,16 @@ def quarantine_base(raw_key: str) -> str:
 
 def parse_raw_key(key: str) -> RawKey | None:
     """The parts of a key ``Landing.raw_key`` writes (or wrote before the hour came first); None for any other key."""
-    match = _RAW_KEY.match(key) or _LEGACY_RAW_KEY.match(key)
+    match = _RAW_KEY.match(key)
+    hour_first = match is not None
+    match = match or _LEGACY_RAW_KEY.match(key)
     if match is None:
         return None
     try:
         landed = datetime(int(match["y"]), int(match["m"]), int(match["d"]), int(match["h"]), tzinfo=UTC)
     except ValueError:
         return None
-    return RawKey(match["kind"], match["cluster"], match["batch"], landed)
+    return RawKey(match["kind"], match["cluster"], match["batch"], landed, hour_first)
 
 
 def valid_cluster_name(name: str) -> bool:

@@ -442,9 +442,6 @@ class Compactor:
         if partition.writer is None:
             partition.buffer = io.BytesIO()
             partition.writer = self._writer(kind, partition.buffer)
-        schema = archive_schema(kind)
-        partition.pending.append(table.take(rows).cast(schema))
-        partition.pending_rows += len(rows)
         times = pc.min_max(pc.take(table[kind.time_column], rows))
         partition.times.extend((times["min"].as_py(), times["max"].as_py()))
         cluster = table["cluster"]
@@ -455,7 +452,29 @@ class Compactor:
         if partition.carry is not None and partition.carry["cluster"][0].as_py() == partition.carry_cluster:
             carried = pa.concat_tables([partition.carry, carried])
         partition.carry = carried
-        while partition.pending_rows >= self.row_group_rows:
+        schema = archive_schema(kind)
+
+        def take(piece: pa.Array) -> pa.Table:
+            return table.take(piece).cast(schema)
+
+        # Row-group-sized pieces (the first one tops up what is pending); the next piece is gathered
+        # while this one is encoded (both release the GIL).
+        first = min(len(rows), self.row_group_rows - partition.pending_rows)
+        pieces = [rows.slice(0, first)] + [
+            rows.slice(start, self.row_group_rows) for start in range(first, len(rows), self.row_group_rows)
+        ]
+        with ThreadPoolExecutor(1) as gather:
+            pending = gather.submit(take, pieces[0])
+            for piece in pieces[1:]:
+                group, pending = pending.result(), gather.submit(take, piece)
+                self._add(partition, group)
+                del group
+            self._add(partition, pending.result())
+
+    def _add(self, partition: _Partition, rows: pa.Table) -> None:
+        partition.pending.append(rows)
+        partition.pending_rows += len(rows)
+        if partition.pending_rows >= self.row_group_rows:
             self._flush(partition, self.row_group_rows)
 
     def _flush(self, partition: _Partition, limit: int | None = None) -> None:

@@ -161,10 +161,13 @@ def compact_pending(
 
 def late_keys(keys: Iterable[str], now: datetime, grace: timedelta = GRACE) -> tuple[list[str], list[str]]:
     """(late, scheduled): raw keys to compact now, and those the scheduled run of their hour will take.
-    A key that is not a raw key is 'late': the compactor reports it as ignored."""
+    A key that is not a raw key is 'late': the compactor reports it as ignored. A key of the layout
+    before the hour came first is late too: no hour's listing finds it (objects landed just before an
+    upgrade)."""
     late: list[str] = []
     scheduled: list[str] = []
     for key in keys:
         raw = parse_raw_key(key)
-        (scheduled if raw is not None and not is_closed(raw.landed, now, grace) else late).append(key)
+        waits = raw is not None and raw.hour_first and not is_closed(raw.landed, now, grace)
+        (scheduled if waits else late).append(key)
     return late, scheduled
