@@ -116,6 +116,12 @@ def test_compactor_role_is_scoped(transformed: dict[str, Any]) -> None:
     assert statements["QuarantineRaw"]["Resource"] == {"Fn::Sub": "${RawBucket.Arn}/quarantine/*"}
     assert statements["WriteArchives"]["Action"] == ["s3:GetObject", "s3:PutObject"]  # no DeleteObject
     assert statements["PartitionLocks"]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["LOCK#*"]
+    # The hourly run lists one landing hour of the raw landing and records the hours it finished.
+    assert statements["ListRawHours"]["Condition"]["StringLike"]["s3:prefix"] == ["raw/*"]
+    assert statements["ListRawHours"]["Action"] == "s3:ListBucket"
+    done = statements["CompactedHours"]
+    assert done["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert done["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["COMPACTED#*"]
     assert statements["ListArchivePartitions"]["Condition"]["StringLike"]["s3:prefix"] == [
         "audit/*", "events/*", "findings/*",
     ]  # fmt: skip
@@ -141,6 +147,21 @@ def test_compactor_is_fed_by_raw_notifications(expanded: dict[str, Any]) -> None
     assert queue["VisibilityTimeout"] >= 6 * expanded["Resources"]["CompactorFunction"]["Properties"]["Timeout"]
     alarm = expanded["Resources"]["CompactDeadLettersAlarm"]["Properties"]
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_compactor_runs_hourly_after_the_grace_and_raw_outlives_its_look_back(expanded: dict[str, Any]) -> None:
+    from auditlake.archive.hourly import GRACE, LOOKBACK
+
+    function = expanded["Resources"]["CompactorFunction"]["Properties"]
+    schedule = function["Events"]["ClosedHours"]["Properties"]["Schedule"]
+    assert schedule == f"cron({GRACE.seconds // 60} * * * ? *)"  # the run lists an hour only once it is due
+    # The lease of a partition's lock outlives the longest run that can hold it.
+    from auditlake.archive.compactor import Compactor
+
+    lease = Compactor.__init__.__kwdefaults__["lease_seconds"]  # type: ignore[index]
+    assert lease > function["Timeout"]
+    minimum = expanded["Parameters"]["RawRetentionDays"]["MinValue"]
+    assert minimum * 86400 >= LOOKBACK.total_seconds() + 86400  # raw is still there when a late run looks
 
 
 def test_athena_workgroup_enforces_results_and_a_scan_cutoff(expanded: dict[str, Any]) -> None:
