@@ -342,3 +342,9 @@ def raw_keys_of(store: Store, kind: str, cluster: str) -> list[str]:
     from auditlake.landing import parse_raw_key, raw_prefix
 
     return [key for key in store.list(raw_prefix(kind)) if (raw := parse_raw_key(key)) and raw.cluster == cluster]
+
+
+def scheduled_event(at: datetime) -> dict[str, Any]:
+    """What an EventBridge schedule (template.yaml's Schedule events) invokes a function with."""
+    return {"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [], "detail": {}}  # fmt: skip

@@ -82,10 +82,11 @@ def test_each_key_builder_falls_under_its_prefix_pattern_only() -> None:
             state_table.alert_stream("forbidden", "prod", "mallory"), "2025-01-01T00:00:00"
         ),
         state_table.SEEN: state_table.seen_key("prod"),
-        state_table.LOCK: state_table.lock_key(state_table.lock_name("audit", "2025-01-01", "00", "prod")),
+        state_table.LOCK: state_table.lock_key(state_table.lock_name("audit", "2025-01-01", "00")),
         state_table.LEDGER: state_table.ledger_key("2025-01-01T00", "audit/dt=2025-01-01/hour=00/x.parquet"),
         state_table.DIGEST_HEAD: state_table.digest_head_key(),
         state_table.FINDING: state_table.finding_key("rule-id", "prod", "mallory", "secrets/prod/db-pass"),
+        state_table.COMPACTED: state_table.compacted_key("audit", "2025-01-01T00"),
     }
     assert set(built) == set(PREFIXES)
     for prefix, key in built.items():

@@ -25,7 +25,7 @@ from auditlake.demo.synth import Synth
 from auditlake.landing import Landing, encode_lines
 from auditlake.stores.s3 import S3Store
 from auditlake.timestamps import format_utc
-from tests.helpers import AwsStack, LambdaContext, fixture, load_function
+from tests.helpers import AwsStack, LambdaContext, fixture, load_function, scheduled_event
 
 EVENTS = list(Synth(minutes=30, rate=10, seed=5, start=datetime(2026, 11, 20, 9, 45, tzinfo=UTC)).events())
 
@@ -154,12 +154,6 @@ def test_dynamodb_lock_lease_expires(aws: AwsStack) -> None:
     locks.release("audit#x", second)
     assert locks.acquire("audit#x", 60)
     time.sleep(0)
-
-
-def scheduled_event(at: datetime) -> dict[str, Any]:
-    """What EventBridge's schedule (template.yaml ClosedHours) invokes the function with."""
-    return {"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
-            "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [], "detail": {}}  # fmt: skip
 
 
 def test_the_hourly_run_archives_closed_hours_once_and_notifications_of_open_hours_wait(

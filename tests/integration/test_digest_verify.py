@@ -240,7 +240,7 @@ def test_an_honest_copy_verifies(unsealed: Path, tmp_path: Path, monkeypatch: py
     report = verify(stores, signer, head=head, ledger=ledger, now=datetime.now(UTC) + later)
     assert report.ok and report.unsealed, report.findings
     # ... and a file written since the last digest that the ledger does not hold is still caught.
-    stray = report.unsealed[0].replace("c2-", "c3-")
+    stray = report.unsealed[0].replace(".parquet", "-stray.parquet")
     shutil.copy(copy / "archive" / report.unsealed[0], copy / "archive" / stray)
     caught = verify(stores, signer, head=head, ledger=ledger, now=datetime.now(UTC) + later)
     assert [(f.kind, f.key) for f in caught.findings] == [("unrecorded", stray)]

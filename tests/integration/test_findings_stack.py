@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from auditlake.archive.hourly import GRACE
+from auditlake.archive.triggers import handle
 from auditlake.cli import main
 from auditlake.cli.stack import (
     ATHENA_WORKGROUP,
@@ -35,7 +37,7 @@ from auditlake.landing import decode_lines
 from auditlake.model import FINDINGS
 from auditlake.stores.s3 import S3Store
 from auditlake.timestamps import format_utc
-from tests.helpers import AwsStack, LambdaContext, eventlist_body, stack_with_outputs
+from tests.helpers import AwsStack, LambdaContext, eventlist_body, scheduled_event, stack_with_outputs
 from tests.integration.test_alerts_aws import topic  # noqa: F401 - the SNS topic read through SQS
 from tests.integration.test_compactor_lambda import sqs_event
 from tests.integration.test_webhook_lambda import invoker, load_app, register
@@ -125,10 +127,16 @@ def test_findings_land_page_compact_verify_and_query_on_the_stack(
     assert sorted(objects(aws.s3, aws.bucket, "raw/")) == raw_keys
     assert pages() == []
 
-    # 2. The compactor on the raw objects' notifications: the findings' rows under findings/, once.
+    # 2. The compactor: the notifications of this hour's objects leave them to the hourly run, which
+    # (its clock past the hour's grace) archives the findings' rows under findings/, once.
     compactor, digest = functions(monkeypatch, aws, worm)
     notified = sqs_event(aws.bucket, raw_keys)
     assert compactor.lambda_handler(notified, LambdaContext()) == {"batchItemFailures": []}
+    assert objects(aws.s3, worm["findings"], "findings/") == {}
+    due = now.replace(minute=0, second=0) + timedelta(hours=1) + GRACE
+    hourly = handle(compactor.compactor, compactor.hours, scheduled_event(due), bucket=aws.bucket,
+                    metrics=compactor.metrics, context=LambdaContext(), now=due)  # fmt: skip
+    assert hourly["files"] >= 2, hourly  # audit and findings
     archived = objects(aws.s3, worm["findings"], "findings/")
     assert archived and all(key.endswith(".parquet") for key in archived)
     rows = findings_rows(aws.s3, worm["findings"])
