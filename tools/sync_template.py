@@ -7,6 +7,7 @@ they are defined) and one AWS::Athena::NamedQuery per file in infra/athena/.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 
 from auditlake.model import ARCHIVE_KINDS, GLUE_TYPES, ArchiveKind  # noqa: E402
+from auditlake.query import live  # noqa: E402
 from auditlake.query import named as query  # noqa: E402
 
 TEMPLATE = ROOT / "template.yaml"
@@ -73,6 +75,95 @@ def table(kind: ArchiveKind) -> list[str]:
     return lines
 
 
+# The raw tables project the landing hour over the last days (RawRetentionDays keeps raw objects
+# longer, but the live views read only live.RAW_HOURS of it: a small range keeps planning cheap) and
+# an hour ahead (a writer's clock ahead, or the hour turning during the query).
+RAW_RANGE = "NOW-3DAYS,NOW+1HOURS"
+RAW_ABOUT = {
+    "audit": "Raw audit landing (zstd NDJSON) not yet compacted, for audit_live; timestamps are RFC 3339 text",
+    "events": "Raw Events landing (zstd NDJSON) not yet compacted, for events_live; timestamps are RFC 3339 text",
+    "findings": "Raw findings landing (zstd NDJSON) not yet compacted, for findings_live; timestamps are RFC 3339 text",
+}
+
+
+def raw_table(kind: ArchiveKind) -> list[str]:
+    """The raw landing of ``kind`` as Athena reads it: JSON lines, zstd by the .zst extension
+    (https://docs.aws.amazon.com/athena/latest/ug/compression-formats.html), one projected partition
+    (the landing hour); every object under the hour's prefix, all clusters (landing.raw_hour_prefix)."""
+    prefix = f"raw/{kind.name}/"
+    lines = [
+        f"  {kind.name.capitalize()}RawTable:",
+        "    Type: AWS::Glue::Table",
+        "    Properties:",
+        "      CatalogId: !Ref AWS::AccountId",
+        "      DatabaseName: !Ref GlueDatabase",
+        "      TableInput:",
+        f"        Name: {live.raw_table(kind)}",
+        f'        Description: "{RAW_ABOUT[kind.name]}"',
+        "        TableType: EXTERNAL_TABLE",
+        "        Parameters:",
+        "          classification: json",
+        '          projection.enabled: "true"',
+        f"          projection.{live.LANDED}.type: date",
+        f"          projection.{live.LANDED}.format: {live.LANDED_FORMAT}",
+        f"          projection.{live.LANDED}.range: {RAW_RANGE}",
+        f'          projection.{live.LANDED}.interval: "1"',
+        f"          projection.{live.LANDED}.interval.unit: HOURS",
+        f'          storage.location.template: !Sub "s3://${{RawBucket}}/{prefix}${{!{live.LANDED}}}/"',
+        "        PartitionKeys:",
+        f"          - {{ Name: {live.LANDED}, Type: string }}",
+        "        StorageDescriptor:",
+        f'          Location: !Sub "s3://${{RawBucket}}/{prefix}"',
+        "          InputFormat: org.apache.hadoop.mapred.TextInputFormat",
+        "          OutputFormat: org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+        "          SerdeInfo:",
+        "            SerializationLibrary: org.openx.data.jsonserde.JsonSerDe",
+        "            Parameters:",
+        '              ignore.malformed.json: "true"  # a line the compactor would quarantine reads as nulls',
+        "          Columns:",
+    ]
+    lines += [f"            - {{ Name: {name}, Type: {GLUE_TYPES[type_]} }}" for name, type_ in live.raw_columns(kind)]
+    return lines
+
+
+def live_view(kind: ArchiveKind) -> list[str]:
+    """``<kind>_live`` as a Glue view Athena runs: the view text is Presto's view definition (JSON,
+    base64) with the stack's database substituted when it deploys (Fn::Sub, then Fn::Base64)."""
+    definition = {
+        "originalSql": live.view_sql(kind),
+        "catalog": "awsdatacatalog",
+        "schema": "${GlueDatabase}",
+        "columns": [{"name": n, "type": live.PRESTO_TYPES[t]} for n, t in live.view_columns(kind)],
+    }
+    about = f"{kind.name} archive and its raw landing not yet compacted, each row once (query/live.py)"
+    lines = [
+        f"  {kind.name.capitalize()}LiveView:",
+        "    Type: AWS::Glue::Table",
+        f"    DependsOn: [{kind.name.capitalize()}Table, {kind.name.capitalize()}RawTable]",
+        "    Properties:",
+        "      CatalogId: !Ref AWS::AccountId",
+        "      DatabaseName: !Ref GlueDatabase",
+        "      TableInput:",
+        f"        Name: {live.live_view(kind)}",
+        f'        Description: "{about}"',
+        "        TableType: VIRTUAL_VIEW",
+        "        Parameters:",
+        '          presto_view: "true"',
+        '          comment: "Presto View"',
+        "        ViewOriginalText: !Join",
+        '          - ""',
+        '          - - "/* Presto View: "',
+        f"            - Fn::Base64: !Sub {json.dumps(json.dumps(definition, separators=(',', ':')))}",
+        '            - " */"',
+        '        ViewExpandedText: "/* Presto View */"',
+        "        StorageDescriptor:",
+        "          SerdeInfo: {}",
+        "          Columns:",
+    ]
+    lines += [f"            - {{ Name: {name}, Type: {GLUE_TYPES[type_]} }}" for name, type_ in live.view_columns(kind)]
+    return lines
+
+
 def named_query(name: str) -> list[str]:
     q = query.load(name)
     logical = "Query" + "".join(part.capitalize() for part in name.split("_"))
@@ -95,6 +186,8 @@ def block() -> str:
     lines = [BEGIN]
     for kind in ARCHIVE_KINDS.values():
         lines += [*table(kind), ""]
+    for kind in ARCHIVE_KINDS.values():
+        lines += [*raw_table(kind), "", *live_view(kind), ""]
     for name in query.names():
         lines += [*named_query(name), ""]
     return "\n".join(lines).rstrip("\n") + "\n" + END

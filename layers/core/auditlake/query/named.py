@@ -20,6 +20,7 @@ from typing import Any
 
 from auditlake import timestamps
 from auditlake.model import ARCHIVE_KINDS, ArchiveKind
+from auditlake.query import live
 
 COMMON = ("since", "until", "cluster")
 _DUCKDB_TYPES = {"string": "VARCHAR", "json": "VARCHAR", "int32": "INTEGER", "timestamp": "TIMESTAMP",
@@ -130,18 +131,27 @@ class Result:
 
 
 class LocalEngine:
-    """DuckDB over the local lake's archive: views ``audit`` and ``events`` over its Parquet files.
+    """DuckDB over the local lake: per kind (audit, events, findings) the view ``<kind>`` over the
+    archive's Parquet files, ``<kind>_raw`` over the raw landing's objects of the last landing hours,
+    and ``<kind>_live`` (query/live.py: the archive and the raw rows it does not hold yet, each once),
+    which the named queries read.
 
     It reads exactly the partition files the archive lists (``LocalStore.list``: regular files,
-    no temp files, never through a symlink), the files ``verify`` accounts for, never a glob."""
+    no temp files, never through a symlink), the files ``verify`` accounts for, never a glob; and
+    the raw objects ``landing.parse_raw_key`` knows that landed in the live view's hours. Without a
+    ``landing`` (the lake's root, where raw/ is) the raw views are empty: ``<kind>_live`` is the
+    archive alone. ``now`` only chooses which raw objects are read (the view filters by the query's
+    own clock, as Athena does)."""
 
-    def __init__(self, archive: Path) -> None:
+    def __init__(self, archive: Path, landing: Path | None = None, *, now: datetime | None = None) -> None:
         import duckdb  # CLI-only dependency
 
         self.connection = duckdb.connect()
         self.connection.execute("SET TimeZone = 'UTC'")
         for kind in ARCHIVE_KINDS.values():
             self.connection.execute(self._view(kind, archive))
+            self.connection.execute(self._raw_view(kind, landing, now or datetime.now(UTC)))
+            self.connection.execute(self._live_view(kind))
 
     @staticmethod
     def files(kind: ArchiveKind, archive: Path) -> list[str]:
@@ -153,18 +163,62 @@ class LocalEngine:
         return [str(store.root / key) for key in store.list(f"{kind.name}/") if partition.fullmatch(key)]
 
     @staticmethod
+    def raw_files(kind: ArchiveKind, landing: Path, now: datetime) -> dict[str, list[str]]:
+        """The raw objects of ``kind`` that landed in the live view's hours (the current one and
+        live.RAW_HOURS before), as absolute paths by landing hour (``yyyy/mm/dd/hh``)."""
+        from auditlake.landing import parse_raw_key, raw_prefix
+        from auditlake.stores.local import LocalStore
+
+        store = LocalStore(landing)
+        oldest = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=live.RAW_HOURS)
+        hours: dict[str, list[str]] = {}
+        for key in store.list(raw_prefix(kind.name)):
+            raw = parse_raw_key(key)
+            if raw is not None and raw.kind == kind.name and raw.landed >= oldest:
+                landed = f"{raw.landed.year:04d}/{raw.landed:%m/%d/%H}"
+                hours.setdefault(landed, []).append(str(store.root / key))
+        return hours
+
+    @staticmethod
     def _view(kind: ArchiveKind, archive: Path) -> str:
         files = LocalEngine.files(kind, archive)
         if files:
-            paths = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
             source = (
-                f"read_parquet([{paths}], hive_partitioning = true, union_by_name = true, "
+                f"read_parquet([{_paths(files)}], hive_partitioning = true, union_by_name = true, "
                 "hive_types = {'dt': VARCHAR, 'hour': INTEGER})"
             )
         else:  # nothing archived yet: the same columns, no rows
             columns = ", ".join(f"NULL::{_DUCKDB_TYPES[t]} AS {n}" for n, t in kind.columns)
             source = f"(SELECT {columns}, NULL::VARCHAR AS dt, NULL::INTEGER AS hour WHERE false)"
         return f"CREATE VIEW {kind.name} AS SELECT * FROM {source}"  # noqa: S608 - our own columns and escaped paths
+
+    @staticmethod
+    def _raw_view(kind: ArchiveKind, landing: Path | None, now: datetime) -> str:
+        """``<kind>_raw`` as the Glue table declares it (live.raw_columns, then ``landed``). DuckDB reads
+        zstd NDJSON with the explicit column types; a line it cannot read is skipped (ignore_errors),
+        as the compactor quarantines it: the view never fails on one bad line."""
+        columns = live.raw_columns(kind)
+        hours = LocalEngine.raw_files(kind, landing, now) if landing is not None else {}
+        types = "{" + ", ".join(f"'{n}': '{_DUCKDB_TYPES[t]}'" for n, t in columns) + "}"
+        names = ", ".join(f'"{n}"' for n, _ in columns)
+        read = "format = 'newline_delimited', compression = 'zstd', ignore_errors = true"
+        # landed is digits and slashes (parse_raw_key), the paths are escaped, the rest is the model's
+        parts = [
+            f"SELECT {names}, '{landed}' AS {live.LANDED} "  # noqa: S608
+            f"FROM read_json([{_paths(files)}], {read}, columns = {types})"
+            for landed, files in sorted(hours.items())
+        ]
+        if not parts:  # nothing landed in the live hours: the same columns, no rows
+            empty = ", ".join(f'NULL::{_DUCKDB_TYPES[t]} AS "{n}"' for n, t in columns)
+            parts = [f"SELECT {empty}, NULL::VARCHAR AS {live.LANDED} WHERE false"]
+        return f"CREATE VIEW {live.raw_table(kind)} AS " + " UNION ALL ".join(parts)
+
+    @staticmethod
+    def _live_view(kind: ArchiveKind) -> str:
+        import sqlglot
+
+        select = sqlglot.transpile(live.view_sql(kind), read="trino", write="duckdb")[0]
+        return f"CREATE VIEW {live.live_view(kind)} AS {select}"
 
     def run(self, sql: str, values: Sequence[Any] = ()) -> Result:
         import sqlglot
@@ -210,6 +264,11 @@ class AthenaEngine:
         if rows and list(rows[0]) == columns:  # the first row of the first page is the header
             rows = rows[1:]
         return Result(columns, rows)
+
+
+def _paths(paths: Sequence[str]) -> str:
+    """A DuckDB list literal of file paths (quotes doubled)."""
+    return ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
 
 
 def _literal(value: Any) -> str:

@@ -5,7 +5,7 @@
 SELECT request_received_at AS at, cluster, verb, request_uri, object_resource AS resource,
        object_namespace AS namespace, object_name AS name, response_code, authz_reason,
        array_join(source_ips, ', ') AS source_ips, user_agent, audit_id
-FROM audit
+FROM audit_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

@@ -11,7 +11,7 @@ WITH requests AS (
          json_extract_scalar(user_extra, '$.accessKeyId[0]') AS access_key_id,
          json_extract_scalar(user_extra, '$.principalId[0]') AS principal_id,
          row_number() OVER (PARTITION BY cluster, audit_id ORDER BY stage_at DESC) AS latest
-  FROM audit
+  FROM audit_live
   WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
                AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
     AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

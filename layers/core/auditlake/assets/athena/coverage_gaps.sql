@@ -8,7 +8,7 @@
 -- params: lookback_days=90
 -- placeholders: since lookback_days until since lookback_days since lookback_days until until since lookback_days until since cluster cluster
 SELECT cluster, first_timestamp AS gap_from, last_timestamp AS gap_to, note AS reason, observed_at AS recorded_at
-FROM events
+FROM events_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' - INTERVAL '1' DAY * ?, '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC' - INTERVAL '1' DAY * ?, '%Y-%m-%d')

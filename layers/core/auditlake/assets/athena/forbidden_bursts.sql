@@ -6,7 +6,7 @@
 WITH denied AS (
   SELECT cluster, user_name AS identity, request_received_at AS at, source_ips,
          coalesce(object_resource, request_uri) AS resource, verb
-  FROM audit
+  FROM audit_live
   WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
                AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
     AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

@@ -4,7 +4,7 @@
 -- placeholders: since until since since until until since until cluster cluster identity identity
 WITH requests AS (
   SELECT *, row_number() OVER (PARTITION BY cluster, audit_id ORDER BY stage_at DESC) AS latest
-  FROM audit
+  FROM audit_live
   WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
                AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
     AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

@@ -5,7 +5,7 @@ SELECT request_received_at AS at, cluster, user_name AS identity, impersonated_u
        impersonated_user_groups AS acting_as_groups, verb,
        coalesce(object_resource || coalesce('/' || object_subresource, ''), request_uri) AS resource,
        object_namespace AS namespace, object_name AS name, response_code, audit_id
-FROM audit
+FROM audit_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

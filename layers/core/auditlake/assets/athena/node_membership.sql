@@ -6,7 +6,7 @@ SELECT request_received_at AS at, cluster, 'audit' AS source, object_name AS nod
        verb || CASE WHEN response_code >= 400 THEN ' (refused ' || CAST(response_code AS varchar) || ')' ELSE '' END
          AS what,
        user_name AS who
-FROM audit
+FROM audit_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
@@ -21,7 +21,7 @@ WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%
 UNION ALL
 SELECT event_time AS at, cluster, 'event' AS source, regarding_name AS node, reason AS what,
        reporting_controller AS who
-FROM events
+FROM events_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

@@ -5,7 +5,7 @@
 SELECT request_received_at AS at, cluster, 'audit' AS source,
        verb || coalesce(' ' || object_subresource, '') AS what, user_name AS who, response_code AS code,
        audit_id AS ref
-FROM audit
+FROM audit_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
@@ -20,7 +20,7 @@ WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%
 UNION ALL
 SELECT event_time AS at, cluster, 'event' AS source, reason || ': ' || coalesce(note, '') AS what,
        reporting_controller AS who, NULL AS code, uid AS ref
-FROM events
+FROM events_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

@@ -5,7 +5,7 @@ SELECT request_received_at AS at, cluster,
        CASE WHEN object_subresource = 'eviction' THEN 'evict' ELSE verb END AS action,
        user_name AS identity, impersonated_user_name AS impersonating, object_namespace AS namespace,
        object_name AS pod, response_code, array_join(source_ips, ', ') AS source_ips, user_agent, audit_id
-FROM audit
+FROM audit_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

@@ -12,7 +12,7 @@ WITH creations AS (
          json_extract_scalar(request_object, '$.spec.hostNetwork') = 'true' AS host_network,
          json_extract_scalar(request_object, '$.spec.hostPID') = 'true' AS host_pid,
          json_extract_scalar(request_object, '$.spec.hostIPC') = 'true' AS host_ipc
-  FROM audit
+  FROM audit_live
   WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
                AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
     AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

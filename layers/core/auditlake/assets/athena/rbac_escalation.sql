@@ -8,7 +8,7 @@ WITH writes AS (
          object_namespace AS namespace, object_name AS name, response_code, audit_id, request_object,
          json_extract_scalar(request_object, '$.roleRef.name') AS role_ref,
          regexp_like(coalesce(request_object, ''), '"(verbs|resources|apiGroups)"\s*:\s*\[[^\]]*"\*"') AS wildcard
-  FROM audit
+  FROM audit_live
   WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
                AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
     AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')

@@ -4,7 +4,7 @@
 -- placeholders: since until since since until until since until cluster cluster namespace name
 SELECT request_received_at AS at, cluster, verb, user_name AS identity, impersonated_user_name AS impersonating,
        array_join(source_ips, ', ') AS source_ips, user_agent, response_code, authz_decision, response_reason, audit_id
-FROM audit
+FROM audit_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
   AND (dt > date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
