@@ -93,17 +93,19 @@ class Scan:
 
 
 def scans(sql: str) -> list[Scan]:
-    """Every SELECT that reads ``audit`` or ``events`` directly, with its WHERE split at AND."""
+    """Every SELECT that reads ``audit`` or ``events`` directly, or their ``_live`` views (query/live.py:
+    the archive's partitions and dt/hour), with its WHERE split at AND; named by the archive table."""
     found = []
     for select in sqlglot.parse_one(sql, read="trino").find_all(exp.Select):
         source = select.args.get("from_")
         table = source.this if source is not None else None
-        if not isinstance(table, exp.Table) or table.name not in ("audit", "events"):
+        name = table.name.removesuffix("_live") if isinstance(table, exp.Table) else ""
+        if name not in ("audit", "events"):
             continue
         where = select.args.get("where")
         condition = where.this if where is not None else None
         parts = tuple(condition.flatten()) if isinstance(condition, exp.And) else ((condition,) if condition else ())
-        found.append(Scan(table.name, tuple(_unwrap(p) for p in parts)))
+        found.append(Scan(name, tuple(_unwrap(p) for p in parts)))
     return found
 
 
