@@ -23,7 +23,7 @@ def _input(expanded: dict[str, Any], logical: str) -> dict[str, Any]:
     resource = expanded["Resources"][logical]
     assert resource["Type"] == "AWS::Glue::Table"
     assert resource["Properties"]["DatabaseName"] == {"Ref": "GlueDatabase"}
-    return resource["Properties"]["TableInput"]  # type: ignore[no-any-return]
+    return resource["Properties"]["TableInput"]
 
 
 def _definition(view: dict[str, Any], database: str = "prod_audit") -> dict[str, Any]:
@@ -34,7 +34,7 @@ def _definition(view: dict[str, Any], database: str = "prod_audit") -> dict[str,
     text = encoded["Fn::Base64"]["Fn::Sub"]
     assert "${" not in text.replace("${GlueDatabase}", "")  # nothing else to substitute
     substituted = text.replace("${GlueDatabase}", database)
-    return json.loads(substituted)  # type: ignore[no-any-return]
+    return json.loads(substituted)
 
 
 @pytest.mark.parametrize("kind", list(ARCHIVE_KINDS))
