@@ -40,8 +40,13 @@ pipeline (one raw object per API-server batch):
 
 * compact_events_per_sec - raw NDJSON.zst -> deduplicated, sorted zstd Parquet in the local lake's
   dt=/hour= partitions (locks, anti-join against the archive and create-only writes included).
-* compact_ratio_vs_duckdb - that rate / DuckDB's COPY (SELECT * FROM read_json(...)) TO parquet
-  (zstd) of the same objects, best of interleaved rounds (DuckDB neither deduplicates nor sorts).
+* compact_ratio_vs_duckdb_same_job - that rate / DuckDB doing the same job on the same objects
+  (compaction.duckdb_same_job_sql: the explicit column types, the first ingested row per key, the
+  archive order, millisecond timestamps, zstd Parquet partitioned by dt/hour), best of interleaved
+  rounds (target >= 1.5); duckdb_same_job_parquet_bytes_ratio is our archive's bytes / its files'.
+* compact_ratio_vs_duckdb_copy - that rate / DuckDB's COPY (SELECT * FROM read_json(...)) TO parquet
+  (zstd) of the same objects, in the same rounds (DuckDB neither deduplicates nor sorts).
+  compact_ratio_vs_duckdb is the same figure under its first name.
 * parquet_bytes_ratio_vs_duckdb - the archive's bytes / DuckDB's file's bytes.
 * compact_peak_rss_mb - peak RSS of a fresh interpreter compacting all 1,000,000 events at once.
 * scan_fraction_secret_query - the Parquet bytes Athena reads for secret_changes over 24 hours
@@ -336,9 +341,12 @@ def compaction_figures() -> dict[str, Any]:
         )  # fmt: skip
         scan = compaction.scan_fraction(month, work / "month-archive", start, ARCHIVE_DAYS)
     ratio = speed["compact_events_per_sec"] / speed["duckdb_events_per_sec"]
+    same_job = speed["compact_events_per_sec"] / speed["duckdb_same_job_events_per_sec"]
     print(
         f"compaction: {speed['compact_events_per_sec']:,.0f} events/s, DuckDB COPY "
-        f"{speed['duckdb_events_per_sec']:,.0f} events/s; Parquet {speed['ours_bytes'] / 2**20:.1f} MiB vs DuckDB "
+        f"{speed['duckdb_events_per_sec']:,.0f} events/s, DuckDB doing the same job "
+        f"{speed['duckdb_same_job_events_per_sec']:,.0f} events/s; "
+        f"Parquet {speed['ours_bytes'] / 2**20:.1f} MiB vs DuckDB "
         f"{speed['duckdb_bytes'] / 2**20:.1f} MiB;"
         f" peak RSS {peak['peak_mb']:.0f} MB for {lake.events:,} events"
     )
@@ -348,11 +356,15 @@ def compaction_figures() -> dict[str, Any]:
     )
     return {
         "compact_events_per_sec": round(speed["compact_events_per_sec"]),
-        "compact_ratio_vs_duckdb": round(ratio, 3),
+        "compact_ratio_vs_duckdb_same_job": round(same_job, 3),
+        "compact_ratio_vs_duckdb_copy": round(ratio, 3),
+        "compact_ratio_vs_duckdb": round(ratio, 3),  # the same figure as ..._copy, under its first name
         "parquet_bytes_ratio_vs_duckdb": round(speed["ours_bytes"] / speed["duckdb_bytes"], 3),
         "compact_peak_rss_mb": round(peak["peak_mb"]),
         "scan_fraction_secret_query": round(scan["fraction"], 6),
         "duckdb_copy_events_per_sec": round(speed["duckdb_events_per_sec"]),
+        "duckdb_same_job_events_per_sec": round(speed["duckdb_same_job_events_per_sec"]),
+        "duckdb_same_job_parquet_bytes_ratio": round(speed["ours_bytes"] / speed["duckdb_same_job_bytes"], 3),
         "compact_events": lake.events,
         "scan_archive_events": month.events,
         "scan_bytes_secret_query": scan["scanned"],

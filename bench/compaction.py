@@ -27,7 +27,7 @@ from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.demo.replay import batches, eventlist
 from auditlake.demo.synth import INCIDENT_SECRET, Synth
 from auditlake.landing import RAW_SUFFIX, Landing, raw_prefix
-from auditlake.model import AUDIT_COLUMN_NAMES
+from auditlake.model import ARCHIVE_KINDS, AUDIT_COLUMN_NAMES
 from auditlake.query import named as query
 from auditlake.stores.local import LocalStore
 from auditlake.timestamps import format_utc, parse
@@ -85,16 +85,53 @@ def duckdb_copy(lake: Path, out: Path) -> int:
     return int(connection.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0])  # type: ignore[index]
 
 
+# DuckDB's name for each column type of the model (auditlake.model): the raw lines read with the
+# archive's explicit types, as our compactor reads them, not with DuckDB's type sniffing.
+DUCKDB_TYPES = {"string": "VARCHAR", "json": "VARCHAR", "int32": "INTEGER", "timestamp": "TIMESTAMP",
+                "list<string>": "VARCHAR[]"}  # fmt: skip
+
+
+def duckdb_same_job_sql(lake: Path, out: Path, kind_name: str = "audit") -> str:
+    """Our compactor's job in DuckDB SQL, on the same raw objects: read with the explicit column types,
+    keep the first ingested row per key, sort in archive order, timestamps in milliseconds (the
+    archive's precision), zstd Parquet partitioned by dt/hour. QUALIFY row_number() is the fastest of
+    the formulations tried (DISTINCT ON then ORDER BY took ~15% longer on 500k events)."""
+    kind = ARCHIVE_KINDS[kind_name]
+    columns = ", ".join(f"'{name}': '{DUCKDB_TYPES[type_]}'" for name, type_ in kind.columns)
+    select = ", ".join(
+        f"{name}::TIMESTAMP_MS AS {name}" if type_ == "timestamp" else name for name, type_ in kind.columns
+    )
+    source = lake / raw_prefix(kind.name) / "**" / f"*{RAW_SUFFIX}"
+    time_column = kind.time_column
+    return (
+        f"COPY (SELECT {select}, strftime({time_column}, '%Y-%m-%d') AS dt, strftime({time_column}, '%H') AS hour "
+        f"FROM read_json('{source}', format = 'newline_delimited', compression = 'zstd', columns = {{{columns}}}) "
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(kind.key)} ORDER BY {kind.first_of}) = 1 "
+        f"ORDER BY {', '.join(kind.order)}) "
+        f"TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (dt, hour))"
+    )
+
+
+def duckdb_same_job(lake: Path, out: Path) -> int:
+    shutil.rmtree(out, ignore_errors=True)
+    connection = duckdb.connect()
+    connection.execute(duckdb_same_job_sql(lake, out))
+    count = connection.execute(f"SELECT count(*) FROM read_parquet('{out}/**/*.parquet')").fetchone()
+    return int(count[0])  # type: ignore[index]
+
+
 def parquet_bytes(root: Path) -> int:
     return sum(path.stat().st_size for path in root.rglob("*.parquet"))
 
 
 def throughput(lake: RawLake, work: Path, rounds: int) -> dict[str, float]:
-    """Interleaved rounds, best of each: ours vs DuckDB reading the same raw objects."""
+    """Interleaved rounds, best of each: ours vs DuckDB reading the same raw objects, both as a plain
+    COPY (no dedupe, no sort, one file) and doing our job (``duckdb_same_job_sql``)."""
     keys = lake.keys()
     runs: dict[str, Callable[[], int]] = {
         "ours": lambda: compact_local(lake.root, work / "ours", keys),
         "duckdb": lambda: duckdb_copy(lake.root, work / "duckdb.parquet"),
+        "duckdb_same_job": lambda: duckdb_same_job(lake.root, work / "duckdb-same-job"),
     }
     best = dict.fromkeys(runs, float("inf"))
     for round_ in range(rounds):
@@ -104,12 +141,17 @@ def throughput(lake: RawLake, work: Path, rounds: int) -> dict[str, float]:
             best[name] = min(best[name], time.perf_counter() - started)
             if rows != lake.events:  # synthetic traffic holds no duplicates: every event must come out once
                 raise SystemExit(f"{name} wrote {rows} rows of {lake.events}")
-        print(f"compaction round {round_ + 1}: ours {best['ours']:.2f}s, duckdb {best['duckdb']:.2f}s (best so far)")
+        print(
+            f"compaction round {round_ + 1}: ours {best['ours']:.2f}s, duckdb COPY {best['duckdb']:.2f}s, "
+            f"duckdb same job {best['duckdb_same_job']:.2f}s (best so far)"
+        )
     return {
         "compact_events_per_sec": lake.events / best["ours"],
         "duckdb_events_per_sec": lake.events / best["duckdb"],
+        "duckdb_same_job_events_per_sec": lake.events / best["duckdb_same_job"],
         "ours_bytes": parquet_bytes(work / "ours"),
         "duckdb_bytes": (work / "duckdb.parquet").stat().st_size,
+        "duckdb_same_job_bytes": parquet_bytes(work / "duckdb-same-job"),
     }
 
 
