@@ -160,6 +160,9 @@ def test_compactor_runs_hourly_after_the_grace_and_raw_outlives_its_look_back(ex
 
     lease = Compactor.__init__.__kwdefaults__["lease_seconds"]  # type: ignore[index]
     assert lease > function["Timeout"]
+    alarm = expanded["Resources"]["CompactorErrorsAlarm"]["Properties"]  # two failed hours page someone
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "CompactorFunction"}}]
+    assert (alarm["Period"], alarm["DatapointsToAlarm"], alarm["AlarmActions"]) == (3600, 2, [{"Ref": "AlertTopic"}])
     minimum = expanded["Parameters"]["RawRetentionDays"]["MinValue"]
     assert minimum * 86400 >= LOOKBACK.total_seconds() + 86400  # raw is still there when a late run looks
 

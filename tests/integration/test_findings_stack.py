@@ -173,7 +173,7 @@ def test_findings_land_page_compact_verify_and_query_on_the_stack(
     execution = aws_athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
     assert execution["WorkGroup"] == WORKGROUP
     assert execution["QueryExecutionContext"] == {"Database": DATABASE}
-    assert f"FROM {FINDINGS.name}\n" in execution["Query"]
+    assert f"FROM {FINDINGS.name}_live\n" in execution["Query"]  # the archive and the newest raw hours
     # --since 1h: the window starts an hour before the command ran (parameters are quoted literals).
     since = datetime.fromisoformat(execution["ExecutionParameters"][0].strip("'").replace("Z", "+00:00"))
     assert timedelta(minutes=59) <= now - since <= timedelta(minutes=61)

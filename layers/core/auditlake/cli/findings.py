@@ -67,7 +67,7 @@ def findings(
             for problem in skipped:
                 err.print(f"[yellow]raw finding unreadable, skipped:[/yellow] {problem}", highlight=False)
         else:
-            result = _athena(str(stack), region).run(findings_sql(FINDINGS.name), where.values())
+            result = _athena(str(stack), region).run(findings_sql(f"{FINDINGS.name}_live"), where.values())
             err.print("findings of the last minutes show once the compactor has archived them", highlight=False)
     except QueryError as exc:
         fail(str(exc))

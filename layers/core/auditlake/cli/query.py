@@ -58,7 +58,8 @@ def query(
         if athena:
             engine: queries.LocalEngine | queries.AthenaEngine = athena_engine(workgroup, database, stack)
         elif lake is not None:
-            engine = queries.LocalEngine(LocalLake(lake).archive_dir)
+            local = LocalLake(lake)  # the archive, and the raw landing the *_live views add
+            engine = queries.LocalEngine(local.archive_dir, local.root)
         else:
             raise click.UsageError("give --lake DIR or --athena")
         result = engine.run(text, values)

@@ -5,8 +5,8 @@ model.FINDING_COLUMNS plus the ``dt``/``hour`` partitions) taking ``FindingsFilt
 its placeholders, in order. It returns one row per finding key (cluster, rule_id, audit_id: the
 first ingested, as the compactor keeps it) with ``at`` in [since, until), at or above a Sigma level
 (model.SIGMA_LEVEL_RANK; an unknown level only when no level is asked for), of one rule and one
-cluster when given, ordered by time. Deployed, ``relation`` is the Glue table ``findings``: what
-is compacted (uncompacted findings show once the compactor has run, within minutes). Locally,
+cluster when given, ordered by time. Deployed, ``relation`` is the Glue view ``findings_live``: the
+archive plus the raw findings of the last hours not yet compacted (query/live.py). Locally,
 ``local_findings`` runs the same text on DuckDB (LocalEngine's sqlglot path) over the findings
 archive AND the raw findings not yet compacted, so a finding is visible right after ingest; a
 compacted and a raw copy of one finding count once. ``rows`` gives every row the same shape
