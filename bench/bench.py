@@ -52,6 +52,16 @@ pipeline (one raw object per API-server batch):
 * scan_fraction_secret_query - the Parquet bytes Athena reads for secret_changes over 24 hours
   in a 30-day archive (footers, plus the query's columns in row groups that overlap the window,
   of the two dt partitions the query's predicate keeps) / the raw NDJSON bytes of the 30 days.
+
+Cost (bench/cost.py), from this run's figures at the list prices of its one table (us-east-1):
+
+* cost_per_million_events_usd - Lambda (webhook at ingest_events_per_sec_with_rules, compactor at
+  compact_events_per_sec, hourly digest), API Gateway, S3 requests, SQS, DynamoDB, and a year of
+  storage (raw zstd NDJSON for RawRetentionDays, the Parquet archive through the template's
+  lifecycle defaults), per million events (target <= 0.10); cost_lines_per_million_events_usd
+  the lines; raw_zstd_bytes_per_event and parquet_bytes_per_event the measured sizes.
+* cost_ratio_vs_cloudwatch_logs - that / CloudWatch Logs ingesting the same audit JSON and keeping
+  it as long (target <= 0.10).
 """
 
 from __future__ import annotations
@@ -317,6 +327,10 @@ def main() -> None:
     result.update(polling.polling_figures(Discard()))
     result.update(alerting.alerting_figures())
     result.update(compaction_figures())
+    import cost
+
+    deployment = cost.deployment_from_template(ROOT / "template.yaml")
+    result.update(cost.figures(cost.measured_from(result, bodies), deployment))
     print(json.dumps(result))
 
 
@@ -331,6 +345,7 @@ def compaction_figures() -> dict[str, Any]:
             work / "lake", keep_all_policy(), start=start, minutes=COMPACT_MINUTES, rate=COMPACT_RATE
         )
         gc.collect()
+        raw_zstd = sum(path.stat().st_size for path in (work / "lake").rglob("*.zst"))
         speed = compaction.throughput(lake, work, COMPACT_ROUNDS)
         peak = compaction.peak_rss(lake, work / "peak")
         shutil.rmtree(work / "lake")
@@ -366,6 +381,8 @@ def compaction_figures() -> dict[str, Any]:
         "duckdb_same_job_events_per_sec": round(speed["duckdb_same_job_events_per_sec"]),
         "duckdb_same_job_parquet_bytes_ratio": round(speed["ours_bytes"] / speed["duckdb_same_job_bytes"], 3),
         "compact_events": lake.events,
+        "raw_zstd_bytes_per_event": round(raw_zstd / lake.events, 1),
+        "parquet_bytes_per_event": round(speed["ours_bytes"] / lake.events, 1),
         "scan_archive_events": month.events,
         "scan_bytes_secret_query": scan["scanned"],
         "scan_raw_json_bytes": month.raw_json_bytes,
