@@ -164,7 +164,7 @@ def test_notifications_of_an_hour_not_yet_due_are_left_to_the_hourly_run() -> No
     assert not is_closed(hour, hour + HOUR) and is_closed(hour, hour + HOUR + GRACE)
 
 
-def test_local_compact_takes_the_open_hour_too_and_skips_hours_done(fleet: Fleet) -> None:
+def test_local_compact_takes_the_open_hour_too_and_never_reads_an_object_twice(fleet: Fleet) -> None:
     closed, open_hour = NOW - 2 * HOUR, NOW
     keys = [
         fleet.land("c1", closed, "a", events(closed, 10, "a")),
@@ -172,8 +172,14 @@ def test_local_compact_takes_the_open_hour_too_and_skips_hours_done(fleet: Fleet
     ]
     report, skipped = compact_pending(fleet.compactor(), fleet.hours, keys, NOW + timedelta(minutes=1))
     assert (report.rows_written, skipped) == (20, 0)
+    assert fleet.hours.done("audit", closed) and not fleet.hours.done("audit", open_hour)
     report, skipped = compact_pending(fleet.compactor(), fleet.hours, keys, NOW + timedelta(minutes=1))
-    assert (report.rows_read, report.rows_written, report.duplicates, skipped) == (10, 0, 10, 1)
+    assert (report.rows_read, skipped) == (0, 2)
+    # A late object in the closed, done hour (no notification locally): found by its key, archived once.
+    late = fleet.land("c1", closed, "late", events(closed + timedelta(minutes=5), 7, "late"))
+    again = fleet.land("c1", closed, "again", events(closed, 10, "a"))  # a redelivery of "a"
+    report, skipped = compact_pending(fleet.compactor(), fleet.hours, [*keys, late, again], NOW + timedelta(minutes=1))
+    assert (report.rows_read, report.rows_written, report.duplicates, skipped) == (17, 7, 10, 2)
 
 
 def test_raw_keys_land_hour_first_and_keys_of_the_earlier_layout_still_parse() -> None:

@@ -15,7 +15,7 @@ Layout of a lake directory (nothing else joins paths under it)::
     checkpoints/                an earlier version's: once moved, its lock files stay, and MOVED says so
     state/poller/               Events poller checkpoints and leases
     state/ledger/               the archive's write ledger (what the digests seal)
-    state/compacted/<kind>/<yyyy-mm-ddThh>   landing hours compacted whole (empty files)
+    state/compacted/<kind>/<yyyy-mm-ddThh>[.keys]   landing hours compacted whole, and the raw objects archived
     state/alerts.json           correlation counters (403 bursts)
     state/pages.json            findings paged, each until its dedup window ends
     state/digest-key.pem        the digest signing key, made on first use

@@ -87,6 +87,10 @@ class DynamoCompactedHours:
 
 
 class LocalCompactedHours:
+    """``<kind>/<hour>``: the hour is done (empty); ``<kind>/<hour>.keys``: the raw objects of it
+    already archived, one key a line (a local lake has no notifications: a late object is found by
+    its key missing from that list)."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
@@ -100,6 +104,16 @@ class LocalCompactedHours:
         path = self._path(kind, hour)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
+
+    def compacted(self, kind: str, hour: datetime) -> set[str]:
+        path = self._path(kind, hour).with_suffix(".keys")
+        return set(path.read_text().split()) if path.exists() else set()
+
+    def record(self, kind: str, hour: datetime, keys: Iterable[str]) -> None:
+        path = self._path(kind, hour).with_suffix(".keys")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as out:
+            out.writelines(f"{key}\n" for key in sorted(keys))
 
 
 def due_hours(
@@ -134,11 +148,13 @@ def compact_due(
 
 
 def compact_pending(
-    compactor: Compactor, hours: CompactedHours, keys: Iterable[str], now: datetime, *, grace: timedelta = GRACE
+    compactor: Compactor, hours: LocalCompactedHours, keys: Iterable[str], now: datetime, *, grace: timedelta = GRACE
 ) -> tuple[CompactionReport, int]:
-    """Every landing hour of ``keys`` not yet done, open or closed; those closed and finished are
-    marked done (a later call skips them without reading them). Returns the report and the number
-    of raw objects in hours already done (not read)."""
+    """The local lake's compaction: every raw object of ``keys`` not yet archived, hour by hour, the
+    open hour too; each one archived is recorded, so no later call reads it again, and an object that
+    lands later in an hour already compacted (a late one) is found by its key. An hour closed with
+    everything of it archived is marked done. Returns the report and the number of raw objects
+    already archived (not read)."""
     by_hour: dict[tuple[str, datetime], list[str]] = {}
     report = CompactionReport()
     for key in keys:
@@ -149,11 +165,14 @@ def compact_pending(
         by_hour.setdefault((raw.kind, raw.landed), []).append(key)
     skipped = 0
     for (kind, hour), hour_keys in sorted(by_hour.items()):
-        if hours.done(kind, hour):
-            skipped += len(hour_keys)
+        known = hours.compacted(kind, hour)
+        new = [key for key in hour_keys if key not in known]
+        skipped += len(hour_keys) - len(new)
+        if not new:
             continue
-        done = compactor.compact(hour_keys)
+        done = compactor.compact(new)
         report.add(done)
+        hours.record(kind, hour, (key for key in new if key not in done.failed))
         if not done.failed and is_closed(hour, now, grace):
             hours.mark(kind, hour)
     return report, skipped

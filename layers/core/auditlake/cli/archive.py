@@ -23,9 +23,8 @@ from auditlake.timestamps import format_utc, instant
 def compact(lake: Path) -> None:
     """Compact the local lake's raw landing into its Parquet archive (idempotent: run it any time).
 
-    One file per partition (kind, dt, hour) for all clusters. Landing hours compacted once closed are
-    not read again; the hour still open is compacted each time (each time a file more, for what
-    landed since), as a deployed stack's *_live views would read it from raw.
+    One file per partition (kind, dt, hour) for all clusters. A raw object archived is never read
+    again: a run compacts only what landed since the last one (a file more per partition it touches).
     """
     from auditlake.archive.compactor import Compactor
     from auditlake.archive.hourly import compact_pending
