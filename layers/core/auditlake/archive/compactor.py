@@ -157,7 +157,7 @@ class Compactor:
         lock_wait_seconds: float = 60.0,
         lease_seconds: int = 960,  # > the Lambda timeout (900 s): a partition is locked for a whole run
         chunk_bytes: int = 32 << 20,  # NDJSON parsed at a time
-        round_bytes: int = 512 << 20,  # NDJSON archived at a time: ~1 GB peak RSS (make bench)
+        round_bytes: int = 256 << 20,  # NDJSON archived at a time (two rounds in memory): peak RSS in make bench
         row_group_rows: int = 128 * 1024,
         fetch_threads: int = 8,
         ledger: Ledger | None = None,
@@ -202,13 +202,17 @@ class Compactor:
     def _compact_kind(self, kind: ArchiveKind, keys: list[str], clusters: Mapping[str, str]) -> CompactionReport:
         """In rounds of about ``round_bytes`` of NDJSON, so memory is bounded whatever the batch holds
         (an hour of a fleet is gigabytes). Each partition's file stays open across rounds: one file per
-        partition per call, its row groups each sorted in archive order."""
+        partition per call, its row groups each sorted in archive order. A round is archived (sorted,
+        checked, encoded) on a thread while the next one is fetched and parsed (both release the GIL):
+        at most two rounds are in memory."""
         report = CompactionReport()
         partitions: dict[int, _Partition] = {}
         tables: list[pa.Table] = []
         spans: list[tuple[str, int, int]] = []  # (raw key, first row, end row) in the round's table
         rows = size = 0
         whole: set[str] = set()  # quarantined as a whole: nothing of them archived
+        archiver = ThreadPoolExecutor(1)
+        archiving: Future[None] | None = None
         try:
             for chunk_keys, texts in self._chunks(keys):
                 for key, text in zip(chunk_keys, texts, strict=True):
@@ -237,12 +241,17 @@ class Compactor:
                 if table is not None and table.num_rows:
                     tables.append(table)
                 if size >= self.round_bytes:
-                    self._archive(kind, tables, spans, partitions, report)
+                    if archiving is not None:
+                        archiving.result()
+                    archiving = archiver.submit(self._archive, kind, tables, spans, partitions, report)
                     tables, spans, rows, size = [], [], 0, 0
+            if archiving is not None:
+                archiving.result()
             self._archive(kind, tables, spans, partitions, report)
             for partition in partitions.values():
                 self._finish(kind, partition, report)
         finally:
+            archiver.shutdown(wait=True)  # no round is still writing when the partitions close
             for partition in partitions.values():
                 partition.close(self.locks)
         report.done = {key for key in keys if key not in report.failed and key not in whole}
