@@ -1,7 +1,8 @@
 """`make bench`: ingest throughput against a same-run ceiling, and the webhook's import time.
 
 The last line of output is one JSON object; later issues add keys to it. ``--ingest-only`` measures
-only the in-process ingest figures (a minute instead of four).
+only the in-process ingest figures (a minute instead of four); ``--fleet-only`` only the fleet
+simulation's (bench/fleet.py: the fleet_* keys, described there).
 
 * ingest_events_per_sec - the webhook core path in-process (parse the EventList, evaluate the
   pipeline policy, redact, normalise, serialise, compress; storage excluded) on synthetic traffic
@@ -253,6 +254,9 @@ def import_ms(python: Path, statement: str, path: list[Path], *, bytecode: bool 
 
 
 def main() -> None:
+    if "--fleet-only" in sys.argv:
+        print(json.dumps(fleet_figures()))
+        return
     events = list(Synth(minutes=20, rate=50, seed=11, start=datetime(2026, 11, 1, tzinfo=UTC)).events())
     rr = sum(e["level"] == "RequestResponse" for e in events) / len(events)
     bodies = [eventlist(batch) for batch in batches(events)]
@@ -339,11 +343,19 @@ def main() -> None:
     result.update(polling.polling_figures(Discard()))
     result.update(alerting.alerting_figures())
     result.update(compaction_figures())
+    result |= fleet_figures()
     import cost
 
     deployment = cost.deployment_from_template(ROOT / "template.yaml")
     result.update(cost.figures(cost.measured_from(result, bodies), deployment))
     print(json.dumps(result))
+
+
+def fleet_figures() -> dict[str, Any]:
+    """The fleet simulation (bench/fleet.py): 200 clusters, a simulated day, both layouts."""
+    import fleet
+
+    return fleet.fleet_figures(keep_all_policy())
 
 
 def compaction_figures() -> dict[str, Any]:
