@@ -115,12 +115,29 @@ def test_an_hour_is_compacted_once_closed_and_never_read_again(fleet: Fleet) -> 
     compactor = fleet.compactor()
     first = compact_due(compactor, fleet.hours, NOW + timedelta(minutes=5))
     assert first.rows_written == 20 and fleet.hours.done("audit", closed) and not fleet.hours.done("audit", open_hour)
-    # The next run does not read the done hour again; the open one waits until GRACE after it closes.
-    assert compact_due(compactor, fleet.hours, open_hour + HOUR + GRACE - timedelta(seconds=1)).rows_read == 0
+    # The next run does not read the done hour again; the open one waits until GRACE after it closes
+    # (the hour before it, due now, looks into it for its own stragglers and leaves its rows).
+    before = compact_due(compactor, fleet.hours, open_hour + HOUR + GRACE - timedelta(seconds=1))
+    assert (before.rows_written, before.deferred, before.files) == (0, 20, [])
     later = compact_due(compactor, fleet.hours, open_hour + HOUR + GRACE)
     assert (later.rows_read, later.rows_written) == (20, 20) and fleet.hours.done("audit", open_hour)
     assert sorted(k[1] for k in keys_of(fleet.rows())) == sorted([f"a-{i}" for i in range(20)] +
                                                                  [f"b-{i}" for i in range(20)])  # fmt: skip
+
+
+def test_an_hours_stragglers_that_landed_in_the_next_hour_join_its_one_file(fleet: Fleet) -> None:
+    hour = NOW - 3 * HOUR
+    fleet.land("c1", hour, "main", events(hour + timedelta(minutes=30), 40, "main"))
+    # Landed 10 s into the next hour: the hour's last seconds, and the next hour's first.
+    fleet.land("c1", hour + HOUR, "edge", events(hour + HOUR - timedelta(seconds=3), 6, "edge"))
+    fleet.land("c1", hour + HOUR, "next", events(hour + HOUR + timedelta(minutes=1), 30, "next"))
+    compact_due(fleet.compactor(), fleet.hours, NOW)
+    by_partition: dict[str, list[str]] = {}
+    for key in fleet.files():
+        by_partition.setdefault(key.rsplit("/", 1)[0], []).append(key)
+    assert sorted(len(files) for files in by_partition.values()) == [1, 1]  # one file per partition
+    rows = keys_of(fleet.rows())
+    assert len(rows) == len(set(rows)) == 40 + 6 + 30
 
 
 def test_a_failed_hour_stays_due_and_its_retry_archives_each_row_once(fleet: Fleet) -> None:

@@ -85,6 +85,7 @@ class CompactionReport:
     rows_read: int = 0
     rows_written: int = 0
     duplicates: int = 0
+    deferred: int = 0  # rows of the next hour's objects left to that hour's run (compact_hour)
     files: list[str] = field(default_factory=list)
 
     def add(self, other: CompactionReport) -> None:
@@ -94,6 +95,7 @@ class CompactionReport:
         self.lines_quarantined += other.lines_quarantined
         self.ignored += other.ignored
         self.rows_read += other.rows_read
+        self.deferred += other.deferred
         self.rows_written += other.rows_written
         self.duplicates += other.duplicates
         self.files += other.files
@@ -101,6 +103,14 @@ class CompactionReport:
 
 class PartitionBusy(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class _Early:
+    """Raw objects of which only the rows before ``until_ms`` (milliseconds since the epoch) are archived."""
+
+    keys: frozenset[str]
+    until_ms: int
 
 
 @dataclass(eq=False)
@@ -174,11 +184,17 @@ class Compactor:
         self.row_group_rows = row_group_rows
         self.fetch_threads = fetch_threads
 
-    def compact(self, keys: Iterable[str]) -> CompactionReport:
+    def compact(
+        self, keys: Iterable[str], *, early: Iterable[str] = (), until: datetime | None = None
+    ) -> CompactionReport:
+        """``keys`` archived whole; of ``early``, only the rows whose time is before ``until`` (those
+        keys are never reported done: their other rows are left for later)."""
         report = CompactionReport()
         by_kind: dict[str, list[str]] = {}
         clusters: dict[str, str] = {}
-        for key in dict.fromkeys(keys):  # S3 may notify twice; order kept
+        keys = list(keys)
+        early = set(early) - set(keys) if until is not None else set()
+        for key in dict.fromkeys([*keys, *early]):  # S3 may notify twice; order kept
             raw = parse_raw_key(key)
             if raw is None or raw.kind not in ARCHIVE_KINDS:
                 report.ignored.append(key)
@@ -189,17 +205,28 @@ class Compactor:
             # Cluster by cluster: a cluster's rows meet in as few rounds as possible, and once a round
             # has moved past a cluster no later round holds it (see _Partition.carry).
             kind_keys.sort(key=lambda k: clusters[k])
-            report.add(self._compact_kind(ARCHIVE_KINDS[kind_name], kind_keys, clusters))
+            cut = None if until is None else _Early(frozenset(early), int((until - EPOCH).total_seconds() * 1000))
+            report.add(self._compact_kind(ARCHIVE_KINDS[kind_name], kind_keys, clusters, cut))
         return report
 
     def compact_hour(self, kind: str, hour: datetime) -> CompactionReport:
-        """Every raw object of ``kind`` that landed in ``hour`` (all clusters): one file per archive
-        partition its rows fall in (mostly ``hour`` itself, and the last seconds of the hour before)."""
-        return self.compact(self.raw.list(raw_hour_prefix(kind, hour)))
+        """Every raw object of ``kind`` that landed in ``hour`` (all clusters), and the rows of ``hour``
+        (or before) that landed in the next hour so far: one file per archive partition its rows fall
+        in, ``hour``'s holding all of it. (An hour's last seconds land in the next hour: kube-apiserver's
+        webhook batches wait up to 30 s, CloudWatch deliveries minutes. The next hour's run reads those
+        objects again, finds these rows archived, and writes no second file for them.)"""
+        early = self.raw.list(raw_hour_prefix(kind, hour + timedelta(hours=1)))
+        return self.compact(self.raw.list(raw_hour_prefix(kind, hour)), early=early, until=hour + timedelta(hours=1))
 
     # ------------------------------------------------------------------ reading
 
-    def _compact_kind(self, kind: ArchiveKind, keys: list[str], clusters: Mapping[str, str]) -> CompactionReport:
+    def _compact_kind(
+        self,
+        kind: ArchiveKind,
+        keys: list[str],
+        clusters: Mapping[str, str],
+        early: _Early | None = None,
+    ) -> CompactionReport:
         """In rounds of about ``round_bytes`` of NDJSON, so memory is bounded whatever the batch holds
         (an hour of a fleet is gigabytes). Each partition's file stays open across rounds: one file per
         partition per call, its row groups each sorted in archive order. A round is archived (sorted,
@@ -243,18 +270,19 @@ class Compactor:
                 if size >= self.round_bytes:
                     if archiving is not None:
                         archiving.result()
-                    archiving = archiver.submit(self._archive, kind, tables, spans, partitions, report)
+                    archiving = archiver.submit(self._archive, kind, tables, spans, partitions, report, early=early)
                     tables, spans, rows, size = [], [], 0, 0
             if archiving is not None:
                 archiving.result()
-            self._archive(kind, tables, spans, partitions, report)
+            self._archive(kind, tables, spans, partitions, report, early=early)
             for partition in partitions.values():
                 self._finish(kind, partition, report)
         finally:
             archiver.shutdown(wait=True)  # no round is still writing when the partitions close
             for partition in partitions.values():
                 partition.close(self.locks)
-        report.done = {key for key in keys if key not in report.failed and key not in whole}
+        partial = early.keys if early is not None else frozenset()
+        report.done = {key for key in keys if key not in report.failed and key not in whole and key not in partial}
         return report
 
     def _archive(
@@ -264,6 +292,8 @@ class Compactor:
         spans: list[tuple[str, int, int]],
         partitions: dict[int, _Partition],
         report: CompactionReport,
+        *,
+        early: _Early | None = None,
     ) -> None:
         """One round: deduplicated and ordered, then each partition's new rows appended to its file."""
         if not tables:
@@ -273,6 +303,13 @@ class Compactor:
         report.rows_read += table.num_rows
         order = self._order(kind, table)
         report.duplicates += table.num_rows - len(order)
+        if early is not None and any(key in early.keys for key, _, _ in spans):
+            # Rows of the next hour's objects from ``until`` on: that hour's run archives them.
+            flags = pa.concat_arrays([pa.repeat(key in early.keys, end - start) for key, start, end in spans])
+            later = pc.and_(flags, pc.greater_equal(pc.cast(table[kind.time_column], pa.int64()), early.until_ms))
+            kept = pc.filter(order, pc.invert(pc.take(later, order)))
+            report.deferred += len(order) - len(kept)
+            order = kept
         for hour, rows in self._partitions(kind, table, order):
             partition = partitions.get(hour)
             if partition is None:
