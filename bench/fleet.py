@@ -673,15 +673,22 @@ def fleet_figures(config: PipelineConfig, fleet: Fleet = Fleet(), work: Path | N
         f"(deployed {deployed['compact_seconds']:.0f}s, per batch {per_batch['compact_seconds']:.0f}s); "
         f"answers {found}"
     )
+
+    def layout_figures_of(name: str, suffix: str) -> dict[str, Any]:
+        stats = deployed if name == "deployed" else per_batch
+        return {
+            f"fleet_archive_files_per_hour{suffix}": round(stats["files_per_hour"], 2),
+            f"fleet_bytes_per_file_median{suffix}": round(stats["bytes_per_file_median"]),
+            f"fleet_compact_cost_growth{suffix}": round(stats["compact_cost_growth"], 3),
+            f"fleet_query_seconds{suffix}": {q: round(s, 4) for q, s in seconds[name].items()},
+            f"fleet_query_ratio_vs_ideal{suffix}": ratio(name),
+            f"fleet_ledger_entries_per_day{suffix}": round(stats["ledger_entries_per_day"]),
+            f"fleet_lock_waits{suffix}": stats["lock_waits"],
+            f"fleet_partition_busy{suffix}": run.layouts[name].busy,
+        }
+
     return {
-        "fleet_archive_files_per_hour": round(deployed["files_per_hour"], 2),
-        "fleet_bytes_per_file_median": round(deployed["bytes_per_file_median"]),
-        "fleet_compact_cost_growth": round(deployed["compact_cost_growth"], 3),
-        "fleet_query_seconds": {q: round(s, 4) for q, s in seconds["deployed"].items()},
-        "fleet_query_ratio_vs_ideal": ratio("deployed"),
-        "fleet_ledger_entries_per_day": round(deployed["ledger_entries_per_day"]),
-        "fleet_lock_waits": deployed["lock_waits"],
-        "fleet_partition_busy": run.layouts["deployed"].busy,
+        **layout_figures_of("deployed", ""),
         "fleet_events": run.events,
         "fleet_scale": fleet.event_scale,
         "fleet_objects_scale": fleet.object_scale,
@@ -689,12 +696,5 @@ def fleet_figures(config: PipelineConfig, fleet: Fleet = Fleet(), work: Path | N
         "fleet_raw_objects": run.objects,
         "fleet_late_objects_compacted": deployed["late_compacted"],
         "fleet_query_seconds_ideal": {q: round(s, 4) for q, s in seconds["ideal"].items()},
-        "fleet_archive_files_per_hour_per_batch": round(per_batch["files_per_hour"], 2),
-        "fleet_bytes_per_file_median_per_batch": round(per_batch["bytes_per_file_median"]),
-        "fleet_compact_cost_growth_per_batch": round(per_batch["compact_cost_growth"], 3),
-        "fleet_query_seconds_per_batch": {q: round(s, 4) for q, s in seconds["per_batch"].items()},
-        "fleet_query_ratio_vs_ideal_per_batch": ratio("per_batch"),
-        "fleet_ledger_entries_per_day_per_batch": round(per_batch["ledger_entries_per_day"]),
-        "fleet_lock_waits_per_batch": per_batch["lock_waits"],
-        "fleet_partition_busy_per_batch": run.layouts["per_batch"].busy,
+        **layout_figures_of("per_batch", "_per_batch"),
     }
