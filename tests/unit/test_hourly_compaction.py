@@ -210,3 +210,26 @@ def test_raw_keys_land_hour_first_and_keys_of_the_earlier_layout_still_parse() -
     # What the compactor quarantines of either sits beside what ingest quarantined of the batch.
     assert quarantine_base(key) == quarantine_base(legacy) == "quarantine/audit/prod/2026/03/04/07/b1"
     assert parse_raw_key("raw/audit/2026/13/04/07/prod/b1.ndjson.zst") is None  # no month 13
+
+
+def test_an_object_whose_records_name_another_cluster_than_its_key_is_quarantined_whole(fleet: Fleet) -> None:
+    # Someone with write access to raw/ forges objects: the records say cluster m under keys of a and c.
+    # Archived, a redelivery of m's events two rounds later would pass the duplicate check.
+    hour = NOW - 3 * HOUR
+
+    def forged(key_cluster: str, record_cluster: str, batch: str, items: list[dict[str, Any]]) -> str:
+        result = AuditPipeline(PipelineConfig()).process(
+            items, cluster=record_cluster, source="webhook", ingested_at=format_utc(hour)
+        )
+        key = Landing(fleet.store).write_raw(key_cluster, hour, batch, result.lines)
+        assert key is not None
+        return key
+
+    first = forged("a", "m", "b1", events(hour, 5, "k"))
+    honest = forged("b", "b", "b2", events(hour, 5, "j"))
+    again = forged("c", "m", "b3", events(hour, 5, "k"))
+    archives = {"audit": fleet.archive}
+    compactor = Compactor(fleet.store, archives, LocalLocks(fleet.root / "locks"), round_bytes=1, chunk_bytes=1)
+    report = compactor.compact_hour("audit", hour)
+    assert set(report.quarantined) == {first, again} and "another cluster" in report.quarantined[first]
+    assert report.done == {honest} and keys_of(fleet.rows()) == [("b", f"j-{i}", "ResponseComplete") for i in range(5)]

@@ -148,12 +148,14 @@ class _Partition:
         return lock_name(self.kind.name, moment.date().isoformat(), f"{moment.hour:02d}")
 
     def close(self, locks: Locks) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        if self.token is not None:
-            locks.release(self.lock, self.token)
-            self.token = None
+        try:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+        finally:
+            if self.token is not None:
+                token, self.token = self.token, None
+                locks.release(self.lock, token)
 
 
 class Compactor:
@@ -248,7 +250,7 @@ class Compactor:
                         report.failed.add(key)
                 readable = [(k, t) for k, t in zip(chunk_keys, texts, strict=True) if not t.startswith(_FETCH_FAILED)]
                 size += sum(len(t) for _, t in readable)
-                table, counts, bad, bad_lines = self._parse(kind, readable)
+                table, counts, bad, bad_lines = self._parse(kind, readable, clusters)
                 texts_by_key = dict(readable) if bad_lines else {}
                 del texts, readable
                 for key, reason in bad.items():
@@ -280,7 +282,10 @@ class Compactor:
         finally:
             archiver.shutdown(wait=True)  # no round is still writing when the partitions close
             for partition in partitions.values():
-                partition.close(self.locks)
+                try:
+                    partition.close(self.locks)
+                except Exception:  # one that cannot be released must not keep the others locked
+                    logger.exception("partition lock not released (its lease ends it)", extra={"lock": partition.lock})
         partial = early.keys if early is not None else frozenset()
         report.done = {key for key in keys if key not in report.failed and key not in whole and key not in partial}
         return report
@@ -369,18 +374,22 @@ class Compactor:
                 yield chunk_keys, texts
 
     def _parse(
-        self, kind: ArchiveKind, objects: list[tuple[str, bytes]]
+        self, kind: ArchiveKind, objects: list[tuple[str, bytes]], clusters: Mapping[str, str]
     ) -> tuple[pa.Table | None, list[tuple[str, int]], dict[str, str], dict[str, list[BadLine]]]:
         """One Arrow table for a chunk, rows per object, the objects that cannot be read at all, and
         the bad lines of the others (when the chunk fails, each object is read alone, and an object
-        that fails is split until each bad line stands alone: its good lines are kept)."""
+        that fails is split until each bad line stands alone: its good lines are kept). An object
+        whose records name another cluster than its key is not read at all: the ingest paths write
+        the key's cluster into every record, and the duplicate check relies on it."""
         texts = [_terminated(text) for _, text in objects]
         if not any(text.startswith(_UNREADABLE) for text in texts):
             try:
                 table = self._read(kind, _Chained(texts))
                 counts = [(key, text.count(b"\n")) for (key, _), text in zip(objects, texts, strict=True)]
                 if sum(n for _, n in counts) == table.num_rows:
-                    return table, counts, {}, {}
+                    expected = pa.concat_arrays([pa.repeat(clusters[key], n) for key, n in counts])
+                    if pc.all(pc.equal(table["cluster"], expected)).as_py():
+                        return table, counts, {}, {}
             except (pa.ArrowException, ValueError):
                 pass
         good: list[pa.Table] = []
@@ -394,6 +403,10 @@ class Compactor:
                 bad[key] = "no records: the object holds no line"
                 continue
             tables, failures = self._read_lines(kind, lines)
+            named = {c for t in tables for c in pc.unique(t["cluster"]).to_pylist()} - {clusters[key]}
+            if named:
+                bad[key] = f"records name another cluster than the key's ({clusters[key]}): {sorted(named)[:3]}"
+                continue
             if failures:
                 bad_lines[key] = failures
             good += tables
