@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from auditlake.archive.locks import DynamoLocks
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.audit.policy_source import PolicySource
 from auditlake.clusters.registry import DynamoRegistry, PollConfig
@@ -24,9 +23,7 @@ from auditlake.trust.alerts import (
     forbidden_thresholds,
     sns_notifier,
 )
-from auditlake.trust.ledger import DynamoLedger
 from auditlake.trust.liveness import Heartbeats
-from auditlake.trust.retention import stack_retention
 
 if TYPE_CHECKING:
     from auditlake.archive.compactor import Compactor
@@ -126,6 +123,8 @@ def _builtin_correlations(settings: Settings) -> Callable[[], Sequence[Correlati
 
 def build_compactor(settings: Settings, *, s3: Any, dynamodb: Any) -> Compactor:
     from auditlake.archive.compactor import Compactor  # pyarrow: only the compactor's function has it
+    from auditlake.archive.locks import DynamoLocks
+    from auditlake.trust.ledger import DynamoLedger
 
     return Compactor(
         S3Store(s3, settings.raw_bucket),
@@ -151,6 +150,7 @@ def archive_stores(settings: Settings, s3: Any) -> dict[str, S3Store]:
 
 def build_digester(settings: Settings, *, s3: Any, dynamodb: Any, kms: Any) -> Digester:
     from auditlake.trust.digest import Digester, DynamoChainHead, KmsSigner
+    from auditlake.trust.ledger import DynamoLedger
 
     return Digester(
         DynamoLedger(dynamodb, settings.state_table),
@@ -164,6 +164,8 @@ def build_digester(settings: Settings, *, s3: Any, dynamodb: Any, kms: Any) -> D
 def digest_retention(settings: Settings) -> dict[str, int]:
     """What each digest records of the stack's retention, by prefix (``stack_retention``); what is
     not given is not recorded (never expires)."""
+    from auditlake.trust.retention import stack_retention  # the digest's and doctor's, not ingest's cold start
+
     return stack_retention(
         settings.audit_retention_days, settings.events_retention_days, settings.findings_retention_days
     )
