@@ -20,11 +20,11 @@ entry per file.
   partition, under its lock, keeps each key once.
 
 The freshness this costs is covered by the raw Glue tables: Athena reads the landing hours not yet
-compacted (the ``*_live`` views). Locally there is no schedule: ``compact`` runs ``compact_pending``,
-every landing hour present and not done, the open one too (marked done only once closed).
+compacted (the ``*_live`` views). Locally there is no schedule and no notification: ``compact`` runs
+``compact_pending``, every raw object not yet archived (the open hour's too), found by its key.
 
-``CompactedHours`` records the hours done: DynamoDB (``state_table.compacted_key``) and a directory of
-empty files in the local lake, side by side.
+``CompactedHours`` records the hours done: DynamoDB (``state_table.compacted_key``) and, in the local
+lake, a directory of files (which also list the raw objects archived), side by side.
 """
 
 from __future__ import annotations
