@@ -1,10 +1,7 @@
-"""Audit webhook: API Gateway HTTP API ``POST /v1/audit`` -> the core's AuditWebhook.
+"""Audit webhook: API Gateway HTTP API ``POST /v1/audit`` (its only route here) -> the core's AuditWebhook.
 
-API Gateway routes only that route here (template.yaml), so the adapter needs no router. The event is
-read as the payload 2.0 dict API Gateway sends (header names lowercased by API Gateway), not through
-Powertools' data classes: importing that package costs ~15 ms of every cold start (make bench,
-webhook_import_overhead_ms) for three fields.
-"""
+The payload 2.0 dict (header names lowercased by API Gateway) is read as it is: Powertools' data
+classes cost ~15 ms of every cold start (make bench, webhook_import_overhead_ms) for three fields."""
 
 from functools import partial
 from typing import Any
