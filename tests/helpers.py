@@ -348,3 +348,13 @@ def scheduled_event(at: datetime) -> dict[str, Any]:
     """What an EventBridge schedule (template.yaml's Schedule events) invokes a function with."""
     return {"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
             "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [], "detail": {}}  # fmt: skip
+
+
+class ManualClock:
+    """Epoch seconds a test moves by hand (``clock.now += 60``): what the stores' ``clock=`` takes."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

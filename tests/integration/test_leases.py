@@ -9,26 +9,19 @@ from pathlib import Path
 import pytest
 
 from auditlake.events.leases import DynamoLeases, LeaseHeld, LeaseLost, Leases, LocalLeases
-from tests.helpers import AwsStack
-
-
-class Clock:
-    now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import AwsStack, ManualClock
 
 
 @pytest.fixture(params=["dynamodb", "local"])
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Clock], Leases]:
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[ManualClock], Leases]:
     if request.param == "dynamodb":
         aws: AwsStack = request.getfixturevalue("aws")
         return lambda clock: DynamoLeases(aws.dynamodb, aws.table, clock=clock)
     return lambda clock: LocalLeases(tmp_path / "leases", clock=clock)
 
 
-def test_one_holder_at_a_time_and_fences_grow(make: Callable[[Clock], Leases]) -> None:
-    clock = Clock()
+def test_one_holder_at_a_time_and_fences_grow(make: Callable[[ManualClock], Leases]) -> None:
+    clock = ManualClock(1_000_000.0)
     leases = make(clock)
     first = leases.acquire("prod", "a", 60)
     assert (first.fence, first.checkpoint) == (1, None)
@@ -41,8 +34,8 @@ def test_one_holder_at_a_time_and_fences_grow(make: Callable[[Clock], Leases]) -
     assert (second.fence, second.checkpoint) == (2, {"resource_version": "7"})
 
 
-def test_a_holder_past_its_lease_cannot_move_the_checkpoint(make: Callable[[Clock], Leases]) -> None:
-    clock = Clock()
+def test_a_holder_past_its_lease_cannot_move_the_checkpoint(make: Callable[[ManualClock], Leases]) -> None:
+    clock = ManualClock(1_000_000.0)
     leases = make(clock)
     stale = leases.acquire("prod", "a", 30)
     clock.now += 31  # paused past its lease

@@ -6,18 +6,11 @@ from typing import Any
 
 from auditlake.events.poller import PollerFleet
 from auditlake.trust.liveness import Heartbeats
-from tests.helpers import AwsStack
-
-
-class Clock:
-    now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import AwsStack, ManualClock
 
 
 def test_a_cluster_quiet_for_too_long_is_silent(aws: AwsStack) -> None:
-    clock = Clock()
+    clock = ManualClock(1_800_000_000.0)
     beats = Heartbeats(aws.dynamodb, aws.table, clock=clock)
     beats.beat("prod")
     beats.beat("edge")
@@ -29,7 +22,7 @@ def test_a_cluster_quiet_for_too_long_is_silent(aws: AwsStack) -> None:
 
 
 def test_beats_are_written_at_most_once_a_minute_and_never_fail_delivery(aws: AwsStack) -> None:
-    clock = Clock()
+    clock = ManualClock(1_800_000_000.0)
     calls: list[Any] = []
 
     class Counting:
@@ -46,7 +39,7 @@ def test_beats_are_written_at_most_once_a_minute_and_never_fail_delivery(aws: Aw
 
 
 def test_the_schedule_publishes_the_silent_count(aws: AwsStack) -> None:
-    clock = Clock()
+    clock = ManualClock(1_800_000_000.0)
     beats = Heartbeats(aws.dynamodb, aws.table, clock=clock)
     beats.beat("prod")
     clock.now += 3600

@@ -24,20 +24,10 @@ from auditlake.trust.alerts import (
     forbidden_thresholds,
     subject,
 )
-from tests.helpers import BURST_START, Pager, forbidden_rules
+from tests.helpers import BURST_START, ManualClock, Pager, forbidden_rules
 from tests.helpers import forbidden_matches as denials
 
-NOW = datetime.now(UTC)
-
-
-class Clock:
-    """The ingest clock, moved by hand; starts at the real now (the fixtures' dates are far from it)."""
-
-    def __init__(self) -> None:
-        self.now = NOW.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
+NOW = datetime.now(UTC)  # the ingest clocks start at the real now (the fixtures are far from it)
 
 
 def forbidden(counter: LocalCounter, pager: Pager, threshold: int = 10, secrets_threshold: int = 0) -> Correlations:
@@ -46,8 +36,10 @@ def forbidden(counter: LocalCounter, pager: Pager, threshold: int = 10, secrets_
     return Correlations(counter, pager, forbidden_rules().correlations, thresholds=thresholds)
 
 
-def bursts(tmp_path: Path, pager: Pager, clock: Clock | None = None, **kwargs: int) -> Correlations:
-    return forbidden(LocalCounter(tmp_path / "alerts.json", clock=clock or Clock()), pager, **kwargs)
+def bursts(tmp_path: Path, pager: Pager, clock: ManualClock | None = None, **kwargs: int) -> Correlations:
+    return forbidden(
+        LocalCounter(tmp_path / "alerts.json", clock=clock or ManualClock(NOW.timestamp())), pager, **kwargs
+    )
 
 
 def at(text: str) -> datetime:
@@ -163,7 +155,7 @@ def test_the_secrets_rule_pages_sooner_for_secrets_only(tmp_path: Path) -> None:
 def test_an_old_log_pages_once_and_a_reingest_within_a_day_pages_nothing(tmp_path: Path) -> None:
     """The forensic case: last week's log, ingested now, reports its burst; counters live a day from
     when they last counted, not from their event time."""
-    clock, pager = Clock(), Pager()
+    clock, pager = ManualClock(NOW.timestamp()), Pager()
     alerts = bursts(tmp_path, pager, clock)
     week_ago = datetime.fromtimestamp(clock.now, UTC) - timedelta(days=7)
     for batch in range(0, 34, 4):  # 34 denials within a minute, in batches of four
@@ -177,7 +169,7 @@ def test_an_old_log_pages_once_and_a_reingest_within_a_day_pages_nothing(tmp_pat
 
 
 def test_counters_expire_by_the_ingest_clock_even_a_year_from_the_fixtures(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = ManualClock(NOW.timestamp())
     clock.now = (BURST_START + timedelta(days=400)).timestamp()
     counter_file = tmp_path / "alerts.json"
     alerts = forbidden(LocalCounter(counter_file, clock=clock), Pager())

@@ -25,17 +25,9 @@ from auditlake.trust.alerts import (
     Watch,
     subject,
 )
-from tests.helpers import BURST_START, Pager
+from tests.helpers import BURST_START, ManualClock, Pager
 
-NOW = datetime.now(UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
+NOW = datetime.now(UTC)  # the ingest clocks start at the real now (the fixtures are far from it)
 
 
 ENUMERATION = Correlation(
@@ -87,7 +79,9 @@ def reads(secrets: list[str], *, first: int = 0, every: float = 60.0, **kwargs: 
 
 
 def enumeration(tmp_path: Path, pager: Pager, **kwargs: Any) -> Correlations:
-    return Correlations(LocalCounter(tmp_path / "alerts.json", clock=Clock()), pager, [ENUMERATION], **kwargs)
+    return Correlations(
+        LocalCounter(tmp_path / "alerts.json", clock=ManualClock(NOW.timestamp())), pager, [ENUMERATION], **kwargs
+    )
 
 
 # ---------------------------------------------------------------- value_count
@@ -208,12 +202,14 @@ def finding(n: int, *, secret: str = "db-pass", level: str = "high", **kwargs: A
     return match(n, rule="f-1", name="secret-read-denied", level=level, generate=True, secret=secret, **kwargs)
 
 
-def pages(tmp_path: Path, pager: Pager, clock: Clock | None = None, **kwargs: Any) -> FindingPages:
-    return FindingPages(LocalPageClaims(tmp_path / "pages.json", clock=clock or Clock()), pager, **kwargs)
+def pages(tmp_path: Path, pager: Pager, clock: ManualClock | None = None, **kwargs: Any) -> FindingPages:
+    return FindingPages(
+        LocalPageClaims(tmp_path / "pages.json", clock=clock or ManualClock(NOW.timestamp())), pager, **kwargs
+    )
 
 
 def test_a_finding_is_paged_once_per_object_per_window(tmp_path: Path) -> None:
-    clock, pager = Clock(), Pager()
+    clock, pager = ManualClock(NOW.timestamp()), Pager()
     findings = pages(tmp_path, pager, clock, dedup_minutes=60)
     assert len(findings.observe([finding(1), finding(2)])) == 1  # the same object twice: one page
     assert findings.observe([finding(3)]) == []  # and again within the window

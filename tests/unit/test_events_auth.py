@@ -19,14 +19,7 @@ from auditlake.events.auth import (
     regional_sts,
     secret_token,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import ManualClock
 
 
 def sts(region: str = "eu-west-1") -> object:
@@ -103,7 +96,7 @@ def test_eks_credentials_describe_once_and_mint_a_new_token_before_15_minutes(mo
         return f"k8s-aws-v1.token{len(minted)}"
 
     monkeypatch.setattr("auditlake.events.auth.eks_token", mint)
-    clock, eks = Clock(), Eks()
+    clock, eks = ManualClock(), Eks()
     credentials = EksCredentials(eks, sts(), "prod", clock=clock)
     configuration = credentials.configuration()
     assert configuration.host == "https://ABC.gr7.eu-west-1.eks.amazonaws.com" and configuration.verify_ssl
@@ -128,7 +121,7 @@ def test_a_cluster_that_is_not_active_yet_is_a_clear_error() -> None:
 
 
 def test_static_token_is_read_again_after_its_ttl_and_at_once_after_a_401() -> None:
-    clock, reads = Clock(), []
+    clock, reads = ManualClock(), []
 
     def read(force: bool) -> str:
         reads.append(force)

@@ -16,6 +16,7 @@ import pytest
 from auditlake.detect.ir import Correlation, Leaf, Rule, RuleSet
 from auditlake.detect.matches import Match
 from auditlake.ingest.rules import RuleSource
+from tests.helpers import ManualClock
 
 
 def ruleset(*ids: str) -> RuleSet:
@@ -35,21 +36,13 @@ class Compiled:
         return []
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def load(document: bytes) -> RuleSet:
     if not document.startswith(b"rules:"):
         raise ValueError("not a compiled rule set")
     return ruleset(*document.removeprefix(b"rules:").decode().split(","))
 
 
-def source(documents: list[Any], clock: Clock) -> RuleSource:
+def source(documents: list[Any], clock: ManualClock) -> RuleSource:
     def fetch() -> bytes | None:
         item = documents[0] if len(documents) == 1 else documents.pop(0)
         if isinstance(item, Exception):
@@ -66,12 +59,12 @@ def ids(rules: RuleSource) -> list[str]:
 
 
 def test_no_document_means_the_builtin_rules_only() -> None:
-    rules = source([None], Clock())
+    rules = source([None], ManualClock())
     assert ids(rules) == ["builtin-1"] and rules.rules == 1
 
 
 def test_custom_rules_are_added_and_re_read_only_after_max_age() -> None:
-    clock = Clock()
+    clock = ManualClock()
     rules = source([b"rules:a", b"rules:a,b"], clock)
     assert ids(rules) == ["builtin-1", "a"]
     clock.now = 299
@@ -116,7 +109,7 @@ def test_a_document_the_compiler_refuses_keeps_the_rules_in_force() -> None:
                 raise re2.error("missing )")
             super().__init__(rules)
 
-    clock = Clock()
+    clock = ManualClock()
     documents: list[Any] = [b"rules:a", b"rules:bad"]
 
     def fetch() -> bytes | None:
@@ -130,7 +123,7 @@ def test_a_document_the_compiler_refuses_keeps_the_rules_in_force() -> None:
 
 def test_a_bad_document_keeps_the_last_good_rules_and_logs_once(logged: pytest.LogCaptureFixture) -> None:
     caplog = logged
-    clock = Clock()
+    clock = ManualClock()
     rules = source([b"rules:a", b"garbage", b"garbage", b"garbage"], clock)
     with caplog.at_level(logging.ERROR, logger="auditlake.ingest.rules"):
         for step in (1, 2, 3):
@@ -144,7 +137,7 @@ def test_a_bad_document_keeps_the_last_good_rules_and_logs_once(logged: pytest.L
 
 def test_a_failed_read_keeps_the_rules_and_a_later_good_read_replaces_them(logged: pytest.LogCaptureFixture) -> None:
     caplog = logged
-    clock = Clock()
+    clock = ManualClock()
     rules = source([b"rules:a", RuntimeError("AccessDenied"), RuntimeError("AccessDenied"), None], clock)
     with caplog.at_level(logging.ERROR, logger="auditlake.ingest.rules"):
         for step in (1, 2):
