@@ -129,7 +129,6 @@ class _Partition:
     rows: int = 0  # rows in row groups
     times: list[datetime] = field(default_factory=list)
     carry: pa.Table | None = None  # keys written for the cluster the last round ended with
-    carry_cluster: str | None = None
     sources: set[str] = field(default_factory=set)  # raw keys with rows in it
     failed: bool = False
 
@@ -504,11 +503,10 @@ class Compactor:
         times = pc.min_max(pc.take(table[kind.time_column], rows))
         partition.times.extend((times["min"].as_py(), times["max"].as_py()))
         cluster = table["cluster"]
-        partition.carry_cluster = cluster[rows[len(rows) - 1].as_py()].as_py()
-        last = pc.equal(pc.take(cluster, rows), partition.carry_cluster)
-        carried = table.select(list(kind.key)).take(pc.filter(rows, last))
+        last = cluster[rows[len(rows) - 1].as_py()].as_py()
+        carried = table.select(list(kind.key)).take(pc.filter(rows, pc.equal(pc.take(cluster, rows), last)))
         # Only the last cluster may continue in the next round (keys are sorted by cluster).
-        if partition.carry is not None and partition.carry["cluster"][0].as_py() == partition.carry_cluster:
+        if partition.carry is not None and partition.carry["cluster"][0].as_py() == last:
             carried = pa.concat_tables([partition.carry, carried])
         partition.carry = carried
         schema = archive_schema(kind)
