@@ -154,6 +154,11 @@ def test_compactor_runs_hourly_after_the_grace_and_raw_outlives_its_look_back(ex
 
     function = expanded["Resources"]["CompactorFunction"]["Properties"]
     schedule = function["Events"]["ClosedHours"]["Properties"]["Schedule"]
+    # doctor counts what the compactor can take of the account's concurrency: the late path's and the hourly run.
+    from auditlake.cli.doctor import COMPACTOR_CONCURRENCY
+
+    late = function["Events"]["RawObjects"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+    assert late + 1 == COMPACTOR_CONCURRENCY
     assert schedule == f"cron({GRACE.seconds // 60} * * * ? *)"  # the run lists an hour only once it is due
     # The lease of a partition's lock outlives the longest run that can hold it.
     from auditlake.archive.compactor import Compactor
