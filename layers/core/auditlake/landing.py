@@ -98,13 +98,14 @@ class RawKey:
     hour_first: bool = True  # False: the layout before (cluster first), which no hour's listing finds
 
 
-def _hour_path(at: datetime) -> str:
+def hour_path(at: datetime) -> str:
+    """``yyyy/mm/dd/hh``: a landing hour in raw and quarantine keys (the raw Glue tables' ``landed``)."""
     return f"{at.year:04d}/{at:%m/%d/%H}"  # %Y does not pad year 1 (glibc)
 
 
 def raw_hour_prefix(kind: str, hour: datetime) -> str:
     """Every raw object of one kind that landed in ``hour`` (all clusters): ``raw/<kind>/<yyyy>/<mm>/<dd>/<hh>/``."""
-    return f"{raw_prefix(kind)}{_hour_path(hour)}/"
+    return f"{raw_prefix(kind)}{hour_path(hour)}/"
 
 
 def raw_prefix(kind: str | None = None) -> str:
@@ -124,7 +125,7 @@ def quarantine_base(raw_key: str) -> str:
     raw = parse_raw_key(raw_key)
     if raw is None:
         return quarantine_prefix() + raw_key.removeprefix(raw_prefix()).removesuffix(RAW_SUFFIX)
-    return f"{quarantine_prefix(raw.kind)}{raw.cluster}/{_hour_path(raw.landed)}/{raw.batch}"
+    return f"{quarantine_prefix(raw.kind)}{raw.cluster}/{hour_path(raw.landed)}/{raw.batch}"
 
 
 def parse_raw_key(key: str) -> RawKey | None:
@@ -189,7 +190,7 @@ class Landing:
             raise ValueError(f"invalid cluster name {cluster!r}")
         if area == RAW:
             return f"{raw_hour_prefix(self.kind, at)}{cluster}"
-        return f"{area}/{self.kind}/{cluster}/{_hour_path(at)}"
+        return f"{area}/{self.kind}/{cluster}/{hour_path(at)}"
 
     def raw_key(self, cluster: str, at: datetime, batch: str) -> str:
         return f"{self._prefix(RAW, cluster, at)}/{batch}{RAW_SUFFIX}"

@@ -164,19 +164,23 @@ class LocalEngine:
 
     @staticmethod
     def raw_files(kind: ArchiveKind, landing: Path, now: datetime) -> dict[str, list[str]]:
-        """The raw objects of ``kind`` that landed in the live view's hours (the current one and
-        live.RAW_HOURS before), as absolute paths by landing hour (``yyyy/mm/dd/hh``)."""
-        from auditlake.landing import parse_raw_key, raw_prefix
+        """The raw objects of ``kind`` that landed in the live view's hours (the current one, live.RAW_HOURS
+        before and, for a clock ahead, the next, as the raw tables project them), as absolute paths by
+        landing hour (``yyyy/mm/dd/hh``). Only those hours' prefixes are listed: a local lake keeps its raw
+        landing for good."""
+        from auditlake.landing import hour_path, parse_raw_key, raw_hour_prefix
         from auditlake.stores.local import LocalStore
 
         store = LocalStore(landing)
-        oldest = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=live.RAW_HOURS)
+        current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         hours: dict[str, list[str]] = {}
-        for key in store.list(raw_prefix(kind.name)):
-            raw = parse_raw_key(key)
-            if raw is not None and raw.kind == kind.name and raw.landed >= oldest:
-                landed = f"{raw.landed.year:04d}/{raw.landed:%m/%d/%H}"
-                hours.setdefault(landed, []).append(str(store.root / key))
+        for back in range(-1, live.RAW_HOURS + 1):
+            hour = current - timedelta(hours=back)
+            # What the compactor reads of the hour: raw keys (parse_raw_key), nothing else under the prefix.
+            keys = store.list(raw_hour_prefix(kind.name, hour))
+            files = [str(store.root / key) for key in keys if parse_raw_key(key) is not None]
+            if files:
+                hours[hour_path(hour)] = files
         return hours
 
     @staticmethod
