@@ -10,7 +10,14 @@
 * 410 Gone for versions older than the compacted history (an ERROR event in the stream, as the
   watch cache does, or an HTTP 410 answer), also in the middle of a watch (``gone_after``);
 * 401 for a missing or unknown bearer token; EKS tokens (``k8s-aws-v1.``) are checked for the
-  presigned STS shape.
+  presigned STS shape;
+* faults on purpose (``faults``, a seeded ``KubeFaults``), as API servers and the proxies in front
+  of them fail: per request (discovery, list page or watch) 429 TooManyRequests with
+  ``Retry-After: 1`` (API priority and fairness), 500 InternalError, 410 (a watch's ERROR event
+  although the version is not old, as a freshly started API server's watch cache answers; HTTP 410
+  Expired for a list page with ``continue``), the connection closed before any answer; per watch
+  line, the stream cut (socket closed mid-chunk, no terminating chunk) or the line delayed
+  (at most 0.2 s). Every injected kind is logged, in order.
 
 Objects are kept in core/v1 form (as the corpus has them) and converted for events.k8s.io/v1.
 """
@@ -18,10 +25,15 @@ Objects are kept in core/v1 form (as the corpus has them) and converted for even
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
+import random
+import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -41,6 +53,49 @@ _TO_EVENTS_V1 = {
 }
 
 
+KUBE_KINDS: tuple[str, ...] = ("429", "500", "410", "reset-mid-watch", "slow-stream", "reset-before")
+_REQUEST_KINDS = ("429", "500", "410", "reset-before")  # drawn once per request
+_LINE_KINDS = ("reset-mid-watch", "slow-stream")  # drawn once per watch line
+SLOW_LINE_SECONDS = 0.2
+
+
+@dataclass
+class KubeFaults:
+    """Which faults the fake injects, drawn from ``rnd`` (seeded: a run is reproducible): each
+    request, then each watch line, fails with probability ``rate``, as one of ``kinds`` that applies."""
+
+    rnd: random.Random
+    rate: float
+    kinds: tuple[str, ...] = KUBE_KINDS
+    log: list[str] = field(default_factory=list)  # kinds injected, in order
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def draw(self, applicable: tuple[str, ...]) -> str | None:
+        """A kind among ``applicable`` (and ``kinds``) with probability ``rate``, else None; logged."""
+        with self._lock:  # the server's threads share the generator: one draw at a time
+            choices = [kind for kind in self.kinds if kind in applicable]
+            if not choices or self.rnd.random() >= self.rate:
+                return None
+            kind = self.rnd.choice(choices)
+            self.log.append(kind)
+            return kind
+
+    def uniform(self, low: float, high: float) -> float:
+        with self._lock:
+            return self.rnd.uniform(low, high)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            counts = dict.fromkeys(self.kinds, 0)
+            for kind in self.log:
+                counts[kind] = counts.get(kind, 0) + 1
+            return counts
+
+
+class _Cut(Exception):
+    """The connection was closed on purpose: no terminating chunk, nothing more on it."""
+
+
 def as_events_v1(obj: dict[str, Any]) -> dict[str, Any]:
     out = {_TO_EVENTS_V1.get(key, key): value for key, value in obj.items()}
     out["apiVersion"] = "events.k8s.io/v1"
@@ -48,6 +103,8 @@ def as_events_v1(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeKube:
+    faults: KubeFaults | None = None  # consulted by every request while set
+
     def __init__(self, ca: trustme.CA, *, tokens: tuple[str, ...] = ("reader-token",), events_v1: bool = True) -> None:
         self.ca = ca
         self.tokens = set(tokens)
@@ -178,14 +235,32 @@ class FakeKube:
         if not self._authorised(request.headers.get("Authorization")):
             self.unauthorized += 1
             return self._status(request, 401, "Unauthorized", "Unauthorized")
+        watch = query.get("watch") in ("1", "true")
+        faults = self.faults
+        applicable = _REQUEST_KINDS if watch or "continue" in query else tuple(k for k in _REQUEST_KINDS if k != "410")
+        fault = faults.draw(applicable) if faults is not None else None
+        if fault == "reset-before":
+            return self._cut(request)
+        if fault == "429":
+            message = "too many requests, please try again later"
+            return self._status(request, 429, "TooManyRequests", message, headers={"Retry-After": "1"})
+        if fault == "500":
+            return self._status(request, 500, "InternalError", "Internal error occurred: etcdserver: leader changed")
         if parsed.path == "/apis/events.k8s.io/v1" and self.events_v1:
             return self._json(request, 200, {"kind": "APIResourceList", "groupVersion": "events.k8s.io/v1"})
         if parsed.path == "/api/v1/events" or (parsed.path == "/apis/events.k8s.io/v1/events" and self.events_v1):
             events_v1 = parsed.path.startswith("/apis/")
-            if query.get("watch") in ("1", "true"):
-                return self._watch(request, query, events_v1)
-            return self._list(request, query, events_v1)
+            if watch:
+                return self._watch(request, query, events_v1, gone=fault == "410")
+            return self._list(request, query, events_v1, gone=fault == "410")
         return self._status(request, 404, "NotFound", "the server could not find the requested resource")
+
+    @staticmethod
+    def _cut(request: BaseHTTPRequestHandler) -> None:
+        """Close the connection at once: no TLS close_notify, no terminating chunk (a proxy's reset)."""
+        request.close_connection = True
+        with contextlib.suppress(OSError):  # the client may have gone already
+            request.connection.shutdown(socket.SHUT_RDWR)
 
     def _shape(self, obj: dict[str, Any], events_v1: bool, *, in_list: bool) -> dict[str, Any]:
         out = as_events_v1(obj) if events_v1 else {**obj, "apiVersion": "v1"}
@@ -196,12 +271,13 @@ class FakeKube:
             out["kind"] = "Event"
         return out
 
-    def _list(self, request: BaseHTTPRequestHandler, query: dict[str, str], events_v1: bool) -> None:
+    def _list(self, request: BaseHTTPRequestHandler, query: dict[str, str], events_v1: bool, *,
+              gone: bool = False) -> None:  # fmt: skip
         limit = int(query.get("limit", "0")) or None
         if "continue" in query:
             token = orjson.loads(base64.b64decode(query["continue"]))
             snapshot, start = token["rv"], token["start"]
-            if snapshot < self.compacted:
+            if snapshot < self.compacted or gone:
                 return self._status(request, 410, "Expired", "The provided continue parameter is too old")
         else:
             snapshot, start = self.version, 0
@@ -216,7 +292,8 @@ class FakeKube:
         items = [self._shape(o, events_v1, in_list=True) for o in page]
         self._json(request, 200, {**kind, "metadata": metadata, "items": items})
 
-    def _watch(self, request: BaseHTTPRequestHandler, query: dict[str, str], events_v1: bool) -> None:
+    def _watch(self, request: BaseHTTPRequestHandler, query: dict[str, str], events_v1: bool, *,
+               gone: bool = False) -> None:  # fmt: skip
         since = int(query.get("resourceVersion") or self.version)
         timeout = float(query.get("timeoutSeconds", "1800"))
         if since < self.compacted - 1 and self.gone_as_http:
@@ -225,56 +302,76 @@ class FakeKube:
         request.send_header("Content-Type", "application/json")
         request.send_header("Transfer-Encoding", "chunked")
         request.end_headers()
+        faults = self.faults
 
         def send(doc: dict[str, Any]) -> None:
             data = orjson.dumps(doc) + b"\n"
-            request.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            chunk = f"{len(data):x}\r\n".encode() + data + b"\r\n"
+            fault = faults.draw(_LINE_KINDS) if faults is not None else None
+            if fault == "slow-stream":
+                time.sleep(faults.uniform(0, SLOW_LINE_SECONDS))  # type: ignore[union-attr]
+            elif fault == "reset-mid-watch":
+                request.wfile.write(chunk[: int(faults.uniform(0, len(chunk)))])  # type: ignore[union-attr]
+                request.wfile.flush()
+                self._cut(request)
+                raise _Cut
+            request.wfile.write(chunk)
             request.wfile.flush()
 
         try:
-            if since < self.compacted - 1:
+            if since < self.compacted - 1 or gone:
                 send(self._error_event(since))
-                return
-            ends = time.monotonic() + timeout
-            sent, quiet_since, position = 0, time.monotonic(), since
-            while time.monotonic() < ends:
-                with self.changed:
-                    pending = [entry for entry in self.history if entry[0] > position]
-                    if not pending:
-                        if time.monotonic() - quiet_since >= self.linger:
-                            break
-                        self.changed.wait(0.05)
-                        continue
-                for rv, kind, obj in pending:
-                    if self.gone_after is not None and sent >= self.gone_after:
-                        self.gone_after = None
-                        send(self._error_event(position))
-                        return
-                    send({"type": kind, "object": self._shape(obj, events_v1, in_list=False)})
-                    sent, position = sent + 1, rv
-                quiet_since = time.monotonic()
-            if query.get("allowWatchBookmarks") in ("true", "1"):
-                kind = {"kind": "Event", "apiVersion": "events.k8s.io/v1" if events_v1 else "v1"}
-                bookmark = {**kind, "metadata": {"resourceVersion": str(max(position, since))}}
-                send({"type": "BOOKMARK", "object": bookmark})
-        finally:
-            request.wfile.write(b"0\r\n\r\n")
-            request.wfile.flush()
+            else:
+                self._stream(request, query, events_v1, since, timeout, send)
+        except _Cut:
+            return
+        request.wfile.write(b"0\r\n\r\n")
+        request.wfile.flush()
+
+    def _stream(self, request: BaseHTTPRequestHandler, query: dict[str, str], events_v1: bool, since: int,
+                timeout: float, send: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
+        """Every change after ``since`` until ``timeoutSeconds`` (or ``linger`` without one), then a bookmark."""
+        ends = time.monotonic() + timeout
+        sent, quiet_since, position = 0, time.monotonic(), since
+        while time.monotonic() < ends:
+            with self.changed:
+                pending = [entry for entry in self.history if entry[0] > position]
+                if not pending:
+                    if time.monotonic() - quiet_since >= self.linger:
+                        break
+                    self.changed.wait(0.05)
+                    continue
+            for rv, kind, obj in pending:
+                if self.gone_after is not None and sent >= self.gone_after:
+                    self.gone_after = None
+                    send(self._error_event(position))
+                    return
+                send({"type": kind, "object": self._shape(obj, events_v1, in_list=False)})
+                sent, position = sent + 1, rv
+            quiet_since = time.monotonic()
+        if query.get("allowWatchBookmarks") in ("true", "1"):
+            head = {"kind": "Event", "apiVersion": "events.k8s.io/v1" if events_v1 else "v1"}
+            bookmark = {**head, "metadata": {"resourceVersion": str(max(position, since))}}
+            send({"type": "BOOKMARK", "object": bookmark})
 
     @staticmethod
     def _error_event(since: int) -> dict[str, Any]:
         status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410}
         return {"type": "ERROR", "object": {**status, "message": f"too old resource version: {since}"}}
 
-    def _status(self, request: BaseHTTPRequestHandler, code: int, reason: str, message: str) -> None:
+    def _status(self, request: BaseHTTPRequestHandler, code: int, reason: str, message: str, *,
+                headers: dict[str, str] | None = None) -> None:  # fmt: skip
         doc = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message}
-        self._json(request, code, {**doc, "code": code})
+        self._json(request, code, {**doc, "code": code}, headers=headers)
 
     @staticmethod
-    def _json(request: BaseHTTPRequestHandler, code: int, doc: dict[str, Any]) -> None:
+    def _json(request: BaseHTTPRequestHandler, code: int, doc: dict[str, Any], *,
+              headers: dict[str, str] | None = None) -> None:  # fmt: skip
         data = orjson.dumps(doc)
         request.send_response(code)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            request.send_header(name, value)
         request.end_headers()
         request.wfile.write(data)
