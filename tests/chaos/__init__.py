@@ -1,0 +1,1 @@
+"""Faults on purpose: AWS-boundary fault injection and the model that proves the pipeline under it."""
