@@ -39,6 +39,12 @@ Contract:
 - Sleeping: while installed, botocore's retry sleeps (``time.sleep`` in botocore.endpoint, for every
   client in the process) go to the ``sleep`` given to the constructor, so thousands of retries cost no
   real time. Adaptive mode's client-side rate limiter waits on a Condition and is not redirected.
+- Idempotency tokens, as AWS keeps them and moto does not: DynamoDB answers a transaction
+  (TransactWriteItems, ExecuteTransaction) whose ClientRequestToken it applied within 10 minutes with
+  success and applies nothing (botocore fills the token once per call, so its retries carry it). moto
+  ignores the token, so a retry after a sent-then-lost attempt would fail its own conditions there, a
+  failure AWS never produces: an attempt carrying a token this injector saw applied (within 10 minutes
+  of the clock ``time.time``) is answered here, with success, and never re-sent.
 - Reproducible: the step's Random is consulted only under a lock, once per attempt in scope when
   ``0 < rate < 1`` and once more for the kind when ``kinds`` has more than one; in one thread, the faults
   are a function of the Random's state and the sequence of calls. (botocore's backoff delays come from the
@@ -75,6 +81,12 @@ KINDS: tuple[str, ...] = ("500", "503", "throttle", "reset-before", "timeout-aft
 SERVICES: frozenset[str] = frozenset({"s3", "dynamodb", "sqs", "sns", "kms", "secrets-manager"})
 # Kinds whose request reached the service: the write happened, the caller was told it failed.
 APPLIED: frozenset[str] = frozenset({"timeout-after", "reset-after"})
+# Operations AWS deduplicates by an idempotency token in the request body, and for how long.
+IDEMPOTENT: dict[tuple[str, str], str] = {
+    ("dynamodb", "TransactWriteItems"): "ClientRequestToken",
+    ("dynamodb", "ExecuteTransaction"): "ClientRequestToken",
+}
+TOKEN_SECONDS = 600
 
 
 class Killed(BaseException):
@@ -221,6 +233,7 @@ class AwsFaults:
         self._local = threading.local()  # per thread: was this thread's current attempt really sent?
         self._http: URLLib3Session | None = None
         self._ids = 0
+        self._tokens: dict[tuple[str, str, str], float] = {}  # applied idempotency tokens: when
         self.attempts = 0
         self.log: list[Fault] = []
 
@@ -349,18 +362,20 @@ class AwsFaults:
                 self._ids += 1
                 request_id = f"FAULT{self._ids:011X}"
         if decision == _PASS:
+            if self._replayed(service, operation, request):
+                return _idempotent_success()  # AWS applied it already and answers again: so does the injector
             self._local.sent = True
             return None
         if decision == _DEAD:
             raise Killed(f"{service} {operation}: the process is dead")
         if decision == _KILL:
             if state.kill_applied:
-                self._send(request)
+                self._send(service, operation, request)
             self._record(state, Fault(service, operation, "kill", state.kill_applied))
             raise Killed(f"{service} {operation}: killed")
         applied = decision in APPLIED
         if applied:
-            self._send(request)  # an error here is the attempt's error, as botocore's own send
+            self._send(service, operation, request)  # an error here is the attempt's error, as botocore's own
         self._record(state, Fault(service, operation, decision, applied))
         if decision in {"reset-before", "reset-after"}:
             raise ConnectionClosedError(endpoint_url=request.url)
@@ -373,10 +388,24 @@ class AwsFaults:
             service, decision, request_id=request_id, method=request.method or "POST", request_content_type=content_type
         )
 
-    def _send(self, request: AWSPreparedRequest) -> None:
+    def _send(self, service: str, operation: str, request: AWSPreparedRequest) -> None:
         assert self._http is not None, "installed without an HTTP session"
+        if self._replayed(service, operation, request):
+            return  # AWS would not apply it again
         response = self._http.send(request)
+        token = _token(service, operation, request)
+        if token is not None:
+            with self._lock:
+                self._tokens[token] = time.time()
         response.content  # noqa: B018 - read it whole (a streamed GET too), then drop it: the answer is lost
+
+    def _replayed(self, service: str, operation: str, request: AWSPreparedRequest) -> bool:
+        token = _token(service, operation, request)
+        if token is None:
+            return False
+        with self._lock:
+            applied = self._tokens.get(token)
+        return applied is not None and time.time() - applied < TOKEN_SECONDS
 
     def _response_received(self, event_name: str, **kwargs: Any) -> None:
         """An attempt's answer arrived (or its error): a process that died meanwhile never sees it."""
@@ -390,3 +419,25 @@ class AwsFaults:
             _, service, operation = event_name.split(".", 2)
             self._record(state, Fault(service, operation, "killed-in-flight", True))
         raise Killed(f"{event_name}: the process died while the call was in flight")
+
+
+def _token(service: str, operation: str, request: AWSPreparedRequest) -> tuple[str, str, str] | None:
+    """The idempotency token AWS would deduplicate this request by, if the operation has one."""
+    name = IDEMPOTENT.get((service, operation))
+    if name is None or not isinstance(request.body, bytes | str):
+        return None
+    value = json.loads(request.body or "{}").get(name)
+    return (service, operation, value) if isinstance(value, str) else None
+
+
+def _idempotent_success() -> AWSResponse:
+    """DynamoDB's answer to a transaction it applied already: success, and nothing asked for."""
+    body = b"{}"
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "Content-Length": str(len(body)),
+        "x-amz-crc32": str(zlib.crc32(body) & 0xFFFFFFFF),
+        "x-amzn-RequestId": "idempotent-replay",
+    }
+    raw = HTTPResponse(body=BytesIO(body), headers=headers, status=200, preload_content=False)
+    return AWSResponse("", 200, cast(Any, headers), raw)

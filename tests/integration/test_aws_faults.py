@@ -114,6 +114,33 @@ def test_a_conditional_put_whose_answer_was_lost_fails_its_own_condition_on_the_
     assert stored["Item"]["owner"] == {"S": "me"}
 
 
+def test_a_transaction_whose_answer_was_lost_succeeds_on_the_retry_as_on_aws(
+    aws: AwsStack, faults: AwsFaults, faulty: boto3.session.Session
+) -> None:
+    """DynamoDB deduplicates TransactWriteItems by the ClientRequestToken botocore fills once per call, so
+    its retry succeeds and applies nothing; moto ignores the token, and the injector answers for AWS.
+    A new call (a new token) still meets the condition."""
+    dynamodb = faulty.client("dynamodb")
+    key = {"pk": {"S": "burst"}, "sk": {"S": uuid.uuid4().hex}}
+    claim = {
+        "Update": {
+            "TableName": aws.table,
+            "Key": key,
+            "UpdateExpression": "SET claimed = :c ADD times :one",
+            "ConditionExpression": "attribute_not_exists(claimed)",
+            "ExpressionAttributeValues": {":c": {"S": "mine"}, ":one": {"N": "1"}},
+        }
+    }
+    with faults.step(FailsOnce(), rate=0.5, kinds=("timeout-after",)) as injected:
+        answer = dynamodb.transact_write_items(TransactItems=[claim])
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1
+    assert injected == [Fault("dynamodb", "TransactWriteItems", "timeout-after", True)]
+    stored = aws.dynamodb.get_item(TableName=aws.table, Key=key)["Item"]
+    assert stored["times"] == {"N": "1"}  # applied once
+    with pytest.raises(ClientError, match="TransactionCanceledException"):
+        dynamodb.transact_write_items(TransactItems=[claim])
+
+
 @pytest.mark.parametrize("applied", [True, False])
 def test_a_kill_at_the_second_call_applies_it_or_not_and_the_third_is_never_sent(
     aws: AwsStack, faults: AwsFaults, faulty: boto3.session.Session, applied: bool
