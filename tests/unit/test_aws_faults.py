@@ -374,6 +374,26 @@ def test_a_client_made_before_install_is_attached(
             call(made, "secrets-manager")
 
 
+def test_installed_on_boto3s_default_session_the_module_level_clients_fault(
+    session: botocore.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the deployed functions do: ``boto3.client(...)`` at import, from boto3's default session."""
+    import boto3
+
+    default = boto3.session.Session(botocore_session=session)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", default)
+    injector = AwsFaults(sleep=lambda _: None)
+    injector.install(default)
+    try:
+        made = boto3.client("sns", region_name="us-east-1", endpoint_url=NOWHERE)
+        with injector.step(random.Random(0), rate=1.0, kinds=("throttle",)), pytest.raises(ClientError) as caught:
+            call(made, "sns")
+    finally:
+        injector.uninstall()
+    assert caught.value.response["Error"]["Code"] == "Throttling"
+    assert injector.counts() == {"throttle": 5}
+
+
 def test_two_injectors_cannot_both_redirect_the_sleep(session: botocore.session.Session, faults: AwsFaults) -> None:
     with pytest.raises(RuntimeError, match="another AwsFaults"):
         AwsFaults().install(session)
