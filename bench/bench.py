@@ -2,7 +2,8 @@
 
 The last line of output is one JSON object; later issues add keys to it. ``--ingest-only`` measures
 only the in-process ingest figures (a minute instead of four); ``--fleet-only`` only the fleet
-simulation's (bench/fleet.py: the fleet_* keys, described there).
+simulation's (bench/fleet.py: the fleet_* keys, described there); ``--load-only`` only the webhook
+under load (bench/load.py, below).
 
 * ingest_events_per_sec - the webhook core path in-process (parse the EventList, evaluate the
   pipeline policy, redact, normalise, serialise, compress; storage excluded) on synthetic traffic
@@ -54,6 +55,21 @@ pipeline (one raw object per API-server batch):
 * scan_fraction_secret_query - the Parquet bytes Athena reads for secret_changes over 24 hours
   in a 30-day archive (footers, plus the query's columns in row groups that overlap the window,
   of the two dt partitions the query's predicate keeps) / the raw NDJSON bytes of the 30 days.
+
+The webhook under load (bench/load.py): `auditlake serve` (a real process, HTTP, keep-alive) and the
+webhook Lambda handler (in-process, on moto server; one module shared by the threads: the handler's
+core under concurrent callers, not that many warm containers), each under 50 concurrent senders for
+60 s that send EventLists of 1-100 re-keyed synthetic events and retry a non-2xx batch with the same
+body as kube-apiserver does (5 attempts); then both lakes compacted and every event checked:
+
+* serve_events_per_sec, serve_p50_ms, serve_p99_ms (per attempt), serve_batches (answered 2xx);
+  serve_ratio_to_ingest_core - that rate / the webhook core (``AuditWebhook.handle`` as `serve`
+  builds it, landing included) on the senders' first batches in one thread without HTTP, same run.
+* lambda_events_per_sec, lambda_p50_ms, lambda_p99_ms, lambda_batches - the same for the handler
+  (moto's time included: it answers every S3 and DynamoDB call).
+* load_lost (events answered 2xx and not archived), load_duplicates (archived rows beyond one per
+  key), load_unexpected (archived, never sent), load_retries (attempts after a batch's first), sums
+  over both; load_senders, load_seconds. The bench fails unless the first three are 0.
 
 Cost (bench/cost.py), from this run's figures at the list prices of its one table (us-east-1):
 
@@ -257,6 +273,9 @@ def main() -> None:
     if "--fleet-only" in sys.argv:
         print(json.dumps(fleet_figures()))
         return
+    if "--load-only" in sys.argv:
+        print(json.dumps(load_figures()))
+        return
     events = list(Synth(minutes=20, rate=50, seed=11, start=datetime(2026, 11, 1, tzinfo=UTC)).events())
     rr = sum(e["level"] == "RequestResponse" for e in events) / len(events)
     bodies = [eventlist(batch) for batch in batches(events)]
@@ -344,6 +363,7 @@ def main() -> None:
     result.update(alerting.alerting_figures())
     result.update(compaction_figures())
     result |= fleet_figures()
+    result |= load_figures()
     import cost
 
     deployment = cost.deployment_from_template(ROOT / "template.yaml")
@@ -356,6 +376,13 @@ def fleet_figures() -> dict[str, Any]:
     import fleet
 
     return fleet.fleet_figures(keep_all_policy())
+
+
+def load_figures() -> dict[str, Any]:
+    """The webhook under load (bench/load.py): serve and the Lambda handler, 50 senders, 60 s each."""
+    import load
+
+    return load.load_figures()
 
 
 def compaction_figures() -> dict[str, Any]:
