@@ -6,11 +6,17 @@ generated models are never used, because real API servers send Events they rejec
 null`` on objects written through core/v1). The poller parses every answer itself.
 
 A 401 makes the credentials re-read (a rotated token) and the request is sent once more.
+urllib3 (the client's default ``Retry``) already sends a GET again after a connection failure
+before any answer, and after a 429 or 503 with ``Retry-After`` (waiting as told), three times at
+most. Every error says whether it is ``transient`` (429, 5xx, a connection reset or read timeout, a
+watch stream cut: the same request may well succeed in a moment); TLS failures, 401, 403, 404
+and unreadable answers are not.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -27,10 +33,14 @@ CONNECT_TIMEOUT = 10.0
 BEARER = "BearerToken"  # the client's name for the bearer token in Configuration.api_key
 
 
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})  # overload, etcd leader change, proxy trouble
+
+
 class KubeError(RuntimeError):
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, *, transient: bool | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.transient = status in TRANSIENT_STATUSES if transient is None else transient
 
 
 class Gone(KubeError):
@@ -54,6 +64,16 @@ class Credentials(Protocol):
     def invalidate(self) -> None:
         """The server answered 401: read the token (or its source) again before the next request."""
         ...
+
+
+def _connection_error(what: str, exc: BaseException) -> KubeError:
+    """A failure below HTTP: transient (reset, refused, timed out, cut), except TLS, which a retry
+    does not mend (a wrong CA, a man in the middle)."""
+    reason = getattr(exc, "reason", None)
+    tls = isinstance(exc, ssl.SSLError | urllib3.exceptions.SSLError) or isinstance(
+        reason, ssl.SSLError | urllib3.exceptions.SSLError
+    )
+    return KubeError(f"{what}: {type(exc).__name__}: {exc}", transient=not tls)
 
 
 def status_error(status: int, body: bytes, what: str) -> KubeError:
@@ -104,9 +124,9 @@ class KubeApi:
             try:
                 response = rest.request("GET", url, headers=headers, _request_timeout=(CONNECT_TIMEOUT, read_timeout))
             except ApiException as exc:  # TLS failures come back as status 0
-                raise KubeError(f"GET {path}: {exc.reason}") from None
+                raise KubeError(f"GET {path}: {exc.reason}", transient=False) from None
             except urllib3.exceptions.HTTPError as exc:
-                raise KubeError(f"GET {path}: {type(exc).__name__}: {exc}") from None
+                raise _connection_error(f"GET {path}", exc) from None
             raw = response.response
             if 200 <= raw.status < 300:
                 return raw
@@ -124,7 +144,7 @@ class KubeApi:
         try:
             return bytes(raw.read())
         except urllib3.exceptions.HTTPError as exc:
-            raise KubeError(f"GET {path}: {type(exc).__name__}: {exc}") from None
+            raise _connection_error(f"GET {path}", exc) from None
         finally:
             raw.release_conn()
 
@@ -138,6 +158,8 @@ class KubeApi:
                 if line:
                     yield line
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise KubeError(f"watch {path}: {type(exc).__name__}: {exc}") from None
+            # A stream cut mid-way (a proxy's idle timeout, an API server going away): transient even
+            # when TLS reports it, since the handshake succeeded and the next watch resumes.
+            raise KubeError(f"watch {path}: {type(exc).__name__}: {exc}", transient=True) from None
         finally:
             raw.release_conn()

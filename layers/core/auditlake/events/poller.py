@@ -7,9 +7,16 @@ One poll: take the cluster's lease (which carries the checkpoint), then
 * otherwise a watch from the checkpoint (bookmarks on, ``timeoutSeconds`` below the time left),
   every ADDED and MODIFIED version emitted (a recurrence is a new resourceVersion), DELETED and
   BOOKMARK only moving the checkpoint;
-* 410 Gone (before or during a watch): list again and emit what the checkpoint had not covered;
-  if the checkpoint is older than the API server's event history (``--event-ttl``, 1 h by
-  default) the Events in between may be gone for good, and a coverage-gap record says so.
+* 410 Gone (before or during a watch): watch once more from the same version (in an HA control
+  plane each API server has its own watch cache, and one just restarted answers 410 to versions
+  the others still serve: KEP-1904); a second 410 there: list again and emit what the checkpoint
+  had not covered; if the checkpoint is older than the API server's event history
+  (``--event-ttl``, 1 h by default) the Events in between may be gone for good, and a
+  coverage-gap record says so;
+* a transient error (429, 5xx, a connection reset, a watch stream cut: ``KubeError.transient``)
+  is retried within the poll, after a doubling pause, and a cut
+  watch resumes from the last version it delivered; the poll ends with the error only after
+  ``MAX_TRANSIENT_FAILURES`` in a row without progress, or when its budget cannot cover the pause.
 
 Records are written to the raw landing first; only then does the checkpoint move, and only
 while the lease is still ours. A crash in between makes the next poll read the same versions
@@ -66,6 +73,9 @@ MAX_WATCH_SECONDS = 300
 READ_GRACE_SECONDS = 15.0  # the server ends a watch at timeoutSeconds; the client waits this much longer
 HANDLER_RESERVE_SECONDS = 5.0  # of a Lambda invocation, kept to log and flush metrics after the poll
 SYNC_REFRESH_SECONDS = 300  # an unchanged checkpoint is saved again only this often
+MAX_TRANSIENT_FAILURES = 8  # in a row without progress: then the poll ends and the next one resumes
+RETRY_BASE_SECONDS = 0.5  # the pause after a transient error, doubled for each one in a row
+RETRY_MAX_SECONDS = 8.0  # and at most this
 
 
 class EventsSource(Protocol):
@@ -88,6 +98,7 @@ class PollStats:
     emitted: int = 0  # records written to the raw landing
     quarantined: int = 0
     relists: int = 0  # lists after 410 Gone
+    retries: int = 0  # requests sent again within the poll after a transient error
     gaps: int = 0  # coverage-gap records written
     raw_objects: int = 0
     findings: int = 0  # detection findings stored
@@ -163,6 +174,7 @@ class EventsPoller:
         flush_seconds: float = 30.0,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
         metrics: MetricsSink | None = None,
         detector: Detector | None = None,
         watch: Watch | None = None,
@@ -171,7 +183,7 @@ class EventsPoller:
         self.detector, self.watch = detector, watch
         self.holder, self.event_ttl, self.page_limit = holder, event_ttl, page_limit
         self.max_buffer, self.flush_seconds = max_buffer, flush_seconds
-        self.wall, self.monotonic = wall, monotonic
+        self.wall, self.monotonic, self.sleep = wall, monotonic, sleep
         self.metrics = metrics or NoMetrics()
 
     def poll(self, budget: float, *, keep_watching: bool = True) -> PollStats:
@@ -214,37 +226,70 @@ class _Poll:
         self.flushed_at = poller.monotonic()
         self._observed: tuple[int, str] = (-1, "")
         self.superseded = 0  # recurring Events a relist found changed since the checkpoint
+        self.position = ""  # the version the current watch has delivered up to (and landed at its end)
 
     def left(self) -> float:
         return self.deadline - self.p.monotonic()
 
     def run(self, keep_watching: bool) -> None:
         checkpoint = self.lease.checkpoint or {}
-        api = checkpoint.get("api") or self.discover()
-        self.stats.api = api
+        api: str | None = checkpoint.get("api")
         version: str | None = checkpoint.get("resource_version")
-        if version is None:
-            version = self.list(api, None)
-            if not keep_watching:
-                return
-        while self.left() - WATCH_MARGIN_SECONDS >= MIN_WATCH_SECONDS:
-            timeout = int(min(self.left() - WATCH_MARGIN_SECONDS, MAX_WATCH_SECONDS))
+        listing = version is None  # a list is due: the first poll, or a watch's version is gone
+        failures = 0  # transient errors in a row without progress
+        gone_at: str | None = None  # the version a watch last answered 410 to
+        self.position = version or ""
+        while True:
             try:
-                version, lines = self.watch(api, version, timeout)
-                if lines == 0:  # the server ended the watch at once with nothing in it: do not spin
+                if api is None:
+                    api = self.discover()
+                self.stats.api = api
+                if listing or version is None:
+                    version = self.position = self.list(api, version)  # from the checkpoint on
+                    listing, failures = False, 0
+                    if not keep_watching:
+                        return
+                if self.left() - WATCH_MARGIN_SECONDS < MIN_WATCH_SECONDS:
                     return
-            except Gone as exc:
-                logger.warning("resourceVersion expired: listing again", extra={"cluster": self.p.cluster,
-                                                                                "error": str(exc)})  # fmt: skip
-                self.stats.relists += 1
-                version = self.list(api, version)
+                timeout = int(min(self.left() - WATCH_MARGIN_SECONDS, MAX_WATCH_SECONDS))
+                version, lines = self.watch(api, version, timeout)
+                failures, gone_at = 0, None
+                if lines == 0 or not keep_watching:  # nothing at all in it: do not spin
+                    return
             except NotServed:
                 if api == CORE_V1:
                     raise
                 api = self.stats.api = CORE_V1  # events.k8s.io/v1 went away: same objects, same versions
-                continue
-            if not keep_watching:
-                return
+            except KubeError as exc:
+                if self.position != version:  # the watch delivered (and landed) this far: resume there
+                    version, failures = self.position, 0
+                if not isinstance(exc, Gone) or listing:
+                    failures = self.retry_or_raise(exc, failures)
+                elif gone_at != version:  # another API server's (or a warmer) watch cache may still have it
+                    logger.warning("resourceVersion expired: watching once more",
+                                   extra={"cluster": self.p.cluster, "error": str(exc)})  # fmt: skip
+                    gone_at = version
+                else:
+                    logger.warning("resourceVersion expired again: listing again",
+                                   extra={"cluster": self.p.cluster, "error": str(exc)})  # fmt: skip
+                    self.stats.relists += 1
+                    listing = True
+
+    def retry_or_raise(self, exc: KubeError, failures: int) -> int:
+        """After a transient error (or a list whose continue token expired twice: it starts over),
+        pause, doubling with each failure in a row, and return the failures in a row; raise ``exc``
+        when it is not transient, after too many in a row, or when the pause would eat the time kept
+        to flush and release."""
+        failures += 1
+        pause = min(RETRY_BASE_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS)
+        retryable = exc.transient or isinstance(exc, Gone)
+        if not retryable or failures > MAX_TRANSIENT_FAILURES or self.left() - pause < WATCH_MARGIN_SECONDS:
+            raise exc
+        logger.warning("transient API error: trying again", extra={"cluster": self.p.cluster, "error": str(exc),
+                                                                   "failures": failures, "pause": pause})  # fmt: skip
+        self.stats.retries += 1
+        self.p.sleep(pause)
+        return failures
 
     def discover(self) -> str:
         """events.k8s.io/v1 when the cluster serves it (Kubernetes 1.19+), else core/v1."""
@@ -314,6 +359,7 @@ class _Poll:
 
     def _list_pages(self, api: str, since: str | None) -> str:
         query: dict[str, Any] = {"limit": self.p.page_limit}
+        self.superseded = 0  # counted again by each attempt
         version: str | None = None
         while True:
             body = self.p.source.get(PATHS[api], query, timeout=60)
@@ -346,7 +392,7 @@ class _Poll:
             for line in self.p.source.stream(PATHS[api], query, timeout=timeout + READ_GRACE_SECONDS):
                 count += 1
                 self.stats.watched += 1
-                version = self.watch_line(line, api, version)
+                version = self.position = self.watch_line(line, api, version)
                 if len(self.buffer.lines) >= self.p.max_buffer or (
                     self.p.monotonic() - self.flushed_at >= self.p.flush_seconds
                 ):
@@ -464,6 +510,7 @@ class PollerFleet:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),  # when the schedule's event has no time
         detector: Detector | None = None,
         watch: Watch | None = None,  # findings paging; no heartbeats (see the module's docstring)
+        sleep: Callable[[float], None] = time.sleep,  # the pause before a request sent again
     ) -> None:
         if max_fanout < 1:
             raise ValueError("max_fanout must be at least 1")
@@ -472,7 +519,7 @@ class PollerFleet:
         self.heartbeats, self.silence_minutes = heartbeats, silence_minutes
         self.invoker, self.max_fanout, self.clock = invoker, max_fanout, clock
         self._sources: dict[str, tuple[PollConfig, EventsSource]] = {}
-        self.detector, self.watch = detector, watch
+        self.detector, self.watch, self.sleep = detector, watch, sleep
 
     def handle(
         self, event: Mapping[str, Any], *, function_arn: str, seconds_left: float, request_id: str
@@ -537,6 +584,6 @@ class PollerFleet:
             cached = self._sources[cluster] = (config, self.connect(config))
         poller = EventsPoller(
             cached[1], self.landing, self.leases, cluster, holder=holder, event_ttl=config.event_ttl,
-            metrics=self.metrics, detector=self.detector, watch=self.watch,
+            metrics=self.metrics, detector=self.detector, watch=self.watch, sleep=self.sleep,
         )  # fmt: skip
         return poller.poll(budget)
