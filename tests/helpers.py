@@ -307,13 +307,20 @@ def forbidden_matches(count: int, *, cluster: str = "prod", **kwargs: Any) -> li
 
 
 class Pager:
-    """An alert topic that records what it is sent, failing the first ``fail`` publishes."""
+    """An alert topic that records what it is sent, failing the first ``fail`` publishes; in the first
+    ``die`` publishes the caller's process dies before SNS has the alert (tests.chaos.aws_faults.Killed:
+    a Lambda timeout between the claim and the publish)."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, *, die: int = 0) -> None:
         self.sent: list[dict[str, Any]] = []
-        self.fail = fail
+        self.fail, self.die = fail, die
 
     def __call__(self, alert: dict[str, Any]) -> None:
+        if self.die:
+            from tests.chaos.aws_faults import Killed
+
+            self.die -= 1
+            raise Killed("the Lambda timed out between the claim and the publish")
         if self.fail:
             self.fail -= 1
             raise ConnectionError("SNS unreachable")

@@ -441,3 +441,15 @@ def _idempotent_success() -> AWSResponse:
     }
     raw = HTTPResponse(body=BytesIO(body), headers=headers, status=200, preload_content=False)
     return AWSResponse("", 200, cast(Any, headers), raw)
+
+
+class FailsOnce(random.Random):
+    """The first draw is a fault, every later one is not: the first attempt fails, the retry goes through."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.draws = 0
+
+    def random(self) -> float:
+        self.draws += 1
+        return 0.0 if self.draws == 1 else 0.999

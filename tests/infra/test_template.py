@@ -285,3 +285,15 @@ def test_failed_deliveries_are_encrypted_with_the_stack_key_and_their_loss_alarm
     assert lost["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "CloudWatchFunction"}}]
     assert lost["Threshold"] == 0 and lost["ComparisonOperator"] == "GreaterThanThreshold"
     assert lost["AlarmActions"] == [{"Ref": "AlertTopic"}]
+
+
+def test_a_page_claim_outlives_every_function_that_pages(expanded: dict[str, Any]) -> None:
+    """An unconfirmed page claim is a lease (trust/alerts.py): a claimer still alive when it lapses could
+    page twice; one that died would block the page longer than the senders retry if it were longer."""
+    from auditlake.trust.alerts import PUBLISH_LEASE_SECONDS
+
+    default = expanded["Globals"]["Function"]["Timeout"]
+    pagers = ("WebhookFunction", "CloudWatchFunction", "EventsPollerFunction")
+    timeouts = [expanded["Resources"][name]["Properties"].get("Timeout", default) for name in pagers]
+    assert max(timeouts) == PUBLISH_LEASE_SECONDS
+    assert PUBLISH_LEASE_SECONDS < 81  # kube-apiserver's fifth attempt (10 s backoff x 1.5) still takes it over

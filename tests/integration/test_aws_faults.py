@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.chaos.aws_faults import AwsFaults, Fault, Killed
+from tests.chaos.aws_faults import AwsFaults, FailsOnce, Fault, Killed
 from tests.helpers import AwsStack
 
 
@@ -37,18 +37,6 @@ def faulty(faults: AwsFaults) -> boto3.session.Session:
     session = boto3.session.Session(region_name="us-east-1")
     faults.install(session)
     return session
-
-
-class FailsOnce(random.Random):
-    """The first draw is a fault, every later one is not: the first attempt fails, the retry goes through."""
-
-    def __init__(self) -> None:
-        super().__init__(0)
-        self.draws = 0
-
-    def random(self) -> float:
-        self.draws += 1
-        return 0.0 if self.draws == 1 else 0.999
 
 
 def exists(aws: AwsStack, key: str) -> bool:

@@ -55,8 +55,11 @@ class DynamoLocks:
                     "expires_at": {"N": str(now + lease_seconds)},
                     TTL: {"N": str(now + lease_seconds + 86400)},  # DynamoDB removes stale items
                 },
-                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
-                ExpressionAttributeValues={":now": {"N": str(now)}},
+                # ``#o = :token``: botocore's retry of this very put after its answer was lost (a fresh
+                # token per acquire: nobody else's lock matches).
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR #o = :token",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":now": {"N": str(now)}, ":token": {"S": token}},
             )
             return token
 

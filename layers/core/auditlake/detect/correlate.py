@@ -48,11 +48,13 @@ _MAX = datetime.max.replace(tzinfo=UTC)
 @dataclass
 class Bucket:
     """One bucket of a stream: its entries, what they were about (``details``: name -> values),
-    and the claim of the span that fired for them (None while none has)."""
+    the claim of the span that fired for them (None while none has), and whether that claim is
+    still being paged (``paging``: claimed, not yet confirmed published, its lease alive)."""
 
     ids: set[str] = field(default_factory=set)
     details: dict[str, set[str]] = field(default_factory=dict)
     claimed: str | None = None
+    paging: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ class DynamoCheckpoints:
         return loads(item["state"]["S"].encode()), int(item["version"]["N"])
 
     def save(self, name: str, value: dict[str, Any], version: int) -> int:
+        write = uuid.uuid4().hex
         saved = conditional_write(
             lambda: self.client.put_item(
                 TableName=self.table,
@@ -64,11 +66,14 @@ class DynamoCheckpoints:
                     **checkpoint_key(name),
                     "state": {"S": dumps_str(value)},
                     "version": {"N": str(version + 1)},
+                    "write": {"S": write},
                     "updated_at": {"S": datetime.now(UTC).isoformat()},
                 },
                 # A stored checkpoint has version >= 1, so version 0 means "none may exist yet".
-                ConditionExpression="attribute_not_exists(pk) OR version = :v",
-                ExpressionAttributeValues={":v": {"N": str(version)}},
+                # ``#w = :w``: botocore's retry of this very put after its answer was lost.
+                ConditionExpression="attribute_not_exists(pk) OR version = :v OR #w = :w",
+                ExpressionAttributeNames={"#w": "write"},
+                ExpressionAttributeValues={":v": {"N": str(version)}, ":w": {"S": write}},
             ),
             CheckpointError,
             f"save checkpoint {name}",

@@ -17,6 +17,15 @@ pages twice, and if publishing fails the claim is released and AlertError raised
 is retried (the webhook answers 503) and the retry pages. A correlation that fires pages whatever
 its level: its threshold is what keeps it quiet (``AlertLevel`` gates single findings only).
 
+A claim is a lease until it is confirmed: it is written with ``claim_until`` (now +
+``PUBLISH_LEASE_SECONDS``) and marked ``published`` once SNS took the alert. A process killed between
+its claim and its publish (a Lambda timeout, an out-of-memory kill) makes no call to release it; its
+claim expires unpublished and the next delivery takes it over and pages. While a claim is alive and
+unpublished, a delivery that touches it (or whose claim a concurrent one refused) raises AlertError:
+its sender retries until the page is confirmed or the claim expired. So a page is never lost to a kill
+or a lost answer; it can be sent twice when the publish happened and its confirmation did not (a kill
+or a failure after Publish, an answer SNS gave and the network lost): at least once, never zero.
+
 The 403 bursts are two built-in correlations (``detect/builtin/forbidden.yml``): ``forbidden``
 (every 403 of one identity) and ``forbidden-secrets`` (403s on secrets), whose thresholds the
 stack's AlertThreshold / SecretsAlertThreshold replace (``thresholds``; 0 = off). Their alerts
@@ -29,7 +38,9 @@ pages nothing new. After a day the counters are gone and a re-ingest pages again
 Findings (``FindingPages``). A match of a rule that generates findings, at or above the alert level
 (``model.SIGMA_LEVEL_RANK``), is paged at most once per (rule, cluster, identity, object) per
 dedup window: a claim that lives ``dedup_minutes`` (the ingest clock) is written before publishing,
-and released if publishing fails (AlertError: the retried delivery pages, once).
+and released if publishing fails (AlertError: the retried delivery pages, once); it is a lease of
+``PUBLISH_LEASE_SECONDS`` until confirmed published, as above. A retry of the claim's own write (its
+answer lost) is taken as the claim it is.
 
 DynamoDB: counters ``pk = ALERT#<rule>#<cluster>#<identity>``, ``sk = <bucket start>``, TTL a day
 after the last write; one UpdateItem per touched bucket, one Query per stream a batch, one
@@ -42,6 +53,7 @@ and ``<lake>/state/pages.json`` (one read and one write a batch each), alerts ap
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 import uuid
@@ -74,11 +86,17 @@ from auditlake.state_table import (
 from auditlake.timestamps import format_seconds
 from auditlake.trust.liveness import Heartbeats
 
+logger = logging.getLogger(__name__)
+
 RULE_ALL = "forbidden"
 RULE_SECRETS = "forbidden-secrets"
 FORBIDDEN_RULES = (RULE_ALL, RULE_SECRETS)
 DETAILS = ("source_ips", "resources", "verbs")
 KEEP_SECONDS = 24 * 3600  # a bucket outlives any redelivery by this long after it last counted
+# How long an unconfirmed claim holds: the longest timeout of a function that pages (cloudwatch and
+# events_poller, 60 s; the webhook 29 s; tests/infra ties it to template.yaml). A claimer alive after it
+# has been stopped by Lambda; kube-apiserver's fifth attempt (~81 s after the first) takes the page over.
+PUBLISH_LEASE_SECONDS = 60
 SHOWN_VALUES = 20  # a value_count alert names at most this many of the values it counted
 
 Notify = Callable[[dict[str, Any]], None]
@@ -119,10 +137,24 @@ class Counter(Protocol):
         ...
 
     def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
-        """Claim every bucket at once for one span; False when any is claimed already."""
+        """Claim every bucket at once for one span, for ``PUBLISH_LEASE_SECONDS`` until confirmed;
+        False when any is claimed already (by a confirmed claim or a live one)."""
         ...
 
     def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None: ...
+
+    def confirm(self, stream: Stream, buckets: list[str], claim: str) -> None:
+        """The span's alert was published: its claim holds for good."""
+        ...
+
+
+def claim_state(claimed: str | None, published: bool, until: float | None, now: float) -> tuple[str | None, bool]:
+    """A stored claim as (claimed, paging): a claim confirmed published (or written before claims had
+    a lease) holds; an unconfirmed one is being paged while its lease lives, and is no claim at all
+    once it expired (its claimer died before publishing: the span may page again)."""
+    if claimed is None or published or until is None:
+        return claimed, False
+    return (claimed, True) if until >= now else (None, False)
 
 
 MINUTE = Window(60)
@@ -218,26 +250,35 @@ class Correlations:
             return []
         stored = self.counter.add(added)
         published = []
+        busy = []
         for stream, buckets in stored.items():
+            if any(bucket.paging for bucket in buckets.values()):
+                busy.append(stream.key)  # a claim in flight (or its claimer died): retry until settled
+                continue
             counted = counted_by[stream]
             for burst in correlate.find_bursts(buckets, counted.window, counted.threshold, distinct=counted.distinct):
-                alert = self._page(stream, counted, burst, buckets)
-                if alert is not None:
-                    published.append(alert)
+                published.append(self._page(stream, counted, burst, buckets))
+        if busy:
+            raise AlertError(f"a burst is being paged by another delivery (not yet confirmed): {', '.join(busy)}")
         return published
 
-    def _page(
-        self, stream: Stream, counted: _Counted, burst: Burst, stored: dict[str, Bucket]
-    ) -> dict[str, Any] | None:
+    def _page(self, stream: Stream, counted: _Counted, burst: Burst, stored: dict[str, Bucket]) -> dict[str, Any]:
         claim = uuid.uuid4().hex
         if not self.counter.claim(stream, burst.buckets, claim):
-            return None  # a concurrent delivery paged for this span
+            # A concurrent delivery claimed the span first: retried until its page is confirmed (or its
+            # claim expired unpublished and the retry pages).
+            raise AlertError(f"a burst of {stream.key} was claimed by a concurrent delivery")
         alert = correlation_alert(stream, counted, burst, stored)
         try:
             self.notify(alert)
         except Exception as exc:
             self.counter.unclaim(stream, burst.buckets, claim)  # the retried delivery claims and publishes again
             raise AlertError(f"alert not published: {exc}") from exc
+        try:
+            self.counter.confirm(stream, burst.buckets, claim)
+        except AlertError:
+            # Published: the claim expires unconfirmed and a later delivery pages again (twice, never zero).
+            logger.warning("page published but not confirmed: it may be sent again", extra={"stream": stream.key})
         return alert
 
 
@@ -298,12 +339,18 @@ class Page:
         return finding_partition(self.rule, self.cluster, self.identity, self.subject)
 
 
+MINE, PAGED, PAGING = "mine", "paged", "paging"
+
+
 class PageClaims(Protocol):
-    def claim(self, page: Page, claim: str, seconds: int) -> bool:
-        """Claim ``page`` for ``seconds`` (the ingest clock); False while an earlier claim lives."""
+    def claim(self, page: Page, claim: str, seconds: int) -> str:
+        """Claim ``page`` for ``seconds`` (the ingest clock), unconfirmed for ``PUBLISH_LEASE_SECONDS``:
+        MINE; PAGED while a confirmed claim lives; PAGING while an unconfirmed one does."""
         ...
 
     def release(self, page: Page, claim: str) -> None: ...
+
+    def confirm(self, page: Page, claim: str) -> None: ...
 
 
 class FindingPages:
@@ -320,6 +367,7 @@ class FindingPages:
         """Page the batch's findings at or above the level; returns the alerts published."""
         published = []
         pages: set[Page] = set()
+        busy = 0
         for match in matches:
             if not match.generate or SIGMA_LEVEL_RANK.get(match.level, -1) < self.rank:
                 continue
@@ -330,15 +378,25 @@ class FindingPages:
                 continue  # the batch's own repeat: one claim is enough
             pages.add(page)
             claim = uuid.uuid4().hex
-            if not self.claims.claim(page, claim, self.seconds):
-                continue  # paged within the window (or by a concurrent delivery)
+            state = self.claims.claim(page, claim, self.seconds)
+            if state == PAGED:
+                continue  # paged within the window
+            if state == PAGING:
+                busy += 1  # another delivery is paging it, or died doing so: retried until settled
+                continue
             alert = finding_alert(match)
             try:
                 self.notify(alert)
             except Exception as exc:
                 self.claims.release(page, claim)  # the retried delivery pages it
                 raise AlertError(f"alert not published: {exc}") from exc
+            try:
+                self.claims.confirm(page, claim)
+            except AlertError:
+                logger.warning("page published but not confirmed: it may be sent again", extra={"page": page.key})
             published.append(alert)
+        if busy:
+            raise AlertError(f"{busy} finding page(s) being paged by another delivery (not yet confirmed)")
         return published
 
 
@@ -418,6 +476,7 @@ class DynamoCounter:
 
     def _read(self, stream: Stream, first: str, last: str) -> dict[str, Bucket]:
         buckets: dict[str, Bucket] = {}
+        now = self.clock()
         try:
             pages = self.client.get_paginator("query").paginate(
                 TableName=self.table,
@@ -429,22 +488,36 @@ class DynamoCounter:
             )  # fmt: skip
             for page in pages:
                 for item in page["Items"]:
+                    until = item.get("claim_until", {}).get("N")
+                    claimed, paging = claim_state(item.get("claimed", {}).get("S"), "published" in item,
+                                                  None if until is None else float(until), now)  # fmt: skip
                     buckets[item["sk"]["S"]] = Bucket(
                         set(item.get("ids", {}).get("SS", ())),
                         {name: set(item.get(name, {}).get("SS", ())) for name in DETAILS},
-                        item.get("claimed", {}).get("S"),
+                        claimed,
+                        paging,
                     )
         except (BotoCoreError, ClientError) as exc:
             raise AlertError(f"cannot read the correlation counters: {exc}") from exc
         return buckets
 
     def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
+        # Unclaimed, or claimed by a claimer that died before publishing (its lease is over). A retry of
+        # this transaction after a lost answer is AWS's to settle: botocore sends the same
+        # ClientRequestToken, and DynamoDB answers it as the write it already applied.
+        now = self.clock()
         update = {
             "TableName": self.table,
-            "UpdateExpression": "SET claimed = :claim, #ttl = :ttl",
-            "ConditionExpression": "attribute_not_exists(claimed)",
+            "UpdateExpression": "SET claimed = :claim, claim_until = :until, #ttl = :ttl",
+            "ConditionExpression": "attribute_not_exists(claimed) OR "
+            "(attribute_not_exists(published) AND claim_until < :now)",
             "ExpressionAttributeNames": {"#ttl": TTL},
-            "ExpressionAttributeValues": {":claim": {"S": claim}, ":ttl": self._expires()},
+            "ExpressionAttributeValues": {
+                ":claim": {"S": claim},
+                ":ttl": self._expires(),
+                ":now": {"N": f"{now:.3f}"},
+                ":until": {"N": f"{now + PUBLISH_LEASE_SECONDS:.3f}"},
+            },
         }
         items = [{"Update": {**update, "Key": self._key(stream, key)}} for key in buckets]
         claimed = partial(self.client.transact_write_items, TransactItems=items)
@@ -456,11 +529,23 @@ class DynamoCounter:
                 self.client.update_item,
                 TableName=self.table,
                 Key=self._key(stream, key),
-                UpdateExpression="REMOVE claimed",
+                UpdateExpression="REMOVE claimed, claim_until",
                 ConditionExpression="claimed = :claim",
                 ExpressionAttributeValues={":claim": {"S": claim}},
             )
             conditional_write(release, AlertError, "release the burst's claim")
+
+    def confirm(self, stream: Stream, buckets: list[str], claim: str) -> None:
+        for key in buckets:
+            published = partial(
+                self.client.update_item,
+                TableName=self.table,
+                Key=self._key(stream, key),
+                UpdateExpression="SET published = :yes",
+                ConditionExpression="claimed = :claim",  # refused: taken over after our lease (paged twice)
+                ExpressionAttributeValues={":claim": {"S": claim}, ":yes": {"BOOL": True}},
+            )
+            conditional_write(published, AlertError, "confirm the burst's page")
 
 
 class DynamoPageClaims:
@@ -470,17 +555,41 @@ class DynamoPageClaims:
     def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time) -> None:
         self.client, self.table, self.clock = client, table, clock
 
-    def claim(self, page: Page, claim: str, seconds: int) -> bool:
-        now = int(self.clock())
+    def claim(self, page: Page, claim: str, seconds: int) -> str:
+        now = self.clock()
         put = partial(
             self.client.put_item,
             TableName=self.table,
-            Item={**self._key(page), "claim": {"S": claim}, TTL: {"N": str(now + seconds)}},
-            ConditionExpression="attribute_not_exists(pk) OR #ttl <= :now",
+            Item={**self._key(page), "claim": {"S": claim}, TTL: {"N": str(int(now) + seconds)},
+                  "claim_until": {"N": f"{now + PUBLISH_LEASE_SECONDS:.3f}"}},
+            # ``claim = :claim``: botocore's retry of this very put after its answer was lost.
+            ConditionExpression="attribute_not_exists(pk) OR #ttl <= :now OR claim = :claim OR "
+            "(attribute_not_exists(published) AND claim_until < :now)",
             ExpressionAttributeNames={"#ttl": TTL},
-            ExpressionAttributeValues={":now": {"N": str(now)}},
+            ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":claim": {"S": claim}},
+        )  # fmt: skip
+        if conditional_write(put, AlertError, "claim the finding's page") is not None:
+            return MINE
+        try:
+            item = self.client.get_item(TableName=self.table, Key=self._key(page), ConsistentRead=True).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise AlertError(f"cannot read the finding's page claim: {exc}") from exc
+        if item is None:
+            return PAGING  # gone since: the retry claims it
+        until = item.get("claim_until", {}).get("N")
+        _, paging = claim_state(item["claim"]["S"], "published" in item, None if until is None else float(until), now)
+        return PAGING if paging else PAGED
+
+    def confirm(self, page: Page, claim: str) -> None:
+        published = partial(
+            self.client.update_item,
+            TableName=self.table,
+            Key=self._key(page),
+            UpdateExpression="SET published = :yes",
+            ConditionExpression="claim = :claim",
+            ExpressionAttributeValues={":claim": {"S": claim}, ":yes": {"BOOL": True}},
         )
-        return conditional_write(put, AlertError, "claim the finding's page") is not None
+        conditional_write(published, AlertError, "confirm the finding's page")
 
     def release(self, page: Page, claim: str) -> None:
         delete = partial(
@@ -556,21 +665,27 @@ class LocalCounter:
                         entry[name] = sorted(set(entry.get(name, ())) | bucket.details[name])
                     entry["expires_at"] = expires
                 first, last = tally.window.around(tally.buckets)
+                now = self.clock()
                 out[stream] = {
-                    key: Bucket(set(entry["ids"]), {n: set(entry.get(n, ())) for n in DETAILS}, entry["claimed"])
+                    key: Bucket(
+                        set(entry["ids"]), {n: set(entry.get(n, ())) for n in DETAILS}, *_local_claim(entry, now)
+                    )
                     for key, entry in stored.items()
                     if first <= key <= last
                 }
         return out
 
     def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
+        now = self.clock()
         with self._state() as state:
             stored = state.setdefault(stream.key, {})
-            if any(stored.get(key, {}).get("claimed") for key in buckets):
+            if any(_local_claim(stored.get(key, {}), now)[0] for key in buckets):
                 return False
             for key in buckets:
                 entry = stored.setdefault(key, {"ids": []})
-                entry["claimed"], entry["expires_at"] = claim, self.clock() + KEEP_SECONDS
+                entry.pop("published", None)
+                entry["claimed"], entry["expires_at"] = claim, now + KEEP_SECONDS
+                entry["claim_until"] = now + PUBLISH_LEASE_SECONDS
             return True
 
     def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None:
@@ -579,6 +694,17 @@ class LocalCounter:
                 entry = state.get(stream.key, {}).get(key)
                 if entry is not None and entry.get("claimed") == claim:
                     entry["claimed"] = None
+
+    def confirm(self, stream: Stream, buckets: list[str], claim: str) -> None:
+        with self._state() as state:
+            for key in buckets:
+                entry = state.get(stream.key, {}).get(key)
+                if entry is not None and entry.get("claimed") == claim:
+                    entry["published"] = True
+
+
+def _local_claim(entry: dict[str, Any], now: float) -> tuple[str | None, bool]:
+    return claim_state(entry.get("claimed"), bool(entry.get("published")), entry.get("claim_until"), now)
 
 
 class LocalPageClaims:
@@ -591,18 +717,28 @@ class LocalPageClaims:
     def _live(value: Any, now: float) -> Any:
         return value if isinstance(value, dict) and value.get("expires_at", 0) > now else None
 
-    def claim(self, page: Page, claim: str, seconds: int) -> bool:
+    def claim(self, page: Page, claim: str, seconds: int) -> str:
         now = self.clock()
         with _locked_json(self.path, now, self._live) as state:
-            if page.key in state:
-                return False
-            state[page.key] = {"claim": claim, "expires_at": now + seconds}
-            return True
+            held = state.get(page.key)
+            if held is not None:
+                holder, paging = claim_state(
+                    held.get("claim"), bool(held.get("published")), held.get("claim_until"), now
+                )
+                if holder is not None:
+                    return PAGING if paging else PAGED
+            state[page.key] = {"claim": claim, "expires_at": now + seconds, "claim_until": now + PUBLISH_LEASE_SECONDS}
+            return MINE
 
     def release(self, page: Page, claim: str) -> None:
         with _locked_json(self.path, self.clock(), self._live) as state:
             if state.get(page.key, {}).get("claim") == claim:
                 del state[page.key]
+
+    def confirm(self, page: Page, claim: str) -> None:
+        with _locked_json(self.path, self.clock(), self._live) as state:
+            if state.get(page.key, {}).get("claim") == claim:
+                state[page.key]["published"] = True
 
 
 def sns_notifier(make_client: Callable[[], Any], topic_arn: str) -> Notify:

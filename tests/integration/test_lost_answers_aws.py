@@ -1,0 +1,93 @@
+"""Conditional writes to the state table whose answer is lost (tests/chaos/aws_faults.py: applied, then
+a read timeout; botocore retries the same request and meets its own write): the page claims, the
+partition locks and the backfill checkpoints take their own write as theirs. And a page claimer killed
+before publishing does not cost the page (trust/alerts.py: claims are leases until confirmed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from auditlake.archive.locks import DynamoLocks
+from auditlake.ingest.checkpoints import CheckpointConflict, DynamoCheckpoints
+from auditlake.trust.alerts import (
+    PUBLISH_LEASE_SECONDS,
+    AlertError,
+    Correlations,
+    DynamoCounter,
+    DynamoPageClaims,
+    FindingPages,
+    forbidden_thresholds,
+)
+from tests.chaos.aws_faults import AwsFaults, FailsOnce, Killed
+from tests.helpers import AwsStack, ManualClock, Pager, forbidden_matches, forbidden_rules
+from tests.unit.test_alerts_rules import finding
+
+
+def lost_once() -> tuple[AwsFaults, Any]:
+    """An injector and a DynamoDB client whose first request in a step is applied and its answer lost."""
+    faults, session = AwsFaults(), boto3.session.Session(region_name="us-east-1")
+    faults.install(session)
+    return faults, session.client("dynamodb")
+
+
+def test_a_finding_claim_whose_answer_was_lost_still_pages(aws: AwsStack) -> None:
+    """PutItem applied, its answer lost, botocore retries the same put: the retry's condition meets our own
+    claim. It used to be refused ("paged within the window") and the finding was never paged."""
+    faults, client = lost_once()
+    pager, cluster = Pager(), f"c{uuid.uuid4().hex[:12]}"
+    pages = FindingPages(DynamoPageClaims(client, aws.table), pager, dedup_minutes=60)
+    try:
+        with faults.step(FailsOnce(), rate=0.5, kinds=("timeout-after",)) as hit:
+            assert len(pages.observe([finding(1, cluster=cluster)])) == 1
+    finally:
+        faults.uninstall()
+    assert [(f.operation, f.applied) for f in hit] == [("PutItem", True)]
+    assert len(pager.sent) == 1
+
+
+def test_a_lock_whose_answer_was_lost_is_held_by_its_taker(aws: AwsStack) -> None:
+    faults, client = lost_once()
+    name = f"audit#{uuid.uuid4().hex[:8]}#00"
+    try:
+        with faults.step(FailsOnce(), rate=0.5, kinds=("timeout-after",)) as hit:
+            token = DynamoLocks(client, aws.table).acquire(name, 60)
+    finally:
+        faults.uninstall()
+    assert [(f.operation, f.applied) for f in hit] == [("PutItem", True)]
+    assert token is not None  # it used to be None: "someone else holds it" until the lease ran out
+    DynamoLocks(aws.dynamodb, aws.table).release(name, token)
+    assert DynamoLocks(aws.dynamodb, aws.table).acquire(name, 60) is not None
+
+
+def test_a_checkpoint_whose_answer_was_lost_is_saved_not_a_conflict(aws: AwsStack) -> None:
+    faults, client = lost_once()
+    name = f"backfill-{uuid.uuid4().hex[:8]}"
+    try:
+        with faults.step(FailsOnce(), rate=0.5, kinds=("timeout-after",)):
+            assert DynamoCheckpoints(client, aws.table).save(name, {"next": "t1"}, 0) == 1
+    finally:
+        faults.uninstall()
+    checkpoints = DynamoCheckpoints(aws.dynamodb, aws.table)
+    assert checkpoints.load(name) == ({"next": "t1"}, 1)
+    with pytest.raises(CheckpointConflict):
+        checkpoints.save(name, {"next": "t2"}, 0)  # a run that read before it still conflicts
+
+
+def test_a_burst_claimer_killed_before_its_publish_is_taken_over_after_the_lease(aws: AwsStack) -> None:
+    clock, pager = ManualClock(datetime.now(UTC).timestamp()), Pager(die=1)
+    counter = DynamoCounter(aws.dynamodb, aws.table, clock=clock)
+    alerts = Correlations(counter, pager, forbidden_rules().correlations, thresholds=forbidden_thresholds(10, 0))
+    cluster = f"c{uuid.uuid4().hex[:12]}"
+    with pytest.raises(Killed):
+        alerts.observe(forbidden_matches(10, cluster=cluster))  # claimed in the table, never published
+    with pytest.raises(AlertError, match="being paged by another delivery"):
+        alerts.observe(forbidden_matches(10, cluster=cluster))
+    clock.now += PUBLISH_LEASE_SECONDS + 1
+    assert len(alerts.observe(forbidden_matches(10, cluster=cluster))) == 1
+    assert alerts.observe(forbidden_matches(10, cluster=cluster)) == []
+    assert len(pager.sent) == 1
