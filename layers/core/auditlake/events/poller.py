@@ -7,10 +7,10 @@ One poll: take the cluster's lease (which carries the checkpoint), then
 * otherwise a watch from the checkpoint (bookmarks on, ``timeoutSeconds`` below the time left),
   every ADDED and MODIFIED version emitted (a recurrence is a new resourceVersion), DELETED and
   BOOKMARK only moving the checkpoint;
-* 410 Gone (before or during a watch): watch once more from the same version (in an HA control
-  plane each API server has its own watch cache, and one just restarted answers 410 to versions
-  the others still serve: KEP-1904); a second 410 there: list again and emit what the checkpoint
-  had not covered; if the checkpoint is older than the API server's event history
+* 410 Gone (before or during a watch): watch again from the same version, ``GONE_REWATCHES``
+  times (in an HA control plane each API server has its own watch cache, and one just restarted
+  answers 410 to versions the others still serve: KEP-1904); 410 still: list again and emit what
+  the checkpoint had not covered; if the checkpoint is older than the API server's event history
   (``--event-ttl``, 1 h by default) the Events in between may be gone for good, and a
   coverage-gap record says so;
 * a transient error (429, 5xx, a connection reset, a watch stream cut: ``KubeError.transient``)
@@ -73,6 +73,7 @@ MAX_WATCH_SECONDS = 300
 READ_GRACE_SECONDS = 15.0  # the server ends a watch at timeoutSeconds; the client waits this much longer
 HANDLER_RESERVE_SECONDS = 5.0  # of a Lambda invocation, kept to log and flush metrics after the poll
 SYNC_REFRESH_SECONDS = 300  # an unchanged checkpoint is saved again only this often
+GONE_REWATCHES = 2  # a 410 is watched again this often before relisting (three API servers, HA)
 MAX_TRANSIENT_FAILURES = 8  # in a row without progress: then the poll ends and the next one resumes
 RETRY_BASE_SECONDS = 0.5  # the pause after a transient error, doubled for each one in a row
 RETRY_MAX_SECONDS = 8.0  # and at most this
@@ -237,7 +238,7 @@ class _Poll:
         version: str | None = checkpoint.get("resource_version")
         listing = version is None  # a list is due: the first poll, or a watch's version is gone
         failures = 0  # transient errors in a row without progress
-        gone_at: str | None = None  # the version a watch last answered 410 to
+        gone_at, gone_times = "", 0  # the version watches answered 410 to, how often in a row
         self.position = version or ""
         while True:
             try:
@@ -253,7 +254,7 @@ class _Poll:
                     return
                 timeout = int(min(self.left() - WATCH_MARGIN_SECONDS, MAX_WATCH_SECONDS))
                 version, lines = self.watch(api, version, timeout)
-                failures, gone_at = 0, None
+                failures, gone_times = 0, 0
                 if lines == 0 or not keep_watching:  # nothing at all in it: do not spin
                     return
             except NotServed:
@@ -265,10 +266,11 @@ class _Poll:
                     version, failures = self.position, 0
                 if not isinstance(exc, Gone) or listing:
                     failures = self.retry_or_raise(exc, failures)
-                elif gone_at != version:  # another API server's (or a warmer) watch cache may still have it
-                    logger.warning("resourceVersion expired: watching once more",
-                                   extra={"cluster": self.p.cluster, "error": str(exc)})  # fmt: skip
+                elif (gone_times := gone_times + 1 if gone_at == version else 1) <= GONE_REWATCHES:
+                    # Another API server's (or a warmer) watch cache may still have it.
                     gone_at = version
+                    logger.warning("resourceVersion expired: watching again",
+                                   extra={"cluster": self.p.cluster, "error": str(exc)})  # fmt: skip
                 else:
                     logger.warning("resourceVersion expired again: listing again",
                                    extra={"cluster": self.p.cluster, "error": str(exc)})  # fmt: skip
