@@ -10,7 +10,8 @@ from bench.load import load_figures
 KEYS = {
     "serve_events_per_sec", "serve_p50_ms", "serve_p99_ms", "serve_batches", "serve_ratio_to_ingest_core",
     "lambda_events_per_sec", "lambda_p50_ms", "lambda_p99_ms", "lambda_batches",
-    "load_lost", "load_duplicates", "load_unexpected", "load_retries", "load_senders", "load_seconds",
+    "load_lost", "load_duplicates", "load_unexpected", "load_retries", "lambda_handler_errors", "load_senders",
+    "load_seconds",
 }  # fmt: skip
 
 
