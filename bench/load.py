@@ -462,34 +462,26 @@ def _moto_stack(server: subprocess.Popen[str]) -> Iterator[dict[str, str]]:
         server.kill()
         server.wait()
         raise LoadError(f"moto server did not start: {endpoint!r}")
-    aws = {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
-    }  # fmt: skip
-    saved = {key: os.environ.get(key) for key in aws}
-    os.environ.update(aws)
+    from tests.helpers import MOTO_ENV, environment
+
     try:
-        s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
-        names = {
-            "AUDITLAKE_RAW_BUCKET": "load-raw", "AUDITLAKE_AUDIT_BUCKET": "load-audit",
-            "AUDITLAKE_EVENTS_BUCKET": "load-events", "AUDITLAKE_FINDINGS_BUCKET": "load-findings",
-        }  # fmt: skip
-        for bucket in names.values():
-            s3.create_bucket(Bucket=bucket)
-        dynamodb.create_table(
-            TableName="load-state",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        )  # fmt: skip
-        yield {**names, "AUDITLAKE_STATE_TABLE": "load-state"}
+        with environment({**MOTO_ENV, "AWS_ENDPOINT_URL": endpoint}):
+            s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+            names = {
+                "AUDITLAKE_RAW_BUCKET": "load-raw", "AUDITLAKE_AUDIT_BUCKET": "load-audit",
+                "AUDITLAKE_EVENTS_BUCKET": "load-events", "AUDITLAKE_FINDINGS_BUCKET": "load-findings",
+            }  # fmt: skip
+            for bucket in names.values():
+                s3.create_bucket(Bucket=bucket)
+            dynamodb.create_table(
+                TableName="load-state",
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                      {"AttributeName": "sk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            )  # fmt: skip
+            yield {**names, "AUDITLAKE_STATE_TABLE": "load-state"}
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         server.stdin.close()
         try:
             server.wait(timeout=30)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import AwsStack
+from tests.helpers import MOTO_ENV, AwsStack, environment
 
 # CI runs without a terminal, where rich assumes 80 columns: test as narrow as that, or narrower.
 os.environ["COLUMNS"] = "60"
@@ -27,34 +27,9 @@ def moto_endpoint() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in _AWS_ENV}
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }
-    )
-    yield endpoint
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environment({**MOTO_ENV, "AWS_ENDPOINT_URL": endpoint}):
+        yield endpoint
     server.stop()
-
-
-_AWS_ENV = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_ENDPOINT_URL",
-)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from auditlake.trust.digest import verify as verify_chain
 from auditlake.trust.ledger import DynamoLedger
 from tests.chaos.aws_faults import AwsFaults, Killed
 from tests.fakes.kube import FakeKube
-from tests.helpers import LambdaContext, load_function
+from tests.helpers import MOTO_ENV, LambdaContext, environment, load_function
 
 HOOK = "hook"  # the webhook's cluster
 EKS = "eks1"  # the CloudWatch forwarder's cluster (log group /aws/eks/eks1/cluster)
@@ -51,15 +51,6 @@ FUNCTIONS = ("webhook", "cloudwatch", "events_poller", "compactor", "digest")
 # The compactor waits this long (real time) for a partition lock held elsewhere before reporting the
 # object back for a retry. Deployed it waits longer; the model moves its clock instead of waiting.
 LOCK_WAIT_SECONDS = 0.2
-
-
-_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
 
 
 @contextmanager
@@ -75,17 +66,10 @@ def moto_server() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    env = {**_AWS_ENV, "AWS_ENDPOINT_URL": endpoint}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
     try:
-        yield endpoint
+        with environment({**MOTO_ENV, "AWS_ENDPOINT_URL": endpoint}):
+            yield endpoint
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         server.stop()
 
 

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 from botocore.parsers import create_parser
 from urllib3.response import HTTPResponse
 
-from tests.chaos.aws_faults import ERRORS, KINDS, SERVICES, AwsFaults, Fault, Killed, error_response
+from tests.chaos.aws_faults import ERRORS, KINDS, SERVICES, AwsFaults, FailsOnce, Fault, Killed, error_response
 
 NOWHERE = "http://127.0.0.1:9"  # never reached: sockets are blocked in this tier
 SENDLESS = ("500", "503", "throttle", "reset-before")  # the kinds that send nothing
@@ -203,7 +203,7 @@ def test_a_fault_on_the_first_attempt_only_is_absorbed_by_the_retry(
 ) -> None:
     answer = Responder()
     made = client(session, "s3", answer)
-    with faults.step(_FailsOnce(), rate=0.5, kinds=("throttle",)) as injected:
+    with faults.step(FailsOnce(), rate=0.5, kinds=("throttle",)) as injected:
         call(made, "s3")
     assert [f.kind for f in injected] == ["throttle"]
     assert answer.requests == ["s3"]
@@ -427,15 +427,3 @@ def test_killed_is_a_base_exception_that_no_except_exception_catches() -> None:
     assert issubclass(Killed, BaseException)
     assert not issubclass(Killed, Exception)
     assert set(KINDS) == {"500", "503", "throttle", "reset-before", "timeout-after", "reset-after"}
-
-
-class _FailsOnce(random.Random):
-    """A Random whose first draw is a fault and every later one is not."""
-
-    def __init__(self) -> None:
-        super().__init__(0)
-        self.draws = 0
-
-    def random(self) -> float:
-        self.draws += 1
-        return 0.0 if self.draws == 1 else 0.999
