@@ -390,3 +390,20 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def sqs_event(bucket: str, keys: list[str]) -> dict[str, Any]:
+    """An SQS batch of S3 ObjectCreated notifications (one message per key), as the compactor's event
+    source mapping delivers it."""
+    import copy
+    import urllib.parse
+
+    records = []
+    for number, key in enumerate(keys):
+        notification = fixture("s3_object_created.json")
+        notification["Records"][0]["s3"]["bucket"]["name"] = bucket
+        notification["Records"][0]["s3"]["object"]["key"] = urllib.parse.quote_plus(key, safe="/")
+        message = copy.deepcopy(fixture("sqs_message.json"))
+        message["messageId"], message["body"] = f"m{number}", json.dumps(notification)
+        records.append(message)
+    return {"Records": records}

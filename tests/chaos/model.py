@@ -45,6 +45,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from auditlake.timestamps import format_utc
 from tests.chaos.aws_faults import Killed
 from tests.chaos.world import EKS, HOOK, KUBE, World
+from tests.fakes.kube import KubeFaults
 from tests.helpers import (
     awslogs_event,
     corpus_kube_events,
@@ -52,14 +53,9 @@ from tests.helpers import (
     fixture,
     forbidden_events,
     scheduled_event,
+    sqs_event,
     subscription_document,
 )
-from tests.integration.test_compactor_lambda import sqs_event
-
-try:  # helper "kube"'s fault injection in the fake API server (absent: the poller runs without)
-    from tests.fakes.kube import KubeFaults
-except ImportError:  # pragma: no cover - until it lands
-    KubeFaults = None  # type: ignore[assignment,misc]
 
 RATES = (0.0, 0.05, 0.3, 1.0)
 STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
@@ -336,7 +332,7 @@ class ChaosMachine(RuleBasedStateMachine):
     def _poll(self, f: Faults | None, remaining_ms: int) -> None:
         before = len(self.world.faults.log)
         kube_faults = None
-        if f is not None and f.kube_rate and KubeFaults is not None:
+        if f is not None and f.kube_rate:
             kube_faults = KubeFaults(f.rnd, f.kube_rate)
             self.world.kube.faults = kube_faults
         try:

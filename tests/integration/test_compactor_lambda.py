@@ -8,7 +8,6 @@ import io
 import json
 import threading
 import time
-import urllib.parse
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -25,7 +24,7 @@ from auditlake.demo.synth import Synth
 from auditlake.landing import Landing, encode_lines
 from auditlake.stores.s3 import S3Store
 from auditlake.timestamps import format_utc
-from tests.helpers import AwsStack, LambdaContext, fixture, load_function, scheduled_event
+from tests.helpers import AwsStack, LambdaContext, fixture, load_function, scheduled_event, sqs_event
 
 EVENTS = list(Synth(minutes=30, rate=10, seed=5, start=datetime(2026, 11, 20, 9, 45, tzinfo=UTC)).events())
 
@@ -58,18 +57,6 @@ def land(aws: AwsStack, events: list[dict[str, Any]], batch: str) -> str:
                                                         result.lines)  # fmt: skip
     assert key
     return key
-
-
-def sqs_event(bucket: str, keys: list[str]) -> dict[str, Any]:
-    records = []
-    for number, key in enumerate(keys):
-        notification = fixture("s3_object_created.json")
-        notification["Records"][0]["s3"]["bucket"]["name"] = bucket
-        notification["Records"][0]["s3"]["object"]["key"] = urllib.parse.quote_plus(key, safe="/")
-        message = copy.deepcopy(fixture("sqs_message.json"))
-        message["messageId"], message["body"] = f"m{number}", json.dumps(notification)
-        records.append(message)
-    return {"Records": records}
 
 
 def archived(aws: AwsStack, bucket: str) -> pa.Table:
