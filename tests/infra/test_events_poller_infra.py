@@ -55,7 +55,7 @@ def test_poller_role_is_scoped(transformed: dict[str, Any]) -> None:
     assert (registry, leases) == (["POLLING", "SEEN"], ["POLLER#*"])
     assert not any("dynamodb:Scan" in str(s["Action"]) for s in statements.values())  # no whole-table reads
     assert statements["PollerLeases"]["Action"] == "dynamodb:UpdateItem"  # leases: no PutItem/DeleteItem
-    # PutItem/DeleteItem only for the paging claims of findings (one page per object and window).
+    # PutItem, GetItem, UpdateItem, DeleteItem only for the paging claims of findings (one page per object, window).
     paging = statements["PageFindingsOnce"]
     assert paging["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["FINDING#*"]}}
     assert statements["DescribeEksClusters"]["Action"] == "eks:DescribeCluster"

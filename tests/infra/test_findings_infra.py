@@ -101,7 +101,9 @@ def test_ingest_roles_read_one_rules_key_and_write_findings_beside_their_batches
         assert listing == [statements["ListCustomRules"]], role  # nothing else of the raw bucket is listed
         assert not any("rules/" in str(s["Resource"]) for s in writes), role
         paging = statements["PageFindingsOnce"]
-        assert paging["Action"] == ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+        # claim, tell a refused claim's state, confirm it published, release it when publishing failed
+        actions = ("PutItem", "GetItem", "UpdateItem", "DeleteItem")
+        assert paging["Action"] == [f"dynamodb:{action}" for action in actions]
         assert paging["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["FINDING#*"]}}
         assert statements["PublishAlerts"]["Resource"] == {"Ref": "AlertTopic"}
 
