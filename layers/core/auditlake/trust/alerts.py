@@ -129,6 +129,10 @@ class Tally:
     buckets: dict[str, Bucket]
 
 
+# What a claim found: it is ours; a confirmed claim holds (paged); an unconfirmed live one (paging).
+MINE, PAGED, PAGING = "mine", "paged", "paging"
+
+
 class Counter(Protocol):
     def add(self, batch: dict[Stream, Tally]) -> dict[Stream, dict[str, Bucket]]:
         """Add each stream's new entries to their buckets (not to a claimed bucket, nor to one that
@@ -136,9 +140,10 @@ class Counter(Protocol):
         stored bucket within a span of the buckets added (``Window.around``)."""
         ...
 
-    def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
-        """Claim every bucket at once for one span, for ``PUBLISH_LEASE_SECONDS`` until confirmed;
-        False when any is claimed already (by a confirmed claim or a live one)."""
+    def claim(self, stream: Stream, buckets: list[str], claim: str) -> str:
+        """Claim every bucket at once for one span, for ``PUBLISH_LEASE_SECONDS`` until confirmed:
+        MINE; PAGED when any is claimed for good (a span of a page already sent, which the buckets
+        read back need not all show); PAGING when one is claimed, unconfirmed and alive."""
         ...
 
     def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None: ...
@@ -257,17 +262,24 @@ class Correlations:
                 continue
             counted = counted_by[stream]
             for burst in correlate.find_bursts(buckets, counted.window, counted.threshold, distinct=counted.distinct):
-                published.append(self._page(stream, counted, burst, buckets))
+                alert = self._page(stream, counted, burst, buckets)
+                if alert is not None:
+                    published.append(alert)
         if busy:
             raise AlertError(f"a burst is being paged by another delivery (not yet confirmed): {', '.join(busy)}")
         return published
 
-    def _page(self, stream: Stream, counted: _Counted, burst: Burst, stored: dict[str, Bucket]) -> dict[str, Any]:
+    def _page(
+        self, stream: Stream, counted: _Counted, burst: Burst, stored: dict[str, Bucket]
+    ) -> dict[str, Any] | None:
         claim = uuid.uuid4().hex
-        if not self.counter.claim(stream, burst.buckets, claim):
+        state = self.counter.claim(stream, burst.buckets, claim)
+        if state == PAGED:
+            return None  # part of a span already paged
+        if state == PAGING:
             # A concurrent delivery claimed the span first: retried until its page is confirmed (or its
             # claim expired unpublished and the retry pages).
-            raise AlertError(f"a burst of {stream.key} was claimed by a concurrent delivery")
+            raise AlertError(f"a burst of {stream.key} is being paged by another delivery (not yet confirmed)")
         alert = correlation_alert(stream, counted, burst, stored)
         try:
             self.notify(alert)
@@ -337,9 +349,6 @@ class Page:
     @property
     def key(self) -> str:
         return finding_partition(self.rule, self.cluster, self.identity, self.subject)
-
-
-MINE, PAGED, PAGING = "mine", "paged", "paging"
 
 
 class PageClaims(Protocol):
@@ -501,7 +510,7 @@ class DynamoCounter:
             raise AlertError(f"cannot read the correlation counters: {exc}") from exc
         return buckets
 
-    def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
+    def claim(self, stream: Stream, buckets: list[str], claim: str) -> str:
         # Unclaimed, or claimed by a claimer that died before publishing (its lease is over). A retry of
         # this transaction after a lost answer is AWS's to settle: botocore sends the same
         # ClientRequestToken, and DynamoDB answers it as the write it already applied.
@@ -521,7 +530,10 @@ class DynamoCounter:
         }
         items = [{"Update": {**update, "Key": self._key(stream, key)}} for key in buckets]
         claimed = partial(self.client.transact_write_items, TransactItems=items)
-        return conditional_write(claimed, AlertError, "claim the burst") is not None
+        if conditional_write(claimed, AlertError, "claim the burst") is not None:
+            return MINE
+        held = self._read(stream, min(buckets), max(buckets))
+        return PAGING if any(held[key].paging for key in buckets if key in held) else PAGED
 
     def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None:
         for key in buckets:
@@ -675,18 +687,19 @@ class LocalCounter:
                 }
         return out
 
-    def claim(self, stream: Stream, buckets: list[str], claim: str) -> bool:
+    def claim(self, stream: Stream, buckets: list[str], claim: str) -> str:
         now = self.clock()
         with self._state() as state:
             stored = state.setdefault(stream.key, {})
-            if any(_local_claim(stored.get(key, {}), now)[0] for key in buckets):
-                return False
+            held = [_local_claim(stored.get(key, {}), now) for key in buckets]
+            if any(holder for holder, _ in held):
+                return PAGING if any(paging for _, paging in held) else PAGED
             for key in buckets:
                 entry = stored.setdefault(key, {"ids": []})
                 entry.pop("published", None)
                 entry["claimed"], entry["expires_at"] = claim, now + KEEP_SECONDS
                 entry["claim_until"] = now + PUBLISH_LEASE_SECONDS
-            return True
+            return MINE
 
     def unclaim(self, stream: Stream, buckets: list[str], claim: str) -> None:
         with self._state() as state:
