@@ -164,6 +164,21 @@ class ChaosMachine(RuleBasedStateMachine):
             f.rnd, rate=f.rate, kill_at=f.kill_at if kill else None, kill_applied=f.kill_applied, services=services
         )
 
+    def _invoke(self, name: str, event: dict[str, Any], f: Faults | None, *, remaining_ms: int = 60_000) -> None:
+        """One invocation under ``f``'s faults: a kill is counted, a failure is what faults may cause;
+        with no faults (``f`` None, the end of an example) it must succeed."""
+        try:
+            if f is None:
+                self.world.invoke(name, event, remaining_ms=remaining_ms)
+            else:
+                with self._step(f):
+                    self.world.invoke(name, event, remaining_ms=remaining_ms)
+        except Killed:
+            self.stats.kills += 1
+        except Exception:
+            if f is None:
+                raise
+
     def _raw_audit_keys(self) -> set[tuple[str, str, str]]:
         """Every audit key in the raw landing (objects read once per ETag)."""
         out: set[tuple[str, str, str]] = set()
@@ -336,16 +351,7 @@ class ChaosMachine(RuleBasedStateMachine):
             kube_faults = KubeFaults(f.rnd, f.kube_rate)
             self.world.kube.faults = kube_faults
         try:
-            if f is None:
-                self.world.invoke("events_poller", {"cluster": KUBE}, remaining_ms=remaining_ms)
-            else:
-                with self._step(f):
-                    self.world.invoke("events_poller", {"cluster": KUBE}, remaining_ms=remaining_ms)
-        except Killed:
-            self.stats.kills += 1
-        except Exception:
-            if f is None:
-                raise
+            self._invoke("events_poller", {"cluster": KUBE}, f, remaining_ms=remaining_ms)
         finally:
             self.world.kube.faults = None
             if kube_faults is not None:
@@ -423,16 +429,7 @@ class ChaosMachine(RuleBasedStateMachine):
     def _digest(self, f: Faults | None) -> None:
         before = len(self.world.faults.log)
         try:
-            if f is None:
-                self.world.invoke("digest", scheduled_event(self.world.now()))
-            else:
-                with self._step(f):
-                    self.world.invoke("digest", scheduled_event(self.world.now()))
-        except Killed:
-            self.stats.kills += 1
-        except Exception:
-            if f is None:
-                raise
+            self._invoke("digest", scheduled_event(self.world.now()), f)
         finally:
             self._count_faults(before)
 
