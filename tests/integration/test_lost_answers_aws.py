@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from auditlake.archive.locks import DynamoLocks
+from auditlake.events.leases import DynamoLeases, LeaseHeld
 from auditlake.ingest.checkpoints import CheckpointConflict, DynamoCheckpoints
 from auditlake.trust.alerts import (
     PUBLISH_LEASE_SECONDS,
@@ -76,6 +77,20 @@ def test_a_checkpoint_whose_answer_was_lost_is_saved_not_a_conflict(aws: AwsStac
     assert checkpoints.load(name) == ({"next": "t1"}, 1)
     with pytest.raises(CheckpointConflict):
         checkpoints.save(name, {"next": "t2"}, 0)  # a run that read before it still conflicts
+
+
+def test_a_poller_lease_whose_answer_was_lost_is_its_takers(aws: AwsStack) -> None:
+    faults, client = lost_once()
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    try:
+        with faults.step(FailsOnce(), rate=0.5, kinds=("timeout-after",)) as hit:
+            lease = DynamoLeases(client, aws.table).acquire(cluster, "run-1", 60)  # it used to raise LeaseHeld
+    finally:
+        faults.uninstall()
+    assert [(f.operation, f.applied) for f in hit] == [("UpdateItem", True)]
+    assert lease.holder == "run-1"
+    with pytest.raises(LeaseHeld):
+        DynamoLeases(aws.dynamodb, aws.table).acquire(cluster, "run-2", 60)  # anyone else is still refused
 
 
 def test_a_burst_claimer_killed_before_its_publish_is_taken_over_after_the_lease(aws: AwsStack) -> None:

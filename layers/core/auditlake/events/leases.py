@@ -68,7 +68,10 @@ class DynamoLeases:
                 TableName=self.table,
                 Key=poller_key(cluster),
                 UpdateExpression="SET holder = :h, lease_until = :u, fence = if_not_exists(fence, :z) + :one",
-                ConditionExpression="attribute_not_exists(pk) OR lease_until <= :now",
+                # The last clause: botocore's retry of this very update after its answer was lost (only
+                # this attempt wrote this holder with this lease end); the fence then counts it twice.
+                ConditionExpression="attribute_not_exists(pk) OR lease_until <= :now "
+                "OR (holder = :h AND lease_until = :u)",
                 ExpressionAttributeValues={
                     ":h": {"S": holder},
                     ":u": {"N": f"{now + seconds:.3f}"},
