@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import MOTO_ENV, AwsStack, environment
+from tests.helpers import AwsStack, moto_server
 
 # CI runs without a terminal, where rich assumes 80 columns: test as narrow as that, or narrower.
 os.environ["COLUMNS"] = "60"
@@ -21,15 +21,8 @@ os.environ["COLUMNS"] = "60"
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto in server mode on a free port: the S3/DynamoDB/SSM adapters talk real HTTP to it."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with environment({**MOTO_ENV, "AWS_ENDPOINT_URL": endpoint}):
+    with moto_server() as endpoint:
         yield endpoint
-    server.stop()
 
 
 @pytest.fixture

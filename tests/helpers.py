@@ -149,6 +149,23 @@ MOTO_ENV = {
 
 
 @contextmanager
+def moto_server() -> Iterator[str]:
+    """moto in server mode on a free port, the AWS environment pointed at it; everything restored and
+    the server stopped on leaving (the tests' ``moto_endpoint``, the chaos model outside pytest)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        with environment({**MOTO_ENV, "AWS_ENDPOINT_URL": endpoint}):
+            yield endpoint
+    finally:
+        server.stop()
+
+
+@contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """``os.environ`` with ``values`` set; each restored, or removed, on leaving."""
     saved = {key: os.environ.get(key) for key in values}

@@ -590,9 +590,13 @@ class ChaosMachine(RuleBasedStateMachine):
 def run(seed: int, *, minutes: float | None = None, examples: int | None = None, steps: int = 40,
         shrink: bool = True) -> Stats:  # fmt: skip
     """Rounds of examples until ``minutes`` pass or ``examples`` are done; raises on a (shrunk) failure."""
+    import logging
+
     from rich.progress import Progress
 
-    from tests.chaos.world import moto_server
+    from tests.helpers import moto_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server logs one line per request
 
     stats = _Run.stats = Stats(seed=seed)
     _Run.ca = trustme.CA()

@@ -23,8 +23,7 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -42,7 +41,7 @@ from auditlake.trust.digest import verify as verify_chain
 from auditlake.trust.ledger import DynamoLedger
 from tests.chaos.aws_faults import AwsFaults, Killed
 from tests.fakes.kube import FakeKube
-from tests.helpers import MOTO_ENV, LambdaContext, environment, load_function
+from tests.helpers import LambdaContext, load_function
 
 HOOK = "hook"  # the webhook's cluster
 EKS = "eks1"  # the CloudWatch forwarder's cluster (log group /aws/eks/eks1/cluster)
@@ -51,26 +50,6 @@ FUNCTIONS = ("webhook", "cloudwatch", "events_poller", "compactor", "digest")
 # The compactor waits this long (real time) for a partition lock held elsewhere before reporting the
 # object back for a retry. Deployed it waits longer; the model moves its clock instead of waiting.
 LOCK_WAIT_SECONDS = 0.2
-
-
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """moto in server mode on a free port, the AWS environment pointed at it (as tests/conftest.py's
-    ``moto_endpoint`` does, outside pytest); everything restored after."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    try:
-        with environment({**MOTO_ENV, "AWS_ENDPOINT_URL": endpoint}):
-            yield endpoint
-    finally:
-        server.stop()
 
 
 class World:
