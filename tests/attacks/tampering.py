@@ -73,7 +73,7 @@ def rewrite_ledger(lake: Path, key: str, data: bytes) -> None:
         lines = hour.read_text().splitlines()
         for i, line in enumerate(lines):
             entry = json.loads(line)
-            if entry["key"] == key:
+            if entry.get("key") == key:  # (a line {"stored": key} marks a write)
                 entry.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
                 lines[i] = json.dumps(entry)
         hour.write_text("".join(f"{line}\n" for line in lines))

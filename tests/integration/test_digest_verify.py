@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -117,18 +118,58 @@ def _entry(key: str, at: datetime, data: bytes = b"x" * 10) -> Entry:
     return Entry(key, hashlib.sha256(data).hexdigest(), len(data), 1, stamp, stamp, stamp)
 
 
-def test_a_write_that_never_happened_is_left_out_and_reported(tmp_path: Path) -> None:
-    """The compactor records a file in the ledger before writing it; if the write then fails, the
-    digest must not seal a file that does not exist, and verify says so: a failed write and a file
-    removed before it was sealed look the same."""
+def test_a_write_that_never_happened_is_abandoned_not_vanished(tmp_path: Path) -> None:
+    """The compactor records a file in the ledger before writing it and marks it stored after; a
+    write that failed (or a compactor killed before it) leaves an entry never marked and no file:
+    the digest does not seal it and lists it abandoned; verify reports it and passes (its rows
+    are compacted again by the retry: an honest archive)."""
     ledger, stores, signer, head = _local(tmp_path / "lake")
     now = datetime.now(UTC).replace(microsecond=0)
     key = "audit/dt=2026-11-21/hour=10/c1-20261121T100000Z-000000000000.parquet"
     ledger.record(_entry(key, now - timedelta(minutes=30)))
     report = Digester(ledger, stores, head, signer).seal(now, start=now - timedelta(hours=1), hourly=False)
-    assert report.dropped == [key] and report.objects == 0 and len(report.digests) == 1
+    assert (report.abandoned, report.dropped, report.objects, len(report.digests)) == ([key], [], 0, 1)
+    found = verify(stores, signer, head=head)
+    assert found.ok and found.abandoned == [key], found.findings
+
+
+@pytest.mark.parametrize("stored", [True, None], ids=["marked-stored", "recorded-before-marks"])
+def test_a_file_removed_before_it_was_sealed_is_vanished(tmp_path: Path, stored: bool | None) -> None:
+    """An entry marked stored whose file is gone: written, then removed before any digest sealed
+    it. So is an entry recorded before the ledger marked writes (it cannot tell the two apart)."""
+    ledger, stores, signer, head = _local(tmp_path / "lake")
+    now = datetime.now(UTC).replace(microsecond=0)
+    key = "audit/dt=2026-11-21/hour=10/c1-20261121T100000Z-000000000002.parquet"
+    entry = replace(_entry(key, now - timedelta(minutes=30)), stored=stored)
+    ledger.record(entry)
+    if stored:
+        stores["audit"].put(key, b"x" * 10, create_only=True)
+        ledger.confirm(entry)
+        (LocalLake(tmp_path / "lake").archive_dir / key).unlink()  # the attacker, before the digest
+    report = Digester(ledger, stores, head, signer).seal(now, start=now - timedelta(hours=1), hourly=False)
+    assert (report.dropped, report.abandoned, report.objects) == ([key], [], 0)
     found = verify(stores, signer, head=head)
     assert [(f.kind, f.key) for f in found.findings] == [("vanished", key)]
+    assert "removed" in found.findings[0].detail
+
+
+def test_after_the_last_digest_unmarked_entries_are_writing_or_abandoned(tmp_path: Path) -> None:
+    """Since the last digest, verify reads the ledger itself: an entry never marked and without a
+    file is still being written (younger than SETTLE) or abandoned (older), never a finding; one
+    marked stored without a file is vanished."""
+    ledger, stores, signer, head = _local(tmp_path / "lake")
+    now = datetime.now(UTC).replace(microsecond=0)
+    Digester(ledger, stores, head, signer).seal(now - timedelta(minutes=40), start=now - timedelta(hours=1),
+                                                hourly=False, now=now - timedelta(minutes=40))  # fmt: skip
+    base = "audit/dt=2026-11-21/hour=10/c1-20261121T100000Z-"
+    ages = {3: timedelta(minutes=1), 4: timedelta(minutes=30), 5: timedelta(minutes=30)}
+    young, old, gone = (_entry(f"{base}{n:012d}.parquet", now - age) for n, age in ages.items())
+    for entry in (young, old, gone):
+        ledger.record(entry)
+    ledger.confirm(gone)
+    found = verify(stores, signer, head=head, ledger=ledger, now=now)
+    assert (found.writing, found.abandoned) == ([young.key], [old.key])
+    assert [(f.kind, f.key) for f in found.findings] == [("vanished", gone.key)]
 
 
 def test_a_file_still_being_written_is_sealed_by_the_next_digest(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_a_digest_checking_a_never_written_file_needs_list_bucket(
     stamp = format_utc(written)
     DynamoLedger(aws.dynamodb, aws.table).record(Entry(key, "0" * 64, 1, 1, stamp, stamp, stamp))
     digest = load_function(monkeypatch, "digest", digest_env)
-    assert key in digest.lambda_handler({}, LambdaContext())["dropped"]
+    assert key in digest.lambda_handler({}, LambdaContext())["abandoned"]  # never marked stored
 
     def heads(checker: Checker) -> list[str]:
         return [x for x in denials_of(checker, "s3.HeadObject") if "s3:ListBucket" in x]

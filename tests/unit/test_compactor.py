@@ -22,6 +22,8 @@ from auditlake.landing import Landing, decode_lines, encode_lines
 from auditlake.model import AUDIT
 from auditlake.stores import Archived
 from auditlake.stores.local import LocalStore
+from auditlake.trust.digest import SealReport, VerifyReport
+from auditlake.trust.ledger import SETTLE, LocalLedger
 from tests.helpers import complete_events
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -349,3 +351,75 @@ def test_late_data_for_a_partition_in_deep_archive_is_written_not_failed(lake: L
     # A partition file that can be read still keeps its rows out: a second delivery adds nothing.
     again = compactor.compact([k for k in lake.raw_keys() if k.endswith("late.ndjson.zst")])
     assert not again.failed and again.rows_written == 0 and again.duplicates == 400
+
+
+class _LostAnswers(LocalStore):
+    """An archive whose create-only writes are applied, then answered as SDK retries answer after a
+    lost reply (``AlreadyExists``), or fail before applying (``fail``)."""
+
+    fail = False
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream", *,
+            create_only: bool = False) -> None:  # fmt: skip
+        from auditlake.stores import AlreadyExists, StoreError
+
+        if self.fail:
+            raise StoreError("SlowDown: the write never happened")
+        super().put(key, data, content_type, create_only=create_only)
+        raise AlreadyExists(key)
+
+
+def _sealed(lake: Lake, ledger: LocalLedger) -> tuple[SealReport, VerifyReport]:
+    from auditlake.trust.digest import Digester, LocalChainHead, LocalSigner, verify
+
+    stores = {"audit": lake.archive, "events": lake.archive, "findings": lake.archive}
+    head, signer = LocalChainHead(lake.root / "head.json"), LocalSigner(lake.root / "key.pem")
+    # Sealed by real write time (a file's ctime), past the ledger's SETTLE after the entries' stamps.
+    later = datetime.now(UTC) + SETTLE + timedelta(minutes=1)
+    sealed = Digester(ledger, stores, head, signer).seal(later, start=later - timedelta(hours=1), hourly=False,
+                                                         now=later)  # fmt: skip
+    return sealed, verify(stores, signer, head=head)
+
+
+def test_a_failed_archive_write_is_retried_and_its_entry_abandoned_verify_passes(lake: Lake) -> None:
+    """The ledger entry is recorded before the write: a write that failed leaves it unmarked; the
+    retry writes another file. The digest seals that file, lists the entry abandoned, and verify
+    passes (it used to report ``vanished`` forever on an honest archive)."""
+    ledger, archive = LocalLedger(lake.root / "ledger"), _LostAnswers(lake.root / "archive")
+    archive.fail = True
+    keys = [lake.land(SYNTH[:200], "b1")]
+    now = datetime.now(UTC)  # the entries' stamps and the files' real write times agree
+    compactor = Compactor(lake.store, {"audit": archive, "events": archive}, LocalLocks(lake.root / "locks"),
+                          clock=lambda: now, ledger=ledger)  # fmt: skip
+    failed = compactor.compact(keys)
+    assert (failed.failed, failed.files) == (set(keys), [])
+    (abandoned,) = ledger.entries(f"{now:%Y-%m-%dT%H}")
+    assert abandoned.stored is False
+    archive.fail = False  # the retry's write is applied, its answer lost: the SDK's retry is refused
+    retried = compactor.compact(keys)
+    assert retried.done == set(keys) and len(retried.files) == 1 and retried.rows_written == 200
+    assert {e.key: e.stored for e in ledger.entries(f"{now:%Y-%m-%dT%H}")} == {
+        abandoned.key: False, retried.files[0]: True}  # fmt: skip
+    sealed, verified = _sealed(lake, ledger)
+    assert (sealed.objects, sealed.abandoned, sealed.dropped) == (1, [abandoned.key], [])
+    assert verified.ok and verified.abandoned == [abandoned.key], verified.findings
+    assert len(lake.rows()) == 200
+
+
+def test_a_file_already_there_with_other_bytes_is_not_taken_for_the_write(lake: Lake) -> None:
+    """``AlreadyExists`` is the compactor's own write only when the file holds its bytes."""
+    from auditlake.stores import AlreadyExists
+
+    class Taken(LocalStore):
+        def put(self, key: str, data: bytes, content_type: str = "application/octet-stream", *,
+                create_only: bool = False) -> None:  # fmt: skip
+            super().put(key, b"someone else's", content_type, create_only=create_only)
+            raise AlreadyExists(key)
+
+    ledger = LocalLedger(lake.root / "ledger")
+    archive = Taken(lake.root / "archive")
+    keys = [lake.land(SYNTH[:50], "b1")]
+    report = Compactor(lake.store, {"audit": archive, "events": archive}, LocalLocks(lake.root / "locks"),
+                       clock=lambda: AT, ledger=ledger).compact(keys)  # fmt: skip
+    assert report.failed == set(keys) and report.files == []
+    assert [e.stored for e in ledger.entries(f"{AT:%Y-%m-%dT%H}")] == [False]

@@ -173,7 +173,7 @@ class Compactor:
         fetch_threads: int = 8,
         ledger: Ledger | None = None,
     ) -> None:
-        self.ledger = ledger  # what the digests seal; every file is recorded before it is written
+        self.ledger = ledger  # what the digests seal: every file recorded before its write, marked after
         self.raw = raw
         self.archives = archives
         self.locks = locks
@@ -557,19 +557,38 @@ class Compactor:
             partition.buffer = None
             now = self.clock()  # after the encode: written_at is within the ledger's SETTLE of the write
             key = f"{partition.directory}/{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(6)}.parquet"
+            entry = Entry(
+                key, hashlib.sha256(data).hexdigest(), len(data), partition.rows,
+                _utc(min(partition.times)), _utc(max(partition.times)), format_utc(now),
+            )  # fmt: skip
             if self.ledger is not None:
-                self.ledger.record(Entry(
-                    key, hashlib.sha256(data).hexdigest(), len(data), partition.rows,
-                    _utc(min(partition.times)), _utc(max(partition.times)), format_utc(now),
-                ))  # fmt: skip
-            self.archives[kind.name].put(key, data, "application/vnd.apache.parquet", create_only=True)
+                self.ledger.record(entry)
+            self._write_file(kind, key, data)
         except (StoreError, PartitionBusy) as exc:
+            # The entry stays unmarked: the digest lists it as abandoned, the retry writes another file.
             logger.warning("partition not compacted, will retry", extra={"error": str(exc)})
             partition.failed = True
             report.failed.update(partition.sources)
             return
         report.rows_written += partition.rows
         report.files.append(key)
+        if self.ledger is not None:
+            try:
+                self.ledger.confirm(entry)
+            except StoreError as exc:
+                # The file is written: sealed as any present file. Unmarked, it would pass for an
+                # abandoned write only if it were also removed before its digest.
+                logger.warning("ledger entry not marked stored", extra={"key": key, "error": str(exc)})
+
+    def _write_file(self, kind: ArchiveKind, key: str, data: bytes) -> None:
+        """Create-only. ``key`` is new (a random part): a file already there is this write's own,
+        applied by an attempt whose answer was lost and refused to the SDK's retry, when it holds
+        these bytes; anything else is an error."""
+        try:
+            self.archives[kind.name].put(key, data, "application/vnd.apache.parquet", create_only=True)
+        except AlreadyExists:
+            if self.archives[kind.name].get(key) != data:
+                raise
 
     def _lock(self, name: str) -> str:
         deadline = time.monotonic() + self.lock_wait_seconds

@@ -2,27 +2,31 @@
 
 A digest lists every archive file whose real write time (S3 LastModified, a file's ctime; never
 the time in its name) falls in its window, with what the ledger recorded of it before the write
-(key, SHA-256, bytes, rows, event time range), and the ledger entries whose file never appeared
-(``unwritten``). It names the SHA-256 of the previous digest file and is signed (RSASSA-PSS with
-SHA-256: a KMS asymmetric key on AWS, a local RSA key in a local lake). Digests form a chain:
-removing, reordering or editing one breaks it. They are written create-only to
-``digests/<sequence>.json`` of the audit archive (under Object Lock when it is on); the chain head
-(sequence, key, SHA-256: DynamoDB ``DIGEST#HEAD``, locally ``state/digest-head.json``) moves with
-a conditional write. A window ends before any ledger entry whose file may still be being written
-(younger than ``SETTLE``), so a slow write is sealed by the next digest, never called unwritten.
+(key, SHA-256, bytes, rows, event time range), and the ledger entries whose file never appeared:
+``unwritten`` (marked stored: written, then gone) and ``abandoned`` (never marked: a write that
+failed or never happened; ``auditlake.trust.ledger``). It names the SHA-256 of the previous
+digest file and is signed (RSASSA-PSS with SHA-256: a KMS asymmetric key on AWS, a local RSA
+key in a local lake). Digests form a chain: removing, reordering or editing one breaks it. They
+are written create-only to ``digests/<sequence>.json`` of the audit archive (under Object Lock
+when it is on); the chain head (sequence, key, SHA-256: DynamoDB ``DIGEST#HEAD``, locally
+``state/digest-head.json``) moves with a conditional write. A window ends before any ledger entry
+whose file may still be being written (younger than ``SETTLE``), so a slow write is sealed by the
+next digest, never called unwritten.
 
 ``verify`` walks the chain and reports, exiting non-zero when anything is wrong: ``no-digest``
 (nothing sealed), ``head`` (the chain shorter than, or different from, its head or the head an
 auditor recorded), ``stale`` (the newest digest ends longer than ``max_age`` ago),
 ``bad-signature`` and ``chain`` (digests altered, missing or out of order), ``missing`` and
 ``altered`` (a sealed file gone or different), ``extra`` (an archive file no digest lists, really
-written before the last digest's end), ``vanished`` (a ledger entry with no file: a failed write,
-or a file removed before it was sealed: the two look the same), ``unrecorded`` (a file written
+written before the last digest's end), ``vanished`` (a ledger entry marked stored with no file: a
+file removed before it was sealed), ``unrecorded`` (a file written
 since the last digest that no compaction recorded in the ledger: looked up in every ledger hour
 since the last digest, so a copy of the lake, its files dated when it was made, verifies),
 ``irregular`` and ``leftover`` (a local archive: anything not a regular file, never opened; a
 ``.tmp-*`` file older than a write takes). Files written since the last digest that the ledger
-holds are ``unsealed``: not yet sealed, not an error. A digest proves what existed and what the
+holds are ``unsealed``: not yet sealed, not an error; ledger entries never marked stored and
+without a file are ``abandoned`` writes (reported, not an error: their rows were compacted again by
+the retry), or still ``writing`` when younger than ``SETTLE``. A digest proves what existed and what the
 ledger recorded of it when it was sealed, not who wrote it: the compactor's rights are trusted.
 
 Retention: deployed, the audit bucket expires files and digests after AuditRetentionDays, the
@@ -54,7 +58,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -298,7 +302,8 @@ def message_digest(doc: Mapping[str, Any]) -> bytes:
 class SealReport:
     digests: list[str] = field(default_factory=list)
     objects: int = 0
-    dropped: list[str] = field(default_factory=list)  # in the ledger, but no file appeared within SETTLE
+    dropped: list[str] = field(default_factory=list)  # marked stored in the ledger, no file within SETTLE
+    abandoned: list[str] = field(default_factory=list)  # never marked stored, no file within SETTLE
     waiting: list[str] = field(default_factory=list)  # in the ledger, file not there yet: the next digest's
     adopted: list[str] = field(default_factory=list)  # written by a run that stopped before moving the head
     damaged: list[str] = field(default_factory=list)  # ledger entries that could not be read (skipped)
@@ -306,12 +311,14 @@ class SealReport:
     def summary(self) -> dict[str, Any]:
         """The run's answer, and what its log says (no key holds event data: keys and counts only)."""
         return {"digests": self.digests, "files": self.objects, "dropped": self.dropped, "waiting": self.waiting,
-                "damaged": self.damaged, "adopted": self.adopted}  # fmt: skip
+                "damaged": self.damaged, "adopted": self.adopted, "abandoned": self.abandoned}  # fmt: skip
 
     def log(self, retention: Mapping[str, int] | None) -> None:
         if self.dropped or self.damaged:  # verify reports each never-written entry; say it here first
             logger.warning("ledger entries without a file, or unreadable",
                            extra={"never_written": self.dropped, "unreadable": self.damaged})  # fmt: skip
+        if self.abandoned:  # a compaction that failed or died before its write: its retry wrote another file
+            logger.info("ledger entries of abandoned writes", extra={"abandoned": self.abandoned})
         if self.adopted:  # written by a run that stopped before moving DIGEST#HEAD
             logger.warning("digests adopted", extra={"adopted": self.adopted})
         # The retention each digest recorded (signed): all verify will accept as expired.
@@ -404,10 +411,14 @@ class Digester:
                     absent.append((stamped, entry))
         if cut <= start:
             return None
-        objects = [asdict(entry) for written, entry in present if start <= written < cut and entry.key not in recent]
+        objects = [entry.sealed() for written, entry in present if start <= written < cut and entry.key not in recent]
         recent.update(obj["key"] for obj in objects)
-        # Reported once: by the window whose end is SETTLE after the entry was stamped.
-        unwritten = [{"key": e.key, "written_at": e.written_at} for stamped, e in absent if stamped < cut - self.settle]
+        # Reported once: by the window whose end is SETTLE after the entry was stamped. Never
+        # marked stored: a write that failed or never happened (not a removal, but for a compactor
+        # killed between its write and its mark: auditlake.trust.ledger).
+        due = [e for stamped, e in absent if stamped < cut - self.settle]
+        unwritten = [{"key": e.key, "written_at": e.written_at} for e in due if e.stored is not False]
+        abandoned = [{"key": e.key, "written_at": e.written_at} for e in due if e.stored is False]
         sequence = (head or {}).get("sequence", 0) + 1
         previous: dict[str, Any] | None = None
         if head:
@@ -425,6 +436,7 @@ class Digester:
             "previous": previous,
             "objects": sorted(objects, key=lambda o: o["key"]),
             "unwritten": sorted(unwritten, key=lambda o: o["key"]),
+            "abandoned": sorted(abandoned, key=lambda o: o["key"]),
         }
         if self.retention:
             doc["retention"] = self.retention
@@ -444,6 +456,7 @@ class Digester:
         report.digests.append(key)
         report.objects += len(objects)
         report.dropped += [o["key"] for o in unwritten]
+        report.abandoned += [o["key"] for o in abandoned]
         return new_head
 
     def _adopt(self, key: str, head: dict[str, Any] | None, *, report: SealReport, recent: set[str]) -> dict[str, Any]:
@@ -459,6 +472,7 @@ class Digester:
             parse(doc["from"]), parse(doc["to"])
             objects = [obj["key"] for obj in doc.get("objects", ())]
             unwritten = [obj["key"] for obj in doc.get("unwritten", ())]
+            abandoned = [obj["key"] for obj in doc.get("abandoned", ())]
         except (StoreError, ValueError, KeyError, TypeError) as exc:
             raise DigestError(f"{key} exists and is not a readable digest ({exc}): the chain cannot go on") from exc
         if not signed or doc.get("sequence") != sequence or _link(doc.get("previous")) != link:
@@ -474,6 +488,7 @@ class Digester:
         report.adopted.append(key)
         report.objects += len(objects)
         report.dropped += unwritten
+        report.abandoned += abandoned
         return new_head
 
 
@@ -500,6 +515,10 @@ class VerifyReport:
     # Files no remaining digest lists, written where expired digests were: S3 removed their digest
     # first (removal runs in no order); past retention, they are no longer provable, nor a finding.
     unprovable: list[str] = field(default_factory=list)
+    # Ledger entries never marked stored, without a file: writes that failed or never happened
+    # (their rows were compacted again), and those younger than SETTLE, perhaps still being written.
+    abandoned: list[str] = field(default_factory=list)
+    writing: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)  # sealed, present, in an archive tier: not read
     # What each acceptance of an expiry relied on: digest sequence -> the retention it recorded.
     assumed: dict[int, dict[str, int]] = field(default_factory=dict)
@@ -692,6 +711,7 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
         if overlaps(doc):
             to_check += [(obj, ends) for obj in objects]
             unwritten += doc.get("unwritten", ())
+            report.abandoned += [obj["key"] for obj in doc.get("abandoned", ())]
     last = max(chain, default=0)
     if last:
         report.head = f"{last}:{chain[last][1]}"
@@ -765,7 +785,8 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
                     "vanished",
                     obj["key"],
                     f"recorded in the ledger at {obj['written_at']}, "
-                    "never found: a write that failed, or a file removed before it was sealed",
+                    "never found: a file removed before it was sealed (or, recorded before the ledger "
+                    "marked writes, a write that failed)",
                 )
             )
 
@@ -807,13 +828,20 @@ def verify(archives: Mapping[str, Store], signer: Signer, *, start: datetime | N
             stamped = parse(entry.written_at)
             if entry.key in sealed or entry.key in listed or (start and stamped < start) or (end and stamped >= end):
                 continue
+            if entry.stored is False:  # never written (yet): not a removal
+                (report.writing if stamped >= moment - settle else report.abandoned).append(entry.key)
+                continue
             report.findings.append(
                 Finding(
                     "vanished",
                     entry.key,
                     f"recorded in the ledger at {entry.written_at}, "
-                    "not in the archive: a compaction still writing it (verify again in a "
-                    "few minutes), a write that failed, or a file removed",
+                    + (
+                        "written, not in the archive: a file removed"
+                        if entry.stored
+                        else "not in the archive: a compaction still writing it (verify again in a "
+                        "few minutes), a write that failed, or a file removed"  # recorded before marks
+                    ),
                 )
             )
     return report
