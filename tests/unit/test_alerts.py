@@ -66,7 +66,10 @@ def test_ten_denials_in_a_minute_page_once_nine_do_not(tmp_path: Path) -> None:
     )
     assert alert["source_ips"] == ["203.0.113.0", "203.0.113.1", "203.0.113.2"]
     assert alert["resources"] == ["secrets prod/db-pass"] and alert["verbs"] == ["get"]
-    assert subject(alert).startswith("auditlake: mallory@example.com denied 10x in prod at 2026-11-21T10:05:00Z")
+    assert (
+        subject(alert)
+        == "auditlake: mallory@example.com denied 10x: get secrets prod/db-pass in prod at 2026-11-21T10:05:00Z"
+    )
 
 
 def test_a_burst_straddling_a_clock_minute_pages(tmp_path: Path) -> None:
@@ -149,7 +152,9 @@ def test_the_secrets_rule_pages_sooner_for_secrets_only(tmp_path: Path) -> None:
     alerts.observe(denials(3, resource="pods", first=0))
     alerts.observe(denials(3, resource="secrets", first=10))
     assert [(a["rule"], a["count"]) for a in pager.sent] == [(RULE_SECRETS, 3)]
-    assert subject(pager.sent[0]).startswith("auditlake: mallory@example.com denied 3x on secrets in prod")
+    assert subject(pager.sent[0]).startswith(
+        "auditlake: mallory@example.com denied 3x: get secrets prod/db-pass in prod"
+    )
 
 
 def test_an_old_log_pages_once_and_a_reingest_within_a_day_pages_nothing(tmp_path: Path) -> None:

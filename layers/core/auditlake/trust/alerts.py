@@ -437,14 +437,37 @@ def subject(alert: dict[str, Any]) -> str:
     if "count" not in alert:  # a finding
         text = f"auditlake {alert['level']}: {alert['title']} by {alert['identity'] or '?'} in {alert['cluster']}"
     elif alert["rule"] in FORBIDDEN_RULES:
-        scope = "on secrets " if alert["rule"] == RULE_SECRETS else ""
-        text = f"auditlake: {alert['identity']} denied {alert['count']}x {scope}in {alert['cluster']}"
-        text += f" at {alert['window_start']}"
+        what = denied_what(alert)
+        text = f"auditlake: {alert['identity']} denied {alert['count']}x{': ' + what if what else ''}"
+        text += f" in {alert['cluster']} at {alert['window_start']}"
     else:
         text = (
             f"auditlake {alert['level']}: {alert['title']}: {alert['identity']} {alert['count']}x in {alert['cluster']}"
         )
     return text[:100]
+
+
+def denied_what(alert: dict[str, Any]) -> str:
+    """What a 403 burst was denied, from its ``verbs`` and ``resources`` details (each resource as
+    ``correlate.describe`` keeps it: ``<resource>``, ``<resource> <namespace>`` or ``<resource>
+    <namespace>/<name>``): ``list secrets cluster-wide``, ``get secrets prod/db-pass``, ``get,list
+    secrets, configmaps (5 objects)``. Empty when the alert holds neither: the subject then says no
+    more than the count, never an empty placeholder."""
+    verbs = [verb for verb in alert.get("verbs") or () if verb and verb != "?"]
+    targets = [target for target in alert.get("resources") or () if target]
+    if not targets:
+        return ",".join(verbs)
+    kinds = sorted({target.split(" ", 1)[0] for target in targets})
+    if len(targets) == 1:
+        resource, _, place = targets[0].partition(" ")
+        if not place:
+            place = "cluster-wide"
+        elif "/" not in place:
+            place = f"in namespace {place}"
+        what = f"{resource} {place}"
+    else:
+        what = f"{', '.join(kinds)} ({len(targets)} objects)"
+    return f"{','.join(verbs)} {what}" if verbs else what
 
 
 # ---------------------------------------------------------------- DynamoDB
