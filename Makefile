@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make demo` needs the CLI only (no SAM CLI, moto, cfn-lint, mypy: a third of the size); `make test` adds dev.
+CLI_STAMP := $(VENV)/.installed-cli
 # checkov and bandit pin libraries the SAM CLI also pins, differently: they get a venv of their own.
 TOOLS  := $(VENV)/tools
 TOOLS_STAMP := $(TOOLS)/.installed
@@ -15,9 +17,13 @@ export SAM_CLI_TELEMETRY := 0
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(CLI_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP): $(CLI_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -27,7 +33,7 @@ $(TOOLS_STAMP): Makefile | $(STAMP)
 	$(TOOLS)/bin/python -m pip install --quiet 'checkov>=3.2,<4' 'bandit>=1.8,<2'
 	touch $@
 
-demo: $(STAMP)
+demo: $(CLI_STAMP)
 	$(BIN)/auditlake demo --lake $(LAKE)
 
 # The faketime pass runs beside the main pass, one on each of CI's 2 cores (within its 20 minutes);
