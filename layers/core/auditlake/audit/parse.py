@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -202,14 +202,15 @@ class Line:
     raw: bytes
 
 
-def iter_lines(stream: IO[bytes]) -> Iterator[Line]:
+def iter_lines(stream: Iterable[bytes]) -> Iterator[Line]:
+    """The non-blank lines of a binary stream (a file, or ``ingest.inputs.open_input``'s gunzipped one)."""
     for number, raw in enumerate(stream, start=1):
         text = raw.strip()
         if text:
             yield Line(number, text)
 
 
-def iter_decoded(stream: IO[bytes]) -> Iterator[tuple[Line, Any, str | None]]:
+def iter_decoded(stream: Iterable[bytes]) -> Iterator[tuple[Line, Any, str | None]]:
     """Each non-blank line with its JSON value, or with None and why it is not JSON."""
     for line in iter_lines(stream):
         try:

@@ -35,7 +35,7 @@ from auditlake.cli.render import bytes_progress, err, fail, print_counts
 from auditlake.cli.stack import CLOUDWATCH_FUNCTION, STATE_TABLE, stack_outputs
 from auditlake.clusters.registry import StaticTokens, token_hash
 from auditlake.ingest.checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints
-from auditlake.ingest.files import FileIngest
+from auditlake.ingest.files import CutInput, FileIngest
 from auditlake.ingest.intake import IngestStats
 from auditlake.local_lake import LocalLake
 from auditlake.model import SOURCE_WEBHOOK
@@ -131,9 +131,30 @@ def serve(
         server.run(sockets=[sock])
 
 
-@click.command()
+@click.command(
+    epilog="""\b
+Examples:
+  auditlake ingest --lake ./lake --cluster prod /var/log/kubernetes/audit.log
+  auditlake ingest --lake ./lake --cluster prod audit-2026-11-30T06-24-00.000.log.gz
+  auditlake ingest --lake ./lake --cluster prod --format eventlist saved-webhook-body.json
+  kubectl get events -A -o yaml > events.yaml
+  auditlake ingest --lake ./lake --cluster kind-kind --kind events events.yaml
+  auditlake ingest --lake ./lake --format cloudwatch firehose-object.json
+
+\b
+gzip files (kube-apiserver --audit-log-compress) are read as they are, told by their
+first bytes, whatever their name. A file whose records are the other kind (Events given
+as audit, or audit events given --kind events) is refused before anything is ingested.
+Records that cannot be ingested are quarantined: see `auditlake quarantine list`.
+Exits non-zero when nothing at all was ingested."""
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cluster", "cluster_", callback=optional_cluster_name, help="Required except with cloudwatch.")
+@click.option(
+    "--cluster",
+    "cluster_",
+    callback=optional_cluster_name,
+    help="Cluster the records belong to (a DNS label). Required except with --format cloudwatch.",
+)
 @lake_option
 @click.option(
     "--format",
@@ -143,14 +164,15 @@ def serve(
     show_default=True,
     help="jsonl: one Event per line (the log backend). eventlist: one JSON document, an EventList or an Event. "
     'cloudwatch: saved EKS subscription payloads ({"awslogs": {"data": ...}}, decoded documents, '
-    "Firehose objects); the cluster comes from each payload's log group.",
+    "Firehose objects); the cluster comes from each payload's log group. Any of them may be gzip.",
 )
 @click.option(
     "--kind",
     type=click.Choice(["audit", "events"]),
     default="audit",
     show_default=True,
-    help="events: Kubernetes Events (kubectl get events -o json, or JSON Lines of Event objects).",
+    help="events: Kubernetes Events (kubectl get events -o json or -o yaml, or JSON Lines of Event objects); "
+    "--format does not apply.",
 )
 @pipeline_options
 @rules_options
@@ -170,7 +192,8 @@ def ingest(
     alert_threshold: int,
     secrets_alert_threshold: int,
 ) -> None:
-    """Import audit logs (JSON Lines, EventList, CloudWatch payloads) or Kubernetes Events into the local lake."""
+    """Import audit logs (JSON Lines, EventList, CloudWatch payloads; gzip or not) or Kubernetes Events
+    (JSON, YAML) into the local lake."""
     if fmt == "cloudwatch":
         from auditlake.ingest.cloudwatch import EksAuditForwarder, ForwardStats, forward_saved
 
@@ -185,11 +208,13 @@ def ingest(
         )
         stats = ForwardStats()
         for path in files:
-            stats.add(forward_saved(forwarder, path.read_bytes()))
+            stats.add(forward_saved(forwarder, _read(path)))
         print_counts("ingested", vars(stats))
+        _nothing_ingested(lake, files, stats)
         return
     if cluster_ is None:
         raise click.UsageError("--cluster is required")
+    _check_kind(files, kind)
     detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
     watch = lake_watch(lake, alert_threshold, secrets_alert_threshold, rules, alert_level)
     if kind == "events":
@@ -200,10 +225,12 @@ def ingest(
             total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_, detector=detector, watch=watch))
         print_counts("ingested Events", {"events": total.events, "accepted": total.accepted,
                                           "quarantined": total.quarantined, "findings": total.findings})  # fmt: skip
+        _nothing_ingested(lake, files, total)
         return
     pipeline = build_pipeline(policy_file, redact_configmaps, redact)
     pipeline.detector = detector
     total = IngestStats()
+    cut: list[str] = []
     with bytes_progress() as progress:
         for path in files:
             task = progress.add_task(path.name, total=path.stat().st_size)
@@ -213,8 +240,51 @@ def ingest(
 
             importer = FileIngest(pipeline, LocalLake(lake).landing("audit"), cluster_, progress=advance,
                                   watch=watch)  # fmt: skip
-            total.add(importer.jsonl(path) if fmt == "jsonl" else importer.eventlist(path))
+            try:
+                total.add(importer.jsonl(path) if fmt == "jsonl" else importer.eventlist(path))
+            except CutInput as exc:  # what came before the cut landed; the other files still go in
+                total.add(exc.stats)
+                cut.append(str(exc))
     print_counts("ingested", vars(total))
+    for reason in cut:
+        err.print(f"warning: {reason}: the records before it were ingested", highlight=False)
+    _nothing_ingested(lake, files, total)
+    if cut:
+        fail(f"{len(cut)} file(s) ended early (a gzip file still being written? ingest it again once it is whole)")
+
+
+def _read(path: Path) -> bytes:
+    from auditlake.ingest.inputs import InputError, read_input
+
+    try:
+        return read_input(path)
+    except InputError as exc:
+        fail(f"{exc} (is it still being written? ingest it again once it is whole)")
+
+
+def _check_kind(files: tuple[Path, ...], kind: str) -> None:
+    """Refuse, before anything lands, a file whose first records are the other kind: a newcomer's file
+    of Events would otherwise be quarantined record by record as broken audit events."""
+    from auditlake.ingest.inputs import AUDIT, EVENTS, sniff_kind
+
+    for path in files:
+        found = sniff_kind(path)
+        if kind == AUDIT and found == EVENTS:
+            fail(f"{path} looks like Kubernetes Events: use --kind events")
+        if kind == EVENTS and found == AUDIT:
+            fail(f"{path} looks like Kubernetes audit events: drop --kind events (audit is the default)")
+
+
+def _nothing_ingested(lake: Path, files: tuple[Path, ...], stats: Any) -> None:
+    """Exit non-zero when not one record was accepted (a policy that filtered them all is a choice, not
+    a failure): every record was quarantined, or the files held none."""
+    if stats.accepted or any(getattr(stats, name, 0) for name in ("filtered", "skipped", "control")):
+        return  # (skipped, control: CloudWatch deliveries of other log streams, or none at all)
+    names = ", ".join(str(path) for path in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if stats.quarantined:
+        fail(f"nothing ingested: all {stats.quarantined} records of {names} were quarantined "
+             f"(see why: auditlake quarantine list --lake {lake})")  # fmt: skip
+    fail(f"nothing ingested: {names} holds no records (is it the right file? JSON Lines, JSON, YAML, gzip are read)")
 
 
 def eks_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:

@@ -1,6 +1,7 @@
 """``auditlake ingest --kind events``: Kubernetes Events from files into the events raw landing.
 
-``kubectl get events -o json`` (an EventList or List), one Event document, or JSON Lines of Events:
+``kubectl get events -o json`` or ``-o yaml`` (an EventList or List), one Event document, or JSON
+Lines of Events, gzip or not (``ingest.inputs``):
 each Event is normalised as the poller normalises it and the file lands as one batch through
 ``intake.land`` (source ``file``). An Event that cannot be normalised, or a line that is not JSON,
 is quarantined, redacted as audit items are (only a head that cannot hold a Secret is kept).
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from auditlake.audit.parse import iter_decoded
 from auditlake.audit.pipeline import quarantine_item
 from auditlake.audit.redact import RedactionConfig
-from auditlake.events.normalise import CORE_V1, api_of, normalise_event
+from auditlake.events.normalise import api_of, normalise_event
+from auditlake.ingest.inputs import InputError, looks_like_yaml, read_input, yaml_document
 from auditlake.ingest.intake import Batch, IngestStats, land
 from auditlake.jsonio import JSONError, dumps, encode, loads
 from auditlake.landing import Invalid, ItemFailure, Landing, batch_id
@@ -39,46 +41,79 @@ def ingest_events(
     detector: Detector | None = None,
     watch: Watch | None = None,
 ) -> IngestStats:
-    """Kubernetes Events from a file: ``kubectl get events -o json`` (an EventList or List), one Event
-    document, or JSON Lines of Events. Each becomes a record of the events archive."""
-    at = (clock or (lambda: datetime.now(UTC)))()
-    data = path.read_bytes()
+    """Kubernetes Events from a file: ``kubectl get events -o json`` or ``-o yaml`` (an EventList or
+    List), one Event document, or JSON Lines of Events, gzip or not. Each becomes a record of the
+    events archive. ``events`` counts each Event or unreadable line once."""
+    data = read_input(path)
     items: list[tuple[int, Any]] = []
+    unreadable: list[ItemFailure] = []
+    redaction = RedactionConfig.build()  # failed items are redacted as audit items are
     try:
         document = loads(data)
     except JSONError:
         document = None
+    if document is None and looks_like_yaml(data):
+        try:
+            document = yaml_document(data)
+        except InputError as exc:  # kept as audit items are: only a head that cannot hold a Secret
+            unreadable.append(quarantine_item(0, str(exc), data, redaction))
     if isinstance(document, dict):
         listed = document.get("items")
         items = list(enumerate(listed)) if isinstance(listed, list) else [(0, document)]
-    failures: list[ItemFailure] = []
-    redaction = RedactionConfig.build()  # failed items are redacted as audit items are
-    if document is None:  # JSON Lines
+    elif document is None and not unreadable:  # JSON Lines
         for line, value, error in iter_decoded(io.BytesIO(data)):
             if error is None:
                 items.append((line.number, value))
-            else:  # redacted as audit items are: only a head that cannot hold a Secret is kept
-                failures.append(quarantine_item(line.number, error, line.raw, redaction))
+            else:
+                unreadable.append(quarantine_item(line.number, error, line.raw, redaction))
+    else:  # a JSON or YAML value that is not an object: one item, which fails on its own
+        items = [(0, document)]
+    return land_events(
+        items, landing, cluster, batch=batch_id(cluster, SOURCE_FILE, data), unreadable=unreadable,
+        clock=clock, detector=detector, watch=watch,
+    )  # fmt: skip
+
+
+def land_events(
+    items: list[tuple[int, Any]],
+    landing: Landing,
+    cluster: str,
+    *,
+    batch: str,
+    unreadable: list[ItemFailure] | None = None,
+    source: str = SOURCE_FILE,
+    clock: Callable[[], datetime] | None = None,
+    detector: Detector | None = None,
+    watch: Watch | None = None,
+) -> IngestStats:
+    """Events given as parsed values (with the position each is reported by), normalised and landed as
+    one batch ``batch``; ``unreadable``: what could not even be parsed (quarantined with them). Also
+    what ``auditlake quarantine retry`` lands Events through."""
+    at = (clock or (lambda: datetime.now(UTC)))()
+    redaction = RedactionConfig.build()
+    failures = list(unreadable or ())
     lines = []
     matches: list[Match] = []
     observed_at = format_utc(at)
     for number, item in items:
         try:
-            api = api_of(item) if isinstance(item, dict) else CORE_V1
+            if not isinstance(item, dict):
+                raise Invalid(f"expected an Event object, got a JSON {type(item).__name__}")
             record = normalise_event(
-                item, cluster=cluster, api=api, observed_at=observed_at, detector=detector, matches=matches
+                item, cluster=cluster, api=api_of(item), observed_at=observed_at, detector=detector, matches=matches
             )
             lines.append(dumps(record))
         except Invalid as exc:
             failures.append(quarantine_item(number, str(exc), encode(item), redaction))
+    total = len(items) + len(unreadable or ())  # each Event or line once: one that fails is not counted again
     stats = land(
         landing,
-        Batch(cluster, at, batch_id(cluster, SOURCE_FILE, data), SOURCE_FILE),
+        Batch(cluster, at, batch, source),
         lines,
         failures,
-        reason=f"{len(failures)} of {len(items) + len(failures)} Events could not be ingested",
+        reason=f"{len(failures)} of {total} Events could not be ingested",
         matches=matches,
         watch=watch,
     )
-    stats.events = len(items) + len(failures)
+    stats.events = total
     return stats
