@@ -6,8 +6,13 @@ Layout of a lake directory (nothing else joins paths under it)::
     raw/ quarantine/            the raw landing: the lake itself is the Store's root
     archive/                    the Parquet archive (audit/, events/, findings/) and its digests/
     tokens/<cluster>.token      webhook bearer tokens made by ``cluster add --lake`` (0600)
+    clusters/<cluster>/         what ``cluster add --lake --kind-config/--kubeadm-patch`` wrote for that API
+                                server: audit-policy.yaml, webhook.kubeconfig (0600: it holds the token),
+                                ca.crt, and serve's TLS certificate and key (serve.crt, serve.key 0600)
     alerts/<day>.jsonl          alerts as they were sent (correlation bursts, paged findings)
     inputs/                     what ``auditlake demo`` generated and replayed
+    .auditlake-lake             marks a lake: written by ``create()``, which only the commands that make
+                                a lake call (ingest, serve, poll, cluster add, backfill --lake, demo)
     .auditlake-demo             marks a lake ``auditlake demo`` made (and may delete)
     .locks/                     compaction locks
     state/checkpoints/          backfill checkpoints (a lake of an earlier version kept them in
@@ -23,11 +28,15 @@ Layout of a lake directory (nothing else joins paths under it)::
 
 Contract: paths are pure (building a ``LocalLake`` touches nothing); builders create what their
 adapter creates, nothing more, except ``checkpoints()``, which moves an earlier version's checkpoints.
+``create()`` makes the directory and its marker; ``is_lake()`` says whether a directory is a lake: its
+marker, or (a lake made before the marker existed) one of the entries of ``LAYOUT``. Reading commands
+refuse a directory that is not one, so a mistyped path is an error, not an empty answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -64,6 +73,9 @@ log = logging.getLogger(__name__)
 # MOVED in it says so and it is not read again.
 OLD_CHECKPOINTS = "checkpoints"
 MOVED = "MOVED"
+MARKER = ".auditlake-lake"
+# What a lake made before MARKER existed holds at least one of (each made by the first write there).
+LAYOUT = ("raw", "quarantine", "archive", "state", "tokens", "clusters", "alerts", "inputs", ".auditlake-demo")
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,10 @@ class LocalLake:
     def token_file(self, cluster: str) -> Path:
         return self.tokens_dir / f"{cluster}.token"
 
+    def cluster_dir(self, cluster: str) -> Path:
+        """What ``cluster add --kind-config/--kubeadm-patch`` writes for that cluster's API server."""
+        return self.root / "clusters" / cluster
+
     @property
     def alerts_dir(self) -> Path:
         return self.root / "alerts"
@@ -90,6 +106,10 @@ class LocalLake:
     @property
     def inputs_dir(self) -> Path:
         return self.root / "inputs"
+
+    @property
+    def marker_file(self) -> Path:
+        return self.root / MARKER
 
     @property
     def demo_marker_file(self) -> Path:
@@ -138,6 +158,26 @@ class LocalLake:
     @property
     def digest_head_file(self) -> Path:
         return self.state_dir / "digest-head.json"
+
+    # ------------------------------------------------------------ the lake itself
+
+    def is_lake(self) -> bool:
+        """A directory with the marker, or with an entry of an earlier version's ``LAYOUT``."""
+        if not self.root.is_dir():
+            return False
+        return self.marker_file.is_file() or any((self.root / name).exists() for name in LAYOUT)
+
+    def create(self) -> None:
+        """Make the lake's directory (and its parents) and the marker; nothing when both exist.
+        OSError (PermissionError, NotADirectoryError, a read-only file system) when it cannot be
+        made or written: probed by writing the marker, so a lake that cannot be written fails here,
+        before a command has read its input."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK | os.X_OK):  # also False on a read-only file system
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.root))
+        if not self.marker_file.is_file():
+            # Written in place (not create-only): two commands creating one lake write the same text.
+            self.marker_file.write_text("an auditlake lake (see auditlake --help)\n", encoding="utf-8")
 
     # ------------------------------------------------------------ adapters
 

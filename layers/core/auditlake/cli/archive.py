@@ -19,7 +19,7 @@ from auditlake.timestamps import format_utc, instant
 
 
 @click.command()
-@lake_option
+@lake_option(create=False)
 def compact(lake: Path) -> None:
     """Compact the local lake's raw landing into its Parquet archive (idempotent: run it any time).
 
@@ -35,6 +35,12 @@ def compact(lake: Path) -> None:
     started = time.perf_counter()
     compactor = Compactor(store, local.archives(), local.locks(), ledger=local.ledger())
     report, skipped = compact_pending(compactor, local.compacted_hours(), keys, datetime.now(UTC))
+    if len(keys) == skipped and not report.ignored:  # a run again: say so, not "duplicates dropped 0"
+        if keys:
+            err.print(f"nothing new: all {skipped} raw objects are archived already", highlight=False)
+        else:
+            err.print("nothing to compact: the raw landing is empty (ingest, serve or poll fill it)", highlight=False)
+        return
     print_counts(
         f"compacted {len(keys) - skipped} raw objects in {time.perf_counter() - started:.1f}s"
         + (f" ({skipped} in hours already compacted: not read again)" if skipped else ""),
@@ -46,7 +52,7 @@ def compact(lake: Path) -> None:
 
 
 @click.command()
-@lake_option
+@lake_option(create=False)
 @click.option("--export-public-key", "export", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the signing key's public half (PEM) here: keep it away from the lake, "
                    "for verify --public-key.")  # fmt: skip
@@ -59,8 +65,6 @@ def digest(lake: Path, export: Path | None) -> None:
     """
     from auditlake.trust.digest import Digester, DigestError
 
-    if not lake.is_dir():
-        fail(f"no lake at {lake}")
     local = LocalLake(lake)
     ledger = local.ledger()
     first = ledger.first_hour()
@@ -79,9 +83,10 @@ def digest(lake: Path, export: Path | None) -> None:
     for key in report.adopted:
         err.print(f"{key} was written by a digest run that stopped before moving the chain head: adopted")
     for key in report.dropped:
-        err.print(f"[yellow]recorded in the ledger, never written (verify reports it):[/yellow] {key}")
+        err.print(f"[yellow]recorded in the ledger as written, file gone (verify reports it vanished):[/yellow] {key}")
     print_counts("sealed", {"digests": len(report.digests), "files": report.objects,
                              "never written (left out)": len(report.dropped),
+                             "abandoned writes (compacted again)": len(report.abandoned),
                              "still being written (next digest)": len(report.waiting),
                              "unreadable ledger lines": len(report.damaged)})  # fmt: skip
     head = local.chain_head().load()
@@ -93,7 +98,7 @@ def digest(lake: Path, export: Path | None) -> None:
 
 
 @click.command()
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake.")
+@lake_option(create=False, required=False)
 @click.option("--stack", help="Deployed stack: its archive buckets, digest key and state table are looked up.")
 @click.option("--region", help="AWS region (default: the SDK's).")
 @click.option("--from", "start", help="Check the files written (sealed) from this time, not events of it "
@@ -137,8 +142,6 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
     ledger: Ledger
     try:
         if lake is not None:
-            if not lake.is_dir():
-                fail(f"no lake at {lake}")
             local = LocalLake(lake)
             archives, signer = local.archives(), _verifying_signer(local, public_key)
             head, ledger = local.chain_head(), local.ledger()
@@ -176,6 +179,12 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
     if report.unprovable:
         err.print(f"past retention, not yet removed: {len(report.unprovable)} files whose digests S3 "
                   "expired first (no longer provable; S3 removes them next)", highlight=False)  # fmt: skip
+    if report.abandoned:
+        err.print(f"abandoned writes: {len(report.abandoned)} ledger entries whose compaction failed before its "
+                  "file was written (their rows were compacted again; not a finding)", highlight=False)  # fmt: skip
+    if report.writing:
+        err.print(f"still being written: {len(report.writing)} ledger entries without a file yet "
+                  "(verify again in a few minutes)", highlight=False)  # fmt: skip
     if report.archived:
         err.print(f"in an archive tier (Deep Archive): {len(report.archived)} sealed files present, "
                   "their size checked, their content not read (restore them to check it)", highlight=False)  # fmt: skip

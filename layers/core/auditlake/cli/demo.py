@@ -16,14 +16,29 @@ from auditlake.cli.render import bytes_progress, err, fail, print_counts
 from auditlake.jsonio import dumps_str
 
 
+def _webhook_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from auditlake.demo.replay import url_problem
+
+    problem = url_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
+
+
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--url", required=True, help="Webhook URL, e.g. https://.../v1/audit")
-@click.option("--token-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA bundle to verify the server.")
-@click.option("--batch-size", default=400, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--attempts", default=5, show_default=True, type=click.IntRange(1, 20))
-@click.option("--initial-backoff", default=1.0, show_default=True, type=float, help="Seconds; grows 1.5x.")
+@click.option("--url", required=True, callback=_webhook_url,
+              help="Webhook URL with its scheme, e.g. http://127.0.0.1:8080/v1/audit (auditlake serve).")  # fmt: skip
+@click.option("--token-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the bearer token (cluster add writes one).")  # fmt: skip
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+              help="CA bundle to verify an https server with (verification is always on).")  # fmt: skip
+@click.option("--batch-size", default=400, show_default=True, type=click.IntRange(1, 10_000),
+              help="Events per EventList batch (kube-apiserver's --audit-webhook-batch-max-size).")  # fmt: skip
+@click.option("--attempts", default=5, show_default=True, type=click.IntRange(1, 20),
+              help="Tries per batch on connection errors, 5xx, 408 and 429 (other 4xx are not retried).")  # fmt: skip
+@click.option("--initial-backoff", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds before the first retry; grows 1.5x.")  # fmt: skip
 def replay(
     file: Path,
     url: str,
@@ -33,16 +48,15 @@ def replay(
     attempts: int,
     initial_backoff: float,
 ) -> None:
-    """Send a JSON Lines audit log to a webhook as kube-apiserver does (EventList batches, retries)."""
+    """Send a JSON Lines audit log to a webhook as kube-apiserver does (EventList batches, retries).
+
+    \b
+    Example:
+      auditlake serve --lake /tmp/lake --cluster dev --token-file dev.token &
+      auditlake replay audit.log --url http://127.0.0.1:8080/v1/audit --token-file dev.token
+    """
     from auditlake.demo.replay import Replayer, ReplayError, batches
 
-    replayer = Replayer(
-        url,
-        token_file.read_text().strip(),
-        ca_file=ca_file,
-        attempts=attempts,
-        initial_backoff=initial_backoff,
-    )
     skipped = 0
 
     def events(handle: Any) -> Iterator[dict[str, Any]]:
@@ -53,14 +67,17 @@ def replay(
             else:
                 skipped += 1
 
-    with bytes_progress() as progress, file.open("rb") as handle:
-        task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
-        try:
+    try:
+        replayer = Replayer(
+            url, token_file.read_text().strip(), ca_file=ca_file, attempts=attempts, initial_backoff=initial_backoff
+        )
+        with bytes_progress() as progress, file.open("rb") as handle:
+            task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
             for batch in batches(events(handle), max_events=batch_size):
                 replayer.send(batch)
                 progress.update(task, completed=handle.tell())
-        except ReplayError as exc:
-            fail(str(exc))
+    except ReplayError as exc:
+        fail(str(exc))
     stats = replayer.stats
     print_counts(
         "replayed",
@@ -110,7 +127,7 @@ def synth(minutes: float, rate: float, seed: int, start: datetime | None, out: P
 
 
 @click.command()
-@lake_option
+@lake_option(check=False)
 @click.option("--minutes", default=30.0, show_default=True, type=float)
 @click.option("--rate", default=20.0, show_default=True, type=float)
 @click.option("--seed", default=7, show_default=True, type=int)

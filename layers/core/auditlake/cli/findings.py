@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from auditlake.cli.options import lake_option
 from auditlake.cli.render import err, fail, print_result
 from auditlake.cli.stack import ATHENA_WORKGROUP, GLUE_DATABASE, stack_outputs
 from auditlake.jsonio import dumps_str
@@ -26,7 +27,7 @@ TABLE_COLUMNS = ("at", "level", "title", "cluster", "identity", "verb", "resourc
 
 
 @click.command()
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake (DuckDB).")
+@lake_option(create=False, required=False)
 @click.option("--stack", help="Deployed stack: Athena on its findings table, in its workgroup.")
 @click.option("--region", help="AWS region of the stack (default: the SDK's).")
 @click.option("--since", help="From this time (ISO 8601 or a duration before now: 90d, 12h). Default: 24h ago.")
@@ -60,8 +61,6 @@ def findings(
         if lake is not None:
             from auditlake.local_lake import LocalLake
 
-            if not lake.is_dir():
-                fail(f"no lake at {lake}")
             local = LocalLake(lake)
             result, skipped = local_findings(LocalEngine(local.archive_dir), local.store(), where)
             for problem in skipped:

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from auditlake import timestamps
+from auditlake.cli.options import lake_option
 from auditlake.cli.render import err, fail, print_result
 from auditlake.local_lake import LocalLake
 
@@ -37,7 +38,7 @@ from auditlake.local_lake import LocalLake
 )
 @click.option("--until", help="End (exclusive): a duration before now or a time. Default: now.")
 @click.option("--cluster", help="Only this cluster (default: all).")
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake (DuckDB).")
+@lake_option(create=False, required=False)
 @click.option("--stack", help="Deployed stack (Athena, in its workgroup and database).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--show-sql", is_flag=True, help="Print each rule's SQL (as the engine runs it) on stderr.")
@@ -77,8 +78,6 @@ def hunt(
     hunts = hunting.compile_rules(rules, window, limit=limit)
     engine: Any
     if lake is not None:
-        if not lake.is_dir():
-            fail(f"no lake at {lake}")
         engine, dialect, parallel = LocalEngine(LocalLake(lake).archive_dir), "duckdb", 1
     else:
         from auditlake.cli.query import athena_engine

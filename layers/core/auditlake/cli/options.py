@@ -1,12 +1,25 @@
-"""Options several commands share, and what they build (the pipeline, the local alert watch)."""
+"""Options several commands share, and what they build (the pipeline, the local alert watch).
+
+``--lake`` (``lake_option``): every command's lake, defaulting to $AUDITLAKE_LAKE. The commands that
+make a lake (ingest, serve, poll, cluster add, backfill) take ``lake_option`` (or ``create=True``):
+the lake is created (directory and marker, ``LocalLake.create``) once the command line parsed, and a
+path that cannot be made or written is one ``error:`` line before any input is read. Reading
+commands take ``lake_option(create=False)``: a path that is not a lake is ``error: no lake at PATH
+(...)``, exit 1, and nothing is created there. With ``--stack`` (or ``--athena``, ``--table``) given,
+a lake that only comes from $AUDITLAKE_LAKE is ignored, so the variable never makes ``--stack`` a
+usage error. Also the shell-completion callbacks of the ``query`` command's NAME and ``--param``.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import click
+from click.core import ParameterSource
+from click.shell_completion import CompletionItem
 
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.audit.policy import PolicyError, load_policy
@@ -63,13 +76,107 @@ def build_pipeline(policy_file: Path | None, redact_configmaps: bool, redact: tu
     return AuditPipeline(PipelineConfig(policy, redaction))
 
 
-def lake_option(func: F) -> F:
-    return click.option(
-        "--lake",
-        required=True,
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Local lake directory (created if missing).",
-    )(func)
+LAKE_ENV = "AUDITLAKE_LAKE"
+# Options that name a deployed stack instead of a lake: given, they win over $AUDITLAKE_LAKE.
+NOT_A_LAKE = ("stack", "athena", "table")
+NO_LAKE_FIX = "create one with auditlake ingest, serve or demo, or check the path"
+
+
+@overload
+def lake_option(func: F, /) -> F: ...
+
+
+@overload
+def lake_option(*, create: bool = True, required: bool = True, check: bool = True) -> Callable[[F], F]: ...
+
+
+def lake_option(
+    func: F | None = None, /, *, create: bool = True, required: bool = True, check: bool = True
+) -> F | Callable[[F], F]:
+    """``--lake DIR`` (default $AUDITLAKE_LAKE). ``create``: the command makes the lake; else it
+    must be one. ``required=False`` for commands that take ``--stack`` instead; ``check=False``
+    for a command that makes its lake itself (``demo``: it replaces its own lake whole)."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            lake = kwargs.get("lake")
+            if lake is not None and _from_environment("lake") and any(kwargs.get(n) for n in NOT_A_LAKE):
+                kwargs["lake"] = lake = None  # --stack given: $AUDITLAKE_LAKE is only a default
+            if lake is not None and check:
+                (make_lake if create else require_lake)(lake)
+            return command(*args, **kwargs)
+
+        if create:
+            help_text = "Local lake directory, created if missing."
+        else:
+            help_text = "Local lake directory, made by ingest, serve, poll or demo."
+        option = click.option(
+            "--lake",
+            required=required,
+            envvar=LAKE_ENV,
+            show_envvar=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help=help_text,
+        )
+        return option(checked)  # type: ignore[return-value]
+
+    return decorate if func is None else decorate(func)
+
+
+def _from_environment(name: str) -> bool:
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT
+
+
+def require_lake(lake: Path) -> LocalLake:
+    """The lake at ``lake``, or ``error: no lake at PATH (...)`` and exit 1 (nothing is created)."""
+    local = LocalLake(lake)
+    if not local.is_lake():
+        fail(f"no lake at {lake} ({NO_LAKE_FIX})")
+    return local
+
+
+def make_lake(lake: Path) -> LocalLake:
+    """The lake at ``lake``, created if missing; a path that cannot be made or written is one line."""
+    local = LocalLake(lake)
+    try:
+        local.create()
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        at = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(lake) else ""
+        fail(f"cannot make or write the lake at {lake}: {reason}{at} (pick a directory you can write, "
+             "or fix its permissions)")  # fmt: skip
+    return local
+
+
+def complete_query_name(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of ``auditlake query NAME``: the named queries, with their descriptions."""
+    from auditlake.query import named
+
+    items = []
+    for name in named.names():
+        if name.startswith(incomplete):
+            try:
+                description = named.load(name).description
+            except Exception:  # completion must never fail the shell: the name still completes
+                description = None
+            items.append(CompletionItem(name, help=description))
+    return items
+
+
+def complete_query_param(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of ``--param K=V``: the parameters of the query NAME given before it."""
+    from auditlake.query import named
+
+    name = ctx.params.get("name")
+    try:
+        own = named.load(str(name)).params if name else {}
+        params = {**own, **dict.fromkeys(named.COMMON)}
+    except Exception:  # an unknown NAME: nothing to complete, never a failed shell
+        return []
+    return [CompletionItem(f"{key}=", help=None if default is None else f"default {default}")
+            for key, default in params.items() if f"{key}=".startswith(incomplete)]  # fmt: skip
 
 
 def alert_options(func: F) -> F:
