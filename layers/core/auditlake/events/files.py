@@ -22,6 +22,7 @@ from auditlake.audit.redact import RedactionConfig
 from auditlake.events.normalise import api_of, normalise_event
 from auditlake.ingest.inputs import InputError, looks_like_yaml, read_input, yaml_document
 from auditlake.ingest.intake import Batch, IngestStats, land
+from auditlake.ingest.quarantine import Prepared, Reingest, parsed
 from auditlake.jsonio import JSONError, dumps, encode, loads
 from auditlake.landing import Invalid, ItemFailure, Landing, batch_id
 from auditlake.model import SOURCE_FILE
@@ -87,11 +88,31 @@ def land_events(
     watch: Watch | None = None,
 ) -> IngestStats:
     """Events given as parsed values (with the position each is reported by), normalised and landed as
-    one batch ``batch``; ``unreadable``: what could not even be parsed (quarantined with them). Also
-    what ``auditlake quarantine retry`` lands Events through."""
+    one batch ``batch``; ``unreadable``: what could not even be parsed (quarantined with them)."""
     at = (clock or (lambda: datetime.now(UTC)))()
+    lines, failures, matches = normalise_events(items, cluster, at, detector)
+    failures = list(unreadable or ()) + failures
+    total = len(items) + len(unreadable or ())  # each Event or line once: one that fails is not counted again
+    stats = land(
+        landing,
+        Batch(cluster, at, batch, source),
+        lines,
+        failures,
+        reason=f"{len(failures)} of {total} Events could not be ingested",
+        matches=matches,
+        watch=watch,
+    )
+    stats.events = total
+    return stats
+
+
+def normalise_events(
+    items: list[tuple[int, Any]], cluster: str, at: datetime, detector: Detector | None = None
+) -> tuple[list[bytes], list[ItemFailure], list[Match]]:
+    """Each Event normalised as the poller normalises it: the lines, the items that fail (redacted as
+    audit items are) and the Events rules' matches."""
     redaction = RedactionConfig.build()
-    failures = list(unreadable or ())
+    failures: list[ItemFailure] = []
     lines = []
     matches: list[Match] = []
     observed_at = format_utc(at)
@@ -105,15 +126,22 @@ def land_events(
             lines.append(dumps(record))
         except Invalid as exc:
             failures.append(quarantine_item(number, str(exc), encode(item), redaction))
-    total = len(items) + len(unreadable or ())  # each Event or line once: one that fails is not counted again
-    stats = land(
-        landing,
-        Batch(cluster, at, batch, source),
-        lines,
-        failures,
-        reason=f"{len(failures)} of {total} Events could not be ingested",
-        matches=matches,
-        watch=watch,
-    )
-    stats.events = total
-    return stats
+    return lines, failures, matches
+
+
+def events_reingest(detector: Detector | None = None) -> Reingest:
+    """``auditlake quarantine retry`` of Events: the entry's records normalised again (``normalise_events``)."""
+
+    def prepare(records: list[tuple[int, bytes]], cluster: str, _source: str, at: datetime) -> Prepared:
+        redaction = RedactionConfig.build()
+        values, unreadable = [], []
+        for index, value, error in parsed(records):
+            if error is None:
+                values.append((index, value))
+            else:
+                raw = dict(records)[index]
+                unreadable.append(quarantine_item(index, error, raw, redaction))
+        lines, failures, matches = normalise_events(values, cluster, at, detector)
+        return Prepared(lines, unreadable + failures, matches=matches)
+
+    return prepare
