@@ -1,17 +1,39 @@
-"""``auditlake cluster``: register clusters, their webhook tokens and their Events polling."""
+"""``auditlake cluster``: register clusters, their webhook tokens and their Events polling.
+
+``cluster add NAME --lake L --kind-config FILE`` (or ``--kubeadm-patch FILE``) also connects a local
+cluster to ``auditlake serve``: it writes under ``L/clusters/NAME/`` the audit policy, a TLS
+certificate for serve (and the private CA that signed it, trusted by the webhook kubeconfig), the
+webhook kubeconfig (0600), and the kind config or kubeadm ClusterConfiguration that mounts and
+uses them; it prints the ``serve`` command that matches.
+"""
 
 from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from auditlake.cli.options import cluster_name
 from auditlake.cli.render import err, fail
 from auditlake.cli.stack import STATE_TABLE, WEBHOOK_URL, stack_outputs
+from auditlake.clusters.control_plane_config import (
+    KUBEADM_VERSIONS,
+    ApiServerFiles,
+    KubeadmVersion,
+    dump,
+    kind_config,
+    kubeadm_cluster_configuration,
+    static_pod_text,
+)
+from auditlake.clusters.docker_network import (
+    DockerUnavailable,
+    WebhookHost,
+    find_webhook_host,
+    listen_address,
+)
 from auditlake.clusters.registry import (
     AlreadyRegistered,
     DynamoRegistry,
@@ -20,13 +42,19 @@ from auditlake.clusters.registry import (
     new_token,
     token_hash,
 )
+from auditlake.clusters.serve_tls import covers, issue_serve_cert
 from auditlake.clusters.webhook_kubeconfig import (
     DEFAULT_KUBECONFIG_PATH,
     DEFAULT_POLICY_PATH,
     apiserver_flags,
+    asset,
     render_kubeconfig,
 )
+from auditlake.ingest.serve import PATH as SERVE_PATH
 from auditlake.local_lake import LocalLake
+
+DEFAULT_WEBHOOK_PORT = 8443
+EXAMPLE_SQL = "SELECT verb, count(*) AS n FROM audit GROUP BY verb ORDER BY n DESC"
 
 
 @click.group()
@@ -37,6 +65,43 @@ def cluster() -> None:
 @cluster.command("add")
 @click.argument("name", callback=cluster_name)
 @click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake (for `serve`).")
+@click.option(
+    "--kind-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --lake: write a kind cluster config here that sends the new cluster's audit events to "
+    "`auditlake serve` over TLS (then: kind create cluster --config FILE).",
+)
+@click.option(
+    "--kubeadm-patch",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --lake: write a kubeadm ClusterConfiguration here (apiServer flags and hostPath volumes) "
+    "for `kubeadm init --config`; the static pod lines for a running node are printed.",
+)
+@click.option(
+    "--kubeadm-api-version",
+    type=click.Choice(KUBEADM_VERSIONS),
+    default=KUBEADM_VERSIONS[0],
+    show_default=True,
+    help="kubeadm config API of --kubeadm-patch: v1beta4 (kubeadm 1.31+) or v1beta3 (1.22-1.30).",
+)
+@click.option(
+    "--webhook-host",
+    help="Address kube-apiserver reaches this machine at, for --kind-config/--kubeadm-patch "
+    "(kind default: asked of Docker: host.docker.internal on Docker Desktop, else the gateway of the "
+    "`kind` docker network, else of `bridge`; kubeadm: required).",
+)
+@click.option(
+    "--webhook-port",
+    type=click.IntRange(1, 65535),
+    help=f"Port `serve` listens on for --kind-config/--kubeadm-patch  [default: {DEFAULT_WEBHOOK_PORT}]",
+)
+@click.option(
+    "--batch-max-wait",
+    default="5s",
+    show_default=True,
+    help="kube-apiserver's --audit-webhook-batch-max-wait for --kind-config/--kubeadm-patch: the longest "
+    "an event waits for its batch to fill (kube-apiserver's default is 30s).",
+)
 @click.option(
     "--eks", is_flag=True, help="Poll this EKS cluster's Events with IAM tokens (audit comes via CloudWatch)."
 )
@@ -68,6 +133,12 @@ def cluster() -> None:
 def cluster_add(
     name: str,
     lake: Path | None,
+    kind_config: Path | None,
+    kubeadm_patch: Path | None,
+    kubeadm_api_version: str,
+    webhook_host: str | None,
+    webhook_port: int | None,
+    batch_max_wait: str,
     table: str | None,
     stack: str | None,
     url: str | None,
@@ -84,12 +155,44 @@ def cluster_add(
 
     With --eks, or --server/--ca-file/--token-secret, the stack's Events poller also polls the
     cluster (an EKS cluster needs no webhook token; a cluster already registered only gains polling).
+
+    With --lake and --kind-config (or --kubeadm-patch), the files kube-apiserver reads are written
+    under LAKE/clusters/NAME/ (policy, webhook kubeconfig 0600 trusting serve's private CA, serve's
+    certificate and key); the command prints the `serve` line to run. Run again to rewrite them: the
+    token, and the certificate while it fits the webhook host, are kept.
+
+    \b
+    Examples:
+      # a local kind cluster whose audit events land in ./lake
+      auditlake cluster add kind --lake lake --kind-config kind.yaml
+      kind create cluster --config kind.yaml
+    \b
+      # a kubeadm control plane that reaches this machine at 192.168.1.20
+      auditlake cluster add lab --lake lake --kubeadm-patch kubeadm-audit.yaml --webhook-host 192.168.1.20
+    \b
+      # a deployed stack: the webhook kubeconfig to stdout, the kube-apiserver flags to stderr
+      auditlake cluster add prod-eu --stack my-auditlake > prod-eu-webhook.kubeconfig
     """
     if sum(x is not None for x in (lake, table, stack)) != 1:
         raise click.UsageError("give exactly one of --lake, --table, --stack")
     poll = _poll_config(name, **poll_options)
     if poll is not None and lake is not None:
         raise click.UsageError("a local lake polls with `auditlake poll --kubeconfig`; --eks/--server need --stack")
+    if kind_config is not None or kubeadm_patch is not None:
+        if lake is None:
+            raise click.UsageError("--kind-config/--kubeadm-patch connect a cluster to `auditlake serve`: give --lake")
+        if url is not None or kubeconfig_out is not None:
+            raise click.UsageError(
+                "--url/--kubeconfig-out do not go with --kind-config/--kubeadm-patch: the webhook is "
+                "https://<--webhook-host>:<--webhook-port> and its kubeconfig is written under the lake"
+            )
+        _connect_local_cluster(
+            name, lake, kind_config, kubeadm_patch, cast(KubeadmVersion, kubeadm_api_version),
+            webhook_host, webhook_port or DEFAULT_WEBHOOK_PORT, batch_max_wait, policy_path, kubeconfig_path,
+        )  # fmt: skip
+        return
+    if webhook_host is not None or webhook_port is not None:
+        raise click.UsageError("--webhook-host/--webhook-port go with --kind-config or --kubeadm-patch")
     if poll is not None and poll.auth == "eks":
         registry, table, _ = _registry(table, stack, region)
         try:
@@ -248,6 +351,100 @@ def _poll_config(
         )  # fmt: skip
     except RegistryError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _cluster_dir(lake: Path, name: str) -> Path:
+    """LAKE/clusters/NAME: what kube-apiserver reads (until LocalLake.cluster_dir exists: requested)."""
+    return lake / "clusters" / name
+
+
+def _connect_local_cluster(
+    name: str,
+    lake: Path,
+    kind_out: Path | None,
+    kubeadm_out: Path | None,
+    kubeadm_version: KubeadmVersion,
+    given_host: str | None,
+    port: int,
+    batch_max_wait: str,
+    policy_path: str,
+    kubeconfig_path: str,
+) -> None:
+    """Write the files a kind or kubeadm control plane needs to send to `serve` over TLS; print the rest."""
+    where = _webhook_host(given_host, kind=kind_out is not None)
+    token_file = LocalLake(lake).token_file(name)
+    if token_file.exists():
+        token = token_file.read_text(encoding="utf-8").strip()
+        err.print(f"cluster {name!r} is registered in this lake already: its token ({token_file}) is kept")
+    else:
+        token = new_token()
+        _write_private(token_file, token + "\n")
+        err.print(f"token written to {token_file} (0600)")
+    base = _cluster_dir(lake, name).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    policy, kubeconfig = base / "audit-policy.yaml", base / "webhook.kubeconfig"
+    ca_file, cert_file, key_file = base / "ca.crt", base / "serve.crt", base / "serve.key"
+    policy.write_text(asset("audit-policy.yaml"), encoding="utf-8")
+    if cert_file.exists() and ca_file.exists() and key_file.exists() and covers(cert_file.read_bytes(), where.host):
+        err.print(f"serve's certificate {cert_file} names {where.host} already: kept")
+    else:
+        issued = issue_serve_cert(where.host)
+        ca_file.write_bytes(issued.ca_pem)
+        cert_file.write_bytes(issued.cert_pem)
+        _write_private(key_file, issued.key_pem.decode("ascii"))
+        err.print(f"serve's TLS certificate for {where.host} written to {cert_file} (key {key_file}, 0600)")
+    url_host = f"[{where.host}]" if ":" in where.host else where.host
+    url = f"https://{url_host}:{port}{SERVE_PATH}"
+    _write_private(kubeconfig, render_kubeconfig(url, token, ca_file.read_bytes()))
+    err.print(f"webhook kubeconfig for {url} written to {kubeconfig} (0600)")
+    files = ApiServerFiles(policy, kubeconfig, policy_path, kubeconfig_path, batch_max_wait)
+    if kind_out is not None:
+        header = (f"kind cluster {name!r} sending its audit events to auditlake serve at {url}\n"
+                  f"(written by `auditlake cluster add {name} --lake {lake} --kind-config {kind_out}`).\n"
+                  f"Create it with: kind create cluster --config {kind_out}")  # fmt: skip
+        kind_out.write_text(dump(kind_config(name, files), header), encoding="utf-8")
+        err.print(f"kind config written to {kind_out}")
+    if kubeadm_out is not None:
+        header = (f"kubeadm ClusterConfiguration ({kubeadm_version}): kube-apiserver sends its audit events to\n"
+                  f"auditlake serve at {url}. Merge apiServer into your kubeadm config for `kubeadm init\n"
+                  f"--config`; first copy {policy} to {policy_path} and {kubeconfig}\n"
+                  f"to {kubeconfig_path} (mode 0600) on every control-plane node.")  # fmt: skip
+        document = kubeadm_cluster_configuration(files, kubeadm_version)
+        kubeadm_out.write_text(dump(document, header), encoding="utf-8")
+        err.print(f"kubeadm ClusterConfiguration written to {kubeadm_out}")
+    err.print(f"\nwebhook host {where.host}: {where.why}", highlight=False)
+    if where.listen == "0.0.0.0":  # noqa: S104 - comparing, not binding
+        err.print("serve listens on every interface: anyone who reaches this machine can connect; the token "
+                  "and TLS keep them out (a firewall rule limiting the port to the cluster's nodes is better)",
+                  highlight=False)  # fmt: skip
+    err.print("\n1. start the webhook (keep it running):", highlight=False)
+    err.print(f"   auditlake serve --lake {lake} --cluster {name} --token-file {token_file} --host {where.listen} "
+              f"--port {port} --tls-cert {cert_file} --tls-key {key_file}", highlight=False)  # fmt: skip
+    if kind_out is not None:
+        err.print("2. create the cluster:", highlight=False)
+        err.print(f"   kind create cluster --config {kind_out}", highlight=False)
+        err.print("3. its Events too:", highlight=False)
+        err.print(f"   auditlake poll --lake {lake} --cluster {name} --context kind-{name}", highlight=False)
+    if kubeadm_out is not None:
+        err.print(f"on a running kubeadm node instead, copy the two files as above, then edit the static pod"
+                  f" (the kubelet restarts kube-apiserver when the file changes):\n{static_pod_text(files)}",
+                  highlight=False, markup=False)  # fmt: skip
+    err.print(f"then: auditlake compact --lake {lake} && auditlake query --lake {lake} --sql '{EXAMPLE_SQL}'",
+              highlight=False)  # fmt: skip
+
+
+def _webhook_host(given: str | None, *, kind: bool) -> WebhookHost:
+    if given is not None:
+        return WebhookHost(given, listen_address(given), "given with --webhook-host")
+    if not kind:
+        raise click.UsageError(
+            "--kubeadm-patch needs --webhook-host: the address the control-plane nodes reach this machine at"
+        )
+    try:
+        return find_webhook_host()
+    except DockerUnavailable as exc:
+        fail(f"cannot ask Docker where a kind node reaches this machine: {exc} "
+             "(start Docker, or pass --webhook-host ADDRESS)")  # fmt: skip
 
 
 def _write_private(path: Path, text: str) -> None:
