@@ -344,12 +344,32 @@ def test_cluster_add_refuses_what_does_not_go_together(tmp_path: Path, monkeypat
     assert "Traceback" not in result.stderr and not (tmp_path / "l" / "tokens").exists()
 
 
-def test_cluster_add_help_has_examples_and_describes_every_option() -> None:
-    from auditlake.cli.clusters import cluster_add
+def test_cluster_help_has_examples_and_describes_every_option() -> None:
+    from auditlake.cli.clusters import cluster
 
-    for param in cluster_add.params:
-        if param.param_type_name == "option":
-            assert getattr(param, "help", None), param.name
+    for command in cluster.commands.values():
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert getattr(param, "help", None), f"{command.name} {param.name}"
+        assert "Example" in (command.help or ""), command.name
+    assert "Examples:" in (cluster.help or "")
     text = run("cluster", "add", "--help").stdout
     assert "auditlake cluster add kind --lake lake --kind-config kind.yaml" in text
     assert "kind create cluster --config kind.yaml" in text and "--kubeadm-patch kubeadm-audit.yaml" in text
+
+
+@pytest.mark.parametrize("wait", ["5s", "500ms", "1m30s", "2.5s"])
+def test_batch_max_wait_takes_go_durations(tmp_path: Path, wait: str) -> None:
+    result = run("cluster", "add", "kind", "--lake", str(tmp_path / "l"), "--kind-config", str(tmp_path / "k.yaml"),
+                 "--webhook-host", "10.0.0.1", "--batch-max-wait", wait)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    patch = yaml.safe_load(yaml.safe_load((tmp_path / "k.yaml").read_text())["kubeadmConfigPatches"][0])
+    assert patch["apiServer"]["extraArgs"]["audit-webhook-batch-max-wait"] == wait
+
+
+@pytest.mark.parametrize("wait", ["5", "5 s", "soon", ""])
+def test_batch_max_wait_refuses_what_kube_apiserver_would(tmp_path: Path, wait: str) -> None:
+    result = run("cluster", "add", "kind", "--lake", str(tmp_path / "l"), "--kind-config", str(tmp_path / "k.yaml"),
+                 "--webhook-host", "10.0.0.1", "--batch-max-wait", wait)  # fmt: skip
+    assert result.exit_code == 2 and "not a duration" in result.stderr
+    assert not (tmp_path / "k.yaml").exists()

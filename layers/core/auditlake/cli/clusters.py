@@ -10,6 +10,7 @@ uses them; it prints the ``serve`` command that matches.
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -59,7 +60,21 @@ EXAMPLE_SQL = "SELECT verb, count(*) AS n FROM audit GROUP BY verb ORDER BY n DE
 
 @click.group()
 def cluster() -> None:
-    """Register clusters that send audit events."""
+    """Register clusters that send audit events (tokens, webhook kubeconfigs, kind/kubeadm configs).
+
+    \b
+    Examples:
+      auditlake cluster add kind --lake lake --kind-config kind.yaml     # a local kind cluster
+      auditlake cluster add prod --stack my-auditlake > prod.kubeconfig  # a deployed stack
+      auditlake cluster rotate-token prod --stack my-auditlake --kubeconfig-out prod.kubeconfig
+    """
+
+
+def _go_duration(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    # kube-apiserver parses the flag with Go's time.ParseDuration: refuse here what it would refuse at start.
+    if not re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", value):
+        raise click.BadParameter(f"{value!r} is not a duration such as 5s, 500ms or 1m30s")
+    return value
 
 
 @cluster.command("add")
@@ -99,6 +114,7 @@ def cluster() -> None:
     "--batch-max-wait",
     default="5s",
     show_default=True,
+    callback=_go_duration,
     help="kube-apiserver's --audit-webhook-batch-max-wait for --kind-config/--kubeadm-patch: the longest "
     "an event waits for its batch to fill (kube-apiserver's default is 30s).",
 )
@@ -148,7 +164,8 @@ def cluster_add(
     kubeconfig_path: str,
     **poll_options: Any,  # --eks ... --insecure-skip-tls-verify, read by _poll_config
 ) -> None:
-    """Create a token for cluster NAME and print its webhook kubeconfig and kube-apiserver flags.
+    """Create a token for cluster NAME and print its webhook kubeconfig and kube-apiserver flags
+    (or, with --kind-config/--kubeadm-patch, write the kind or kubeadm config for a local lake).
 
     Only the token's SHA-256 is stored. The kubeconfig goes to stdout (or --kubeconfig-out);
     instructions go to stderr, so `auditlake cluster add c1 --stack s > c1.kubeconfig` works.
@@ -253,6 +270,10 @@ def cluster_rotate_token(name: str, table: str | None, stack: str | None, url: s
 
     Roll the new kubeconfig out to every control-plane node, then revoke the old token with
     `auditlake cluster revoke-token NAME SHA256` (the webhook forgets it within a minute).
+
+    \b
+    Example:
+      auditlake cluster rotate-token prod --stack my-auditlake --kubeconfig-out prod.kubeconfig
     """
     registry, table, stack_url = _registry(table, stack, region)
     url = _webhook_url(url, stack_url)
@@ -277,7 +298,12 @@ def cluster_rotate_token(name: str, table: str | None, stack: str | None, url: s
 @click.option("--stack", help="Deployed stack name: its state table is looked up.")
 @click.option("--region", help="AWS region (default: the SDK's).")
 def cluster_revoke_token(name: str, sha256: str, table: str | None, stack: str | None, region: str | None) -> None:
-    """Revoke one of cluster NAME's webhook tokens (by its SHA-256, as rotate-token lists it)."""
+    """Revoke one of cluster NAME's webhook tokens (by its SHA-256, as rotate-token lists it).
+
+    \b
+    Example:
+      auditlake cluster revoke-token prod 3f2a...e9 --stack my-auditlake
+    """
     registry, table, _ = _registry(table, stack, region)
     try:
         registry.revoke_token(name, sha256.strip().lower())
