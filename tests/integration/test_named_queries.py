@@ -208,7 +208,7 @@ def test_time_range_and_cluster_filters(engine: query.LocalEngine) -> None:
 
 def test_parameters_are_checked() -> None:
     with pytest.raises(query.QueryError, match="needs --param name"):
-        query.load("secret_changes").bind({"namespace": "prod"})
+        query.load("object_history").bind({"resource": "pods", "namespace": "prod"})
     with pytest.raises(query.QueryError, match="no parameter"):
         query.load("pod_exec").bind({"nme": "x"})
     with pytest.raises(query.QueryError, match="whole number"):

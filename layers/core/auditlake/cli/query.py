@@ -1,30 +1,77 @@
-"""``auditlake query`` (named queries or SQL, on the local lake or Athena) and ``summary``."""
+"""``auditlake query`` (named queries or SQL, on the local lake or Athena) and ``summary``.
+
+An answer explains itself: a query that returns no rows says which window it read and what the
+lake holds (the days of its archive partitions, and locally the raw objects not compacted yet), with
+the ``--param since=...`` that would reach them; a reversed window, an unknown parameter (with the
+closest valid one) and SQL an engine refuses are one ``error:`` line each.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
-from auditlake.cli.options import lake_option
-from auditlake.cli.render import err, fail, print_result, print_summary
+from auditlake.cli.options import complete_query_name, complete_query_param, lake_option
+from auditlake.cli.render import err, fail, print_result
 from auditlake.cli.stack import ATHENA_WORKGROUP, GLUE_DATABASE, stack_outputs
+from auditlake.jsonio import dumps_str
 from auditlake.local_lake import LocalLake
-from auditlake.query.summary import summarise
+from auditlake.query.summary import KindContents, LakeContents, contents
+
+if TYPE_CHECKING:
+    from auditlake.query.named import AthenaEngine, LocalEngine
 
 
-@click.command()
-@click.argument("name", required=False)
-@click.option("--param", "params", multiple=True, metavar="K=V", help="Query parameter; repeatable.")
-@click.option("--sql", help="Run this SQL (Athena dialect) instead of a named query.")
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake (DuckDB).")
-@click.option("--athena", is_flag=True, help="Run on Athena in a deployed stack's workgroup.")
+class _QueryCommand(click.Command):
+    """``query --help`` ends with every named query, its parameters and defaults, and what it answers:
+    read from the query files when help is asked for, not when any command starts."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from auditlake.query import named as queries
+
+        super().format_epilog(ctx, formatter)
+        rows = []
+        for name in queries.names():
+            named = queries.load(name)
+            rows.append((name, f"[{named.usage()}] {_first_sentence(named.description)}"))
+        with formatter.section("Named queries [parameters, =default; no default: required]"):
+            formatter.write_dl(rows)
+            formatter.write_paragraph()
+            formatter.write_text(
+                "Every query also takes since and until (ISO 8601 or a duration before now like 7d; "
+                "default: the last 24 hours) and cluster (default: all)."
+            )
+
+
+def _first_sentence(text: str) -> str:
+    match = re.match(r"(.+?\.)(\s|$)", text)
+    return match.group(1) if match else text
+
+
+@click.command(cls=_QueryCommand)
+@click.argument("name", required=False, shell_complete=complete_query_name)
+@click.option("--param", "params", multiple=True, metavar="K=V", shell_complete=complete_query_param,
+              help="A query parameter (repeatable): its own (see below), since, until, cluster.")  # fmt: skip
+@click.option("--sql", help="Run this SQL (Athena dialect) instead of a named query; tables: audit, events, "
+                            "findings (DESCRIBE audit lists the columns), their _live views add the newest "
+                            "raw rows.")  # fmt: skip
+@lake_option(create=False, required=False)
+@click.option("--athena", is_flag=True, help="Run on Athena in a deployed stack's workgroup (see --stack).")
 @click.option("--workgroup", help="Athena workgroup (default: the stack's).")
 @click.option("--database", help="Glue database (default: the stack's).")
-@click.option("--stack", help="Deployed stack: its workgroup and database are looked up.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--list", "list_", is_flag=True, help="List the named queries and their parameters.")
+@click.option("--stack", help="Deployed stack: its workgroup and database are looked up in its Outputs.")
+@click.option("--region", help="AWS region of the stack or workgroup (default: the SDK's, e.g. AWS_REGION).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table (a row per field when too wide), csv, or json (one object per line).")  # fmt: skip
+@click.option("--list", "list_", is_flag=True, help="List the named queries, their parameters and what they answer.")
 def query(
     name: str | None,
     params: tuple[str, ...],
@@ -34,70 +81,201 @@ def query(
     workgroup: str | None,
     database: str | None,
     stack: str | None,
+    region: str | None,
     fmt: str,
     list_: bool,
 ) -> None:
-    """Run a named security query (see --list) or --sql, on the local lake or on Athena."""
+    """Run a named security query, or --sql, on the local lake or on Athena.
+
+    A query that returns no rows says which window it read and which days the lake holds.
+
+    \b
+    Examples:
+      auditlake query secret_changes --lake demo-lake --param namespace=prod
+      auditlake query denials --lake demo-lake --param since=7d
+      auditlake query object_history --lake demo-lake --param resource=pods \\
+          --param namespace=prod --param name=web-0 --param since=2026-11-20T00:00:00Z
+      auditlake query forbidden_bursts --athena --stack my-auditlake --param threshold=20
+      auditlake query --sql "SELECT verb, count(*) AS n FROM audit GROUP BY verb" --lake demo-lake
+      auditlake query --sql "DESCRIBE audit" --lake demo-lake
+    """
     from auditlake.query import named as queries
 
     if list_:
         for known in queries.names():
             q = queries.load(known)
-            own = ", ".join(k if v is None else f"{k}={v}" for k, v in q.params.items()) or "-"
-            err.print(f"[bold]{known}[/bold] ({own}): {q.description}", highlight=False)
+            err.print(f"[bold]{known}[/bold] ({q.usage()}): {q.description}", highlight=False)
         return
     if (name is None) == (sql is None):
-        raise click.UsageError("give a query NAME or --sql")
+        raise click.UsageError("give a query NAME or --sql (auditlake query --list shows the names)")
     given = dict(_pair(p) for p in params)
+    now = datetime.now(UTC)
+    window: tuple[str, str] | None = None
     try:
         if sql is not None:
+            if given:
+                raise click.UsageError("--param is for named queries: write the values into --sql")
             text, values = sql, []
         else:
             named = queries.load(name or "")
-            text, values = named.sql, named.bind(given)
+            text, values = named.sql, named.bind(given, now=now)
+            window = queries.time_bounds(given.get("since"), given.get("until"), now)
+        local: LocalLake | None = None
         if athena:
-            engine: queries.LocalEngine | queries.AthenaEngine = athena_engine(workgroup, database, stack)
+            engine: LocalEngine | AthenaEngine = athena_engine(workgroup, database, stack, region=region)
         elif lake is not None:
             local = LocalLake(lake)  # the archive, and the raw landing the *_live views add
-            engine = queries.LocalEngine(local.archive_dir, local.root)
+            engine = queries.LocalEngine(local.archive_dir, local.root, now=now)
         else:
-            raise click.UsageError("give --lake DIR or --athena")
+            raise click.UsageError("give --lake DIR (or set AUDITLAKE_LAKE) or --athena")
         result = engine.run(text, values)
     except queries.QueryError as exc:
         fail(str(exc))
+    if result.rows:
+        print_result(result, fmt)
         return
-    print_result(result, fmt)
+    if fmt == "csv":  # the header, so a pipe still gets a well-formed file
+        print_result(result, fmt)
+    err.print(_no_rows(engine, text, window, local), highlight=False)
+
+
+def _no_rows(engine: Any, sql: str, window: tuple[str, str] | None, local: LocalLake | None) -> str:
+    """Why there is nothing: the window read, what the lake holds of the data the query reads, and
+    (when the window misses all of it) the parameters that would reach it."""
+    from auditlake.query.named import HELD_KINDS
+
+    said = "0 rows" if window is None else f"0 rows between {_minute(window[0])} and {_minute(window[1])}"
+    held = engine.held()
+    if held is None:
+        return said
+    read = [kind for kind in HELD_KINDS if re.search(rf"\b{kind}(_live|_raw)?\b", sql, re.IGNORECASE)]
+    spans = {kind: held[kind] for kind in (read or HELD_KINDS)}
+    parts = [f"{kind} {span[0]}..{span[1]}" for kind, span in spans.items() if span is not None]
+    if parts:
+        said += "; this lake holds " + ", ".join(parts)
+    else:
+        said += "; this lake's archive holds no " + " or ".join(spans) + " yet"
+    pending = _pending(local)
+    if pending and local is not None:
+        said += f"; {pending} raw objects are not compacted yet (auditlake compact --lake {local.root})"
+    days = [span for span in spans.values() if span is not None]
+    if window is not None and days:
+        first, last = min(d[0] for d in days), max(d[1] for d in days)
+        if not (window[0][:10] <= last and window[1][:10] >= first):  # the window misses every held day
+            after = (datetime.fromisoformat(last) + timedelta(days=1)).date().isoformat()
+            said += f" (use --param since={first} --param until={after})"
+    return said
+
+
+def _pending(local: LocalLake | None) -> int:
+    """The local lake's raw objects not archived yet (older than the live views' hours, a query sees
+    them only once compacted)."""
+    if local is None:
+        return 0
+    from auditlake.query.summary import pending_raw_objects
+
+    return pending_raw_objects(local.store(), local.compacted_hours().compacted)
+
+
+def _minute(moment: str) -> str:
+    """2026-11-29T06:24:10.000Z -> 2026-11-29T06:24Z (the window as people read it)."""
+    return moment[:16] + "Z"
 
 
 def _pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise click.BadParameter(f"expected K=V, got {text!r}", param_hint="--param")
     return key.strip(), value
 
 
-def athena_engine(workgroup: str | None, database: str | None, stack: str | None) -> Any:
+def athena_engine(workgroup: str | None, database: str | None, stack: str | None, *, region: str | None = None) -> Any:
     """The Athena engine of ``--athena``: the workgroup and database given, else the stack's Outputs.
 
-    Shared with ``auditlake hunt --stack`` so both resolve a stack's Athena the same way.
+    Shared with ``auditlake hunt --stack`` so both resolve a stack's Athena the same way. Its Glue and
+    S3 clients tell what the archive holds when a query returns no rows.
     """
     import boto3
 
     from auditlake.query.named import AthenaEngine
 
-    session = boto3.session.Session()
+    session = boto3.session.Session(region_name=region)
     if stack is not None:
         outputs = stack_outputs(session, stack)
         workgroup = workgroup or outputs.get(ATHENA_WORKGROUP)
         database = database or outputs.get(GLUE_DATABASE)
     if not workgroup or not database:
         raise click.UsageError("--athena needs --stack, or --workgroup and --database")
-    return AthenaEngine(session.client("athena"), workgroup, database)
+    return AthenaEngine(
+        session.client("athena"), workgroup, database, glue=session.client("glue"), s3=session.client("s3")
+    )
 
 
 @click.command()
-@lake_option
-def summary(lake: Path) -> None:
-    """Counts of what the local lake holds."""
+@lake_option(create=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (per data class, the counts and clusters).")
+def summary(lake: Path, as_json: bool) -> None:
+    """What is in my lake? Per data class (audit, Events, findings): rows archived and raw, raw
+    objects archived or waiting for compact, archive files sealed by a digest or not, quarantined
+    items, and per cluster the rows and the time range; the alerts sent.
+
+    \b
+    Examples:
+      auditlake summary --lake demo-lake
+      auditlake summary --lake demo-lake --json | jq .audit.clusters
+    """
     local = LocalLake(lake)
-    print_summary(summarise(local.store(), archive=local.archive()))
+    held = contents(local.store(), local.archive(), local.compacted_hours().compacted, local.alerts_dir)
+    if as_json:
+        click.echo(dumps_str(held.as_dict()))
+    else:
+        print_contents(held)
+
+
+def print_contents(held: LakeContents, console: Console | None = None) -> None:
+    """``summary`` as two tables that fit 80 columns: the counts with one column per data class, then
+    one row per data class and cluster with its time range."""
+    out = console or Console()
+    kinds = list(held.kinds.values())
+    counts = Table(title="What the lake holds", title_justify="left", box=box.SIMPLE_HEAD)
+    counts.add_column("")
+    for kind in kinds:
+        counts.add_column(kind.kind, justify="right")
+    lines: list[tuple[str, Callable[[KindContents], int]]] = [
+        ("rows archived", lambda k: k.archived_rows),
+        ("rows not compacted yet", lambda k: k.raw_rows),
+        ("raw objects", lambda k: k.raw_objects),
+        ("  not compacted yet", lambda k: k.raw_pending),
+        ("archive files", lambda k: k.archived_files),
+        ("  sealed (in a digest)", lambda k: k.sealed_files),
+        ("  not sealed yet", lambda k: k.unsealed_files),
+        ("quarantined items", lambda k: k.quarantined_items),
+    ]
+    for label, value in lines:
+        counts.add_row(label, *(f"{value(kind):,}" for kind in kinds))
+    out.print(counts)
+    clusters = Table(title="By cluster (UTC; raw: rows not compacted yet)", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("data", "cluster", "rows", "raw", "first", "last"):
+        clusters.add_column(column, justify="right" if column in ("rows", "raw") else "left",
+                            min_width=16 if column in ("first", "last") else None)  # fmt: skip
+    for kind in kinds:
+        for cluster, span in sorted(kind.clusters.items()):
+            clusters.add_row(kind.kind, cluster, f"{span.archived + span.raw:,}", f"{span.raw:,}",
+                             _minute_of(span.first), _minute_of(span.last))  # fmt: skip
+    if clusters.row_count:
+        out.print(clusters)
+    else:
+        out.print("no rows in the lake yet (auditlake ingest, serve or poll bring them in)")
+    alerts = ", ".join(f"{level} {count}" for level, count in held.alerts.most_common()) or "none"
+    out.print(f"alerts sent: {sum(held.alerts.values())} ({alerts})", highlight=False)
+    out.print(f"digests: {held.digests} (auditlake digest seals new files; auditlake verify proves them intact)",
+              highlight=False)  # fmt: skip
+    if any(kind.raw_pending for kind in kinds):
+        out.print("not compacted yet: queries see only their newest hours until auditlake compact", highlight=False)
+    for reason, count in held.quarantine_reasons.most_common(5):
+        out.print(f"quarantined: {count} x {reason}", highlight=False)
+
+
+def _minute_of(moment: str | None) -> str:
+    """2026-11-29T06:24:10.123Z -> 2026-11-29 06:24."""
+    return "" if moment is None else moment[:16].replace("T", " ")

@@ -9,9 +9,11 @@ receives them as execution parameters (SQL literals, quoted here).
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -41,9 +43,9 @@ class NamedQuery:
 
     def bind(self, given: Mapping[str, str], now: datetime | None = None) -> list[Any]:
         """Values for the placeholders, in order; QueryError names what is missing or malformed."""
-        unknown = set(given) - set(self.params) - set(COMMON)
+        unknown = sorted(set(given) - set(self.params) - set(COMMON))
         if unknown:
-            raise QueryError(f"{self.name} has no parameter {', '.join(sorted(unknown))}")
+            raise QueryError(self.unknown_parameter(unknown[0]))
         since, until = time_bounds(given.get("since"), given.get("until"), now or datetime.now(UTC))
         values: dict[str, Any] = {"since": since, "until": until, "cluster": given.get("cluster", "")}
         for name, default in self.params.items():
@@ -58,14 +60,33 @@ class NamedQuery:
                 values[name] = value
         return [values[name] for name in self.placeholders]
 
+    def parameters(self) -> list[str]:
+        """Every parameter it takes: its own, then ``since``, ``until`` and ``cluster``."""
+        return [*self.params, *COMMON]
+
+    def unknown_parameter(self, given: str) -> str:
+        """What to say about a parameter it does not take: the closest one it does, and all of them."""
+        valid = self.parameters()
+        close = difflib.get_close_matches(given, valid, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"{self.name} has no parameter {given!r} ({hint}it takes: {', '.join(valid)})"
+
+    def usage(self) -> str:
+        """Its parameters as ``--help`` lists them: ``name`` (required), ``threshold=10``, ``name=''``
+        (optional, empty: all)."""
+        own = [key if value is None else f"{key}={value or chr(39) * 2}" for key, value in self.params.items()]
+        return ", ".join(own) or "-"
+
 
 def time_bounds(since: str | None, until: str | None, now: datetime) -> tuple[str, str]:
     """``since`` and ``until`` as every query takes them (``auditlake query``, ``findings``, ``hunt``):
     ISO 8601 or a duration before ``now`` (``90d``); default the last 24 hours. QueryError otherwise."""
-    return (
-        _instant(since, now - timedelta(hours=24), "since", now),
-        _instant(until, now, "until", now),
-    )
+    start = _instant(since, now - timedelta(hours=24), "since", now)
+    end = _instant(until, now, "until", now)
+    # Both are written in one fixed-width UTC form: as strings they compare as the instants do.
+    if start > end:
+        raise QueryError(f"since {start} is after until {end} (swap them, or give since=7d for the last 7 days)")
+    return start, end
 
 
 def _instant(value: str | None, default: datetime, name: str, now: datetime) -> str:
@@ -94,13 +115,14 @@ def load(name: str) -> NamedQuery:
     if not path.is_file():
         raise QueryError(f"no named query {name!r}; known: {', '.join(names())}")
     text = path.read_text(encoding="utf-8")
-    description = " ".join(
-        line[3:].strip() for line in text.splitlines() if line.startswith("-- ") and not _HEADER.match(line)
-    )
+    # The description is the leading comment block (comments inside the SQL are the SQL's own).
+    leading = itertools.takewhile(lambda line: line.startswith("--"), text.splitlines())
+    description = " ".join(line[3:].strip() for line in leading if not _HEADER.match(line))
     params: dict[str, str | None] = {}
     for item in filter(None, (p.strip() for p in (_header(text, "params") or "").split(","))):
-        key, _, default = item.partition("=")
-        params[key.strip()] = default.strip() if default else None
+        key, has_default, default = item.partition("=")
+        # ``name=`` is optional with the empty default, which the SQL reads as "any"
+        params[key.strip()] = default.strip() if has_default else None
     placeholders = tuple((_header(text, "placeholders") or "").split())
     found = placeholder_count(text)
     if len(placeholders) != found:
@@ -130,6 +152,18 @@ class Result:
     rows: list[tuple[Any, ...]]
 
 
+# The data classes a "this lake holds" line names, in that order (findings are not queried by name).
+HELD_KINDS = ("audit", "events")
+_DAY = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/")
+
+
+def held_days(keys: Iterable[str]) -> tuple[str, str] | None:
+    """The first and last ``dt`` partition day among archive keys (``audit/dt=2026-11-20/hour=9/...``),
+    or None when there is none: what a lake holds, read from partition names, never from the data."""
+    days = sorted({match.group(1) for key in keys if (match := _DAY.search(key))})
+    return (days[0], days[-1]) if days else None
+
+
 class LocalEngine:
     """DuckDB over the local lake: per kind (audit, events, findings) the view ``<kind>`` over the
     archive's Parquet files, ``<kind>_raw`` over the raw landing's objects of the last landing hours,
@@ -146,6 +180,7 @@ class LocalEngine:
     def __init__(self, archive: Path, landing: Path | None = None, *, now: datetime | None = None) -> None:
         import duckdb  # CLI-only dependency
 
+        self.archive = archive
         self.connection = duckdb.connect()
         self.connection.execute("SET TimeZone = 'UTC'")
         for kind in ARCHIVE_KINDS.values():
@@ -225,22 +260,72 @@ class LocalEngine:
         return f"CREATE VIEW {live.live_view(kind)} AS {select}"
 
     def run(self, sql: str, values: Sequence[Any] = ()) -> Result:
+        """Rows of ``sql``; QueryError (one line) when it does not parse or DuckDB refuses it."""
+        import duckdb
         import sqlglot
+        from sqlglot.errors import SqlglotError
 
-        statement = sqlglot.transpile(sql, read="trino", write="duckdb")[0]
-        cursor = self.connection.execute(statement, list(values))
+        try:
+            statement = sqlglot.transpile(sql, read="trino", write="duckdb")[0]
+            cursor = self.connection.execute(statement, list(values))
+        except (SqlglotError, duckdb.Error) as exc:
+            raise QueryError(sql_error(str(exc))) from None
         columns = [column[0] for column in cursor.description or []]
         return Result(columns, cursor.fetchall())
+
+    def held(self) -> dict[str, tuple[str, str] | None]:
+        """Per data class (HELD_KINDS) the first and last day the archive holds, from its partitions'
+        names (the files the views read): no data is read."""
+        from auditlake.stores.local import LocalStore
+
+        store = LocalStore(self.archive)
+        return {kind: held_days(store.list(f"{kind}/")) for kind in HELD_KINDS}
 
 
 class AthenaEngine:
     """A deployed stack's workgroup; results are fetched when the query succeeds."""
 
-    def __init__(self, client: Any, workgroup: str, database: str, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: Any,
+        workgroup: str,
+        database: str,
+        *,
+        poll_seconds: float = 1.0,
+        glue: Any | None = None,
+        s3: Any | None = None,
+    ) -> None:
         self.client = client
         self.workgroup = workgroup
         self.database = database
         self.poll_seconds = poll_seconds
+        self.glue = glue  # with s3: what the archive holds (held), for the "0 rows" line
+        self.s3 = s3
+
+    def held(self) -> dict[str, tuple[str, str] | None] | None:
+        """Per data class the first and last day the archive holds: the tables' ``dt=`` prefixes,
+        listed in S3 (one LIST a thousand days; Athena is not asked: a query costs 10 MB at least and
+        the tables project their partitions, so Glue has none to list). None when unknown (no clients,
+        or the caller may not read the table or list its bucket: a hint is not worth an error)."""
+        if self.glue is None or self.s3 is None:
+            return None
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        held: dict[str, tuple[str, str] | None] = {}
+        try:
+            for kind in HELD_KINDS:
+                table = self.glue.get_table(DatabaseName=self.database, Name=kind)["Table"]
+                bucket, _, prefix = table["StorageDescriptor"]["Location"].removeprefix("s3://").partition("/")
+                prefix = prefix.rstrip("/") + "/" if prefix else ""
+                days: list[str] = []
+                for page in self.s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=prefix + "dt=", Delimiter="/"
+                ):
+                    days += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+                held[kind] = held_days(days)
+        except (BotoCoreError, ClientError):
+            return None
+        return held
 
     def run(self, sql: str, values: Sequence[Any] = ()) -> Result:
         request: dict[str, Any] = {
@@ -257,7 +342,8 @@ class AthenaEngine:
                 break
             time.sleep(self.poll_seconds)
         if status["State"] != "SUCCEEDED":
-            raise QueryError(f"Athena query {query_id} {status['State']}: {status.get('StateChangeReason', '')}")
+            reason = status.get("StateChangeReason", "")
+            raise QueryError(f"Athena query {query_id} {status['State']}: " + sql_error(reason))
         columns: list[str] = []
         rows: list[tuple[Any, ...]] = []
         for page in self.client.get_paginator("get_query_results").paginate(QueryExecutionId=query_id):
@@ -268,6 +354,22 @@ class AthenaEngine:
         if rows and list(rows[0]) == columns:  # the first row of the first page is the header
             rows = rows[1:]
         return Result(columns, rows)
+
+
+def sql_error(message: str) -> str:
+    """An engine's refusal as one line; an unknown column or table names the command that lists
+    the columns (both engines understand ``DESCRIBE audit``)."""
+    # one line: no ANSI styling (sqlglot underlines the culprit), no echo of the statement
+    line = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())
+    line = re.split(r" LINE \d+:", line, maxsplit=1)[0]
+    lowered = line.lower()
+    if "column" in lowered and any(word in lowered for word in ("not found", "cannot be resolved", "does not")):
+        return f"{line} (see the columns: auditlake query --sql 'DESCRIBE audit', or events, findings)"
+    if "table" in lowered and any(word in lowered for word in ("does not exist", "not found")):
+        return f"{line} (the tables: audit, events, findings; their _live views add the newest raw rows)"
+    if any(word in lowered for word in ("invalid expression", "parser error", "syntax error", "mismatched input")):
+        return f"{line} (write it in Athena's dialect, Trino SQL)"
+    return line
 
 
 def _paths(paths: Sequence[str]) -> str:

@@ -1,16 +1,40 @@
-"""What is in a lake: counts of landed records and quarantined items (``auditlake summary``), and of
-findings: lines in the raw landing (compacted or not: raw objects stay until they expire) and rows
-of the findings archive (one per finding key), by level."""
+"""What is in a lake.
+
+``contents``: what ``auditlake summary`` shows of a local lake: per data class (audit, events,
+findings) raw objects archived or not and the rows not archived yet, archive files and rows, sealed
+(named in a digest) and unsealed files, quarantined items, and per cluster the rows and the time
+range; and the alerts sent. Every row is counted once: the archive's from its Parquet files, the raw
+landing's only from objects not archived yet (compacted raw objects stay until they expire).
+
+``summarise``: counts of one kind's landed raw records by cluster, level, verb and stage, of its
+quarantined items, and of findings (raw lines and archived rows, by level): the demo's and tests'
+view of the raw landing."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from auditlake.jsonio import loads
-from auditlake.landing import MANIFEST_SUFFIX, RAW_SUFFIX, decode_lines, quarantine_prefix, raw_prefix
-from auditlake.model import FINDINGS
+from auditlake.landing import (
+    MANIFEST_SUFFIX,
+    RAW_SUFFIX,
+    decode_lines,
+    parse_raw_key,
+    quarantine_prefix,
+    raw_prefix,
+)
+from auditlake.model import ARCHIVE_KINDS, FINDINGS, ArchiveKind
 from auditlake.stores import Store
+from auditlake.timestamps import format_utc
+
+# An archive partition's file, below its kind: what the compactor writes and the query views read.
+_PARTITION_FILE = re.compile(r"dt=[^/]+/hour=[^/]+/[^/]+\.parquet")
 
 
 @dataclass
@@ -76,3 +100,208 @@ def summarise(store: Store, kind: str = "audit", *, archive: Store | None = None
 
 def _short(reason: str) -> str:
     return reason.split(":", 1)[0][:80]
+
+
+# ------------------------------------------------------------------ what a lake holds (summary)
+
+
+@dataclass
+class ClusterSpan:
+    """One cluster's rows of one data class: archived and raw (not archived yet), and the first and
+    last time (the class's time column, RFC 3339 UTC) over both."""
+
+    archived: int = 0
+    raw: int = 0
+    first: str | None = None
+    last: str | None = None
+
+    def saw(self, first: str | None, last: str | None) -> None:
+        if first is not None and (self.first is None or first < self.first):
+            self.first = first
+        if last is not None and (self.last is None or last > self.last):
+            self.last = last
+
+
+@dataclass
+class KindContents:
+    """One data class (audit, events, findings) of a lake. Raw rows are those of raw objects not
+    archived yet (the archive's rows are counted from its files, so none is counted twice);
+    ``raw_archived`` objects were compacted and stay until the raw landing's expiry."""
+
+    kind: str
+    raw_objects: int = 0
+    raw_pending: int = 0  # raw objects not archived yet
+    raw_rows: int = 0  # lines of the pending ones
+    archived_files: int = 0
+    archived_rows: int = 0
+    sealed_files: int = 0  # archive files a digest names
+    quarantined_items: int = 0
+    quarantined_batches: int = 0
+    clusters: dict[str, ClusterSpan] = field(default_factory=dict)
+
+    @property
+    def raw_archived(self) -> int:
+        return self.raw_objects - self.raw_pending
+
+    @property
+    def unsealed_files(self) -> int:
+        return self.archived_files - self.sealed_files
+
+    def span(self, cluster: str) -> ClusterSpan:
+        return self.clusters.setdefault(cluster, ClusterSpan())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "raw_objects": self.raw_objects, "raw_objects_archived": self.raw_archived,
+            "raw_objects_pending": self.raw_pending, "raw_rows_pending": self.raw_rows,
+            "archived_files": self.archived_files, "archived_rows": self.archived_rows,
+            "sealed_files": self.sealed_files, "unsealed_files": self.unsealed_files,
+            "quarantined_items": self.quarantined_items, "quarantined_batches": self.quarantined_batches,
+            "clusters": {name: vars(span) for name, span in sorted(self.clusters.items())},
+        }  # fmt: skip
+
+
+@dataclass
+class LakeContents:
+    kinds: dict[str, KindContents]
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)  # by level
+    digests: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **{kind: contents.as_dict() for kind, contents in self.kinds.items()},
+            "quarantine_reasons": dict(self.quarantine_reasons.most_common()),
+            "alerts": {"total": sum(self.alerts.values()), "by_level": dict(self.alerts.most_common())},
+            "digests": self.digests,
+        }
+
+
+# Archived raw keys of a landing hour (archive/hourly.py's LocalCompactedHours.compacted, passed in:
+# query does not import archive).
+CompactedKeys = Callable[[str, datetime], set[str]]
+
+
+def contents(store: Store, archive: Store, compacted: CompactedKeys, alerts: Path | None = None) -> LakeContents:
+    """What a local lake holds (``auditlake summary``): per data class its raw objects (archived or
+    not) and the rows of those not archived yet, its archive files and rows, which files a digest
+    names (sealed: ``verify`` proves them), its quarantine, per cluster the rows and time range; and
+    the alerts sent. Archive rows are counted by DuckDB from the Parquet files (their statistics),
+    raw rows by reading the pending objects."""
+    out = LakeContents({kind.name: KindContents(kind.name) for kind in ARCHIVE_KINDS.values()})
+    sealed = _sealed_keys(archive)
+    out.digests = len(sealed.digests)
+    for kind in ARCHIVE_KINDS.values():
+        held = out.kinds[kind.name]
+        _archived(kind, archive, held, sealed.keys)
+        _raw(kind, store, held, compacted)
+        for key in store.list(quarantine_prefix(kind.name)):
+            if not key.endswith(MANIFEST_SUFFIX):
+                continue
+            manifest = loads(store.get(key))
+            held.quarantined_batches += 1
+            items = manifest.get("items") or [manifest]  # no items: the whole payload was refused
+            held.quarantined_items += len(items)
+            out.quarantine_reasons.update(_short(str(item.get("reason", "?"))) for item in items)
+    if alerts is not None and alerts.is_dir():
+        for path in sorted(alerts.glob("*.jsonl")):
+            for line in path.read_bytes().splitlines():
+                if line.strip():
+                    try:
+                        out.alerts[str(loads(line).get("level") or "-")] += 1
+                    except ValueError:  # a line cut by a crash is still an alert that was sent
+                        out.alerts["unreadable"] += 1
+    return out
+
+
+@dataclass
+class _Sealed:
+    keys: set[str]
+    digests: list[str]
+
+
+def _sealed_keys(archive: Store) -> _Sealed:
+    """The archive keys the digests name (unverified: ``verify`` checks signatures and hashes)."""
+    digests = sorted(key for key in archive.list("digests/") if key.endswith(".json"))
+    keys: set[str] = set()
+    for key in digests:
+        try:
+            objects = loads(archive.get(key)).get("objects") or []
+        except ValueError:
+            continue
+        keys.update(str(item.get("key")) for item in objects if isinstance(item, dict))
+    return _Sealed(keys, digests)
+
+
+def _archived(kind: ArchiveKind, archive: Store, held: KindContents, sealed: set[str]) -> None:
+    files = [key for key in archive.list(f"{kind.name}/") if _PARTITION_FILE.fullmatch(key.split("/", 1)[-1])]
+    held.archived_files = len(files)
+    held.sealed_files = sum(key in sealed for key in files)
+    if not files:
+        return
+    import duckdb  # the local CLI's engine
+
+    root = getattr(archive, "root", None)
+    if root is None:  # not a local store: counted from the file metadata only
+        return
+    paths = ", ".join("'" + str(Path(root) / key).replace("'", "''") + "'" for key in files)
+    time = kind.time_column
+    sql = (
+        f'SELECT cluster, count(*), min("{time}"), max("{time}") '  # noqa: S608 - model names, escaped paths
+        f"FROM read_parquet([{paths}], union_by_name = true) GROUP BY cluster"
+    )
+    rows = duckdb.connect().execute(sql).fetchall()
+    for cluster, count, first, last in rows:
+        span = held.span(str(cluster))
+        span.archived += int(count)
+        held.archived_rows += int(count)
+        span.saw(_rfc3339(first), _rfc3339(last))
+
+
+def _raw(kind: ArchiveKind, store: Store, held: KindContents, compacted: CompactedKeys) -> None:
+    archived: dict[tuple[str, datetime], set[str]] = {}
+    for key in store.list(raw_prefix(kind.name)):
+        raw = parse_raw_key(key)
+        if raw is None:
+            continue
+        held.raw_objects += 1
+        hour = (kind.name, raw.landed)
+        if hour not in archived:
+            archived[hour] = compacted(*hour)
+        if key in archived[hour]:
+            continue
+        held.raw_pending += 1
+        for line in decode_lines(store.get(key)):
+            try:
+                record = loads(line)
+            except ValueError:  # the compactor quarantines it
+                continue
+            span = held.span(str(record.get("cluster") or "-"))
+            span.raw += 1
+            held.raw_rows += 1
+            moment = record.get(kind.time_column)
+            if isinstance(moment, str):
+                span.saw(moment, moment)
+
+
+def _rfc3339(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_utc(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return str(value)
+
+
+def pending_raw_objects(store: Store, compacted: CompactedKeys) -> int:
+    """Raw objects (every data class) not archived yet: listed, not read."""
+    archived: dict[tuple[str, datetime], set[str]] = {}
+    pending = 0
+    for key in store.list(raw_prefix()):
+        raw = parse_raw_key(key)
+        if raw is None or raw.kind not in ARCHIVE_KINDS:
+            continue
+        hour = (raw.kind, raw.landed)
+        if hour not in archived:
+            archived[hour] = compacted(*hour)
+        pending += key not in archived[hour]
+    return pending

@@ -20,7 +20,7 @@ WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%
   AND stage = 'ResponseComplete'
 UNION ALL
 SELECT event_time AS at, cluster, 'event' AS source, regarding_name AS node, reason AS what,
-       reporting_controller AS who
+       coalesce(nullif(reporting_controller, ''), json_extract_scalar(extra, '$.source.component')) AS who
 FROM events_live
 WHERE dt BETWEEN date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
              AND date_format(from_iso8601_timestamp(?) AT TIME ZONE 'UTC', '%Y-%m-%d')
