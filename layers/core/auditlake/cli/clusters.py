@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import click
 
-from auditlake.cli.options import cluster_name
+from auditlake.cli.options import cluster_name, lake_option
 from auditlake.cli.render import err, fail
 from auditlake.cli.stack import STATE_TABLE, WEBHOOK_URL, stack_outputs
 from auditlake.clusters.control_plane_config import (
@@ -79,7 +79,7 @@ def _go_duration(_ctx: click.Context, _param: click.Parameter, value: str) -> st
 
 @cluster.command("add")
 @click.argument("name", callback=cluster_name)
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake (for `serve`).")
+@lake_option(required=False)
 @click.option(
     "--kind-config",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -379,11 +379,6 @@ def _poll_config(
         raise click.UsageError(str(exc)) from None
 
 
-def _cluster_dir(lake: Path, name: str) -> Path:
-    """LAKE/clusters/NAME: what kube-apiserver reads (until LocalLake.cluster_dir exists: requested)."""
-    return lake / "clusters" / name
-
-
 def _connect_local_cluster(
     name: str,
     lake: Path,
@@ -406,7 +401,7 @@ def _connect_local_cluster(
         token = new_token()
         _write_private(token_file, token + "\n")
         err.print(f"token written to {token_file} (0600)")
-    base = _cluster_dir(lake, name).resolve()
+    base = LocalLake(lake).cluster_dir(name).resolve()
     base.mkdir(parents=True, exist_ok=True)
     policy, kubeconfig = base / "audit-policy.yaml", base / "webhook.kubeconfig"
     ca_file, cert_file, key_file = base / "ca.crt", base / "serve.crt", base / "serve.key"
