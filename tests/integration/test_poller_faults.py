@@ -25,6 +25,7 @@ from auditlake.jsonio import loads
 from auditlake.landing import decode_lines
 from auditlake.local_lake import LocalLake
 from auditlake.stores.local import LocalStore
+from auditlake.timestamps import format_utc
 from tests.fakes.kube import KUBE_KINDS, FakeKube, KubeFaults
 from tests.helpers import archived_events, corpus_kube_events, raw_keys_of
 from tests.integration.test_poller import CLUSTER, Clock, make_poller
@@ -252,3 +253,32 @@ def test_a_fault_that_never_stops_ends_the_poll_with_the_error(fake_kube: FakeKu
         cluster.poll(keep_watching=True, budget=60)
     assert failed.value.transient and len(cluster.pauses) == 8  # MAX_TRANSIENT_FAILURES, then give up
     assert checkpoint(tmp_path) == before  # nothing read, nothing claimed
+
+
+def gap_records(lake: Path) -> list[dict[str, str]]:
+    store = LocalStore(lake)
+    rows = (loads(line) for key in raw_keys_of(store, "events", CLUSTER) for line in decode_lines(store.get(key)))
+    return [row for row in rows if row["api"] == GAP_API]
+
+
+def test_a_relist_past_the_event_history_records_the_superseded_versions_until_the_list(
+    fake_kube: FakeKube, tmp_path: Path
+) -> None:
+    """The chaos model's case (issue 16): the poller away 77 minutes (the API server keeps Events
+    1 h), an Event recurring twice in the last hour, its version gone. The relist lands its latest
+    version only; the gap record must span until the list, where the lost version is, not only until
+    the history's horizon (it ended there, and the lost version was explained by nothing)."""
+    cluster = Cluster(fake_kube, tmp_path, 0)
+    synced = cluster.clock.now
+    cluster.clock.advance(minutes=77)
+    fake_kube.recur("e-3")
+    fake_kube.recur("e-3")
+    fake_kube.compact()  # the checkpoint's version is gone on every API server
+    cluster.add()  # (the fake's list snapshot must be after its compaction)
+    stats = cluster.poll(keep_watching=False)
+    assert (stats.relists, stats.gaps) == (1, 1)
+    got, _ = landed(tmp_path)
+    assert fake_kube.versions() - got == {("e-3", str(fake_kube.version - 2))}  # the first recurrence
+    [gap] = gap_records(tmp_path)
+    assert (gap["first_timestamp"], gap["last_timestamp"]) == (format_utc(synced), format_utc(cluster.clock.now))
+    assert "older than the API server's event history" in gap["note"] and "1 Events changed" in gap["note"]
