@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from click.testing import CliRunner
 
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.cli import main
+from auditlake.detect import ir
 from auditlake.events.files import ingest_events
 from auditlake.ingest.files import FileIngest
 from auditlake.local_lake import LocalLake
-from auditlake.query.named import AthenaEngine
+from auditlake.query import hunt
+from auditlake.query.named import AthenaEngine, LocalEngine
 from tests.helpers import AwsStack
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "answers"
@@ -102,6 +105,19 @@ def test_denials(lake: str) -> None:
     ]
     assert "cannot list resource" in denied[1]["reason"]
     assert [r["audit_id"] for r in rows(lake, "denials", "--param", "identity=system:anonymous")] == ["deny-2"]
+
+
+def test_hunt_reads_a_core_v1_events_source_component_as_its_reporting_controller(lake: str) -> None:
+    """As the ingest engine does (detect/engine.py): a core/v1 Event's source.component is its
+    reportingController when it has none, so a hunt over history matches it and names it."""
+    condition = ir.Leaf("reportingController", "glob", ("network-policy-agent",))
+    rule = ir.Rule("e-1", "policy agent", "low", "events", condition)
+    window = hunt.Window(datetime(2019, 3, 10, tzinfo=UTC), datetime(2019, 3, 11, tzinfo=UTC))
+    outcome = hunt.run_hunt(hunt.compile_rule(rule, window), LocalEngine(Path(lake) / "archive"))
+    assert outcome.error is None
+    assert [(r["audit_id"], r["identity"], r["name"]) for r in outcome.rows] == [
+        ("ev-np-1", "network-policy-agent", "deny-all")
+    ]
 
 
 # ------------------------------------------------------------------ no rows, explained

@@ -118,7 +118,7 @@ _TYPES = {"audit": dict(AUDIT_COLUMNS), "events": dict(EVENT_COLUMNS)}
 class Source:
     """One logsource's table and how its rows become findings (expressions over its columns)."""
 
-    table: str
+    table: str | exp.Expr  # the archive table, or a SELECT over it (aliased as the table)
     time: str  # the partitioning time column
     event: str  # one event: dedupe key beside cluster
     first: str  # among an event's rows, the first ingested
@@ -128,6 +128,31 @@ class Source:
 
 def _col(name: str) -> exp.Column:
     return exp.column(name)
+
+
+def _events_as_ingest_sees_them() -> exp.Expr:
+    """The events table with the reporting fields the ingest engine evaluates (detect/engine.py): a
+    core/v1 Event's ``source.component`` and ``source.host`` (kept in ``extra``) stand for
+    ``reportingController`` and ``reportingInstance`` when it has none of its own, so a hunt over
+    history matches (and names as identity) what ingest would have."""
+    reporting = {
+        "reporting_controller": "$.source.component",
+        "reporting_instance": "$.source.host",
+    }
+    picked = [
+        exp.alias_(
+            exp.func(
+                "coalesce",
+                exp.func("nullif", _col(name), exp.Literal.string("")),
+                exp.func("json_extract_scalar", _col("extra"), exp.Literal.string(reporting[name])),
+            ),
+            name,
+        )
+        if name in reporting
+        else _col(name)
+        for name, _ in EVENT_COLUMNS
+    ]
+    return exp.select(*picked, _col("dt"), _col("hour")).from_("events").subquery("events")
 
 
 SOURCES: Mapping[str, Source] = {
@@ -161,7 +186,7 @@ SOURCES: Mapping[str, Source] = {
         },
     ),
     "events": Source(
-        "events",
+        _events_as_ingest_sees_them(),
         "event_time",
         "uid",
         "observed_at",
