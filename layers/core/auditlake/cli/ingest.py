@@ -31,7 +31,7 @@ from auditlake.cli.options import (
     pipeline_options,
     rules_options,
 )
-from auditlake.cli.render import bytes_progress, err, fail, print_counts
+from auditlake.cli.render import bytes_progress, err, fail, listen_failure, print_counts, tls_failure
 from auditlake.cli.stack import CLOUDWATCH_FUNCTION, STATE_TABLE, stack_outputs
 from auditlake.clusters.registry import StaticTokens, token_hash
 from auditlake.ingest.checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints
@@ -52,10 +52,27 @@ PAGE_LIMIT = 10_000  # ingest.backfill.PAGE_LIMIT (FilterLogEvents' maximum), pi
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.command()
+@click.command(
+    epilog="""\b
+Examples:
+  auditlake serve --lake ./lake --cluster kind-kind --token-file ./lake/tokens/kind-kind.token
+  auditlake serve --lake ./lake --cluster kind-kind --token-file T --host 172.18.0.1 --port 8443 \\
+      --tls-cert serve.crt --tls-key serve.key
+
+\b
+Beyond the loopback, serve needs TLS: the API server sends the cluster's bearer token with
+every batch. --host 0.0.0.0 listens on every interface: anyone who reaches this machine
+can connect (the token keeps them out)."""
+)
 @lake_option
-@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. 127.0.0.1 is this machine only; a kind node reaches the docker network's gateway "
+    "(what `cluster add --kind-config` prints). Any other address needs --tls-cert/--tls-key.",
+)
 @click.option("--cluster", "cluster_", required=True, callback=cluster_name, help="Cluster the token maps to.")
 @click.option(
     "--token-file",
@@ -64,7 +81,7 @@ F = TypeVar("F", bound=Callable[..., Any])
     help="File holding the bearer token.",
 )
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this cert.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="The private key of --tls-cert (PEM).")
 @pipeline_options
 @rules_options
 @alert_options
@@ -97,6 +114,9 @@ def serve(
         fail(f"{token_file} is empty")
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    if not tls_cert and not _loopback(host):
+        fail(f"--host {host} without TLS sends the cluster's token in clear (add --tls-cert/--tls-key: "
+             "auditlake cluster add NAME --lake L --kind-config FILE writes them)")  # fmt: skip
     pipeline = build_pipeline(policy_file, redact_configmaps, redact)
     pipeline.detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
     webhook = AuditWebhook(
@@ -114,13 +134,11 @@ def serve(
     try:
         server = make_server(webhook, on_reply=on_reply, tls=(tls_cert, tls_key) if tls_cert and tls_key else None)
     except (ssl.SSLError, OSError) as exc:
-        fail(f"cannot load --tls-cert/--tls-key: {exc}")
+        fail(tls_failure(exc, tls_cert, tls_key))
     try:
         sock = listen(host, port)
-    except OverflowError:
-        fail(f"--port {port} is not a port: use 1-65535, or 0 for any free one")
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (0: any free one)")
+        fail(listen_failure(host, port, exc))
     scheme = "https" if tls_cert else "http"
     click.echo(f"listening on {scheme}://{host}:{sock.getsockname()[1]}{PATH}", nl=True)
     sys.stdout.flush()
@@ -253,6 +271,17 @@ def ingest(
         fail(f"{len(cut)} file(s) ended early (a gzip file still being written? ingest it again once it is whole)")
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
+
+
 def _read(path: Path) -> bytes:
     from auditlake.ingest.inputs import InputError, read_input
 
@@ -308,10 +337,16 @@ def eks_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option(
     "--stack", help="Deployed stack: its raw bucket, state table and the forwarder's own policy and redaction."
 )
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), help="Local lake instead of a stack.")
+@lake_option(required=False)
 @click.option("--region", help="AWS region of the cluster's log group (default: the SDK's).")
 @click.option("--restart", is_flag=True, help="Start over instead of resuming an unfinished backfill of this cluster.")
-@click.option("--page-size", default=PAGE_LIMIT, show_default=True, type=click.IntRange(1, PAGE_LIMIT))
+@click.option(
+    "--page-size",
+    default=PAGE_LIMIT,
+    show_default=True,
+    type=click.IntRange(1, PAGE_LIMIT),
+    help="Log events per CloudWatch page (one checkpoint per page); smaller pages resume closer to a stop.",
+)
 @pipeline_options
 @rules_options
 def backfill(

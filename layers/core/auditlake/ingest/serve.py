@@ -126,6 +126,15 @@ def _header_deadline_protocol() -> type:
             self._disarm()
             super().connection_lost(exc)
 
+        def shutdown(self) -> None:
+            # An idle keep-alive connection is dropped at once: over TLS, close() would wait up to 30 s
+            # for the peer's close_notify (asyncio's ssl_shutdown_timeout), and the server exits only
+            # after every connection is lost. A request being answered finishes first (keep_alive off).
+            idle = not self._answering()
+            super().shutdown()
+            if idle:
+                self.transport.abort()
+
         def _answering(self) -> bool:
             return self.cycle is not None and not self.cycle.response_complete
 
