@@ -51,8 +51,8 @@ class Serve:
     """`auditlake serve` run from the command line `cluster add` printed."""
 
     def __init__(self, printed: str) -> None:
-        [line] = [line.strip() for line in printed.splitlines() if line.strip().startswith("auditlake serve ")]
-        argv = shlex.split(line)
+        argv = shlex.split(printed)  # stdout: the serve command line alone, shell-quoted
+        assert argv[:2] == ["auditlake", "serve"], printed
         self.process = subprocess.Popen(
             [sys.executable, "-m", "auditlake", *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -71,12 +71,12 @@ class Serve:
 @pytest.fixture
 def connected(tmp_path: Path) -> Iterator[tuple[Path, Path, Serve]]:
     """A lake with cluster 'kind' added for a kind config (webhook host 127.0.0.1), and serve running."""
-    lake = tmp_path / "lake"
+    lake = tmp_path / "lake with space"  # the printed command quotes its paths
     port = free_port()
     added = run("cluster", "add", "kind", "--lake", str(lake), "--kind-config", str(tmp_path / "kind.yaml"),
                 "--webhook-host", "127.0.0.1", "--webhook-port", str(port))  # fmt: skip
     assert added.exit_code == 0, added.stderr
-    serve = Serve(added.stderr)
+    serve = Serve(added.stdout)
     try:
         assert serve.url == f"https://127.0.0.1:{port}/v1/audit"
         yield lake, (lake / "clusters" / "kind" / "webhook.kubeconfig"), serve

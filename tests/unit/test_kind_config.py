@@ -255,8 +255,14 @@ def test_cluster_add_kind_config_writes_everything_kind_and_serve_need(tmp_path:
     result = run("cluster", "add", "kind", "--lake", str(lake), "--kind-config", str(out),
                  "--webhook-host", "172.18.0.1")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == ""  # the kubeconfig holds the token: written 0600, never printed
     base = (lake / "clusters" / "kind").resolve()
+    # stdout: the serve command alone, shell-quoted (`... > serve.sh`); the kubeconfig holds the token:
+    # written 0600, never printed.
+    serve = (
+        f"auditlake serve --lake {lake} --cluster kind --token-file {lake / 'tokens' / 'kind.token'} "
+        f"--host 172.18.0.1 --port 8443 --tls-cert {base / 'serve.crt'} --tls-key {base / 'serve.key'}"
+    )
+    assert result.stdout == serve + "\n"
     token = (lake / "tokens" / "kind.token").read_text().strip()
     assert token not in result.stderr
     for name, mode in (("webhook.kubeconfig", 0o600), ("serve.key", 0o600), ("audit-policy.yaml", None)):
@@ -278,10 +284,7 @@ def test_cluster_add_kind_config_writes_everything_kind_and_serve_need(tmp_path:
         x509.load_pem_x509_certificate(ca)
     )
     said = " ".join(result.stderr.split())
-    assert (
-        f"auditlake serve --lake {lake} --cluster kind --token-file {lake / 'tokens' / 'kind.token'} "
-        f"--host 172.18.0.1 --port 8443 --tls-cert {base / 'serve.crt'} --tls-key {base / 'serve.key'}"
-    ) in said
+    assert serve in said
     assert f"kind create cluster --config {out}" in said
     assert f"auditlake poll --lake {lake} --cluster kind --context kind-kind" in said
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -438,20 +440,33 @@ def _connect_local_cluster(
         err.print("serve listens on every interface: anyone who reaches this machine can connect; the token "
                   "and TLS keep them out (a firewall rule limiting the port to the cluster's nodes is better)",
                   highlight=False)  # fmt: skip
-    err.print("\n1. start the webhook (keep it running):", highlight=False)
-    err.print(f"   auditlake serve --lake {lake} --cluster {name} --token-file {token_file} --host {where.listen} "
-              f"--port {port} --tls-cert {cert_file} --tls-key {key_file}", highlight=False)  # fmt: skip
+    serve = shlex.join([_program(), "serve", "--lake", str(lake), "--cluster", name, "--token-file", str(token_file),
+                        "--host", where.listen, "--port", str(port), "--tls-cert", str(cert_file),
+                        "--tls-key", str(key_file)])  # fmt: skip
+    err.print("\n1. start the webhook (keep it running; the same line is on stdout: `... > serve.sh; sh serve.sh`):",
+              highlight=False)  # fmt: skip
+    err.print(f"   {serve}", highlight=False, markup=False)
+    click.echo(serve)
     if kind_out is not None:
         err.print("2. create the cluster:", highlight=False)
         err.print(f"   kind create cluster --config {kind_out}", highlight=False)
         err.print("3. its Events too:", highlight=False)
-        err.print(f"   auditlake poll --lake {lake} --cluster {name} --context kind-{name}", highlight=False)
+        poll = [_program(), "poll", "--lake", str(lake), "--cluster", name, "--context", f"kind-{name}"]
+        err.print(f"   {shlex.join(poll)}", highlight=False, markup=False)
     if kubeadm_out is not None:
         err.print(f"on a running kubeadm node instead, copy the two files as above, then edit the static pod"
                   f" (the kubelet restarts kube-apiserver when the file changes):\n{static_pod_text(files)}",
                   highlight=False, markup=False)  # fmt: skip
-    err.print(f"then: auditlake compact --lake {lake} && auditlake query --lake {lake} --sql '{EXAMPLE_SQL}'",
-              highlight=False)  # fmt: skip
+    compact = shlex.join([_program(), "compact", "--lake", str(lake)])
+    query = shlex.join([_program(), "query", "--lake", str(lake), "--sql", EXAMPLE_SQL])
+    err.print(f"then: {compact} && {query}", highlight=False, markup=False)
+
+
+def _program() -> str:
+    """How to run auditlake again as this process was run: ``.venv/bin/auditlake`` stays that (the
+    printed serve line then works without activating the venv); ``python -m`` and others: auditlake."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if Path(argv0).name == "auditlake" else "auditlake"
 
 
 def _webhook_host(given: str | None, *, kind: bool) -> WebhookHost:
