@@ -4,7 +4,7 @@ what was quarantined and why, shown redacted, and re-ingested after a fix exactl
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +168,37 @@ def test_a_stacks_quarantine_on_s3(aws: AwsStack, tmp_path: Path) -> None:
     assert second.exit_code == 0 and raw_objects(store) == landed
     assert q("list", "--stack", stack).stderr.startswith("nothing pending in the quarantine")
     assert q("list", "--stack", stack, "--lake", str(tmp_path)).exit_code != 0  # one of them, not both
+
+
+def test_a_retry_repeated_after_a_lost_mark_archives_each_record_once(tmp_path: Path) -> None:
+    """The worst case: the mark is lost after the records landed and were archived, and the entry is
+    retried again (perhaps in another hour, under another raw key): the archive still holds each once."""
+    import pyarrow.dataset as ds
+
+    store = LocalStore(tmp_path)
+    audit_count, events_count = a_bug_kept_this(store)
+
+    def archived(kind: str) -> int:
+        folder = tmp_path / "archive" / kind
+        return ds.dataset(folder, format="parquet", partitioning="hive").count_rows() if folder.exists() else 0
+
+    assert q("retry", "--all", "--lake", str(tmp_path)).exit_code == 0
+    assert run("compact", "--lake", str(tmp_path)).exit_code == 0
+    assert (archived("audit"), archived("events")) == (audit_count, events_count)
+    for marker in [k for k in store.list("quarantine/") if k.endswith(RETRIED_SUFFIX)]:
+        (tmp_path / marker).unlink()
+    # Retried again two hours later: the batch lands under another raw key, in another landing hour.
+    from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
+    from auditlake.events.files import events_reingest
+    from auditlake.ingest.quarantine import audit_reingest, entries, retry
+
+    before = set(store.list("raw/"))
+    later = datetime.now(UTC) + timedelta(hours=2)
+    reingest = {"audit": audit_reingest(AuditPipeline(PipelineConfig())), "events": events_reingest()}
+    outcomes = [retry(store, entry, reingest, clock=lambda: later) for entry in entries(store)]
+    assert [o.state for o in outcomes] == ["landed", "landed"]
+    assert len(set(store.list("raw/")) - before) == 2  # two new raw objects holding the same records
+    compacted = run("compact", "--lake", str(tmp_path))
+    assert compacted.exit_code == 0  # it read both again and archived nothing new:
+    assert f"rows read {audit_count + events_count}, rows archived 0" in compacted.stderr
+    assert (archived("audit"), archived("events")) == (audit_count, events_count)
