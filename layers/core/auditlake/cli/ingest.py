@@ -324,7 +324,14 @@ def eks_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command()
+@click.command(
+    epilog="""\b
+Examples:
+  auditlake backfill --eks-cluster prod --since 7d --lake ./lake
+  auditlake backfill --eks-cluster prod --since 2026-11-01T00:00:00Z --until 2026-11-08T00:00:00Z \\
+      --stack auditlake --region eu-west-1
+  auditlake backfill --eks-cluster prod --since 30d --stack auditlake --restart"""
+)
 @click.option("--eks-cluster", required=True, callback=eks_name, help="EKS cluster name (its log group is read).")
 @click.option("--since", required=True, help="Start: a duration back from now (7d, 12h, 30m) or an ISO 8601 time.")
 @click.option("--until", help="End, exclusive (duration or ISO 8601). Default and upper bound: now minus --lag.")
