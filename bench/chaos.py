@@ -5,8 +5,13 @@ redeliveries, checked against a model (tests/chaos/model.py) for a bounded time.
 
 Prints ``chaos: seed N`` first (stderr: rerun with it to replay), progress on stderr, and ends with
 ONE JSON line on stdout (seed, steps, events_sent, events_acknowledged, events_archived, lost,
-duplicates, acknowledged_without_store, faults_injected, kills, verify_ok). Exit 1 when an
-invariant failed (Hypothesis prints the shrunk steps on stderr; the JSON line is printed anyway).
+duplicates, acknowledged_without_store, faults_injected, kills, verify_ok), over the examples that
+ran to their end. Exit 1 when an invariant failed (the traceback on stderr ends with the failing
+steps and the seed and round that found them; the JSON line is printed anyway).
+
+``--minutes`` is a hard bound: past it the example in progress is abandoned, and a failure is shrunk
+only until then (then replayed once to print it): the run ends about a minute after M at most (two
+runs of the failing example, plus starting and stopping moto).
 """
 
 from __future__ import annotations

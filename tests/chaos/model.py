@@ -26,13 +26,18 @@ an invariant that fails raises after Hypothesis has shrunk it (it prints the ste
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import functools
+import itertools
 import random
+import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import hypothesis
@@ -40,8 +45,10 @@ import hypothesis.core
 import trustme
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import engine as hypothesis_engine
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from auditlake.events.poller import GAP_API
 from auditlake.timestamps import format_utc
 from tests.chaos.aws_faults import Killed
 from tests.chaos.world import EKS, HOOK, KUBE, World
@@ -91,6 +98,63 @@ class _Run:
 
     stats = Stats()
     ca: Any = None
+    deadline: float | None = None  # time.monotonic() when the run must end
+    failing = False  # an example of the current Hypothesis run failed: it is shrunk and replayed, not cut
+
+    @classmethod
+    def failed(cls) -> None:
+        """An example failed: Hypothesis shrinks it next, for at most ``MAX_SHRINKING_SECONDS`` from
+        when it starts (now), so that is the time left (the bound is checked after each attempt)."""
+        if not cls.failing and cls.deadline is not None:
+            hypothesis_engine.MAX_SHRINKING_SECONDS = max(0, int(cls.deadline - time.monotonic()))
+        cls.failing = True
+
+
+class OutOfTime(BaseException):
+    """The run's time is up: the example in progress is abandoned. Not an ``Exception``: Hypothesis
+    lets it through at once (no shrinking, no replay), where it would shrink a failure."""
+
+
+def bounded(function: Callable[..., None]) -> Callable[..., None]:
+    """A rule under the run's time bound: past the deadline it abandons the example (``OutOfTime``),
+    unless a failure of this Hypothesis run is being shrunk or replayed (``MAX_SHRINKING_SECONDS``
+    bounds that; cutting it would lose the failing steps)."""
+
+    @functools.wraps(function)
+    def step(self: BoundedMachine, **kwargs: Any) -> None:
+        if _Run.deadline is not None and not _Run.failing and time.monotonic() >= _Run.deadline:
+            self.abandoned = True
+            raise OutOfTime
+        self.step_done = False  # until the invariants after it pass
+        function(self, **kwargs)
+
+    return step
+
+
+class BoundedMachine(RuleBasedStateMachine):
+    """A state machine the run's time bound can stop between steps. Its rules are ``@bounded``; its
+    invariants end with ``self.step_done = True``; its ``teardown`` calls ``end_of_example``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_done = True  # the last step (its rule and the invariants after it) did not raise
+        self.abandoned = False
+        self.stats = _Run.stats
+        self._stats_before = dataclasses.replace(self.stats)
+        self.stats.examples += 1
+
+    def end_of_example(self) -> str:
+        """How the example ended: "abandoned" (time ran out: its partial figures are taken back out of
+        the run's), "failed" (a step raised: Hypothesis shrinks and replays it, so the time bound holds
+        off until that is done), or "complete" (the end-of-example checks are due)."""
+        if self.abandoned or isinstance(sys.exc_info()[1], OutOfTime):
+            for name, value in vars(self._stats_before).items():
+                setattr(self.stats, name, value)
+            return "abandoned"
+        if not self.step_done:
+            _Run.failed()
+            return "failed"
+        return "complete"
 
 
 @dataclass
@@ -123,6 +187,7 @@ def audit_event(audit_id: str, stage: str, at: str, user: str = "alice@example.c
 
 
 T = TypeVar("T")
+Gap = tuple[datetime, datetime]  # a coverage-gap record's first_timestamp, last_timestamp (UTC, naive)
 
 
 def pick(data: st.DataObject, among: Sequence[T], label: str) -> T:
@@ -132,11 +197,9 @@ def pick(data: st.DataObject, among: Sequence[T], label: str) -> T:
     return among[data.draw(st.integers(0, 1 << 16), label=label) % len(among)]
 
 
-class ChaosMachine(RuleBasedStateMachine):
+class ChaosMachine(BoundedMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.stats = _Run.stats
-        self.stats.examples += 1
         self.world = World(_Run.ca)
         self.sent: set[tuple[str, str, str]] = set()  # audit keys ever sent (acknowledged or not)
         self.acked: set[tuple[str, str, str]] = set()
@@ -146,14 +209,18 @@ class ChaosMachine(RuleBasedStateMachine):
         self.notified: dict[str, str] = {}  # raw key -> ETag already turned into a notification
         self.pending: list[str] = []  # raw keys whose notification SQS still holds
         self.raw_cache: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
-        self.archive_cache: dict[tuple[str, str, str], list[tuple[str, ...]]] = {}
+        self.archive_cache: dict[tuple[str, str, str], tuple[list[tuple[str, ...]], list[Gap]]] = {}
         self.kube_uids: list[str] = []
+        self.version_at: dict[str, datetime] = {}  # resourceVersion -> when the fake cluster made it (UTC, naive)
+        self.gaps: list[Gap] = []  # coverage-gap records archived
         self.templates = corpus_kube_events()
         self.counter = 0
-        self.gone = False  # a 410 was injected: the poller relisted, and a relist sees current versions only
         self.all_pages: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- helpers
+
+    def _versioned(self, version: int) -> None:
+        self.version_at[str(version)] = self.world.now().astimezone(UTC).replace(tzinfo=None)
 
     def _id(self) -> str:
         self.counter += 1
@@ -191,19 +258,28 @@ class ChaosMachine(RuleBasedStateMachine):
         return out
 
     def _archived(self, kind: str) -> Counter[tuple[str, ...]]:
-        columns = {"audit": ["cluster", "audit_id", "stage"], "events": ["cluster", "uid", "resource_version", "api"]}
+        """The archive's keys and how often each is there; for Events also ``self.gaps``, the
+        coverage-gap records (they share the archive, told apart by ``api``)."""
+        columns = {
+            "audit": ["cluster", "audit_id", "stage"],
+            "events": ["cluster", "uid", "resource_version", "api", "first_timestamp", "last_timestamp"],
+        }
         counts: Counter[tuple[str, ...]] = Counter()
+        gaps: list[Gap] = []
         for key, etag in self.world.keys(self.world.archives[kind], f"{kind}/").items():
             if not key.endswith(".parquet"):
                 continue
             cached = self.archive_cache.get((kind, key, etag))
             if cached is None:
                 rows = self.world.parquet_rows(kind, key, columns[kind])
-                if kind == "events":  # coverage-gap records are not Events the fake had
-                    rows = [r for r in rows if r["api"] != "auditlake/coverage-gap"]
-                cached = [tuple(str(r[c]) for c in columns[kind][:3]) for r in rows]
-                self.archive_cache[(kind, key, etag)] = cached
-            counts.update(cached)
+                found = [(r["first_timestamp"], r["last_timestamp"]) for r in rows if r.get("api") == GAP_API]
+                rows = [r for r in rows if r.get("api") != GAP_API]
+                cached = self.archive_cache[(kind, key, etag)] = ([tuple(str(r[c]) for c in columns[kind][:3])
+                                                                   for r in rows], found)  # fmt: skip
+            counts.update(cached[0])
+            gaps += cached[1]
+        if kind == "events":
+            self.gaps = gaps
         return counts
 
     def _count_faults(self, before: int) -> None:
@@ -212,6 +288,7 @@ class ChaosMachine(RuleBasedStateMachine):
     # ---------------------------------------------------------------- rules
 
     @initialize()
+    @bounded
     def cold_starts(self) -> None:
         for name in ("webhook", "cloudwatch", "events_poller", "compactor", "digest"):
             self.world.cold_start(name)
@@ -221,6 +298,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self._poll(None, remaining_ms=12_500)
 
     @rule(data=st.data(), count=st.integers(1, 30), bad=st.integers(0, 3), burst=st.booleans(), f=faults_strategy())
+    @bounded
     def webhook_batch(self, data: st.DataObject, count: int, bad: int, burst: bool, f: Faults) -> None:
         now = format_utc(self.world.now() - timedelta(seconds=2))
         items: list[dict[str, Any]] = []
@@ -278,6 +356,7 @@ class ChaosMachine(RuleBasedStateMachine):
             self.world.advance(10 * 1.5**attempt)
 
     @rule(data=st.data(), count=st.integers(1, 20), f=faults_strategy())
+    @bounded
     def cloudwatch_delivery(self, data: st.DataObject, count: int, f: Faults) -> None:
         now = format_utc(self.world.now() - timedelta(seconds=2))
         events, keys = [], set()
@@ -320,6 +399,7 @@ class ChaosMachine(RuleBasedStateMachine):
         return False
 
     @rule(f=faults_strategy())
+    @bounded
     def redrive(self, f: Faults) -> None:
         """An operator redrives the failure queue (one delivery of each, with this step's faults)."""
         waiting, self.failed_deliveries = self.failed_deliveries, []
@@ -328,21 +408,33 @@ class ChaosMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), new=st.integers(0, 5), recur=st.integers(0, 5), f=faults_strategy(),
           short=st.booleans())  # fmt: skip
+    @bounded
     def poll(self, data: st.DataObject, new: int, recur: int, f: Faults, short: bool) -> None:
-        now = format_utc(self.world.now())
         for _ in range(new):
-            template = copy.deepcopy(self.templates[data.draw(st.integers(0, len(self.templates) - 1), label="event")])
-            uid = self._id()
-            template["metadata"]["uid"] = uid
-            template["metadata"]["name"] = f"chaos.{uid}"
-            for name in ("firstTimestamp", "lastTimestamp", "eventTime"):
-                if template.get(name):
-                    template[name] = now
-            self.world.kube.add(template)
-            self.kube_uids.append(uid)
+            self.add_event(data.draw(st.integers(0, len(self.templates) - 1), label="event"))
         for _ in range(recur if self.kube_uids else 0):
-            self.world.kube.recur(pick(data, self.kube_uids, "recur"), at=now)
+            self.recur(pick(data, self.kube_uids, "recur"))
         self._poll(f, remaining_ms=11_000 if short else 12_500)
+
+    def add_event(self, template: int) -> str:
+        """A new Event in the fake cluster, made from the corpus' ``template``-th; returns its uid."""
+        now = format_utc(self.world.now())
+        event = copy.deepcopy(self.templates[template])
+        uid = event["metadata"]["uid"] = self._id()
+        event["metadata"]["name"] = f"chaos.{uid}"
+        for name in ("firstTimestamp", "lastTimestamp", "eventTime"):
+            if event.get(name):
+                event[name] = now
+        self._versioned(self.world.kube.add(event))
+        self.kube_uids.append(uid)
+        return uid
+
+    def recur(self, uid: str) -> None:
+        """The Event happened again: a new version. ``at`` is a core/v1 Time (seconds), as the fake's
+        recur() expects: it makes series.lastObservedTime (a MicroTime) by appending ".000000", and a
+        fraction already there made the Event invalid (make chaos seeds 1 and 2: the poller rightly
+        quarantined that version, and the model owed it)."""
+        self._versioned(self.world.kube.recur(uid, at=f"{format_utc(self.world.now())[:19]}Z"))
 
     def _poll(self, f: Faults | None, remaining_ms: int) -> None:
         before = len(self.world.faults.log)
@@ -356,10 +448,10 @@ class ChaosMachine(RuleBasedStateMachine):
             self.world.kube.faults = None
             if kube_faults is not None:
                 self.stats.faults_injected += len(kube_faults.log)
-                self.gone = self.gone or "410" in kube_faults.log
             self._count_faults(before)
 
     @rule(data=st.data(), f=faults_strategy())
+    @bounded
     def notifications(self, data: st.DataObject, f: Faults) -> None:
         self._collect_notifications()
         if not self.pending:
@@ -399,6 +491,7 @@ class ChaosMachine(RuleBasedStateMachine):
             self._count_faults(before)
 
     @rule(f=faults_strategy())
+    @bounded
     def hourly(self, f: Faults) -> None:
         self._hourly(f)
 
@@ -423,6 +516,7 @@ class ChaosMachine(RuleBasedStateMachine):
         return False
 
     @rule(f=faults_strategy())
+    @bounded
     def digest(self, f: Faults) -> None:
         self._digest(f)
 
@@ -434,10 +528,12 @@ class ChaosMachine(RuleBasedStateMachine):
             self._count_faults(before)
 
     @rule(minutes=st.integers(1, 90))
+    @bounded
     def tick(self, minutes: int) -> None:
         self.world.advance(minutes * 60)
 
     @rule(data=st.data(), delete=st.booleans())
+    @bounded
     def tamper(self, data: st.DataObject, delete: bool) -> None:
         """An attacker with write access changes one sealed file: verify must fail; restored, pass."""
         if not self.world.verify().ok:
@@ -476,12 +572,18 @@ class ChaosMachine(RuleBasedStateMachine):
         had = {(KUBE, uid, rv) for uid, rv in self.world.kube.versions()}
         never = [key for key in events if key not in had]
         assert not never, f"Events archived the cluster never had: {never[:5]}"
+        self.step_done = True
 
     # ---------------------------------------------------------------- the end
 
     def teardown(self) -> None:
         try:
-            self._settle_and_check()
+            if self.end_of_example() == "complete":
+                try:
+                    self._settle_and_check()
+                except BaseException:
+                    _Run.failed()
+                    raise
         finally:
             self.world.close()
 
@@ -493,7 +595,7 @@ class ChaosMachine(RuleBasedStateMachine):
         for _ in range(6):  # poll until caught up (a minute apart, as scheduled: a killed poll's lease lapses)
             world.advance(60)
             self._poll(None, remaining_ms=12_500)
-            if self._events_landed() >= world.kube.versions():
+            if self._events_landed() >= self._latest_versions():  # a relist lands at least these
                 break
         world.advance(3 * 3600)  # past every grace and lease
         for _ in range(6):
@@ -511,13 +613,14 @@ class ChaosMachine(RuleBasedStateMachine):
         audit = self._archived("audit")
         events = self._archived("events")
         lost = [key for key in self.acked if audit[key] == 0]
-        had = self._owed_versions()
+        versions = {(KUBE, uid, rv) for uid, rv in world.kube.versions()}
+        had = versions - self._explained_by_gaps(events)
         lost_events = [key for key in had if events[key] == 0]
         duplicates = sum(n - 1 for n in audit.values() if n > 1) + sum(n - 1 for n in events.values() if n > 1)
         self.stats.events_archived += sum(1 for key in audit if key in self.acked) + len(set(events) & had)
         self.stats.lost += len(lost) + len(lost_events)
         self.stats.duplicates += duplicates
-        self.stats.events_sent += len(had)
+        self.stats.events_sent += len(versions)
         self.stats.events_acknowledged += len(had)
         assert not lost, f"acknowledged but not archived: {sorted(lost)[:5]}"
         assert not lost_events, f"Events the cluster had, not archived: {sorted(lost_events)[:5]}"
@@ -528,17 +631,32 @@ class ChaosMachine(RuleBasedStateMachine):
         self.stats.verify_ok = self.stats.verify_ok and report.ok
         assert report.ok, f"verify failed on the honest archive: {report.findings[:5]}"
 
-    def _owed_versions(self) -> set[tuple[str, str, str]]:
-        """Every version the fake had; after a 410 (the server said its history is gone, and the
-        poller relisted), only each Event's latest: what a relist can see."""
-        versions = self.world.kube.versions()
-        if not self.gone:
-            return {(KUBE, uid, rv) for uid, rv in versions}
-        latest: dict[str, str] = {}
-        for uid, rv in versions:
-            if int(rv) > int(latest.get(uid, "0")):
-                latest[uid] = rv
-        return {(KUBE, uid, rv) for uid, rv in latest.items()}
+    def _latest_versions(self) -> set[tuple[str, str]]:
+        latest: dict[str, int] = {}
+        for uid, version in self.world.kube.versions():
+            latest[uid] = max(latest.get(uid, 0), int(version))
+        return {(uid, str(number)) for uid, number in latest.items()}
+
+    def _explained_by_gaps(self, events: Counter[tuple[str, ...]]) -> set[tuple[str, str, str]]:
+        """The versions not archived that a coverage-gap record explains, and no others: a version
+        superseded (the Event recurred) within a gap record's span, while a later version of the same
+        Event is archived. A relist after 410 lands each Event's latest version only, and its gap
+        record says versions superseded since the checkpoint may be missing; every other version is
+        owed (test_poller_faults' ``unexplained`` holds the poller to the same rule)."""
+        by_uid: dict[str, list[int]] = {}
+        for uid, version in self.world.kube.versions():
+            by_uid.setdefault(uid, []).append(int(version))
+        out: set[tuple[str, str, str]] = set()
+        for uid, rvs in by_uid.items():
+            rvs.sort()
+            archived = [rv for rv in rvs if events[(KUBE, uid, str(rv))]]
+            for rv, successor in itertools.pairwise(rvs):
+                if events[(KUBE, uid, str(rv))] or not archived or archived[-1] <= rv:
+                    continue
+                superseded = self.version_at[str(successor)]
+                if any(first <= superseded <= last for first, last in self.gaps):
+                    out.add((KUBE, uid, str(rv)))
+        return out
 
     def _deliver_clean(self, event: dict[str, Any], keys: set[tuple[str, str, str]]) -> bool:
         self.world.invoke("cloudwatch", event)
@@ -570,6 +688,10 @@ class ChaosMachine(RuleBasedStateMachine):
                 found.add(audit_id)
         # Malformed items of batches never acknowledged may be quarantined or not; of the others, all.
         assert found <= self.bad
+        # Every Event the fake cluster serves is valid: one in quarantine is lost to the archive (a
+        # watch line cut by a reset must be read again, not quarantined).
+        events = sorted(self.world.keys(self.world.raw, "quarantine/events/"))
+        assert not events, f"the poller quarantined Events the cluster served valid: {events[:3]}"
 
     def _check_pages(self) -> None:
         pages = self.world.pages()
@@ -587,44 +709,89 @@ class ChaosMachine(RuleBasedStateMachine):
                 assert unconfirmed, f"{identity} paged {by_identity[identity]} times, no publish left unconfirmed"
 
 
+@contextlib.contextmanager
+def replay(seed: int = 0) -> Iterator[ChaosMachine]:
+    """One ``ChaosMachine`` outside Hypothesis, for a counterexample kept as a regular test: call its
+    steps (rules with their arguments, or the helpers they use) and ``archive_is_honest()`` after
+    each, as Hypothesis would; leaving the block runs ``teardown`` (settle, then every end check)."""
+    from tests.helpers import moto_server
+
+    _Run.stats, _Run.ca = Stats(seed=seed), trustme.CA()
+    with moto_server():
+        machine = ChaosMachine()
+        try:
+            yield machine
+        except BaseException:
+            machine.world.close()
+            raise
+        machine.teardown()
+
+
 def run(seed: int, *, minutes: float | None = None, examples: int | None = None, steps: int = 40,
         shrink: bool = True) -> Stats:  # fmt: skip
-    """Rounds of examples until ``minutes`` pass or ``examples`` are done; raises on a (shrunk) failure."""
+    """Rounds of examples until ``minutes`` pass or ``examples`` are done; raises on a (shrunk) failure.
+    ``minutes`` is a bound on the whole run: see ``rounds``."""
     import logging
-
-    from rich.progress import Progress
 
     from tests.helpers import moto_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server logs one line per request
 
-    stats = _Run.stats = Stats(seed=seed)
+    _Run.stats = Stats(seed=seed)
     _Run.ca = trustme.CA()
     deadline = time.monotonic() + minutes * 60 if minutes is not None else None
-    total = examples if examples is not None else None
-    saved = hypothesis.core.global_force_seed
-    with moto_server(), Progress(transient=True) as progress:
-        task = progress.add_task(f"chaos seed {seed}", total=total)
+    with moto_server():
+        return rounds(ChaosMachine, seed, deadline=deadline, examples=examples, steps=steps, shrink=shrink)
+
+
+def rounds(machine: type[BoundedMachine], seed: int, *, deadline: float | None, examples: int | None = None,
+           steps: int = 40, shrink: bool = True) -> Stats:  # fmt: skip
+    """Hypothesis runs of ``ROUND`` examples of ``machine`` (round n seeded ``seed + n``) until
+    ``deadline`` (``time.monotonic()``) or ``examples``; returns ``_Run.stats``.
+
+    The deadline is a hard bound: past it, the example in progress is abandoned between two steps
+    (``OutOfTime``; its figures are not counted) and no round starts. A failure is shrunk only
+    until the deadline (Hypothesis' ``MAX_SHRINKING_SECONDS``, checked after each shrink attempt),
+    then replayed once to print its steps: the overrun is at most about two runs of the failing
+    example (``_Run.failed`` sets it when the failure is seen). The failure is raised with a note
+    naming the seed and the round."""
+    from rich.progress import Progress
+
+    stats = _Run.stats
+    saved = hypothesis.core.global_force_seed, hypothesis_engine.MAX_SHRINKING_SECONDS, _Run.deadline
+    _Run.deadline = deadline
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"chaos seed {seed}", total=examples)
         round_ = 0
         try:
             while True:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if total is not None and stats.examples >= total:
+                if examples is not None and stats.examples >= examples:
                     break
                 setattr(hypothesis.core, "global_force_seed", seed + round_)  # noqa: B010 - typed None upstream
+                _Run.failing = False
                 # Hypothesis' first example of a run is its simplest: rounds of several examples.
-                count = ROUND if total is None else max(1, min(ROUND, total - stats.examples))
-                run_state_machine_as_test(
-                    ChaosMachine,
-                    settings=settings(max_examples=count, stateful_step_count=steps, database=None, deadline=None,
-                                      suppress_health_check=list(HealthCheck), print_blob=False,
-                                      phases=PHASES if shrink else PHASES[:-1]),
-                )  # fmt: skip
+                count = ROUND if examples is None else max(1, min(ROUND, examples - stats.examples))
+                try:
+                    run_state_machine_as_test(
+                        machine,
+                        settings=settings(max_examples=count, stateful_step_count=steps, database=None, deadline=None,
+                                          suppress_health_check=list(HealthCheck), print_blob=False,
+                                          report_multiple_bugs=False, phases=PHASES if shrink else PHASES[:-1]),
+                    )  # fmt: skip
+                except OutOfTime:
+                    break
+                except Exception as exc:
+                    late = " (shrinking stopped at the time bound)" if deadline and time.monotonic() >= deadline else ""
+                    exc.add_note(f"chaos: seed {seed}, round {round_} (Hypothesis seed {seed + round_}): "
+                                 f"the steps above reproduce it{late}")  # fmt: skip
+                    raise
                 round_ += 1
                 progress.update(task, completed=stats.examples,
                                 description=f"chaos seed {seed}: {stats.examples} examples, "
                                 f"{stats.faults_injected} faults, {stats.kills} kills")  # fmt: skip
         finally:
-            setattr(hypothesis.core, "global_force_seed", saved)  # noqa: B010
+            setattr(hypothesis.core, "global_force_seed", saved[0])  # noqa: B010
+            hypothesis_engine.MAX_SHRINKING_SECONDS, _Run.deadline = saved[1], saved[2]
     return stats
