@@ -376,3 +376,21 @@ def test_batch_max_wait_refuses_what_kube_apiserver_would(tmp_path: Path, wait: 
                  "--webhook-host", "10.0.0.1", "--batch-max-wait", wait)  # fmt: skip
     assert result.exit_code == 2 and "not a duration" in result.stderr
     assert not (tmp_path / "k.yaml").exists()
+
+
+def test_run_docker_says_why_docker_could_not_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DockerUnavailable, match="docker is not installed"):
+        docker_network.run_docker(["info"])
+    fake = tmp_path / "docker"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = info ]; then echo "Ubuntu 24.04 LTS"; exit 0; fi\n'
+        'if [ "$3" = kind ]; then echo "Error response from daemon: network kind not found" >&2; exit 1; fi\n'
+        'echo "172.17.0.1 "\n'
+    )
+    fake.chmod(0o755)
+    with pytest.raises(DockerUnavailable, match=r"^Error response from daemon: network kind not found$"):
+        docker_network.run_docker(["network", "inspect", "kind"])
+    host = find_webhook_host(platform="linux")  # the real runner, through the fake docker on PATH
+    assert (host.host, host.listen) == ("172.17.0.1", "172.17.0.1")
