@@ -32,7 +32,12 @@ class OneLineUsageError(click.UsageError):
     takes three lines: usage, hint, error); the exit stays 2."""
 
     def show(self, file: Any = None) -> None:
-        command = self.ctx.command_path if self.ctx is not None else "auditlake"
+        # Named as a user types it (a test runner or ``python -m`` names the root otherwise).
+        names, ctx = [], self.ctx
+        while ctx is not None and ctx.parent is not None:
+            names.append(ctx.info_name or "")
+            ctx = ctx.parent
+        command = " ".join(["auditlake", *reversed(names)])
         err.print(f"[red]error:[/red] {self.format_message()} (see {command} --help)", highlight=False, markup=True)
 
 

@@ -48,7 +48,7 @@ def replay(
     attempts: int,
     initial_backoff: float,
 ) -> None:
-    """Send a JSON Lines audit log to a webhook as kube-apiserver does (EventList batches, retries).
+    """Send a JSON Lines audit log (gzip or not) to a webhook as kube-apiserver does (EventList batches, retries).
 
     \b
     Example:
@@ -56,6 +56,7 @@ def replay(
       auditlake replay audit.log --url http://127.0.0.1:8080/v1/audit --token-file dev.token
     """
     from auditlake.demo.replay import Replayer, ReplayError, batches
+    from auditlake.ingest.inputs import InputError, open_input
 
     skipped = 0
 
@@ -71,12 +72,12 @@ def replay(
         replayer = Replayer(
             url, token_file.read_text().strip(), ca_file=ca_file, attempts=attempts, initial_backoff=initial_backoff
         )
-        with bytes_progress() as progress, file.open("rb") as handle:
+        with bytes_progress() as progress, open_input(file) as handle:  # gzip or not (by its magic bytes)
             task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
             for batch in batches(events(handle), max_events=batch_size):
                 replayer.send(batch)
                 progress.update(task, completed=handle.tell())
-    except ReplayError as exc:
+    except (ReplayError, InputError) as exc:
         fail(str(exc))
     stats = replayer.stats
     print_counts(

@@ -40,6 +40,7 @@ from typing import Any
 import click
 
 from auditlake import __version__
+from auditlake.cli.render import explain, fail
 from auditlake.cli.stack import (
     ATHENA_RESULTS_BUCKET,
     ATHENA_WORKGROUP,
@@ -149,8 +150,9 @@ class Doctor:
 
         try:
             self.description = self.client("cloudformation").describe_stacks(StackName=self.stack)["Stacks"][0]
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
             raise StackUnreadable(f"stack {self.stack}: {_refused(exc)}") from None
+        # A BotoCoreError here (no region, no credentials) is the command's: one line, as every command says it.
         self.outputs = outputs_of(self.description)  # as the other commands read them
         self.parameters = {
             p["ParameterKey"]: p.get("ParameterValue", "") for p in self.description.get("Parameters", [])
@@ -780,8 +782,7 @@ def doctor(stack: str, region: str | None, profile: str | None, webhook_token_fi
             click.echo(check.line())
             counts[check.status] += 1
     except (StackUnreadable, BotoCoreError) as exc:  # no credentials, no region, no such stack or profile
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+        fail(str(exc) if isinstance(exc, StackUnreadable) else explain(exc) or str(exc))
     click.echo(f"{counts[OK]} ok, {counts[WARN]} WARN, {counts[FAIL]} FAIL", err=True)
     if counts[FAIL]:
         raise SystemExit(1)

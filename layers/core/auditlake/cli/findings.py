@@ -66,7 +66,7 @@ def findings(
             for problem in skipped:
                 err.print(f"[yellow]raw finding unreadable, skipped:[/yellow] {problem}", highlight=False)
         else:
-            result = _athena(str(stack), region).run(findings_sql(f"{FINDINGS.name}_live"), where.values())
+            result = stack_athena(str(stack), region).run(findings_sql(f"{FINDINGS.name}_live"), where.values())
             err.print("findings of the last minutes show once the compactor has archived them", highlight=False)
     except QueryError as exc:
         fail(str(exc))
@@ -84,7 +84,8 @@ def _cell(value: Any) -> Any:
     return dumps_str(value) if isinstance(value, dict) else value
 
 
-def _athena(stack: str, region: str | None) -> Any:
+def stack_athena(stack: str, region: str | None) -> Any:
+    """Athena in the stack's workgroup and Glue database (findings, hunt)."""
     import boto3
 
     from auditlake.query.named import AthenaEngine

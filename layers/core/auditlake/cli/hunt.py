@@ -40,6 +40,7 @@ from auditlake.local_lake import LocalLake
 @click.option("--cluster", help="Only this cluster (default: all).")
 @lake_option(create=False, required=False)
 @click.option("--stack", help="Deployed stack (Athena, in its workgroup and database).")
+@click.option("--region", help="AWS region of the stack (default: the SDK's: AWS_REGION or the profile's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--show-sql", is_flag=True, help="Print each rule's SQL (as the engine runs it) on stderr.")
 @click.option("--limit", default=1000, show_default=True, help="Rows shown per rule (the summary counts all).")
@@ -52,6 +53,7 @@ def hunt(
     cluster: str | None,
     lake: Path | None,
     stack: str | None,
+    region: str | None,
     fmt: str,
     show_sql: bool,
     limit: int,
@@ -80,9 +82,9 @@ def hunt(
     if lake is not None:
         engine, dialect, parallel = LocalEngine(LocalLake(lake).archive_dir), "duckdb", 1
     else:
-        from auditlake.cli.query import athena_engine
+        from auditlake.cli.findings import stack_athena
 
-        engine, dialect = athena_engine(None, None, stack), "trino"
+        engine, dialect = stack_athena(str(stack), region), "trino"
     if show_sql:
         for item in hunts:
             if item.query is not None:

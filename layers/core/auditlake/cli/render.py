@@ -32,6 +32,12 @@ from auditlake.timestamps import format_millis
 err = Console(stderr=True, soft_wrap=True)  # diagnostics stay one line each, whatever the path length
 
 
+def stdout_console() -> Console:
+    """The results' console (stdout): wrapped to a terminal's width, but piped or redirected a line
+    is printed whole, so a command in it can be copied (tables still fit the width they are given)."""
+    return Console(soft_wrap=not sys.stdout.isatty())
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """One ``error:`` line on stderr, then exit ``code``; the message is text, never markup."""
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
@@ -167,7 +173,11 @@ def print_counts(title: str, counts: dict[str, int]) -> None:
 
 
 def bytes_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err)
+    """A progress bar on a terminal; none when stderr is piped or redirected (a log keeps its lines)."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        console=err, disable=not err.is_terminal,
+    )  # fmt: skip
 
 
 def print_result(result: Any, fmt: str, console: Console | None = None, title: str | None = None) -> None:
@@ -192,7 +202,7 @@ def print_result(result: Any, fmt: str, console: Console | None = None, title: s
         writer.writerow(result.columns)
         writer.writerows([text(v) for v in row] for row in result.rows)
     else:
-        out = console or Console()
+        out = console or stdout_console()
         if out.width // max(len(result.columns), 1) >= 14:
             table = Table(title=title, title_justify="left")
             for column in result.columns:
@@ -211,7 +221,7 @@ def print_result(result: Any, fmt: str, console: Console | None = None, title: s
 
 
 def print_summary(s: LakeSummary, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or stdout_console()
     table = Table(title=f"{s.records} audit records in {s.raw_objects} raw objects", show_header=False)
     table.add_row("clusters", _top(s.clusters))
     table.add_row("by level", _top(s.levels))

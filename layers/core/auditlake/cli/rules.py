@@ -196,19 +196,17 @@ def _raw_bucket(stack: str, region: str | None) -> tuple[str, Any]:
 
 def _aws_problem(exc: Exception, stack: str) -> str:
     """One line for what stopped the push; never the request's body or a credential."""
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import ClientError
 
-    if isinstance(exc, NoRegionError):
-        return "no AWS region: pass --region or set AWS_REGION"
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found (environment, profile or instance role)"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", "?"), error.get("Message", "")
-        if exc.operation_name == "DescribeStacks" and "does not exist" in message:
-            return f"no stack {stack} in this account and region"
-        return f"{exc.operation_name} refused: {code}" + (f" ({message})" if message else "")
-    return " ".join(str(exc).split())
+    from auditlake.cli.render import explain
+
+    if not isinstance(exc, ClientError):  # no region, no credentials ...: as every command says them
+        return explain(exc) or " ".join(str(exc).split())
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", "?"), error.get("Message", "")
+    if exc.operation_name == "DescribeStacks" and "does not exist" in message:
+        return f"no stack {stack} in this account and region"
+    return f"{exc.operation_name} refused: {code}" + (f" ({message})" if message else "")
 
 
 def _when() -> str:

@@ -131,10 +131,9 @@ class Replayer:
         """A failed connection as a few words, and whether retrying is pointless."""
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if isinstance(reason, ssl.SSLCertVerificationError):
-            return (
-                f"its certificate does not verify: {reason.verify_message} (pass --ca-file with the CA that signed it)",
-                True,
-            )
+            # OpenSSL's code too: what a search for the failure finds.
+            verdict = f"{reason.reason or 'CERTIFICATE_VERIFY_FAILED'}: {reason.verify_message}"
+            return f"its certificate does not verify ({verdict}; pass --ca-file with the CA that signed it)", True
         if isinstance(reason, ssl.SSLError):
             return f"TLS handshake failed: {reason.reason or reason} (an https:// URL for a plain http server?)", True
         if isinstance(reason, ConnectionRefusedError):

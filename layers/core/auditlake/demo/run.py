@@ -41,7 +41,7 @@ def _run(console: Console, args: list[str], *, quiet: bool = False) -> None:
 
 
 def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
-    console = Console()
+    console = Console(soft_wrap=not sys.stdout.isatty())  # piped: a command it prints stays one line
     local = LocalLake(lake)
     if lake.exists():
         if not local.demo_marker_file.exists() and any(lake.iterdir()):

@@ -1,0 +1,334 @@
+"""Every failure issue 17 names ends in ONE line, ``error: <what> (<the fix>)``, a non-zero exit and no
+traceback: AWS without a region or credentials, read commands on a path that is not a lake, a lake
+that cannot be made or written, ``replay`` without a scheme / with nothing listening / answered 404,
+``serve`` on a port in use, out of range, or with a bad TLS file; an unknown failure still one line
+(AUDITLAKE_DEBUG=1 shows the traceback). Integration: replay and serve use real sockets, and the
+permission case runs ``auditlake`` as an unprivileged user when the tests run as root.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from click.testing import CliRunner, Result
+
+from auditlake.cli import main
+from auditlake.local_lake import LocalLake
+
+AUDIT_LOG = Path(__file__).parents[1] / "fixtures" / "hunt" / "audit.jsonl"  # 13 audit events
+NO_LAKE_FIX = "(create one with auditlake ingest, serve or demo, or check the path)"
+NO_REGION = "error: no AWS region (pass --region or set AWS_REGION)"
+NO_CREDENTIALS = (
+    "error: no AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; "
+    "or run aws configure / aws sso login)"
+)
+# Nothing of the machine's AWS setup reaches the SDK: no region, no keys, no profile, no instance role.
+NO_AWS: dict[str, str | None] = {
+    name: None
+    for name in (
+        "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL",
+        "AUDITLAKE_LAKE", "AUDITLAKE_DEBUG",
+    )
+} | {"AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+     "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+
+
+def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    return CliRunner(mix_stderr=False).invoke(main, list(args), env={"AUDITLAKE_DEBUG": None, **(env or {})})
+
+
+def one_line_error(result: Result) -> str:
+    """The failure's single stderr line; asserts the exit, the one line and that no traceback shows."""
+    assert result.exit_code not in (0, None), result.output
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------ AWS without a region or credentials
+
+AWS_COMMANDS = [
+    ["verify", "--stack", "s"],
+    ["findings", "--stack", "s"],
+    ["hunt", "--stack", "s"],
+    ["rules", "push", "--remove", "--stack", "s"],
+    ["doctor", "--stack", "s"],
+]
+
+
+@pytest.mark.parametrize("command", AWS_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_an_aws_command_without_a_region_says_how_to_give_one(command: list[str]) -> None:
+    assert one_line_error(run(*command, env=NO_AWS)) == NO_REGION
+
+
+@pytest.mark.parametrize("command", AWS_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_an_aws_command_without_credentials_says_where_they_come_from(command: list[str]) -> None:
+    assert one_line_error(run(*command, "--region", "eu-west-1", env=NO_AWS)) == NO_CREDENTIALS
+
+
+# ------------------------------------------------------------------ lakes: read commands never make one
+
+READ_COMMANDS = [["compact"], ["digest"], ["verify"], ["findings"], ["hunt"]]
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=lambda c: c[0])
+def test_a_read_command_on_a_typo_says_no_lake_and_creates_nothing(command: list[str], tmp_path: Path) -> None:
+    typo = tmp_path / "lkae"
+    assert one_line_error(run(*command, "--lake", str(typo))) == f"error: no lake at {typo} {NO_LAKE_FIX}"
+    assert not typo.exists()
+    empty = tmp_path / "empty"  # an existing directory that is not a lake is no lake either
+    empty.mkdir()
+    assert one_line_error(run(*command, "--lake", str(empty))) == f"error: no lake at {empty} {NO_LAKE_FIX}"
+    assert list(empty.iterdir()) == []  # digest made no signing key there
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    lake = tmp_path / "lake"
+    assert run("ingest", str(AUDIT_LOG), "--cluster", "c1", "--lake", str(lake)).exit_code == 0
+    return lake
+
+
+def test_ingest_marks_the_lake_it_makes_and_reads_accept_it(lake: Path) -> None:
+    assert LocalLake(lake).marker_file.is_file()
+    compacted = run("compact", "--lake", str(lake))
+    assert compacted.exit_code == 0 and "rows archived " in compacted.stderr
+    again = run("compact", "--lake", str(lake))
+    assert again.exit_code == 0 and again.stderr.startswith("nothing new: all ")
+
+
+def test_a_lake_made_before_the_marker_is_recognised_by_its_layout(lake: Path) -> None:
+    LocalLake(lake).marker_file.unlink()  # as an earlier version left it: raw/, state/, alerts/
+    assert run("compact", "--lake", str(lake)).exit_code == 0
+
+
+def test_auditlake_lake_is_every_lake_options_default(lake: Path, tmp_path: Path) -> None:
+    assert "AUDITLAKE_LAKE" in run("compact", "--help").stdout
+    assert run("compact", env={"AUDITLAKE_LAKE": str(lake)}).exit_code == 0
+    typo = tmp_path / "nope"
+    assert (
+        one_line_error(run("compact", env={"AUDITLAKE_LAKE": str(typo)})) == f"error: no lake at {typo} {NO_LAKE_FIX}"
+    )
+    # With --stack, a lake that only comes from the environment is not "both --lake and --stack".
+    stacked = run("verify", "--stack", "s", env={**NO_AWS, "AUDITLAKE_LAKE": str(lake)})
+    assert one_line_error(stacked) == NO_REGION
+    both = run("verify", "--stack", "s", "--lake", str(lake), env=NO_AWS)
+    assert one_line_error(both) == "error: give exactly one of --lake, --stack (see auditlake verify --help)"
+
+
+# ------------------------------------------------------------------ a lake that cannot be made or written
+
+
+def test_ingest_into_a_path_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    target = tmp_path / "file" / "lake"
+    result = run("ingest", str(AUDIT_LOG), "--cluster", "c1", "--lake", str(target))
+    assert one_line_error(result) == (
+        f"error: cannot make or write the lake at {target}: not a directory "
+        "(pick a directory you can write, or fix its permissions)"
+    )
+
+
+@pytest.fixture
+def unwritable() -> Iterator[Path]:
+    """A directory others can enter but nobody but root can write (the test then runs as nobody)."""
+    base = Path(tempfile.mkdtemp(prefix="auditlake-ro-"))
+    base.chmod(0o755)
+    shutil.copy(AUDIT_LOG, base / "audit.jsonl")
+    (base / "audit.jsonl").chmod(0o644)
+    (base / "ro").mkdir()
+    LocalLake(base / "ro" / "lake").create()
+    (base / "ro" / "lake").chmod(0o555)
+    (base / "ro").chmod(0o555)
+    yield base
+    (base / "ro").chmod(0o755)
+    (base / "ro" / "lake").chmod(0o755)
+    shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("name", ["new", "lake"], ids=["a new lake", "an existing lake"])
+def test_ingest_where_it_may_not_write_is_one_line(unwritable: Path, name: str) -> None:
+    target = unwritable / "ro" / name
+    # Root writes anywhere: run as nobody then (setpriv, util-linux: drops every capability).
+    unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    done = subprocess.run(
+        [*unprivileged, sys.executable, "-m", "auditlake", "ingest", str(unwritable / "audit.jsonl"),
+         "--cluster", "c1", "--lake", str(target)],
+        capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "AUDITLAKE_DEBUG": ""},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: cannot make or write the lake at {target}: permission denied "
+        "(pick a directory you can write, or fix its permissions)"
+    ]
+
+
+# ------------------------------------------------------------------ replay
+
+
+@pytest.fixture
+def token(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text("s3cr3t-token\n")
+    return path
+
+
+def test_replay_url_without_a_scheme(token: Path) -> None:
+    result = run("replay", str(AUDIT_LOG), "--url", "127.0.0.1:8098", "--token-file", str(token))
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        "error: Invalid value for '--url': 127.0.0.1:8098 is not an http(s) URL "
+        "(give the scheme, e.g. http://127.0.0.1:8098) (see auditlake replay --help)"
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_replay_to_nothing_listening_names_the_cause(token: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/v1/audit"
+    result = run("replay", str(AUDIT_LOG), "--url", url, "--token-file", str(token), "--initial-backoff", "0.01")
+    assert one_line_error(result) == (
+        f"error: cannot connect to {url}: connection refused after 5 attempts (is auditlake serve running there?)"
+    )
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the server's ``status`` and records what it got."""
+
+    def do_POST(self) -> None:  # http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        server: Any = self.server
+        server.posts.append(json.loads(body))
+        status = server.status
+        reply = json.dumps(
+            {"accepted": len(server.posts[-1]["items"])} if status == 200 else {"message": "no such path"}
+        )
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(reply.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[Any]:
+    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.posts, server.status = [], 200
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_replay_answered_404_says_so_once_without_retrying(webhook: Any, token: Path) -> None:
+    webhook.status = 404
+    url = f"http://127.0.0.1:{webhook.server_address[1]}/wrong"
+    result = run("replay", str(AUDIT_LOG), "--url", url, "--token-file", str(token), "--initial-backoff", "0.01")
+    assert one_line_error(result) == (
+        f"error: {url} answered 404 Not Found: no such path "
+        "(check the path in --url: auditlake serve takes POST /v1/audit)"
+    )
+    assert len(webhook.posts) == 1  # not retried
+
+
+def test_replay_reads_a_gzip_audit_log(webhook: Any, token: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "audit.log.gz"  # as kube-apiserver --audit-log-compress writes them
+    packed.write_bytes(gzip.compress(AUDIT_LOG.read_bytes()))
+    url = f"http://127.0.0.1:{webhook.server_address[1]}/v1/audit"
+    result = run("replay", str(packed), "--url", url, "--token-file", str(token))
+    assert result.exit_code == 0, result.stderr
+    assert sum(len(post["items"]) for post in webhook.posts) == 13 and "events 13" in result.stderr
+
+
+# ------------------------------------------------------------------ serve
+
+
+def serve(lake: Path, token: Path, *args: str) -> Result:
+    return run("serve", "--lake", str(lake), "--cluster", "c1", "--token-file", str(token), *args)
+
+
+def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path, token: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(serve(tmp_path / "lake", token, "--port", str(port)))
+    assert f"{port}" in line and "--port" in line and "in use" in line.lower()
+
+
+def test_serve_on_a_port_out_of_range_is_one_line(tmp_path: Path, token: Path) -> None:
+    line = one_line_error(serve(tmp_path / "lake", token, "--port", "99999"))
+    assert "99999" in line and "--port" in line
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    ca = trustme.CA()
+    cert, other = ca.issue_cert("127.0.0.1"), ca.issue_cert("127.0.0.1")
+    files = {name: tmp_path / f"{name}.pem" for name in ("cert", "key", "other_key", "garbage")}
+    cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    other.private_key_pem.write_to_path(str(files["other_key"]))
+    files["garbage"].write_text("not a certificate\n")
+    return files
+
+
+@pytest.mark.parametrize(("cert", "key"), [("garbage", "key"), ("cert", "garbage"), ("cert", "other_key")])
+def test_serve_with_a_bad_tls_cert_or_key_is_one_line(
+    tmp_path: Path, token: Path, tls_files: dict[str, Path], cert: str, key: str
+) -> None:
+    result = serve(tmp_path / "lake", token, "--port", "0", "--tls-cert", str(tls_files[cert]),
+                   "--tls-key", str(tls_files[key]))  # fmt: skip
+    assert "--tls-" in one_line_error(result)
+
+
+# ------------------------------------------------------------------ usage errors, unknown failures, --debug
+
+
+def test_a_usage_error_is_one_line_naming_help(lake: Path) -> None:
+    result = run("hunt", "--lake", str(lake), "--since", "tomorrow-ish")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        "error: Invalid value for --since: not an ISO 8601 time or a duration like 90d: 'tomorrow-ish' "
+        "(see auditlake hunt --help)"
+    )
+
+
+def test_an_unknown_failure_is_one_line_and_debug_shows_the_traceback(
+    lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("disk\nexploded")
+
+    monkeypatch.setattr("auditlake.archive.hourly.compact_pending", broken)
+    assert one_line_error(run("compact", "--lake", str(lake))) == (
+        "error: RuntimeError: disk exploded (run with AUDITLAKE_DEBUG=1 for the traceback, and please report it)"
+    )
+    for debug in (run("--debug", "compact", "--lake", str(lake)), run("compact", "--lake", str(lake),
+                                                                      env={"AUDITLAKE_DEBUG": "1"})):  # fmt: skip
+        assert isinstance(debug.exception, RuntimeError)  # let through: click's runner holds its traceback
