@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from auditlake.audit.pipeline import AuditPipeline, PipelineConfig
 from auditlake.events.files import ingest_events
@@ -123,3 +124,20 @@ def test_events_that_fail_are_counted_once(tmp_path: Path) -> None:
     mixed.write_bytes(good.read_bytes() + b'{"kind": "Event", "apiVersion": "v1"}\n')
     stats = ingest_events(mixed, Landing(store, "events"), "kind-kind", clock=lambda: AT)
     assert (stats.events, stats.accepted, stats.quarantined) == (18, 17, 1)
+
+
+def test_yaml_of_several_documents_and_gzip_events(tmp_path: Path) -> None:
+    """``kubectl get events -w -o yaml`` writes one document per Event, separated by ---."""
+    listed = yaml_document(EVENTS_YAML.read_bytes())["items"]
+
+    watched = tmp_path / "watch.yaml"
+    watched.write_text("".join("---\n" + yaml.safe_dump(item) for item in listed))
+    assert [item["metadata"]["uid"] for item in yaml_document(watched.read_bytes())["items"]] == [
+        item["metadata"]["uid"] for item in listed
+    ]
+    assert sniff_kind(watched) == EVENTS
+    packed = tmp_path / "events"
+    packed.write_bytes(gzip.compress(watched.read_bytes()))
+    store = LocalStore(tmp_path / "lake")
+    stats = ingest_events(packed, Landing(store, "events"), "kind-kind", clock=lambda: AT)
+    assert (stats.events, stats.accepted, stats.quarantined) == (4, 4, 0) and len(lines_of(store, "events")) == 4

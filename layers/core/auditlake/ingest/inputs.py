@@ -110,14 +110,23 @@ def looks_like_yaml(data: bytes) -> bool:
 
 
 def yaml_document(data: bytes) -> Any:
-    """One YAML document as JSON values; InputError when it is not YAML (the reason, without the text)."""
+    """A YAML file as JSON values: its one document, or, for several (``kubectl get events -w -o yaml``
+    separates them by ``---``), a ``List`` of them (a List among them adds its items). InputError when
+    it is not YAML (the reason and where, without the text)."""
     try:
-        return yaml.load(data, Loader=_JsonLikeLoader)  # noqa: S506 (a SafeLoader subclass)
+        documents = [d for d in yaml.load_all(data, Loader=_JsonLikeLoader) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "unreadable"
         raise InputError(f"not JSON, JSON Lines or YAML{where}: {problem}") from None
+    if len(documents) == 1:
+        return documents[0]
+    items: list[Any] = []
+    for document in documents:
+        listed = document.get("items") if isinstance(document, dict) else None
+        items += listed if isinstance(listed, list) else [document]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
 def kind_of_record(value: Any) -> str | None:
