@@ -223,3 +223,21 @@ def test_summary_tells_what_the_lake_holds(lake: str) -> None:
     }  # fmt: skip
     table = run("summary", "--lake", lake)
     assert "What the lake holds" in table.stdout and "2019-03-10 10:00" in table.stdout
+
+
+def test_summary_counts_quarantined_items_until_retried(tmp_path: Path) -> None:
+    from auditlake.ingest.quarantine import marker_key
+
+    local = LocalLake(tmp_path / "lake")
+    broken = tmp_path / "audit.jsonl"
+    broken.write_bytes((FIXTURES / "audit.jsonl").read_bytes() + b'{"kind": "Event", "cut here\n')
+    FileIngest(AuditPipeline(PipelineConfig()), local.landing(), "fx").jsonl(broken)
+    held = json.loads(run("summary", "--lake", str(local.root), "--json").stdout)
+    assert (held["audit"]["quarantined_items"], held["audit"]["quarantined_retried"]) == (1, 0)
+    assert held["audit"]["raw_rows_pending"] == 15 and held["audit"]["clusters"]["fx"]["raw"] == 15
+    table = run("summary", "--lake", str(local.root)).stdout
+    assert f"see them: auditlake quarantine list --lake {local.root}" in " ".join(table.split())
+    (manifest,) = [key for key in local.store().list("quarantine/audit/") if key.endswith(".json")]
+    local.store().put(marker_key(manifest), b"")  # what `auditlake quarantine retry` leaves once it landed them
+    held = json.loads(run("summary", "--lake", str(local.root), "--json").stdout)
+    assert (held["audit"]["quarantined_items"], held["audit"]["quarantined_retried"]) == (1 - 1, 1)

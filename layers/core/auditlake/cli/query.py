@@ -229,10 +229,10 @@ def summary(lake: Path, as_json: bool) -> None:
     if as_json:
         click.echo(dumps_str(held.as_dict()))
     else:
-        print_contents(held)
+        print_contents(held, lake)
 
 
-def print_contents(held: LakeContents, console: Console | None = None) -> None:
+def print_contents(held: LakeContents, lake: Path, console: Console | None = None) -> None:
     """``summary`` as two tables that fit 80 columns: the counts with one column per data class, then
     one row per data class and cluster with its time range."""
     out = console or Console()
@@ -250,6 +250,7 @@ def print_contents(held: LakeContents, console: Console | None = None) -> None:
         ("  sealed (in a digest)", lambda k: k.sealed_files),
         ("  not sealed yet", lambda k: k.unsealed_files),
         ("quarantined items", lambda k: k.quarantined_items),
+        ("  retried since", lambda k: k.quarantined_retried),
     ]
     for label, value in lines:
         counts.add_row(label, *(f"{value(kind):,}" for kind in kinds))
@@ -265,15 +266,21 @@ def print_contents(held: LakeContents, console: Console | None = None) -> None:
     if clusters.row_count:
         out.print(clusters)
     else:
-        out.print("no rows in the lake yet (auditlake ingest, serve or poll bring them in)")
+        out.print("no rows in the lake yet (auditlake ingest, serve or poll bring them in)", soft_wrap=True)
     alerts = ", ".join(f"{level} {count}" for level, count in held.alerts.most_common()) or "none"
-    out.print(f"alerts sent: {sum(held.alerts.values())} ({alerts})", highlight=False)
+    out.print(f"alerts sent: {sum(held.alerts.values())} ({alerts})", highlight=False, soft_wrap=True)
     out.print(f"digests: {held.digests} (auditlake digest seals new files; auditlake verify proves them intact)",
-              highlight=False)  # fmt: skip
+              highlight=False, soft_wrap=True)  # fmt: skip
     if any(kind.raw_pending for kind in kinds):
-        out.print("not compacted yet: queries see only their newest hours until auditlake compact", highlight=False)
+        out.print(
+            "not compacted yet: queries see only their newest hours until auditlake compact",
+            highlight=False,
+            soft_wrap=True,
+        )
     for reason, count in held.quarantine_reasons.most_common(5):
-        out.print(f"quarantined: {count} x {reason}", highlight=False)
+        out.print(f"quarantined: {count} x {reason}", highlight=False, soft_wrap=True)
+    if held.quarantine_reasons:
+        out.print(f"see them: auditlake quarantine list --lake {lake}", highlight=False, soft_wrap=True)
 
 
 def _minute_of(moment: str | None) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,8 +83,8 @@ def summarise(store: Store, kind: str = "audit", *, archive: Store | None = None
             out.stages[record["stage"]] += 1
             out.redacted += bool(record["redactions"])
             out.forbidden += record.get("response_code") == 403
-    for key in store.list(quarantine_prefix(kind)):
-        if not key.endswith(MANIFEST_SUFFIX):
+    for key, retried in _manifests(store, kind):
+        if retried:
             continue
         manifest = loads(store.get(key))
         out.quarantined_batches += 1
@@ -135,8 +135,9 @@ class KindContents:
     archived_files: int = 0
     archived_rows: int = 0
     sealed_files: int = 0  # archive files a digest names
-    quarantined_items: int = 0
+    quarantined_items: int = 0  # waiting: not retried
     quarantined_batches: int = 0
+    quarantined_retried: int = 0  # items re-ingested by ``auditlake quarantine retry``
     clusters: dict[str, ClusterSpan] = field(default_factory=dict)
 
     @property
@@ -157,6 +158,7 @@ class KindContents:
             "archived_files": self.archived_files, "archived_rows": self.archived_rows,
             "sealed_files": self.sealed_files, "unsealed_files": self.unsealed_files,
             "quarantined_items": self.quarantined_items, "quarantined_batches": self.quarantined_batches,
+            "quarantined_retried": self.quarantined_retried,
             "clusters": {name: vars(span) for name, span in sorted(self.clusters.items())},
         }  # fmt: skip
 
@@ -195,12 +197,13 @@ def contents(store: Store, archive: Store, compacted: CompactedKeys, alerts: Pat
         held = out.kinds[kind.name]
         _archived(kind, archive, held, sealed.keys)
         _raw(kind, store, held, compacted)
-        for key in store.list(quarantine_prefix(kind.name)):
-            if not key.endswith(MANIFEST_SUFFIX):
-                continue
+        for key, retried in _manifests(store, kind.name):
             manifest = loads(store.get(key))
-            held.quarantined_batches += 1
             items = manifest.get("items") or [manifest]  # no items: the whole payload was refused
+            if retried:  # re-ingested by ``auditlake quarantine retry``: landed since, not waiting
+                held.quarantined_retried += len(items)
+                continue
+            held.quarantined_batches += 1
             held.quarantined_items += len(items)
             out.quarantine_reasons.update(_short(str(item.get("reason", "?"))) for item in items)
     if alerts is not None and alerts.is_dir():
@@ -212,6 +215,20 @@ def contents(store: Store, archive: Store, compacted: CompactedKeys, alerts: Pat
                     except ValueError:  # a line cut by a crash is still an alert that was sent
                         out.alerts["unreadable"] += 1
     return out
+
+
+# Beside a quarantine manifest once ``auditlake quarantine retry`` landed its records (ingest/quarantine.py's
+# RETRIED_SUFFIX; ingest sits above query, so the name is repeated here).
+RETRIED_SUFFIX = ".retried"
+
+
+def _manifests(store: Store, kind: str) -> Iterator[tuple[str, bool]]:
+    """One kind's quarantine manifests, each with whether it was retried."""
+    keys = list(store.list(quarantine_prefix(kind)))
+    retried = {key.removesuffix(RETRIED_SUFFIX) + MANIFEST_SUFFIX for key in keys if key.endswith(RETRIED_SUFFIX)}
+    for key in keys:
+        if key.endswith(MANIFEST_SUFFIX):
+            yield key, key in retried
 
 
 @dataclass
