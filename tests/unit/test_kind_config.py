@@ -220,25 +220,29 @@ class FakeDocker:
 def test_webhook_host_is_the_kind_gateway_then_the_bridge_then_the_docker_desktop_name() -> None:
     linux = FakeDocker("Ubuntu 24.04.1 LTS", {"kind": "fc00:f853:ccd:e793::1 172.18.0.1 \n",
                                              "bridge": "172.17.0.1 \n"})  # fmt: skip
-    assert find_webhook_host(linux, "linux") == WebhookHost("172.18.0.1", "172.18.0.1",
+    assert find_webhook_host(linux, "linux", {}) == WebhookHost("172.18.0.1", "172.18.0.1",
                                                             "the gateway of the docker network 'kind'")  # fmt: skip
     assert linux.calls[1] == ["network", "inspect", "kind", "--format", docker_network.GATEWAYS]
     first_cluster = FakeDocker("Debian GNU/Linux 13 (trixie)", {"bridge": "172.17.0.1 \n"})
-    host = find_webhook_host(first_cluster, "linux")
+    host = find_webhook_host(first_cluster, "linux", {})
     assert (host.host, host.listen) == ("172.17.0.1", "172.17.0.1") and "no docker network 'kind'" in host.why
     ipv6_only = FakeDocker("Fedora", {"kind": "fc00::1 \n", "bridge": "172.17.0.1 \n"})
-    assert find_webhook_host(ipv6_only, "linux").host == "172.17.0.1"
-    for desktop in (find_webhook_host(FakeDocker("Docker Desktop", {}), "linux"),
-                    find_webhook_host(FakeDocker("OrbStack", {}), "darwin")):  # fmt: skip
+    assert find_webhook_host(ipv6_only, "linux", {}).host == "172.17.0.1"
+    # kind's own variable for another network: that network's gateway, as kind puts the nodes there.
+    custom = FakeDocker("Ubuntu", {"kind": "172.18.0.1", "lab-net": "10.89.0.1", "bridge": "172.17.0.1"})
+    host = find_webhook_host(custom, "linux", {"KIND_EXPERIMENTAL_DOCKER_NETWORK": "lab-net"})
+    assert host.host == "10.89.0.1" and "'lab-net'" in host.why
+    for desktop in (find_webhook_host(FakeDocker("Docker Desktop", {}), "linux", {}),
+                    find_webhook_host(FakeDocker("OrbStack", {}), "darwin", {})):  # fmt: skip
         assert (desktop.host, desktop.listen) == ("host.docker.internal", "0.0.0.0")
     with pytest.raises(DockerUnavailable):
-        find_webhook_host(FakeDocker("Ubuntu", {}), "linux")
+        find_webhook_host(FakeDocker("Ubuntu", {}), "linux", {})
 
     def no_daemon(_args: list[str]) -> str:
         raise DockerUnavailable("Cannot connect to the Docker daemon at unix:///var/run/docker.sock")
 
     with pytest.raises(DockerUnavailable, match="Cannot connect"):
-        find_webhook_host(no_daemon, "linux")
+        find_webhook_host(no_daemon, "linux", {})
     assert listen_address("192.168.1.20") == "192.168.1.20" and listen_address("fd00::2") == "fd00::2"
     assert listen_address("auditlake.lan") == "0.0.0.0"
 
@@ -392,5 +396,16 @@ def test_run_docker_says_why_docker_could_not_answer(tmp_path: Path, monkeypatch
     fake.chmod(0o755)
     with pytest.raises(DockerUnavailable, match=r"^Error response from daemon: network kind not found$"):
         docker_network.run_docker(["network", "inspect", "kind"])
-    host = find_webhook_host(platform="linux")  # the real runner, through the fake docker on PATH
+    host = find_webhook_host(platform="linux", environ={})  # the real runner, through the fake docker on PATH
     assert (host.host, host.listen) == ("172.17.0.1", "172.17.0.1")
+
+
+def test_an_ipv6_webhook_host_is_bracketed_in_the_url_and_named_in_the_certificate(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    result = run("cluster", "add", "v6", "--lake", str(lake), "--kind-config", str(tmp_path / "k.yaml"),
+                 "--webhook-host", "fd00:10::1")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    base = lake / "clusters" / "v6"
+    kubeconfig = yaml.safe_load((base / "webhook.kubeconfig").read_text())
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://[fd00:10::1]:8443/v1/audit"
+    assert covers((base / "serve.crt").read_bytes(), "fd00:10::1") and "--host fd00:10::1" in result.stdout

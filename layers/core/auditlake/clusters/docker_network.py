@@ -11,7 +11,8 @@ The order, and why:
    Linux: containers run in a VM, so the docker networks' gateways are the VM's, not this machine's.
    The VM forwards the name ``host.docker.internal`` to this machine (OrbStack and colima name it
    too); ``serve`` then listens on 0.0.0.0.
-2. Native Linux with a ``kind`` network (kind made it for an earlier cluster, and reuses it): its
+2. Native Linux with a ``kind`` network (kind made it for an earlier cluster, and reuses it; or the
+   network ``KIND_EXPERIMENTAL_DOCKER_NETWORK`` names, as kind reads that variable): its
    IPv4 gateway is this machine's address on that bridge. ``serve`` listens on it alone, so only
    containers (and this machine) can connect, not the rest of the network.
 3. Native Linux, no ``kind`` network yet: the default ``bridge`` network's gateway (docker0, usually
@@ -25,13 +26,14 @@ all three: allow the port from the docker subnets.
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 DOCKER_DESKTOP_HOST = "host.docker.internal"
-KIND_NETWORK = "kind"  # kind's default network name (KIND_EXPERIMENTAL_DOCKER_NETWORK changes it)
+KIND_NETWORK = "kind"  # kind's network; KIND_EXPERIMENTAL_DOCKER_NETWORK names another, as kind reads it
 GATEWAYS = "{{range .IPAM.Config}}{{.Gateway}} {{end}}"
 
 
@@ -79,25 +81,28 @@ def ipv4_gateway(run: Run, network: str) -> str | None:
     return None
 
 
-def find_webhook_host(run: Run = run_docker, platform: str = sys.platform) -> WebhookHost:
+def find_webhook_host(
+    run: Run = run_docker, platform: str = sys.platform, environ: Mapping[str, str] = os.environ
+) -> WebhookHost:
     """Where a kind node reaches this machine (see the module docstring); DockerUnavailable when the
     daemon cannot be asked."""
+    network = environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or KIND_NETWORK
     system = run(["info", "--format", "{{.OperatingSystem}}"]).strip()
     if platform != "linux" or "Docker Desktop" in system:
         return WebhookHost(DOCKER_DESKTOP_HOST, "0.0.0.0",  # noqa: S104 - the VM connects from outside the loopback
                            f"Docker runs in a VM ({system or platform}): its containers reach this machine "
                            f"as {DOCKER_DESKTOP_HOST}")  # fmt: skip
-    gateway = ipv4_gateway(run, KIND_NETWORK)
+    gateway = ipv4_gateway(run, network)
     if gateway is not None:
-        return WebhookHost(gateway, gateway, f"the gateway of the docker network {KIND_NETWORK!r}")
+        return WebhookHost(gateway, gateway, f"the gateway of the docker network {network!r}")
     gateway = ipv4_gateway(run, "bridge")
     if gateway is not None:
         return WebhookHost(
             gateway, gateway,
-            f"no docker network {KIND_NETWORK!r} yet: the default bridge's gateway, an address of this machine "
+            f"no docker network {network!r} yet: the default bridge's gateway, an address of this machine "
             "that kind's nodes reach too",
         )  # fmt: skip
-    raise DockerUnavailable(f"neither the {KIND_NETWORK!r} nor the 'bridge' docker network has an IPv4 gateway")
+    raise DockerUnavailable(f"neither the {network!r} nor the 'bridge' docker network has an IPv4 gateway")
 
 
 def listen_address(host: str) -> str:
