@@ -202,3 +202,14 @@ def test_a_retry_repeated_after_a_lost_mark_archives_each_record_once(tmp_path: 
     assert compacted.exit_code == 0  # it read both again and archived nothing new:
     assert f"rows read {audit_count + events_count}, rows archived 0" in compacted.stderr
     assert (archived("audit"), archived("events")) == (audit_count, events_count)
+
+
+def test_what_cannot_be_retried_says_why(tmp_path: Path) -> None:
+    from auditlake.landing import UNROUTED
+
+    store = LocalStore(tmp_path)
+    Landing(store).quarantine(UNROUTED, AT, "b-unrouted", source="cloudwatch", reason="not an EKS cluster's log group",
+                              payload=eventlist_body(forbidden_events(2)))  # fmt: skip
+    result = q("retry", "--all", "--lake", str(tmp_path))
+    assert "not retryable: no cluster to land it in (_unrouted): ingest it with --cluster" in result.stderr
+    assert result.exit_code == 1 and not list(store.list("raw/audit/"))

@@ -31,7 +31,7 @@ from typing import Any
 from auditlake.audit.parse import EnvelopeError, eventlist_raw_items
 from auditlake.ingest.intake import Batch, IngestStats, land
 from auditlake.jsonio import JSONError, dumps, encode, loads
-from auditlake.landing import MANIFEST_SUFFIX, ItemFailure, Landing, batch_id, quarantine_prefix
+from auditlake.landing import MANIFEST_SUFFIX, ItemFailure, Landing, batch_id, quarantine_prefix, valid_cluster_name
 from auditlake.stores import AlreadyExists, Store
 from auditlake.timestamps import format_utc
 
@@ -211,8 +211,10 @@ def retry(
         return Outcome(entry, "already retried", f"at {entry.retried.get('retried_at', '?')}")
     if entry.by_compactor:
         return Outcome(entry, "not retryable", "quarantined by the compactor: run auditlake compact after the fix")
-    if entry.kind not in reingest or entry.cluster == "?":
+    if entry.kind not in reingest:
         return Outcome(entry, "not retryable", f"no re-ingest for kind {entry.kind}")
+    if not valid_cluster_name(entry.cluster):  # _unrouted: a log group that is not an EKS cluster's
+        return Outcome(entry, "not retryable", f"no cluster to land it in ({entry.cluster}): ingest it with --cluster")
     records = records_of(store, entry)
     if not records:
         return Outcome(entry, "not retryable", "it holds no records (only its reason)")
