@@ -67,7 +67,7 @@ def _state(entry: Entry) -> str:
 
 
 @click.group(
-    epilog="""\\b
+    epilog="""\b
 Examples:
   auditlake quarantine list --lake ./lake
   auditlake quarantine show 3f2a9c01be47 --lake ./lake
