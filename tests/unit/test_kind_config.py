@@ -245,6 +245,10 @@ def test_webhook_host_is_the_kind_gateway_then_the_bridge_then_the_docker_deskto
         find_webhook_host(no_daemon, "linux", {})
     assert listen_address("192.168.1.20") == "192.168.1.20" and listen_address("fd00::2") == "fd00::2"
     assert listen_address("auditlake.lan") == "0.0.0.0"
+    for host in ("172.18.0.1", "fd00:10::1", "host.docker.internal", "build-01"):
+        assert docker_network.valid_host(host), host
+    for host in ("", "https://h", "h:8443", "h/v1", "-h", "a b", "[fd00::1]", "a..b"):
+        assert not docker_network.valid_host(host), host
 
 
 # ----------------------------------------------------------------------------- the command
@@ -341,6 +345,9 @@ def test_cluster_add_asks_docker_for_the_kind_host(tmp_path: Path, monkeypatch: 
         (("--kind-config", "k.yaml", "--lake", "l", "--url", "https://x/v1/audit"), "--url/--kubeconfig-out do not go"),
         (("--lake", "l", "--webhook-host", "10.0.0.1"), "go with --kind-config or --kubeadm-patch"),
         (("--kind-config", "k.yaml", "--lake", "l", "--webhook-port", "0"), "--webhook-port"),
+        (("--kind-config", "k.yaml", "--lake", "l", "--webhook-host", "https://10.0.0.1"), "not an IP address"),
+        (("--kind-config", "k.yaml", "--lake", "l", "--webhook-host", "10.0.0.1:8443"), "not an IP address"),
+        (("--kind-config", "k.yaml", "--lake", "l", "--webhook-host", "[fd00::1]"), "not an IP address"),
     ],
 )
 def test_cluster_add_refuses_what_does_not_go_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -409,3 +416,4 @@ def test_an_ipv6_webhook_host_is_bracketed_in_the_url_and_named_in_the_certifica
     kubeconfig = yaml.safe_load((base / "webhook.kubeconfig").read_text())
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://[fd00:10::1]:8443/v1/audit"
     assert covers((base / "serve.crt").read_bytes(), "fd00:10::1") and "--host fd00:10::1" in result.stdout
+    assert "https://[fd00:10::1]:8443/v1/audit" in result.stderr  # printed as text, not taken for markup

@@ -36,6 +36,7 @@ from auditlake.clusters.docker_network import (
     WebhookHost,
     find_webhook_host,
     listen_address,
+    valid_host,
 )
 from auditlake.clusters.registry import (
     AlreadyRegistered,
@@ -72,6 +73,13 @@ def cluster() -> None:
     """
 
 
+def _host_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    # An address or a DNS name only: it becomes the URL's host and the certificate's subjectAltName.
+    if value is None or valid_host(value):
+        return value
+    raise click.BadParameter(f"{value!r} is not an IP address or a DNS name (no scheme, port or path)")
+
+
 def _go_duration(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     # kube-apiserver parses the flag with Go's time.ParseDuration: refuse here what it would refuse at start.
     if not re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", value):
@@ -103,6 +111,7 @@ def _go_duration(_ctx: click.Context, _param: click.Parameter, value: str) -> st
 )
 @click.option(
     "--webhook-host",
+    callback=_host_name,
     help="Address kube-apiserver reaches this machine at, for --kind-config/--kubeadm-patch "
     "(kind default: asked of Docker: host.docker.internal on Docker Desktop, else the gateway of the "
     "`kind` docker network, else of `bridge`; kubeadm: required).",
@@ -394,39 +403,43 @@ def _connect_local_cluster(
     kubeconfig_path: str,
 ) -> None:
     """Write the files a kind or kubeadm control plane needs to send to `serve` over TLS; print the rest."""
+
+    def say(text: str) -> None:
+        err.print(text, highlight=False, markup=False)  # paths, an IPv6 [host] and YAML are text, not markup
+
     where = _webhook_host(given_host, kind=kind_out is not None)
     token_file = LocalLake(lake).token_file(name)
     if token_file.exists():
         token = token_file.read_text(encoding="utf-8").strip()
-        err.print(f"cluster {name!r} is registered in this lake already: its token ({token_file}) is kept")
+        say(f"cluster {name!r} is registered in this lake already: its token ({token_file}) is kept")
     else:
         token = new_token()
         _write_private(token_file, token + "\n")
-        err.print(f"token written to {token_file} (0600)")
+        say(f"token written to {token_file} (0600)")
     base = LocalLake(lake).cluster_dir(name).resolve()
     base.mkdir(parents=True, exist_ok=True)
     policy, kubeconfig = base / "audit-policy.yaml", base / "webhook.kubeconfig"
     ca_file, cert_file, key_file = base / "ca.crt", base / "serve.crt", base / "serve.key"
     policy.write_text(asset("audit-policy.yaml"), encoding="utf-8")
     if cert_file.exists() and ca_file.exists() and key_file.exists() and covers(cert_file.read_bytes(), where.host):
-        err.print(f"serve's certificate {cert_file} names {where.host} already: kept")
+        say(f"serve's certificate {cert_file} names {where.host} already: kept")
     else:
         issued = issue_serve_cert(where.host)
         ca_file.write_bytes(issued.ca_pem)
         cert_file.write_bytes(issued.cert_pem)
         _write_private(key_file, issued.key_pem.decode("ascii"))
-        err.print(f"serve's TLS certificate for {where.host} written to {cert_file} (key {key_file}, 0600)")
+        say(f"serve's TLS certificate for {where.host} written to {cert_file} (key {key_file}, 0600)")
     url_host = f"[{where.host}]" if ":" in where.host else where.host
     url = f"https://{url_host}:{port}{SERVE_PATH}"
     _write_private(kubeconfig, render_kubeconfig(url, token, ca_file.read_bytes()))
-    err.print(f"webhook kubeconfig for {url} written to {kubeconfig} (0600)")
+    say(f"webhook kubeconfig for {url} written to {kubeconfig} (0600)")
     files = ApiServerFiles(policy, kubeconfig, policy_path, kubeconfig_path, batch_max_wait)
     if kind_out is not None:
         header = (f"kind cluster {name!r} sending its audit events to auditlake serve at {url}\n"
                   f"(written by `auditlake cluster add {name} --lake {lake} --kind-config {kind_out}`).\n"
                   f"Create it with: kind create cluster --config {kind_out}")  # fmt: skip
         kind_out.write_text(dump(kind_config(name, files), header), encoding="utf-8")
-        err.print(f"kind config written to {kind_out}")
+        say(f"kind config written to {kind_out}")
     if kubeadm_out is not None:
         header = (f"kubeadm ClusterConfiguration ({kubeadm_version}): kube-apiserver sends its audit events to\n"
                   f"auditlake serve at {url}. Merge apiServer into your kubeadm config for `kubeadm init\n"
@@ -434,32 +447,33 @@ def _connect_local_cluster(
                   f"to {kubeconfig_path} (mode 0600) on every control-plane node.")  # fmt: skip
         document = kubeadm_cluster_configuration(files, kubeadm_version)
         kubeadm_out.write_text(dump(document, header), encoding="utf-8")
-        err.print(f"kubeadm ClusterConfiguration written to {kubeadm_out}")
-    err.print(f"\nwebhook host {where.host}: {where.why}", highlight=False)
+        say(f"kubeadm ClusterConfiguration written to {kubeadm_out}")
+    say(f"\nwebhook host {where.host}: {where.why}")
     if where.listen == "0.0.0.0":  # noqa: S104 - comparing, not binding
-        err.print("serve listens on every interface: anyone who reaches this machine can connect; the token "
-                  "and TLS keep them out (a firewall rule limiting the port to the cluster's nodes is better)",
-                  highlight=False)  # fmt: skip
+        say(
+            "serve listens on every interface: anyone who reaches this machine can connect; the token and TLS "
+            "keep them out (a firewall rule limiting the port to the cluster's nodes is better)"
+        )
     serve = shlex.join([_program(), "serve", "--lake", str(lake), "--cluster", name, "--token-file", str(token_file),
                         "--host", where.listen, "--port", str(port), "--tls-cert", str(cert_file),
                         "--tls-key", str(key_file)])  # fmt: skip
-    err.print("\n1. start the webhook (keep it running; the same line is on stdout: `... > serve.sh; sh serve.sh`):",
-              highlight=False)  # fmt: skip
-    err.print(f"   {serve}", highlight=False, markup=False)
+    say("\n1. start the webhook and keep it running (stdout holds this line alone: `> serve.sh`, then `sh serve.sh`):")
+    say(f"   {serve}")
     click.echo(serve)
     if kind_out is not None:
-        err.print("2. create the cluster:", highlight=False)
-        err.print(f"   kind create cluster --config {kind_out}", highlight=False)
-        err.print("3. its Events too:", highlight=False)
+        say("2. create the cluster:")
+        say(f"   kind create cluster --config {shlex.quote(str(kind_out))}")
+        say("3. its Events too:")
         poll = [_program(), "poll", "--lake", str(lake), "--cluster", name, "--context", f"kind-{name}"]
-        err.print(f"   {shlex.join(poll)}", highlight=False, markup=False)
+        say(f"   {shlex.join(poll)}")
     if kubeadm_out is not None:
-        err.print(f"on a running kubeadm node instead, copy the two files as above, then edit the static pod"
-                  f" (the kubelet restarts kube-apiserver when the file changes):\n{static_pod_text(files)}",
-                  highlight=False, markup=False)  # fmt: skip
+        say(
+            "on a running kubeadm node instead, copy the two files as above, then edit the static pod (the "
+            f"kubelet restarts kube-apiserver when the file changes):\n{static_pod_text(files)}"
+        )
     compact = shlex.join([_program(), "compact", "--lake", str(lake)])
     query = shlex.join([_program(), "query", "--lake", str(lake), "--sql", EXAMPLE_SQL])
-    err.print(f"then: {compact} && {query}", highlight=False, markup=False)
+    say(f"then: {compact} && {query}")
 
 
 def _program() -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -113,3 +114,17 @@ def listen_address(host: str) -> str:
     except ValueError:
         return "0.0.0.0"  # noqa: S104 - a DNS name: the address it resolves to is not known here
     return host
+
+
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*", re.I
+)
+
+
+def valid_host(host: str) -> bool:
+    """An IP address or a DNS name (what a URL's host and a certificate's subjectAltName can be)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_DNS_NAME.fullmatch(host))
+    return True
