@@ -103,9 +103,13 @@ def test_nothing_accepted_exits_non_zero(tmp_path: Path) -> None:
         f"error: nothing ingested: {empty} holds no records "
         "(is it the right file? JSON Lines, JSON, YAML, gzip are read)"
     )
-    # One good file among them is a success.
+    # One good file among them is a success, which says where the rest went.
     good = corpus_path(AUDIT_JSONL)
-    assert run("ingest", str(junk), str(good), "--cluster", "lab", "--lake", str(lake)).exit_code == 0
+    mixed = run("ingest", str(junk), str(good), "--cluster", "lab", "--lake", str(lake))
+    assert mixed.exit_code == 0
+    assert mixed.stderr.splitlines()[-1] == (
+        f"5 records quarantined: see why with auditlake quarantine list --lake {lake}"
+    )
 
 
 def test_a_cut_gzip_lands_what_it_can_and_fails(tmp_path: Path) -> None:

@@ -306,9 +306,13 @@ def _check_kind(files: tuple[Path, ...], kind: str) -> None:
 
 def _nothing_ingested(lake: Path, files: tuple[Path, ...], stats: Any) -> None:
     """Exit non-zero when not one record was accepted (a policy that filtered them all is a choice, not
-    a failure): every record was quarantined, or the files held none."""
+    a failure): every record was quarantined, or the files held none. Some quarantined: a hint where."""
     if stats.accepted or any(getattr(stats, name, 0) for name in ("filtered", "skipped", "control")):
-        return  # (skipped, control: CloudWatch deliveries of other log streams, or none at all)
+        # (skipped, control: CloudWatch deliveries of other log streams, or none at all)
+        if stats.quarantined:
+            err.print(f"{stats.quarantined} records quarantined: see why with auditlake quarantine list --lake {lake}",
+                      highlight=False)  # fmt: skip
+        return
     names = ", ".join(str(path) for path in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     if stats.quarantined:
         fail(f"nothing ingested: all {stats.quarantined} records of {names} were quarantined "
