@@ -468,9 +468,14 @@ def _connect_local_cluster(
         say(f"   {shlex.join(poll)}")
     if kubeadm_out is not None:
         say(
-            "on a running kubeadm node instead, copy the two files as above, then edit the static pod (the "
-            f"kubelet restarts kube-apiserver when the file changes):\n{static_pod_text(files)}"
+            f"2. on every control-plane node: {policy} to {policy_path} (0644) and {kubeconfig} to "
+            f"{kubeconfig_path} (0600: it holds the token)"
         )
+        say(
+            f"3. a new cluster: merge apiServer of {kubeadm_out} into your kubeadm config (kubeadm init --config);"
+            " a running node: edit its static pod (the kubelet restarts kube-apiserver when the file changes):"
+        )
+        say(static_pod_text(files).rstrip("\n"))
     compact = shlex.join([_program(), "compact", "--lake", str(lake)])
     query = shlex.join([_program(), "query", "--lake", str(lake), "--sql", EXAMPLE_SQL])
     say(f"then: {compact} && {query}")
