@@ -157,7 +157,11 @@ def test_a_stacks_quarantine_on_s3(aws: AwsStack, tmp_path: Path) -> None:
     stack = stack_with_outputs({RAW_BUCKET: aws.bucket})
     listed = q("list", "--stack", stack, "--output", "json")
     assert listed.exit_code == 0, listed.stderr
-    assert sorted(row["kind"] for row in map(json.loads, listed.stdout.splitlines())) == ["audit", "events"]
+    rows = {row["kind"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert sorted(rows) == ["audit", "events"]
+    shown = q("show", rows["events"]["id"], "--stack", stack)
+    assert shown.exit_code == 0 and "involvedObject.kind missing (a bug since fixed)" in shown.stdout
+    assert "payload:     quarantine/audit/prod/" in q("show", rows["audit"]["id"], "--stack", stack).stdout
     first = q("retry", "--all", "--stack", stack)
     assert first.exit_code == 0, first.stderr
     assert f"landed 2, already retried 0, still failing 0, not retryable 0, records accepted " \
