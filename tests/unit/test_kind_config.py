@@ -218,11 +218,12 @@ class FakeDocker:
 
 
 def test_webhook_host_is_the_kind_gateway_then_the_bridge_then_the_docker_desktop_name() -> None:
-    linux = FakeDocker("Ubuntu 24.04.1 LTS", {"kind": "fc00:f853:ccd:e793::1 172.18.0.1 \n",
-                                             "bridge": "172.17.0.1 \n"})  # fmt: skip
+    gateways = {"kind": "fc00:f853:ccd:e793::1 172.18.0.1 \n", "bridge": "172.17.0.1 \n"}
+    linux = FakeDocker("Ubuntu 24.04.1 LTS|name=seccomp,profile=builtin name=cgroupns ", gateways)
     assert find_webhook_host(linux, "linux", {}) == WebhookHost("172.18.0.1", "172.18.0.1",
                                                             "the gateway of the docker network 'kind'")  # fmt: skip
-    assert linux.calls[1] == ["network", "inspect", "kind", "--format", docker_network.GATEWAYS]
+    assert linux.calls == [["info", "--format", docker_network.INFO],
+                           ["network", "inspect", "kind", "--format", docker_network.GATEWAYS]]  # fmt: skip
     first_cluster = FakeDocker("Debian GNU/Linux 13 (trixie)", {"bridge": "172.17.0.1 \n"})
     host = find_webhook_host(first_cluster, "linux", {})
     assert (host.host, host.listen) == ("172.17.0.1", "172.17.0.1") and "no docker network 'kind'" in host.why
@@ -237,6 +238,11 @@ def test_webhook_host_is_the_kind_gateway_then_the_bridge_then_the_docker_deskto
         assert (desktop.host, desktop.listen) == ("host.docker.internal", "0.0.0.0")
     with pytest.raises(DockerUnavailable):
         find_webhook_host(FakeDocker("Ubuntu", {}), "linux", {})
+    rootless = FakeDocker(
+        "Ubuntu 24.04|name=seccomp,profile=builtin name=rootless name=cgroupns ", {"kind": "172.18.0.1"}
+    )
+    with pytest.raises(DockerUnavailable, match="rootless"):
+        find_webhook_host(rootless, "linux", {})
 
     def no_daemon(_args: list[str]) -> str:
         raise DockerUnavailable("Cannot connect to the Docker daemon at unix:///var/run/docker.sock")

@@ -19,8 +19,10 @@ The order, and why:
    172.17.0.1) is also an address of this machine, and a kind node reaches it through its own
    gateway (the host accepts packets for any of its addresses). Same listening rule as 2.
 
-A host firewall that drops traffic from containers to the host (ufw's default INPUT policy) blocks
-all three: allow the port from the docker subnets.
+Rootless Docker keeps its networks in its own namespace: their gateways are not this machine's, so
+``find_webhook_host`` refuses to guess (``--webhook-host`` then). A host firewall that drops traffic
+from containers to the host (ufw's default INPUT policy) blocks all three: allow the port from the
+docker subnets.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from dataclasses import dataclass
 DOCKER_DESKTOP_HOST = "host.docker.internal"
 KIND_NETWORK = "kind"  # kind's network; KIND_EXPERIMENTAL_DOCKER_NETWORK names another, as kind reads it
 GATEWAYS = "{{range .IPAM.Config}}{{.Gateway}} {{end}}"
+INFO = (
+    "{{.OperatingSystem}}|{{range .SecurityOptions}}{{.}} {{end}}"  # e.g. "Ubuntu 24.04|name=seccomp,... name=rootless"
+)
 
 
 class DockerUnavailable(RuntimeError):
@@ -88,11 +93,16 @@ def find_webhook_host(
     """Where a kind node reaches this machine (see the module docstring); DockerUnavailable when the
     daemon cannot be asked."""
     network = environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or KIND_NETWORK
-    system = run(["info", "--format", "{{.OperatingSystem}}"]).strip()
+    system, _, security = run(["info", "--format", INFO]).strip().partition("|")
     if platform != "linux" or "Docker Desktop" in system:
         return WebhookHost(DOCKER_DESKTOP_HOST, "0.0.0.0",  # noqa: S104 - the VM connects from outside the loopback
                            f"Docker runs in a VM ({system or platform}): its containers reach this machine "
                            f"as {DOCKER_DESKTOP_HOST}")  # fmt: skip
+    if "rootless" in security:
+        raise DockerUnavailable(
+            "Docker runs rootless: its networks' gateways are in its own network namespace, not this machine's "
+            "addresses, so the address kind's nodes reach this machine at cannot be told from here"
+        )
     gateway = ipv4_gateway(run, network)
     if gateway is not None:
         return WebhookHost(gateway, gateway, f"the gateway of the docker network {network!r}")
