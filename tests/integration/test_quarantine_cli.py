@@ -142,7 +142,7 @@ def test_retry_that_still_fails_stays_pending_and_says_so(tmp_path: Path) -> Non
     result = q("retry", "--all", "--lake", str(lake))
     assert result.exit_code == 1 and "still failing:" in result.stderr
     assert result.stderr.splitlines()[-1] == (
-        "error: nothing retried: 1 entries still fail or cannot be retried (see the lines above)"
+        "error: nothing retried: every entry still fails or cannot be retried (see the lines above)"
     )
     assert json.loads(q("list", "--lake", str(lake), "--output", "json").stdout)["state"] == "pending"
     assert q("retry", "--lake", str(lake)).exit_code == 2  # neither IDs nor --all: a usage error

@@ -235,4 +235,4 @@ def retry(
     print_counts("retried", {"entries": len(chosen), **states, "records accepted": total.accepted,
                              "still quarantined": total.quarantined, "findings": total.findings})  # fmt: skip
     if chosen and states["landed"] + states["already retried"] == 0:
-        fail(f"nothing retried: {len(chosen)} entries still fail or cannot be retried (see the lines above)")
+        fail("nothing retried: every entry still fails or cannot be retried (see the lines above)")
