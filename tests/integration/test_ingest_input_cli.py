@@ -121,3 +121,12 @@ def test_a_cut_gzip_lands_what_it_can_and_fails(tmp_path: Path) -> None:
         "error: 1 file(s) ended early (a gzip file still being written? ingest it again once it is whole)"
     )
     assert f"warning: {cut}: gzip data is cut short or corrupt" in result.stderr and landed(lake, "audit") > 0
+
+
+def test_a_pretty_printed_eventlist_needs_no_format_option(tmp_path: Path) -> None:
+    lake, body = tmp_path / "lake", tmp_path / "body.json"
+    events = [json.loads(line) for line in corpus_path(AUDIT_JSONL).read_text().splitlines() if line.strip()]
+    body.write_text(json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events}, indent=2))
+    result = run("ingest", str(body), "--cluster", "lab", "--lake", str(lake))
+    assert result.exit_code == 0, result.stderr
+    assert "events 20, accepted 17, quarantined 3" in result.stderr and landed(lake, "audit") == 17

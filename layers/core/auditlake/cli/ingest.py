@@ -180,7 +180,8 @@ Exits non-zero when nothing at all was ingested."""
     type=click.Choice(["jsonl", "eventlist", "cloudwatch"]),
     default="jsonl",
     show_default=True,
-    help="jsonl: one Event per line (the log backend). eventlist: one JSON document, an EventList or an Event. "
+    help="jsonl: one Event per line (the log backend); a file that is one JSON document over many lines is read "
+    "as eventlist. eventlist: one JSON document, an EventList or an Event. "
     'cloudwatch: saved EKS subscription payloads ({"awslogs": {"data": ...}}, decoded documents, '
     "Firehose objects); the cluster comes from each payload's log group. Any of them may be gzip.",
 )
@@ -232,7 +233,7 @@ def ingest(
         return
     if cluster_ is None:
         raise click.UsageError("--cluster is required")
-    _check_kind(files, kind)
+    documents = _check_kind(files, kind)
     detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
     watch = lake_watch(lake, alert_threshold, secrets_alert_threshold, rules, alert_level)
     if kind == "events":
@@ -259,7 +260,9 @@ def ingest(
             importer = FileIngest(pipeline, LocalLake(lake).landing("audit"), cluster_, progress=advance,
                                   watch=watch)  # fmt: skip
             try:
-                total.add(importer.jsonl(path) if fmt == "jsonl" else importer.eventlist(path))
+                # A pretty-printed EventList cannot be JSON Lines: it is read as the document it is.
+                jsonl = fmt == "jsonl" and path not in documents
+                total.add(importer.jsonl(path) if jsonl else importer.eventlist(path))
             except CutInput as exc:  # what came before the cut landed; the other files still go in
                 total.add(exc.stats)
                 cut.append(str(exc))
@@ -291,17 +294,23 @@ def _read(path: Path) -> bytes:
         fail(f"{exc} (is it still being written? ingest it again once it is whole)")
 
 
-def _check_kind(files: tuple[Path, ...], kind: str) -> None:
+def _check_kind(files: tuple[Path, ...], kind: str) -> set[Path]:
     """Refuse, before anything lands, a file whose first records are the other kind: a newcomer's file
-    of Events would otherwise be quarantined record by record as broken audit events."""
-    from auditlake.ingest.inputs import AUDIT, EVENTS, sniff_kind
+    of Events would otherwise be quarantined record by record as broken audit events. Returns the
+    files that are one JSON document over many lines (read as --format eventlist: never JSON Lines)."""
+    from auditlake.ingest.inputs import AUDIT, EVENTS, sniff
 
+    documents = set()
     for path in files:
-        found = sniff_kind(path)
+        sniffed = sniff(path)
+        found = sniffed.kind
+        if sniffed.json_document:
+            documents.add(path)
         if kind == AUDIT and found == EVENTS:
             fail(f"{path} looks like Kubernetes Events: use --kind events")
         if kind == EVENTS and found == AUDIT:
             fail(f"{path} looks like Kubernetes audit events: drop --kind events (audit is the default)")
+    return documents
 
 
 def _nothing_ingested(lake: Path, files: tuple[Path, ...], stats: Any) -> None:

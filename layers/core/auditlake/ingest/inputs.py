@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -153,8 +154,22 @@ def kind_of_record(value: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Sniffed:
+    """What a file's head says: the kind of its records (None: it does not say), and whether it is one
+    JSON document over many lines (``kubectl -o json``, a pretty-printed EventList) rather than JSON Lines."""
+
+    kind: str | None
+    json_document: bool = False
+
+
 def sniff_kind(path: Path) -> str | None:
     """AUDIT or EVENTS by the file's first valid records (see the module); None when they do not say."""
+    return sniff(path).kind
+
+
+def sniff(path: Path) -> Sniffed:
+    """The kind of the file's first valid records, and its shape (see ``Sniffed``)."""
     with open_input(path) as handle:
         head: list[bytes] = []
         try:
@@ -176,22 +191,23 @@ def sniff_kind(path: Path) -> str | None:
                 told.append(kind)
             if len(told) >= SNIFF_RECORDS:
                 break
-        return max(set(told), key=told.count) if told else None
+        return Sniffed(max(set(told), key=told.count) if told else None)
     # One document over many lines (kubectl -o json/-o yaml, a saved EventList): read it whole.
     try:
         data = read_input(path)
     except InputError:
-        return None
+        return Sniffed(None)
     try:
         document = loads(data)
     except JSONError:
         if not looks_like_yaml(data):
-            return None
+            return Sniffed(None)
         try:
             document = yaml_document(data)
         except InputError:
-            return None
-    return kind_of_record(document)
+            return Sniffed(None)
+        return Sniffed(kind_of_record(document))
+    return Sniffed(kind_of_record(document), json_document=True)
 
 
 def _is_json(line: bytes) -> bool:
