@@ -241,3 +241,42 @@ def test_summary_counts_quarantined_items_until_retried(tmp_path: Path) -> None:
     local.store().put(marker_key(manifest), b"")  # what `auditlake quarantine retry` leaves once it landed them
     held = json.loads(run("summary", "--lake", str(local.root), "--json").stdout)
     assert (held["audit"]["quarantined_items"], held["audit"]["quarantined_retried"]) == (1 - 1, 1)
+
+
+def test_summary_of_a_deployed_stack_from_listings(aws: AwsStack) -> None:
+    """summary --stack: archive files, size and days per data class, raw objects, quarantine waiting
+    and retried, digests, all from S3 listings (moto records no GetObject: nothing is read)."""
+    suffix = aws.bucket.removeprefix("raw-")
+    archives = {kind: f"{kind}-archive-{suffix}" for kind in ("audit", "events", "findings")}
+    for bucket in archives.values():
+        aws.s3.create_bucket(Bucket=bucket)
+    for key, body in {
+        "audit/dt=2026-11-01/hour=03/a.parquet": b"x" * 2048,
+        "audit/dt=2026-11-20/hour=23/b.parquet": b"x" * 1024,
+        "audit/dt=2026-11-20/hour=23/.tmp-c.parquet": b"x",  # not a partition's file
+        "digests/0000000001.json": b"{}",
+        "digests/0000000002.json": b"{}",
+    }.items():
+        aws.s3.put_object(Bucket=archives["audit"], Key=key, Body=body)
+    aws.s3.put_object(Bucket=archives["events"], Key="events/dt=2026-11-19/hour=00/e.parquet", Body=b"e")
+    hour = "2026/11/20/23/fx"
+    for key in (f"raw/audit/{hour}/b1.ndjson.zst", f"quarantine/audit/{hour}/q1.json",
+                f"quarantine/audit/{hour}/q2.json", f"quarantine/audit/{hour}/q2.retried"):  # fmt: skip
+        aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=b"{}")
+    outputs = {"RawBucketName": aws.bucket, **{f"{kind.capitalize()}ArchiveBucketName": bucket
+                                               for kind, bucket in archives.items()}}  # fmt: skip
+    template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
+    stack = f"answers-{suffix}"
+    boto3.client("cloudformation").create_stack(StackName=stack, TemplateBody=json.dumps(template))
+    result = run("summary", "--stack", stack, "--json")
+    assert result.exit_code == 0, result.stderr
+    held = json.loads(result.stdout)
+    assert held["audit"] == {"files": 2, "bytes": 3072, "first_day": "2026-11-01", "last_day": "2026-11-20",
+                             "raw_objects": 1, "quarantined": 1, "retried": 1}  # fmt: skip
+    assert (held["events"]["files"], held["events"]["first_day"], held["findings"]["files"]) == (1, "2026-11-19", 0)
+    assert (held["digests"], held["newest_digest"]) == (2, "digests/0000000002.json")
+    table = " ".join(run("summary", "--stack", stack).stdout.split())
+    assert "3.0 KiB" in table and f"see them: auditlake quarantine list --stack {stack}" in table
+    neither = run("summary")
+    assert neither.exit_code != 0 and "give --lake DIR (or set AUDITLAKE_LAKE) or --stack NAME" in neither.stderr

@@ -21,10 +21,17 @@ from rich.table import Table
 
 from auditlake.cli.options import complete_query_name, complete_query_param, lake_option
 from auditlake.cli.render import err, fail, print_result
-from auditlake.cli.stack import ATHENA_WORKGROUP, GLUE_DATABASE, stack_outputs
+from auditlake.cli.stack import ARCHIVE_BUCKETS, ATHENA_WORKGROUP, GLUE_DATABASE, RAW_BUCKET, stack_outputs
 from auditlake.jsonio import dumps_str
 from auditlake.local_lake import LocalLake
-from auditlake.query.summary import KindContents, LakeContents, contents
+from auditlake.query.summary import (
+    KindContents,
+    LakeContents,
+    StackContents,
+    StackKind,
+    contents,
+    stack_contents,
+)
 
 if TYPE_CHECKING:
     from auditlake.query.named import AthenaEngine, LocalEngine
@@ -212,24 +219,85 @@ def athena_engine(workgroup: str | None, database: str | None, stack: str | None
 
 
 @click.command()
-@lake_option(create=False)
+@lake_option(create=False, required=False)
+@click.option("--stack", help="A deployed stack instead: what its buckets hold, from S3 listings only.")
+@click.option("--region", help="AWS region of the stack (default: the SDK's, e.g. AWS_REGION).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (per data class, the counts and clusters).")
-def summary(lake: Path, as_json: bool) -> None:
+def summary(lake: Path | None, stack: str | None, region: str | None, as_json: bool) -> None:
     """What is in my lake? Per data class (audit, Events, findings): rows archived and raw, raw
     objects archived or waiting for compact, archive files sealed by a digest or not, quarantined
     items, and per cluster the rows and the time range; the alerts sent.
+
+    With --stack, what a deployed stack's buckets hold, from S3 LIST requests alone (nothing is read,
+    no Athena query runs): per data class the archive files, their size and first and last day, the
+    raw objects and quarantine manifests; and the digests. Row counts there: auditlake query --athena.
 
     \b
     Examples:
       auditlake summary --lake demo-lake
       auditlake summary --lake demo-lake --json | jq .audit.clusters
+      auditlake summary --stack my-auditlake --region eu-west-1
     """
-    local = LocalLake(lake)
-    held = contents(local.store(), local.archive(), local.compacted_hours().compacted, local.alerts_dir)
-    if as_json:
-        click.echo(dumps_str(held.as_dict()))
+    if stack is not None and lake is None:
+        deployed = _stack_contents(stack, region)
+        if as_json:
+            click.echo(dumps_str(deployed.as_dict()))
+        else:
+            print_stack_contents(deployed, stack)
+    elif lake is not None and stack is None:
+        local = LocalLake(lake)
+        held = contents(local.store(), local.archive(), local.compacted_hours().compacted, local.alerts_dir)
+        if as_json:
+            click.echo(dumps_str(held.as_dict()))
+        else:
+            print_contents(held, lake)
     else:
-        print_contents(held, lake)
+        raise click.UsageError("give --lake DIR (or set AUDITLAKE_LAKE) or --stack NAME")
+
+
+def _stack_contents(stack: str, region: str | None) -> StackContents:
+    import boto3
+
+    session = boto3.session.Session(region_name=region)
+    outputs = stack_outputs(session, stack)
+    buckets = {kind: outputs[output] for kind, output in ARCHIVE_BUCKETS.items()}
+    return stack_contents(session.client("s3"), outputs[RAW_BUCKET], buckets)
+
+
+def print_stack_contents(held: StackContents, stack: str, console: Console | None = None) -> None:
+    """``summary --stack`` as a table with one column per data class."""
+    out = console or Console()
+    kinds = list(held.kinds.values())
+    counts = Table(title=f"What stack {stack} holds (S3 listings)", title_justify="left", box=box.SIMPLE_HEAD)
+    counts.add_column("")
+    for kind in kinds:
+        counts.add_column(kind.kind, justify="right")
+    lines: list[tuple[str, Callable[[StackKind], str]]] = [
+        ("archive files", lambda k: f"{k.files:,}"),
+        ("  size", lambda k: _size(k.bytes)),
+        ("  first day", lambda k: k.first_day or "-"),
+        ("  last day", lambda k: k.last_day or "-"),
+        ("raw objects (kept days)", lambda k: f"{k.raw_objects:,}"),
+        ("quarantined batches", lambda k: f"{k.quarantined:,}"),
+        ("  retried since", lambda k: f"{k.retried:,}"),
+    ]
+    for label, value in lines:
+        counts.add_row(label, *(value(kind) for kind in kinds))
+    out.print(counts)
+    newest = f", newest {held.newest_digest}" if held.newest_digest else ""
+    out.print(f"digests: {held.digests}{newest} (auditlake verify --stack {stack} proves them)",
+              highlight=False, soft_wrap=True)  # fmt: skip
+    if any(kind.quarantined for kind in kinds):
+        out.print(f"see them: auditlake quarantine list --stack {stack}", highlight=False, soft_wrap=True)
+
+
+def _size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{count} B"
 
 
 def print_contents(held: LakeContents, lake: Path, console: Console | None = None) -> None:

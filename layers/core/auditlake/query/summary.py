@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +33,11 @@ from auditlake.model import ARCHIVE_KINDS, FINDINGS, ArchiveKind
 from auditlake.stores import Store
 from auditlake.timestamps import format_utc
 
-# An archive partition's file, below its kind: what the compactor writes and the query views read.
-_PARTITION_FILE = re.compile(r"dt=[^/]+/hour=[^/]+/[^/]+\.parquet")
+# Where the digests are, in the audit archive (trust/digest.py's PREFIX).
+DIGESTS = "digests/"
+# An archive partition's file, below its kind: what the compactor writes and the query views read
+# (Athena, as Hive, skips files whose names start with "." or "_").
+_PARTITION_FILE = re.compile(r"dt=[^/]+/hour=[^/]+/[^/._][^/]*\.parquet")
 
 
 @dataclass
@@ -239,7 +242,7 @@ class _Sealed:
 
 def _sealed_keys(archive: Store) -> _Sealed:
     """The archive keys the digests name (unverified: ``verify`` checks signatures and hashes)."""
-    digests = sorted(key for key in archive.list("digests/") if key.endswith(".json"))
+    digests = sorted(key for key in archive.list(DIGESTS) if key.endswith(".json"))
     keys: set[str] = set()
     for key in digests:
         try:
@@ -322,3 +325,70 @@ def pending_raw_objects(store: Store, compacted: CompactedKeys) -> int:
             archived[hour] = compacted(*hour)
         pending += key not in archived[hour]
     return pending
+
+
+# ------------------------------------------------------------------ what a deployed stack holds (summary --stack)
+
+
+@dataclass
+class StackKind:
+    """One data class of a deployed stack, from S3 listings alone (no object is read, no Athena
+    query run): archive files, their bytes and first and last partition day; raw objects in the raw
+    landing (kept a few days: archived or not, they are not told apart here); quarantine manifests
+    waiting and retried."""
+
+    kind: str
+    files: int = 0
+    bytes: int = 0
+    first_day: str | None = None
+    last_day: str | None = None
+    raw_objects: int = 0
+    quarantined: int = 0  # manifests not retried
+    retried: int = 0
+
+
+@dataclass
+class StackContents:
+    kinds: dict[str, StackKind]
+    digests: int = 0
+    newest_digest: str | None = None  # its key
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **{name: {k: v for k, v in vars(kind).items() if k != "kind"} for name, kind in self.kinds.items()},
+            "digests": self.digests,
+            "newest_digest": self.newest_digest,
+        }
+
+
+def stack_contents(s3: Any, raw_bucket: str, archive_buckets: Mapping[str, str]) -> StackContents:
+    """What a deployed stack holds, from LIST requests only (a thousand keys each: a year of hourly
+    partitions is tens of requests, a fraction of a cent): ``archive_buckets`` by data class (its
+    ``<kind>/dt=.../hour=.../`` files; the audit bucket's ``digests/`` too), the raw bucket's
+    ``raw/<kind>/`` and ``quarantine/<kind>/``. Row counts would need Athena (or every file's footer):
+    ``auditlake query --athena --sql`` gives them."""
+
+    def listed(bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    out = StackContents({kind: StackKind(kind) for kind in ARCHIVE_KINDS})
+    for kind, held in out.kinds.items():
+        days: set[str] = set()
+        for item in listed(archive_buckets[kind], f"{kind}/"):
+            key = item["Key"]
+            if _PARTITION_FILE.fullmatch(key.split("/", 1)[-1]):
+                held.files += 1
+                held.bytes += int(item.get("Size", 0))
+                days.add(key.split("/")[1].removeprefix("dt="))
+        if days:
+            held.first_day, held.last_day = min(days), max(days)
+        held.raw_objects = sum(1 for item in listed(raw_bucket, raw_prefix(kind)) if item["Key"].endswith(RAW_SUFFIX))
+        keys = [item["Key"] for item in listed(raw_bucket, quarantine_prefix(kind))]
+        retried = {key.removesuffix(RETRIED_SUFFIX) + MANIFEST_SUFFIX for key in keys if key.endswith(RETRIED_SUFFIX)}
+        manifests = [key for key in keys if key.endswith(MANIFEST_SUFFIX)]
+        held.retried = sum(key in retried for key in manifests)
+        held.quarantined = len(manifests) - held.retried
+    digests = sorted(item["Key"] for item in listed(archive_buckets["audit"], DIGESTS) if item["Key"].endswith(".json"))
+    out.digests, out.newest_digest = len(digests), (digests[-1] if digests else None)
+    return out
