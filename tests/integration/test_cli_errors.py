@@ -71,6 +71,10 @@ AWS_COMMANDS = [
     ["hunt", "--stack", "s"],
     ["rules", "push", "--remove", "--stack", "s"],
     ["doctor", "--stack", "s"],
+    ["query", "pod_exec", "--athena", "--stack", "s"],
+    ["backfill", "--eks-cluster", "e", "--since", "1d", "--stack", "s"],
+    ["quarantine", "list", "--stack", "s"],
+    ["cluster", "add", "c1", "--stack", "s"],
 ]
 
 
@@ -86,10 +90,11 @@ def test_an_aws_command_without_credentials_says_where_they_come_from(command: l
 
 # ------------------------------------------------------------------ lakes: read commands never make one
 
-READ_COMMANDS = [["compact"], ["digest"], ["verify"], ["findings"], ["hunt"]]
+READ_COMMANDS = [["compact"], ["digest"], ["verify"], ["findings"], ["hunt"], ["query", "pod_exec"], ["summary"],
+                 ["quarantine", "list"]]  # fmt: skip
 
 
-@pytest.mark.parametrize("command", READ_COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=" ".join)
 def test_a_read_command_on_a_typo_says_no_lake_and_creates_nothing(command: list[str], tmp_path: Path) -> None:
     typo = tmp_path / "lkae"
     assert one_line_error(run(*command, "--lake", str(typo))) == f"error: no lake at {typo} {NO_LAKE_FIX}"
@@ -278,12 +283,20 @@ def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path, token: Path) -> None
         taken.listen()
         port = taken.getsockname()[1]
         line = one_line_error(serve(tmp_path / "lake", token, "--port", str(port)))
-    assert f"{port}" in line and "--port" in line and "in use" in line.lower()
+    assert line == f"error: port {port} is in use on 127.0.0.1 (pick another with --port; 0 picks a free one)"
 
 
 def test_serve_on_a_port_out_of_range_is_one_line(tmp_path: Path, token: Path) -> None:
-    line = one_line_error(serve(tmp_path / "lake", token, "--port", "99999"))
-    assert "99999" in line and "--port" in line
+    assert one_line_error(serve(tmp_path / "lake", token, "--port", "99999")) == (
+        "error: Invalid value for '--port': 99999 is not in the range 0<=x<=65535. (see auditlake serve --help)"
+    )
+
+
+def test_serve_on_every_address_without_tls_is_refused(tmp_path: Path, token: Path) -> None:
+    assert one_line_error(serve(tmp_path / "lake", token, "--host", "0.0.0.0")) == (
+        "error: --host 0.0.0.0 without TLS sends the cluster's token in clear (add --tls-cert/--tls-key: "
+        "auditlake cluster add NAME --lake L --kind-config FILE writes them)"
+    )
 
 
 @pytest.fixture
@@ -298,13 +311,57 @@ def tls_files(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize(("cert", "key"), [("garbage", "key"), ("cert", "garbage"), ("cert", "other_key")])
+PEM_FIX = "(give a PEM certificate and its unencrypted PEM key, e.g. from mkcert or openssl req -x509 -nodes)"
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "message"),
+    [
+        ("garbage", "key", "error: --tls-cert {garbage} is not a PEM certificate " + PEM_FIX),
+        ("cert", "garbage", "error: --tls-key {garbage} is not a PEM private key " + PEM_FIX),
+        ("cert", "other_key", "error: --tls-key {other_key} does not belong to --tls-cert {cert} "
+                              "(give the key the certificate was made for)"),
+    ],
+    ids=["cert not PEM", "key not PEM", "key of another cert"],
+)  # fmt: skip
 def test_serve_with_a_bad_tls_cert_or_key_is_one_line(
-    tmp_path: Path, token: Path, tls_files: dict[str, Path], cert: str, key: str
+    tmp_path: Path, token: Path, tls_files: dict[str, Path], cert: str, key: str, message: str
 ) -> None:
     result = serve(tmp_path / "lake", token, "--port", "0", "--tls-cert", str(tls_files[cert]),
                    "--tls-key", str(tls_files[key]))  # fmt: skip
-    assert "--tls-" in one_line_error(result)
+    assert one_line_error(result) == message.format(**{name: str(path) for name, path in tls_files.items()})
+
+
+# ------------------------------------------------------------------ queries, quarantine, demo (other helpers' lines)
+
+
+def test_query_failures_are_one_line(lake: Path) -> None:
+    assert run("compact", "--lake", str(lake)).exit_code == 0
+    reversed_window = run("query", "pod_exec", "--lake", str(lake), "--param", "since=2021-01-01",
+                          "--param", "until=2020-01-01")  # fmt: skip
+    assert one_line_error(reversed_window) == (
+        "error: since 2021-01-01T00:00:00.000Z is after until 2020-01-01T00:00:00.000Z "
+        "(swap them, or give since=7d for the last 7 days)"
+    )
+    unknown_param = run("query", "pod_exec", "--lake", str(lake), "--param", "sinc=1d")
+    assert one_line_error(unknown_param) == (
+        "error: pod_exec has no parameter 'sinc' (did you mean since? it takes: since, until, cluster)"
+    )
+    unknown_column = one_line_error(run("query", "--sql", "SELECT usr FROM audit", "--lake", str(lake)))
+    assert unknown_column.startswith("error: ") and '"usr"' in unknown_column
+    assert unknown_column.endswith("(see the columns: auditlake query --sql 'DESCRIBE audit', or events, findings)")
+
+
+def test_quarantine_show_of_an_unknown_id_is_one_line(lake: Path) -> None:
+    assert one_line_error(run("quarantine", "show", "abcd", "--lake", str(lake))) == (
+        "error: no quarantine entry abcd (auditlake quarantine list --all shows the ids)"
+    )
+
+
+def test_demo_refuses_a_lake_it_did_not_make(lake: Path) -> None:
+    assert one_line_error(run("demo", "--lake", str(lake))) == (
+        f"error: {lake} exists and is not a demo lake (choose another --lake)"
+    )
 
 
 # ------------------------------------------------------------------ usage errors, unknown failures, --debug

@@ -1,8 +1,9 @@
 """The ``auditlake`` command line: the same core as the Lambda functions, on a local lake or AWS.
 
 This module is the click group and the registration only; the commands live in one module per topic
-(clusters, ingest, events, archive, query, findings, rules, policy, demo, doctor), with shared options in options.py,
-printing in render.py and the stack's Output names in stack.py. No name here shadows a submodule.
+(clusters, ingest, events, archive, query, quarantine, findings, rules, policy, demo, doctor), with
+shared options in options.py, printing in render.py and the stack's Output names in stack.py. No name
+here shadows a submodule.
 
 Failures: ``main`` is an ``AuditlakeGroup``, the one place a command's failure becomes one line on
 stderr, ``error: <what> (<the fix>)``, with a non-zero exit, never a traceback: a known exception
@@ -20,7 +21,19 @@ from typing import Any
 import click
 
 from auditlake import __version__
-from auditlake.cli import archive, clusters, demo, doctor, events, findings, ingest, policy, query, rules
+from auditlake.cli import (
+    archive,
+    clusters,
+    demo,
+    doctor,
+    events,
+    findings,
+    ingest,
+    policy,
+    quarantine,
+    query,
+    rules,
+)
 from auditlake.cli.hunt import hunt as hunt_command
 from auditlake.cli.render import DEBUG_HINT, err, explain
 
@@ -107,6 +120,7 @@ for command in (
     archive.verify,
     query.query,
     query.summary,
+    quarantine.quarantine,
     findings.findings,
     rules.rules,
     hunt_command,

@@ -25,6 +25,10 @@ def compact(lake: Path) -> None:
 
     One file per partition (kind, dt, hour) for all clusters. A raw object archived is never read
     again: a run compacts only what landed since the last one (a file more per partition it touches).
+
+    \b
+    Example:
+      auditlake compact --lake /tmp/lake && auditlake query pod_exec --lake /tmp/lake
     """
     from auditlake.archive.compactor import Compactor
     from auditlake.archive.hourly import compact_pending
@@ -62,6 +66,10 @@ def digest(lake: Path, export: Path | None) -> None:
     The key (RSA-3072) is made on first use in LAKE/state/digest-key.pem; a deployed stack signs
     its hourly digests with a KMS key instead. A file whose ledger entry is younger than 10
     minutes and that is not there yet is left for the next digest.
+
+    \b
+    Example:
+      auditlake digest --lake /tmp/lake --export-public-key ~/auditlake-digest.pub
     """
     from auditlake.trust.digest import Digester, DigestError
 
@@ -100,7 +108,7 @@ def digest(lake: Path, export: Path | None) -> None:
 @click.command()
 @lake_option(create=False, required=False)
 @click.option("--stack", help="Deployed stack: its archive buckets, digest key and state table are looked up.")
-@click.option("--region", help="AWS region (default: the SDK's).")
+@click.option("--region", help="AWS region of the stack (default: the SDK's: AWS_REGION or the profile's).")
 @click.option("--from", "start", help="Check the files written (sealed) from this time, not events of it "
               "(ISO 8601 or 7d).")  # fmt: skip
 @click.option("--to", "end", help="... until this time (default: now).")
@@ -122,6 +130,11 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
     past it, the oldest digests once they are) is reported as expired, not missing; anything
     younger that is gone is still a problem. The buckets' current lifecycle rules never excuse an
     absence: a rule that would expire keys sooner than the digests record is a RETENTION problem.
+
+    \b
+    Examples:
+      auditlake verify --lake /tmp/lake --public-key ~/auditlake-digest.pub --expect-head 12:3f1a...
+      auditlake verify --stack my-auditlake --region eu-west-1 --from 7d
     """
     from auditlake.trust.digest import ChainHead, DigestError, DynamoChainHead, KmsSigner, parse_head
     from auditlake.trust.digest import verify as verify_chain

@@ -95,22 +95,30 @@ def replay(
 
 
 @click.command()
-@click.option("--minutes", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--minutes", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Minutes of traffic to write.")  # fmt: skip
 @click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Events/s.")
-@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed: the same seed, the same story.")
 @click.option(
     "--start",
     type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
     help="UTC start (default: now - minutes).",
 )
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The audit log to write (JSON Lines, as kube-apiserver's log backend writes).")  # fmt: skip
 @click.option(
     "--events-out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the Kubernetes Events of the same story here (JSON Lines).",
 )
 def synth(minutes: float, rate: float, seed: int, start: datetime | None, out: Path, events_out: Path | None) -> None:
-    """Write realistic synthetic audit traffic with planted incidents as JSON Lines."""
+    """Write realistic synthetic audit traffic with planted incidents as JSON Lines.
+
+    \b
+    Examples:
+      auditlake synth --minutes 60 --out audit.log --events-out events.jsonl
+      auditlake synth --start 2026-11-01T00:00 --out november.log
+    """
     from auditlake.demo.synth import Synth
 
     generator = Synth(minutes=minutes, rate=rate, seed=seed, start=start.replace(tzinfo=UTC) if start else None)
@@ -129,11 +137,28 @@ def synth(minutes: float, rate: float, seed: int, start: datetime | None, out: P
 
 @click.command()
 @lake_option(check=False)
-@click.option("--minutes", default=30.0, show_default=True, type=float)
-@click.option("--rate", default=20.0, show_default=True, type=float)
-@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--minutes", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Minutes of synthetic traffic (ending now).")  # fmt: skip
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Audit events per second.")  # fmt: skip
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed: the same seed, the same story.")
 def demo(lake: Path, minutes: float, rate: float, seed: int) -> None:
-    """synth -> serve (real HTTP) <- replay -> local lake, then a summary."""
+    """synth -> serve (real HTTP) <- replay -> local lake, then a summary.
+
+    The lake is replaced on the next run when the demo made it; any other non-empty directory is
+    refused.
+
+    \b
+    Example:
+      auditlake demo --lake /tmp/auditlake-demo
+      auditlake query --list
+      auditlake query identity_timeline --lake /tmp/auditlake-demo --param identity=mallory@example.com
+    """
     from auditlake.demo.run import run_demo
 
-    run_demo(lake, minutes=minutes, rate=rate, seed=seed)
+    try:
+        run_demo(lake, minutes=minutes, rate=rate, seed=seed)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # run_demo's refusal (a lake it did not make): one error line
+            fail(exc.code.replace("; choose", " (choose") + ")" if "; choose" in exc.code else exc.code)
+        raise

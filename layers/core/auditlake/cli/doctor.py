@@ -763,6 +763,10 @@ def doctor(stack: str, region: str | None, profile: str | None, webhook_token_fi
     """Check a deployed stack: resources, settings, recent errors, the digest chain, the query path.
 
     One line per check (ok, WARN, FAIL and what to do); exits 1 when any check FAILs.
+
+    \b
+    Example:
+      auditlake doctor --stack my-auditlake --region eu-west-1 --webhook-token-file c1.kubeconfig --cluster c1
     """
     from botocore.exceptions import BotoCoreError
 

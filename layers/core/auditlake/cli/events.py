@@ -37,6 +37,11 @@ def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode:
     The checkpoint lives in the lake (state/poller/), so the next run resumes where this one stopped;
     without one, or when the server says 410 Gone, Events are listed. `auditlake compact` turns
     the raw Events into the events archive.
+
+    \b
+    Examples:
+      auditlake poll --context kind-kind --cluster kind --lake /tmp/lake
+      auditlake poll --cluster prod --lake /tmp/lake --follow
     """
     import socket
 

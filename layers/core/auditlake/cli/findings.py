@@ -35,7 +35,8 @@ TABLE_COLUMNS = ("at", "level", "title", "cluster", "identity", "verb", "resourc
 @click.option("--level", type=click.Choice(SIGMA_LEVELS), help="Only findings at or above this Sigma level.")
 @click.option("--rule", "rule_id", metavar="ID", help="Only this rule's findings (its Sigma id).")
 @click.option("--cluster", help="Only this cluster's findings.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="Output: a table, CSV with every column, or ONE JSON array of objects.")  # fmt: skip
 def findings(
     lake: Path | None,
     stack: str | None,
@@ -47,7 +48,13 @@ def findings(
     cluster: str | None,
     fmt: str,
 ) -> None:
-    """Findings of the detection rules in a time range (json: one array of objects)."""
+    """Findings of the detection rules in a time range (json: one array of objects).
+
+    \b
+    Examples:
+      auditlake findings --lake /tmp/lake --since 7d --level high
+      auditlake findings --stack my-auditlake --region eu-west-1 --format json | jq '.[].title'
+    """
     from auditlake.query.findings import FindingsFilter, findings_sql, local_findings, rows
     from auditlake.query.named import LocalEngine, QueryError, Result
 

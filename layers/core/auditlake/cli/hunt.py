@@ -41,7 +41,8 @@ from auditlake.local_lake import LocalLake
 @lake_option(create=False, required=False)
 @click.option("--stack", help="Deployed stack (Athena, in its workgroup and database).")
 @click.option("--region", help="AWS region of the stack (default: the SDK's: AWS_REGION or the profile's).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="Output: a table, CSV with every column, or ONE JSON array like auditlake findings.")  # fmt: skip
 @click.option("--show-sql", is_flag=True, help="Print each rule's SQL (as the engine runs it) on stderr.")
 @click.option("--limit", default=1000, show_default=True, help="Rows shown per rule (the summary counts all).")
 @click.option("--parallel", default=4, show_default=True, help="Athena queries at once (--stack).")
@@ -59,7 +60,13 @@ def hunt(
     limit: int,
     parallel: int,
 ) -> None:
-    """Run the detection rules over the archive: what they would have found, before they page anyone."""
+    """Run the detection rules over the archive: what they would have found, before they page anyone.
+
+    \b
+    Examples:
+      auditlake hunt --lake /tmp/lake --since 30d --rules ./my-rules
+      auditlake hunt --stack my-auditlake --region eu-west-1 --no-builtin-rules --rules ./my-rules --show-sql
+    """
     import sqlglot
 
     from auditlake.detect.sigma import load_rules

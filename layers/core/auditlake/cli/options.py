@@ -165,11 +165,25 @@ def complete_query_name(_ctx: click.Context, _param: click.Parameter, incomplete
     return items
 
 
+def _query_in_command_line(names: list[str]) -> str | None:
+    """The query NAME on the command line being completed. Completing an option's value, click parses
+    the words before it with that option lacking its value, which leaves NAME unparsed: every shell
+    click completes for (bash, zsh, fish) passes the words in COMP_WORDS."""
+    import os
+    import shlex
+
+    try:
+        words = shlex.split(os.environ.get("COMP_WORDS", ""))
+    except ValueError:  # an open quote while typing
+        words = os.environ.get("COMP_WORDS", "").split()
+    return next((word for word in words if word in names), None)
+
+
 def complete_query_param(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Shell completion of ``--param K=V``: the parameters of the query NAME given before it."""
     from auditlake.query import named
 
-    name = ctx.params.get("name")
+    name = ctx.params.get("name") or _query_in_command_line(named.names())
     try:
         own = named.load(str(name)).params if name else {}
         params = {**own, **dict.fromkeys(named.COMMON)}

@@ -19,10 +19,17 @@ def policy() -> None:
 
 
 @policy.command("eval")
-@click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--events", "events_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The audit policy (audit.k8s.io/v1 Policy, YAML).")  # fmt: skip
+@click.option("--events", "events_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Audit events, JSON Lines (an audit log).")  # fmt: skip
 def policy_eval(policy_file: Path, events_file: Path) -> None:
-    """One JSON line per event: the level the policy gives it and whether its stage is omitted."""
+    """One JSON line per event: the level the policy gives it and whether its stage is omitted.
+
+    \b
+    Example:
+      auditlake policy eval --policy audit-policy.yaml --events audit.log | grep '"level":"None"'
+    """
     try:
         compiled = load_policy(policy_file.read_bytes())
     except PolicyError as exc:
@@ -55,7 +62,12 @@ def policy_eval(policy_file: Path, events_file: Path) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 def policy_lint(file: Path, strict: bool) -> None:
-    """Warn about secret bodies logged, RequestReceived kept, and rules shadowed by earlier ones."""
+    """Warn about secret bodies logged, RequestReceived kept, and rules shadowed by earlier ones.
+
+    \b
+    Example:
+      auditlake policy lint audit-policy.yaml --strict
+    """
     try:
         warnings = lint(load_policy(file.read_bytes()))
     except PolicyError as exc:

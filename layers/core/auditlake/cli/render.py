@@ -26,7 +26,6 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from auditlake.jsonio import dumps_str
-from auditlake.query.summary import LakeSummary
 from auditlake.timestamps import format_millis
 
 err = Console(stderr=True, soft_wrap=True)  # diagnostics stay one line each, whatever the path length
@@ -218,23 +217,3 @@ def print_result(result: Any, fmt: str, console: Console | None = None, title: s
                     if value is not None and value != []:
                         out.print(f"{column:>{width}}  {text(value)}", highlight=False, soft_wrap=True)
         (console or err).print(f"{len(result.rows)} rows", highlight=False)
-
-
-def print_summary(s: LakeSummary, console: Console | None = None) -> None:
-    console = console or stdout_console()
-    table = Table(title=f"{s.records} audit records in {s.raw_objects} raw objects", show_header=False)
-    table.add_row("clusters", _top(s.clusters))
-    table.add_row("by level", _top(s.levels))
-    table.add_row("by stage", _top(s.stages))
-    table.add_row("by verb", _top(s.verbs, 8))
-    table.add_row("redacted (secret bodies removed)", str(s.redacted))
-    table.add_row("403 responses", str(s.forbidden))
-    table.add_row("quarantined items", f"{s.quarantined_items} in {s.quarantined_batches} batches")
-    for reason, count in s.quarantine_reasons.most_common(5):
-        table.add_row("  quarantine reason", f"{count} x {reason}")
-    table.add_row("findings", f"{s.findings_raw} raw ({_top(s.finding_levels)}), {s.findings_archived} archived")
-    console.print(table)
-
-
-def _top(counter: Any, n: int = 6) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counter.most_common(n)) or "-"

@@ -55,9 +55,15 @@ def rules() -> None:
     help="A directory (or file) of Sigma rules, added to the built-in set; repeatable.",
 )
 @click.option("--no-builtin-rules", is_flag=True, help="List only the --rules directories, not the built-in rules.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output: a table, or ONE JSON array of objects.")  # fmt: skip
 def rules_list(rule_dirs: tuple[Path, ...], no_builtin_rules: bool, fmt: str) -> None:
-    """The rules and correlation rules that load, one row each (json: one array of objects)."""
+    """The rules and correlation rules that load, one row each (json: one array of objects).
+
+    \b
+    Example:
+      auditlake rules list --rules ./my-rules --format json
+    """
     from auditlake.detect.sigma import load_rules
 
     for path in rule_dirs:
@@ -109,7 +115,12 @@ def _warn(loaded: RuleSet) -> None:
 @rules.command("lint")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 def rules_lint(dirs: tuple[Path, ...]) -> None:
-    """Check Sigma rule directories (or files): load problems and pySigma's validators, offline."""
+    """Check Sigma rule directories (or files): load problems and pySigma's validators, offline.
+
+    \b
+    Example:
+      auditlake rules lint ./my-rules
+    """
     from auditlake.detect.sigma import load_rules
 
     problems = _lint(dirs)
@@ -134,7 +145,13 @@ def _lint(dirs: Sequence[Path]) -> list[tuple[str, str]]:
 @click.option("--region", help="AWS region of the stack (default: the SDK's).")
 @click.option("--remove", is_flag=True, help="Delete the pushed rules: the stack evaluates the built-in rules only.")
 def rules_push(dirs: tuple[Path, ...], stack: str, region: str | None, remove: bool) -> None:
-    """Compile Sigma rules and put them where the stack's functions load them (no redeploy)."""
+    """Compile Sigma rules and put them where the stack's functions load them (no redeploy).
+
+    \b
+    Examples:
+      auditlake rules push ./my-rules --stack my-auditlake --region eu-west-1
+      auditlake rules push --remove --stack my-auditlake
+    """
     if remove == bool(dirs):
         raise click.UsageError("give rule directories to push, or --remove alone")
     rule_set = None if remove else _checked(dirs)
