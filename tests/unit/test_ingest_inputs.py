@@ -141,3 +141,14 @@ def test_yaml_of_several_documents_and_gzip_events(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "lake")
     stats = ingest_events(packed, Landing(store, "events"), "kind-kind", clock=lambda: AT)
     assert (stats.events, stats.accepted, stats.quarantined) == (4, 4, 0) and len(lines_of(store, "events")) == 4
+
+
+def test_a_legacy_text_log_is_not_read_whole_to_be_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    legacy = corpus_path("audit/kubernetes__kubernetes__pr110112_panic_legacy_format.log")
+    from auditlake.ingest import inputs
+
+    def never(_path: Path) -> bytes:
+        raise AssertionError("read whole")
+
+    monkeypatch.setattr(inputs, "read_input", never)
+    assert sniff_kind(legacy) is None

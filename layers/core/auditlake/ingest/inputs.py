@@ -192,6 +192,8 @@ def sniff(path: Path) -> Sniffed:
             if len(told) >= SNIFF_RECORDS:
                 break
         return Sniffed(max(set(told), key=told.count) if told else None)
+    if not first.startswith((b"{", b"[")) and not any(b"kind:" in line or b"apiVersion:" in line for line in head):
+        return Sniffed(None)  # neither JSON nor a Kubernetes YAML document (a legacy text log): never read whole
     # One document over many lines (kubectl -o json/-o yaml, a saved EventList): read it whole.
     try:
         data = read_input(path)
