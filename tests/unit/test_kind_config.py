@@ -110,6 +110,35 @@ def test_kind_config_is_a_valid_v1alpha4_cluster_with_the_mounts_and_the_patch()
         assert volume["mountPath"] == patch["apiServer"]["extraArgs"][flag]
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as kind applies a kubeadmConfigPatches entry to its generated config."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def test_the_kind_patch_merged_into_kinds_own_v1beta3_config_keeps_kinds_settings() -> None:
+    """Applied as kind applies it, the patch adds the audit flags beside kind's own (runtime-config), keeps
+    its certSANs, and the result is still a valid v1beta3 ClusterConfiguration."""
+    generated = yaml.safe_load((FIXTURES / "kind-kubeadm-v1beta3.yaml").read_text())
+    patch = yaml.safe_load(kind_config("kind", FILES)["kubeadmConfigPatches"][0])
+    assert patch["kind"] == generated["kind"]  # kind matches a patch to a document by kind (and apiVersion, absent)
+    merged = merge_patch(generated, patch)
+    jsonschema.validate({k: v for k, v in merged.items() if k != "metadata"}, kubeadm_schema("v1beta3"))
+    assert merged["apiServer"]["extraArgs"] == {"runtime-config": "", **EXPECTED_ARGS}
+    assert merged["apiServer"]["certSANs"] == ["localhost", "127.0.0.1"]
+    assert merged["apiServer"]["extraVolumes"] == EXPECTED_VOLUMES
+    assert {k: v for k, v in merged.items() if k != "apiServer"} == {
+        k: v for k, v in generated.items() if k != "apiServer"
+    }
+
+
 def test_the_schemas_refuse_what_kind_and_kubeadm_refuse() -> None:
     """The fixtures are strict: a field kind does not know, a list-form extraArgs in a v1beta3 patch, and
     a map-form one in v1beta4 all fail (so the tests above can)."""
