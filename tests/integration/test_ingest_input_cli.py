@@ -130,3 +130,14 @@ def test_a_pretty_printed_eventlist_needs_no_format_option(tmp_path: Path) -> No
     result = run("ingest", str(body), "--cluster", "lab", "--lake", str(lake))
     assert result.exit_code == 0, result.stderr
     assert "events 20, accepted 17, quarantined 3" in result.stderr and landed(lake, "audit") == 17
+
+
+def test_a_cut_gzip_document_is_one_line_too(tmp_path: Path) -> None:
+    lake, cut = tmp_path / "lake", tmp_path / "body.json.gz"
+    events = [json.loads(line) for line in corpus_path(AUDIT_JSONL).read_text().splitlines() if line.strip()]
+    whole = gzip.compress(json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events}).encode())
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = run("ingest", str(cut), "--format", "eventlist", "--cluster", "lab", "--lake", str(lake))
+    assert one_error(result) == (
+        "error: 1 file(s) ended early (a gzip file still being written? ingest it again once it is whole)"
+    )

@@ -36,6 +36,7 @@ from auditlake.cli.stack import CLOUDWATCH_FUNCTION, STATE_TABLE, stack_outputs
 from auditlake.clusters.registry import StaticTokens, token_hash
 from auditlake.ingest.checkpoints import CheckpointConflict, CheckpointError, DynamoCheckpoints
 from auditlake.ingest.files import CutInput, FileIngest
+from auditlake.ingest.inputs import InputError
 from auditlake.ingest.intake import IngestStats
 from auditlake.local_lake import LocalLake
 from auditlake.model import SOURCE_WEBHOOK
@@ -263,15 +264,16 @@ def ingest(
                 # A pretty-printed EventList cannot be JSON Lines: it is read as the document it is.
                 jsonl = fmt == "jsonl" and path not in documents
                 total.add(importer.jsonl(path) if jsonl else importer.eventlist(path))
-            except CutInput as exc:  # what came before the cut landed; the other files still go in
-                total.add(exc.stats)
+            except InputError as exc:  # what came before a cut landed (CutInput); the other files still go in
+                if isinstance(exc, CutInput):
+                    total.add(exc.stats)
                 cut.append(str(exc))
     print_counts("ingested", vars(total))
     for reason in cut:
-        err.print(f"warning: {reason}: the records before it were ingested", highlight=False)
-    _nothing_ingested(lake, files, total)
+        err.print(f"warning: {reason}: the records before it, if any, were ingested", highlight=False)
     if cut:
         fail(f"{len(cut)} file(s) ended early (a gzip file still being written? ingest it again once it is whole)")
+    _nothing_ingested(lake, files, total)
 
 
 def _loopback(host: str) -> bool:
