@@ -141,3 +141,10 @@ def test_a_cut_gzip_document_is_one_line_too(tmp_path: Path) -> None:
     assert one_error(result) == (
         "error: 1 file(s) ended early (a gzip file still being written? ingest it again once it is whole)"
     )
+
+    events = tmp_path / "events.yaml.gz"
+    packed = gzip.compress((INPUT / "kubectl-get-events.yaml").read_bytes())
+    events.write_bytes(packed[: len(packed) // 2])
+    result = run("ingest", str(events), "--kind", "events", "--cluster", "lab", "--lake", str(lake))
+    assert one_error(result).startswith(f"error: {events}: gzip data is cut short or corrupt (")
+    assert one_error(result).endswith("(is it still being written? ingest it again once it is whole)")

@@ -242,7 +242,11 @@ def ingest(
 
         total = IngestStats()
         for path in files:
-            total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_, detector=detector, watch=watch))
+            try:
+                total.add(ingest_events(path, LocalLake(lake).landing("events"), cluster_, detector=detector,
+                                        watch=watch))  # fmt: skip
+            except InputError as exc:  # read whole before anything lands: nothing of it did
+                fail(f"{exc} (is it still being written? ingest it again once it is whole)")
         print_counts("ingested Events", {"events": total.events, "accepted": total.accepted,
                                           "quarantined": total.quarantined, "findings": total.findings})  # fmt: skip
         _nothing_ingested(lake, files, total)
