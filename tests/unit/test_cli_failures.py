@@ -253,3 +253,15 @@ def test_piped_output_never_wraps_a_line() -> None:
 
     result = CliRunner(env={"COLUMNS": "60"}).invoke(show, [])
     assert result.output == f"lake: /tmp/lake  (try: {command})\n"
+
+
+def test_usage_errors_of_the_group_and_its_commands_are_one_line() -> None:
+    runner = CliRunner(mix_stderr=False, env={"AUDITLAKE_DEBUG": None})
+    bogus = runner.invoke(main, ["--bogus"], prog_name="auditlake")
+    assert bogus.exit_code == 2 and bogus.stderr == "error: No such option: --bogus (see auditlake --help)\n"
+    unknown = runner.invoke(main, ["summry"], prog_name="auditlake")
+    assert unknown.exit_code == 2
+    assert unknown.stderr == "error: no command 'summry': did you mean summary? (see auditlake --help)\n"
+    typo = runner.invoke(main, ["compact", "--lak", "x"], prog_name="auditlake")
+    assert typo.exit_code == 2
+    assert typo.stderr == "error: No such option: --lak Did you mean --lake? (see auditlake compact --help)\n"

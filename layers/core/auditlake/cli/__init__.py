@@ -57,6 +57,28 @@ class OneLineUsageError(click.UsageError):
 class AuditlakeGroup(click.Group):
     """The command group whose ``invoke`` turns every failure into one line (see the module's contract)."""
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:  # the group's own options (auditlake --bogus): one line too
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            if os.environ.get(DEBUG_ENV, "") not in ("", "0") or isinstance(exc, OneLineUsageError):
+                raise
+            raise OneLineUsageError(exc.format_message(), exc.ctx) from exc
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = click.utils.make_str(args[0]) if args else ""
+        if args and not ctx.resilient_parsing and self.get_command(ctx, name) is None and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2)
+            if close:
+                ctx.fail(f"no command {name!r}: did you mean {' or '.join(close)}?")
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
