@@ -1,0 +1,53 @@
+"""The report's aggregate queries: ``report/sql/<name>.sql``, Athena SQL in the named queries' format.
+
+Each file starts with comment lines (what it answers), ``-- params:`` (its own parameters, ``name`` or
+``name=default``) and ``-- placeholders:`` (the parameter each ``?`` takes, in order), and takes
+``since``/``until``/``cluster`` like every named query. They load as ``query.named.NamedQuery``, so
+binding (``NamedQuery.bind``: defaults, whole numbers, the time window) and running (``LocalEngine``,
+``AthenaEngine``) are the named queries' own.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from auditlake.query.named import NamedQuery, QueryError, placeholder_count
+
+# The named queries (assets/athena) the report runs as they are.
+NAMED = ("identity_timeline", "object_history", "forbidden_bursts", "coverage_gaps")
+
+_HEADER = re.compile(r"^-- (params|placeholders):")
+
+
+def names() -> list[str]:
+    folder = resources.files("auditlake.report").joinpath("sql")
+    return sorted(item.name.removesuffix(".sql") for item in folder.iterdir() if item.name.endswith(".sql"))
+
+
+def load(name: str) -> NamedQuery:
+    """The report query ``name``; QueryError for an unknown one or a file whose header and ``?`` disagree."""
+    if name not in names():
+        raise QueryError(f"no report query {name!r}; known: {', '.join(names())}")
+    text = resources.files("auditlake.report").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+    return parse(name, text)
+
+
+def parse(name: str, text: str) -> NamedQuery:
+    """A query file as query.named.load reads one (the same header grammar)."""
+    comments = [line[3:].strip() for line in text.splitlines() if line.startswith("-- ")]
+    description = " ".join(line for line in comments if not _HEADER.match(f"-- {line}"))
+    params: dict[str, str | None] = {}
+    for item in filter(None, (p.strip() for p in (_header(text, "params") or "").split(","))):
+        key, _, default = item.partition("=")
+        params[key.strip()] = default.strip() if default else None
+    placeholders = tuple((_header(text, "placeholders") or "").split())
+    found = placeholder_count(text)
+    if len(placeholders) != found:
+        raise QueryError(f"{name}: {found} placeholders but {len(placeholders)} declared")
+    return NamedQuery(name, description, params, placeholders, text)
+
+
+def _header(text: str, key: str) -> str | None:
+    match = re.search(rf"^-- {key}:(.*)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else None
