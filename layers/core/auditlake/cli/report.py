@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from auditlake.cli.options import lake_option
 from auditlake.cli.render import err, fail
 from auditlake.cli.stack import (
     ARCHIVE_BUCKETS,
@@ -27,13 +28,7 @@ from auditlake.timestamps import format_seconds, instant
 
 
 @click.command()
-@click.option(
-    "--lake",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="AUDITLAKE_LAKE",
-    show_envvar=True,
-    help="Local lake to report on (read only: a path that is no lake is an error).",
-)
+@lake_option(create=False, required=False)
 @click.option("--stack", help="Deployed stack to report on: Athena in its workgroup, its archive buckets' digests.")
 @click.option("--region", help="AWS region of --stack (default: the SDK's, e.g. AWS_REGION).")
 @click.option(
@@ -150,9 +145,6 @@ def _local(lake: Path, now: datetime) -> tuple[Any, Any, Any, str]:
     from auditlake.trust.digest import DigestError
     from auditlake.trust.digest import verify as verify_chain
 
-    # A read command never creates a lake: a path without a landing or an archive is a typo.
-    if not lake.is_dir() or not ((lake / "raw").is_dir() or (lake / "archive").is_dir()):
-        fail(f"no lake at {lake} (create one with auditlake ingest/serve/demo, or check the path)")
     local = LocalLake(lake)
     engine = LocalEngine(local.archive_dir, local.root, now=now)
 
