@@ -265,3 +265,31 @@ def test_usage_errors_of_the_group_and_its_commands_are_one_line() -> None:
     typo = runner.invoke(main, ["compact", "--lak", "x"], prog_name="auditlake")
     assert typo.exit_code == 2
     assert typo.stderr == "error: No such option: --lak Did you mean --lake? (see auditlake compact --help)\n"
+
+
+def test_the_group_makes_every_failure_one_line() -> None:
+    from auditlake.cli import AuditlakeGroup
+
+    group = AuditlakeGroup("auditlake")
+
+    @group.command()
+    @click.argument("what")
+    def fails(what: str) -> None:
+        if what == "click":
+            raise click.ClickException("the [file] is gone")
+        if what == "aws":
+            raise NoRegionError()
+        raise ValueError("odd\nvalue")
+
+    runner = CliRunner(mix_stderr=False, env={"AUDITLAKE_DEBUG": None})
+    shown = {what: runner.invoke(group, ["fails", what]) for what in ("click", "aws", "other")}
+    assert {what: (r.exit_code, r.stderr) for what, r in shown.items()} == {
+        "click": (1, "error: the [file] is gone\n"),
+        "aws": (1, "error: no AWS region (pass --region or set AWS_REGION)\n"),
+        "other": (
+            1,
+            "error: ValueError: odd value (run with AUDITLAKE_DEBUG=1 for the traceback, and please report it)\n",
+        ),
+    }
+    debug = CliRunner(mix_stderr=False, env={"AUDITLAKE_DEBUG": "1"}).invoke(group, ["fails", "other"])
+    assert isinstance(debug.exception, ValueError)

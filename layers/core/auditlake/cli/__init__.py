@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from auditlake import __version__
 from auditlake.cli import (
@@ -51,7 +52,14 @@ class OneLineUsageError(click.UsageError):
             names.append(ctx.info_name or "")
             ctx = ctx.parent
         command = " ".join(["auditlake", *reversed(names)])
-        err.print(f"[red]error:[/red] {self.format_message()} (see {command} --help)", highlight=False, markup=True)
+        err.print(f"[red]error:[/red] {escape(self.format_message())} (see {command} --help)", highlight=False)
+
+
+class OneLineError(click.ClickException):
+    """Any other click exception (click.FileError ...) as ``error: ...``, not click's ``Error: ...``."""
+
+    def show(self, file: Any = None) -> None:
+        err.print(f"[red]error:[/red] {escape(self.format_message())}", highlight=False)
 
 
 class AuditlakeGroup(click.Group):
@@ -88,15 +96,17 @@ class AuditlakeGroup(click.Group):
             if _debug(ctx) or isinstance(exc, OneLineUsageError):
                 raise
             raise OneLineUsageError(exc.format_message(), exc.ctx) from exc
-        except click.ClickException:
-            raise  # already one line (MissingOutput, BadParameter ...)
+        except click.ClickException as exc:
+            if _debug(ctx) or type(exc).show is not click.ClickException.show:
+                raise  # shown its own way already (MissingOutput)
+            error = OneLineError(exc.format_message())
+            error.exit_code = exc.exit_code
+            raise error from exc
         except Exception as exc:
             if _debug(ctx):
                 raise
             known = explain(exc)
             line = known or f"{type(exc).__name__}: {' '.join(str(exc).split())} ({DEBUG_HINT}, and please report it)"
-            from rich.markup import escape
-
             err.print(f"[red]error:[/red] {escape(line)}", highlight=False)
             raise SystemExit(1) from None
 
