@@ -105,6 +105,13 @@ def test_a_read_command_on_a_typo_says_no_lake_and_creates_nothing(command: list
     assert list(empty.iterdir()) == []  # digest made no signing key there
 
 
+def test_report_on_a_typo_says_no_lake_and_writes_nothing(tmp_path: Path) -> None:
+    typo, out = tmp_path / "lkae", tmp_path / "report.html"
+    result = run("report", "--lake", str(typo), "--out", str(out))
+    assert one_line_error(result) == f"error: no lake at {typo} {NO_LAKE_FIX}"
+    assert not typo.exists() and not out.exists()
+
+
 @pytest.fixture
 def lake(tmp_path: Path) -> Path:
     lake = tmp_path / "lake"

@@ -1,9 +1,9 @@
 """The ``auditlake`` command line: the same core as the Lambda functions, on a local lake or AWS.
 
 This module is the click group and the registration only; the commands live in one module per topic
-(clusters, ingest, events, archive, query, quarantine, findings, rules, policy, demo, doctor), with
-shared options in options.py, printing in render.py and the stack's Output names in stack.py. No name
-here shadows a submodule.
+(clusters, ingest, events, archive, query, quarantine, report, findings, rules, policy, demo,
+doctor), with shared options in options.py, printing in render.py and the stack's Output names in
+stack.py. No name here shadows a submodule.
 
 Failures: ``main`` is an ``AuditlakeGroup``, the one place a command's failure becomes one line on
 stderr, ``error: <what> (<the fix>)``, with a non-zero exit, never a traceback: a known exception
@@ -33,6 +33,7 @@ from auditlake.cli import (
     policy,
     quarantine,
     query,
+    report,
     rules,
 )
 from auditlake.cli.hunt import hunt as hunt_command
@@ -153,6 +154,7 @@ for command in (
     query.query,
     query.summary,
     quarantine.quarantine,
+    report.report,
     findings.findings,
     rules.rules,
     hunt_command,
