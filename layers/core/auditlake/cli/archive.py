@@ -156,7 +156,7 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
     try:
         if lake is not None:
             local = LocalLake(lake)
-            archives, signer = local.archives(), _verifying_signer(local, public_key)
+            archives, signer = local.archives(), verifying_signer(local, public_key)
             head, ledger = local.chain_head(), local.ledger()
         else:
             import boto3
@@ -243,7 +243,7 @@ def _sequences(numbers: list[int]) -> str:
     )
 
 
-def _verifying_signer(local: LocalLake, public_key: Path | None) -> Any:
+def verifying_signer(local: LocalLake, public_key: Path | None) -> Any:
     """What checks a local lake's signatures: the exported ``public_key`` when given, else the
     lake's key (verifying never makes one), else ``_NoKey``."""
     from auditlake.trust.digest import DigestError, PublicKey
@@ -254,6 +254,9 @@ def _verifying_signer(local: LocalLake, public_key: Path | None) -> Any:
         return local.signer(create=False)
     except DigestError:
         return _NoKey(local.digest_key_file)
+
+
+_verifying_signer = verifying_signer  # the name `auditlake report` imported first
 
 
 class _NoKey:
