@@ -222,7 +222,9 @@ def test_summary_tells_what_the_lake_holds(lake: str) -> None:
         "archived": 15, "raw": 0, "first": "2019-03-10T10:00:00.000000Z", "last": "2019-03-10T13:10:00.000000Z"
     }  # fmt: skip
     table = run("summary", "--lake", lake)
-    assert "What the lake holds" in table.stdout and "2019-03-10 10:00" in table.stdout
+    assert table.stdout.startswith("15 audit records, 5 Events, 0 findings\n")
+    assert "2019-03-10" in table.stdout and "403 responses 2" in " ".join(table.stdout.split())
+    assert held["audit_rows"]["forbidden_403"] == 2 and held["audit_rows"]["stages"]["ResponseStarted"] == 2
 
 
 def test_summary_counts_quarantined_items_until_retried(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ closest valid one) and SQL an engine refuses are one ``error:`` line each.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -305,6 +306,9 @@ def print_contents(held: LakeContents, lake: Path, console: Console | None = Non
     one row per data class and cluster with its time range."""
     out = console or Console()
     kinds = list(held.kinds.values())
+    total = {kind.kind: kind.archived_rows + kind.raw_rows for kind in kinds}
+    out.print(f"{total['audit']} audit records, {total['events']} Events, {total['findings']} findings",
+              highlight=False, soft_wrap=True)  # fmt: skip
     counts = Table(title="What the lake holds", title_justify="left", box=box.SIMPLE_HEAD)
     counts.add_column("")
     for kind in kinds:
@@ -324,9 +328,12 @@ def print_contents(held: LakeContents, lake: Path, console: Console | None = Non
         counts.add_row(label, *(f"{value(kind):,}" for kind in kinds))
     out.print(counts)
     clusters = Table(title="By cluster (UTC; raw: rows not compacted yet)", title_justify="left", box=box.SIMPLE_HEAD)
+    # Names and counts are never cut; on a narrow terminal the times wrap between date and hour.
+    names = max((len(name) for kind in kinds for name in kind.clusters), default=7)
     for column in ("data", "cluster", "rows", "raw", "first", "last"):
         clusters.add_column(column, justify="right" if column in ("rows", "raw") else "left",
-                            min_width=16 if column in ("first", "last") else None)  # fmt: skip
+                            no_wrap=column not in ("first", "last"),
+                            min_width={"cluster": names, "first": 10, "last": 10}.get(column))  # fmt: skip
     for kind in kinds:
         for cluster, span in sorted(kind.clusters.items()):
             clusters.add_row(kind.kind, cluster, f"{span.archived + span.raw:,}", f"{span.raw:,}",
@@ -335,6 +342,17 @@ def print_contents(held: LakeContents, lake: Path, console: Console | None = Non
         out.print(clusters)
     else:
         out.print("no rows in the lake yet (auditlake ingest, serve or poll bring them in)", soft_wrap=True)
+    audit = held.audit
+    if audit.levels:
+        rows = Table(title="Audit records", title_justify="left", box=box.SIMPLE_HEAD, show_header=False)
+        rows.add_column("", no_wrap=True)
+        rows.add_column("")
+        rows.add_row("by level", _top(audit.levels))
+        rows.add_row("by stage", _top(audit.stages))
+        rows.add_row("by verb", _top(audit.verbs, 8))
+        rows.add_row("redacted (secret bodies removed)", f"{audit.redacted:,}")
+        rows.add_row("403 responses", f"{audit.forbidden:,}")
+        out.print(rows)
     alerts = ", ".join(f"{level} {count}" for level, count in held.alerts.most_common()) or "none"
     out.print(f"alerts sent: {sum(held.alerts.values())} ({alerts})", highlight=False, soft_wrap=True)
     out.print(f"digests: {held.digests} (auditlake digest seals new files; auditlake verify proves them intact)",
@@ -349,6 +367,10 @@ def print_contents(held: LakeContents, lake: Path, console: Console | None = Non
         out.print(f"quarantined: {count} x {reason}", highlight=False, soft_wrap=True)
     if held.quarantine_reasons:
         out.print(f"see them: auditlake quarantine list --lake {lake}", highlight=False, soft_wrap=True)
+
+
+def _top(counter: Counter[str], n: int = 6) -> str:
+    return ", ".join(f"{key} {count:,}" for key, count in counter.most_common(n)) or "-"
 
 
 def _minute_of(moment: str | None) -> str:

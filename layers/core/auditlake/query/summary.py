@@ -167,8 +167,34 @@ class KindContents:
 
 
 @dataclass
+class AuditBreakdown:
+    """The audit rows (archived and not compacted yet, each once) by level, stage and verb; how many
+    had bodies removed (``redactions``: secrets, configmaps) and how many were answered 403."""
+
+    levels: Counter[str] = field(default_factory=Counter)
+    stages: Counter[str] = field(default_factory=Counter)
+    verbs: Counter[str] = field(default_factory=Counter)
+    redacted: int = 0
+    forbidden: int = 0
+
+    def add(self, level: Any, stage: Any, verb: Any, count: int, *, redacted: int, forbidden: int) -> None:
+        self.levels[str(level or "-")] += count
+        self.stages[str(stage or "-")] += count
+        self.verbs[str(verb or "-")] += count
+        self.redacted += redacted
+        self.forbidden += forbidden
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "levels": dict(self.levels.most_common()), "stages": dict(self.stages.most_common()),
+            "verbs": dict(self.verbs.most_common()), "redacted": self.redacted, "forbidden_403": self.forbidden,
+        }  # fmt: skip
+
+
+@dataclass
 class LakeContents:
     kinds: dict[str, KindContents]
+    audit: AuditBreakdown = field(default_factory=AuditBreakdown)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)  # by level
     digests: int = 0
@@ -176,6 +202,7 @@ class LakeContents:
     def as_dict(self) -> dict[str, Any]:
         return {
             **{kind: contents.as_dict() for kind, contents in self.kinds.items()},
+            "audit_rows": self.audit.as_dict(),
             "quarantine_reasons": dict(self.quarantine_reasons.most_common()),
             "alerts": {"total": sum(self.alerts.values()), "by_level": dict(self.alerts.most_common())},
             "digests": self.digests,
@@ -198,8 +225,9 @@ def contents(store: Store, archive: Store, compacted: CompactedKeys, alerts: Pat
     out.digests = len(sealed.digests)
     for kind in ARCHIVE_KINDS.values():
         held = out.kinds[kind.name]
-        _archived(kind, archive, held, sealed.keys)
-        _raw(kind, store, held, compacted)
+        breakdown = out.audit if kind.name == "audit" else None
+        _archived(kind, archive, held, sealed.keys, breakdown)
+        _raw(kind, store, held, compacted, breakdown)
         for key, retried in _manifests(store, kind.name):
             manifest = loads(store.get(key))
             items = manifest.get("items") or [manifest]  # no items: the whole payload was refused
@@ -253,7 +281,9 @@ def _sealed_keys(archive: Store) -> _Sealed:
     return _Sealed(keys, digests)
 
 
-def _archived(kind: ArchiveKind, archive: Store, held: KindContents, sealed: set[str]) -> None:
+def _archived(
+    kind: ArchiveKind, archive: Store, held: KindContents, sealed: set[str], breakdown: AuditBreakdown | None
+) -> None:
     files = [key for key in archive.list(f"{kind.name}/") if _PARTITION_FILE.fullmatch(key.split("/", 1)[-1])]
     held.archived_files = len(files)
     held.sealed_files = sum(key in sealed for key in files)
@@ -270,15 +300,27 @@ def _archived(kind: ArchiveKind, archive: Store, held: KindContents, sealed: set
         f'SELECT cluster, count(*), min("{time}"), max("{time}") '  # noqa: S608 - model names, escaped paths
         f"FROM read_parquet([{paths}], union_by_name = true) GROUP BY cluster"
     )
-    rows = duckdb.connect().execute(sql).fetchall()
+    connection = duckdb.connect()
+    rows = connection.execute(sql).fetchall()
     for cluster, count, first, last in rows:
         span = held.span(str(cluster))
         span.archived += int(count)
         held.archived_rows += int(count)
         span.saw(_rfc3339(first), _rfc3339(last))
+    if breakdown is not None:
+        by = (
+            "SELECT level, stage, verb, count(*), count(*) FILTER (WHERE len(coalesce(redactions, [])) > 0), "  # noqa: S608
+            f"count(*) FILTER (WHERE response_code = 403) FROM read_parquet([{paths}], union_by_name = true) "
+            "GROUP BY level, stage, verb"
+        )  # model names and escaped paths only
+        grouped = connection.execute(by).fetchall()
+        for level, stage, verb, count, redacted, forbidden in grouped:
+            breakdown.add(level, stage, verb, int(count), redacted=int(redacted), forbidden=int(forbidden))
 
 
-def _raw(kind: ArchiveKind, store: Store, held: KindContents, compacted: CompactedKeys) -> None:
+def _raw(
+    kind: ArchiveKind, store: Store, held: KindContents, compacted: CompactedKeys, breakdown: AuditBreakdown | None
+) -> None:
     archived: dict[tuple[str, datetime], set[str]] = {}
     for key in store.list(raw_prefix(kind.name)):
         raw = parse_raw_key(key)
@@ -302,6 +344,10 @@ def _raw(kind: ArchiveKind, store: Store, held: KindContents, compacted: Compact
             moment = record.get(kind.time_column)
             if isinstance(moment, str):
                 span.saw(moment, moment)
+            if breakdown is not None:
+                breakdown.add(record.get("level"), record.get("stage"), record.get("verb"), 1,
+                              redacted=int(bool(record.get("redactions"))),
+                              forbidden=int(record.get("response_code") == 403))  # fmt: skip
 
 
 def _rfc3339(value: Any) -> str | None:
