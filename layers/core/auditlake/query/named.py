@@ -1,10 +1,16 @@
 """The named security queries, one Athena SQL file each, run on Athena or, locally, on DuckDB.
 
-A file starts with comment lines: what it answers, ``-- params:`` (its own parameters, ``name`` or
-``name=default``) and ``-- placeholders:`` (which parameter each ``?`` takes, in order). Every
+A file starts with comment lines: what it answers, ``-- params:`` (its own parameters, ``name``
+(required), ``name=default``, or ``name=``: optional, the empty default the SQL reads as "any") and
+``-- placeholders:`` (which parameter each ``?`` takes, in order); comments after them are the SQL's. Every
 query also takes ``since`` and ``until`` (ISO 8601, default: the last 24 hours) and ``cluster``
 (default: all). Values are bound, never spliced into the SQL: DuckDB binds them natively; Athena
 receives them as execution parameters (SQL literals, quoted here).
+
+A window whose ``since`` is after its ``until``, a parameter a query does not take (with the closest it
+does, difflib) and SQL an engine refuses are QueryError, one line naming the fix. ``held()`` of an
+engine is what the archive holds (first and last partition day per data class), for the line a query
+without rows prints.
 """
 
 from __future__ import annotations
@@ -114,7 +120,12 @@ def load(name: str) -> NamedQuery:
     path = resources.files("auditlake").joinpath("assets", "athena", f"{name}.sql")
     if not path.is_file():
         raise QueryError(f"no named query {name!r}; known: {', '.join(names())}")
-    text = path.read_text(encoding="utf-8")
+    return parse(name, path.read_text(encoding="utf-8"))
+
+
+def parse(name: str, text: str) -> NamedQuery:
+    """A query file (the module's header grammar) as a NamedQuery; QueryError when its ``?`` and its
+    ``-- placeholders:`` disagree. Also the report's queries' reader (report/queries.py)."""
     # The description is the leading comment block (comments inside the SQL are the SQL's own).
     leading = itertools.takewhile(lambda line: line.startswith("--"), text.splitlines())
     description = " ".join(line[3:].strip() for line in leading if not _HEADER.match(line))
