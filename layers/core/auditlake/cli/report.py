@@ -138,7 +138,7 @@ def report(
 
 
 def _local(lake: Path, now: datetime) -> tuple[Any, Any, Any, str]:
-    from auditlake.cli.archive import _verifying_signer
+    from auditlake.cli.archive import verifying_signer
     from auditlake.query import findings as found
     from auditlake.query.named import LocalEngine
     from auditlake.report.data import ArchiveState
@@ -154,7 +154,7 @@ def _local(lake: Path, now: datetime) -> tuple[Any, Any, Any, str]:
 
     try:
         verified = verify_chain(
-            local.archives(), _verifying_signer(local, None), head=local.chain_head(), ledger=local.ledger(), now=now
+            local.archives(), verifying_signer(local, None), head=local.chain_head(), ledger=local.ledger(), now=now
         )
         archive = ArchiveState.from_verify(verified)
     except DigestError as exc:

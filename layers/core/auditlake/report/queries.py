@@ -9,15 +9,13 @@ binding (``NamedQuery.bind``: defaults, whole numbers, the time window) and runn
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 
-from auditlake.query.named import NamedQuery, QueryError, placeholder_count
+from auditlake.query.named import NamedQuery, QueryError
+from auditlake.query.named import parse as named_parse
 
 # The named queries (assets/athena) the report runs as they are.
 NAMED = ("identity_timeline", "object_history", "forbidden_bursts", "coverage_gaps")
-
-_HEADER = re.compile(r"^-- (params|placeholders):")
 
 
 def names() -> list[str]:
@@ -34,20 +32,5 @@ def load(name: str) -> NamedQuery:
 
 
 def parse(name: str, text: str) -> NamedQuery:
-    """A query file as query.named.load reads one (the same header grammar)."""
-    comments = [line[3:].strip() for line in text.splitlines() if line.startswith("-- ")]
-    description = " ".join(line for line in comments if not _HEADER.match(f"-- {line}"))
-    params: dict[str, str | None] = {}
-    for item in filter(None, (p.strip() for p in (_header(text, "params") or "").split(","))):
-        key, _, default = item.partition("=")
-        params[key.strip()] = default.strip() if default else None
-    placeholders = tuple((_header(text, "placeholders") or "").split())
-    found = placeholder_count(text)
-    if len(placeholders) != found:
-        raise QueryError(f"{name}: {found} placeholders but {len(placeholders)} declared")
-    return NamedQuery(name, description, params, placeholders, text)
-
-
-def _header(text: str, key: str) -> str | None:
-    match = re.search(rf"^-- {key}:(.*)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else None
+    """A query file as query.named reads one (its grammar has one reader: named.parse)."""
+    return named_parse(name, text)
