@@ -63,3 +63,12 @@ def test_engine_refusals_are_one_line_with_the_fix() -> None:
         "(write it in Athena's dialect, Trino SQL)"
     )
     assert named.sql_error("Query exhausted resources") == "Query exhausted resources"
+
+
+def test_an_unknown_query_names_the_closest() -> None:
+    with pytest.raises(
+        named.QueryError, match=r"^no named query 'secret-change' \(did you mean secret_changes\? known: "
+    ):
+        named.load("secret-change")
+    with pytest.raises(named.QueryError, match=r"^no named query '\.\./x' \(known: anonymous_allowed, "):
+        named.load("../x")

@@ -115,11 +115,13 @@ def _header(text: str, key: str) -> str | None:
 
 
 def load(name: str) -> NamedQuery:
-    if not re.fullmatch(r"[a-z_]+", name):
-        raise QueryError(f"no named query {name!r}")
+    """The named query ``name``; QueryError naming the closest one and all of them when there is none."""
     path = resources.files("auditlake").joinpath("assets", "athena", f"{name}.sql")
-    if not path.is_file():
-        raise QueryError(f"no named query {name!r}; known: {', '.join(names())}")
+    if not re.fullmatch(r"[a-z_]+", name) or not path.is_file():
+        known = names()
+        close = difflib.get_close_matches(name.lower().replace("-", "_"), known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise QueryError(f"no named query {name!r} ({hint}known: {', '.join(known)})")
     return parse(name, path.read_text(encoding="utf-8"))
 
 
