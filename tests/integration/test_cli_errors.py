@@ -371,6 +371,47 @@ def test_demo_refuses_a_lake_it_did_not_make(lake: Path) -> None:
     )
 
 
+# ------------------------------------------------------------------ poll
+
+
+def kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: k\n"
+        f"clusters: [{{name: k, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: u, user: {token: abc}}]\ncontexts: [{name: k, context: {cluster: k, user: u}}]\n"
+    )
+    return path
+
+
+def test_poll_with_a_kubeconfig_that_does_not_load_leaves_no_lease_held(tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("clusters: [\n")
+    for _ in range(2):  # the second run is told the same, not "another auditlake poll is running"
+        result = run("poll", "--kubeconfig", str(broken), "--cluster", "c1", "--lake", str(tmp_path / "lake"))
+        assert one_line_error(result) == (
+            f"error: {broken}, line 2: not valid YAML: expected the node content, but found '<stream end>' "
+            "(fix the file, or pass another)"
+        )
+    config = kubeconfig(tmp_path / "good", "https://127.0.0.1:9")
+    no_context = run("poll", "--kubeconfig", str(config), "--context", "nosuch", "--cluster", "c1",
+                     "--lake", str(tmp_path / "lake"))  # fmt: skip
+    assert one_line_error(no_context) == (
+        f"error: kubeconfig {config}: Invalid kube-config file. Expected object with name nosuch in {config}/contexts "
+        f"list (kubectl config get-contexts --kubeconfig {config} lists its contexts)"
+    )
+
+
+def test_poll_of_a_cluster_not_running_says_so(tmp_path: Path) -> None:
+    server = f"https://127.0.0.1:{closed_port()}"
+    config = kubeconfig(tmp_path / "kubeconfig", server)
+    result = run("poll", "--kubeconfig", str(config), "--cluster", "c1", "--lake", str(tmp_path / "lake"))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: cannot reach the cluster's API server {server}: connection refused (is the cluster running? "
+        "kubectl cluster-info)"
+    )
+
+
 # ------------------------------------------------------------------ usage errors, unknown failures, --debug
 
 

@@ -52,8 +52,17 @@ def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode:
 
     local = LocalLake(lake)
     detector, rules = build_detector(lake, rule_dirs, no_builtin_rules)
+    api = KubeApi(KubeconfigCredentials(str(kubeconfig), context))
+    # The kubeconfig is read now, before the poll takes the cluster's lease: one that does not load
+    # (not YAML, no such context) is an error line here, not a lease left held until it expires.
+    try:
+        if not api.verifies_tls:
+            err.print("[yellow]warning:[/yellow] TLS verification is OFF for this cluster "
+                      "(insecure-skip-tls-verify in its kubeconfig)", highlight=False)  # fmt: skip
+    except KubeError as exc:
+        fail(f"{exc} (kubectl config get-contexts --kubeconfig {kubeconfig} lists its contexts)")
     poller = EventsPoller(
-        KubeApi(KubeconfigCredentials(str(kubeconfig), context)),
+        api,
         local.landing("events"),
         local.leases(),
         cluster_,
@@ -77,7 +86,26 @@ def poll(kubeconfig: Path, context: str | None, cluster_: str, lake: Path, mode:
         err.print(f"following {cluster_}'s Events into {lake}; Ctrl-C to stop")
         while True:
             show(poller.poll(300))
-    except (KubeError, LeaseError) as exc:
+    except KubeError as exc:
+        fail(kube_problem(str(exc), api.server))
+    except LeaseError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         err.print("stopped; the next poll resumes from the checkpoint")
+
+
+# What urllib3 says (inside the client's message) -> what it means for the user, and what to check.
+_KUBE_CAUSES = (
+    ("Connection refused", "connection refused (is the cluster running? kubectl cluster-info)"),
+    ("Name or service not known", "the server's name does not resolve (check the kubeconfig's server)"),
+    ("CERTIFICATE_VERIFY_FAILED", "its certificate does not verify against the kubeconfig's certificate-authority"),
+    ("timed out", "no answer in time (is the server reachable from here?)"),
+)
+
+
+def kube_problem(message: str, host: str) -> str:
+    """A Kubernetes API failure as one line: urllib3's nested retry text replaced by its cause."""
+    for needle, meaning in _KUBE_CAUSES:
+        if needle in message:
+            return f"cannot reach the cluster's API server {host}: {meaning}"
+    return " ".join(message.split())

@@ -58,7 +58,19 @@ def explain(exc: BaseException) -> str | None:
         return f"TLS: {' '.join(str(exc).split())}"
     if isinstance(exc, OSError):
         return _os(exc)
-    return None
+    return _yaml(exc)
+
+
+def _yaml(exc: BaseException) -> str | None:
+    """A YAML file that does not parse (a kubeconfig, a policy): the file, the line, the problem."""
+    import yaml  # PyYAML: already loaded by whatever raised its error
+
+    if not isinstance(exc, yaml.YAMLError):
+        return None
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "a YAML file"
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}: not valid YAML: {' '.join(str(problem).split())} (fix the file, or pass another)"
 
 
 def _aws(exc: BaseException) -> str | None:
@@ -115,7 +127,7 @@ def _os(exc: OSError) -> str | None:
     if exc.errno == errno.EADDRINUSE:
         return "address already in use (pick another with --port; 0 picks a free one)"
     if isinstance(exc, FileNotFoundError) and where:
-        return f"no such file or directory: {where}"
+        return f"no such file or directory: {where} (check the path, or create its directory first)"
     if isinstance(exc, NotADirectoryError | IsADirectoryError | FileExistsError) and where:
         return f"{exc.strerror}: {where}"
     return None
