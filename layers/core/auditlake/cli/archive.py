@@ -256,9 +256,6 @@ def verifying_signer(local: LocalLake, public_key: Path | None) -> Any:
         return _NoKey(local.digest_key_file)
 
 
-_verifying_signer = verifying_signer  # the name `auditlake report` imported first
-
-
 class _NoKey:
     """No key to check signatures with: fine while there is no digest; an error when there is."""
 
