@@ -88,6 +88,18 @@ def test_an_aws_command_without_credentials_says_where_they_come_from(command: l
     assert one_line_error(run(*command, "--region", "eu-west-1", env=NO_AWS)) == NO_CREDENTIALS
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["verify"], ["findings"], ["hunt"], ["quarantine", "list"], ["query", "pod_exec", "--athena"]],
+    ids=" ".join,
+)
+def test_an_aws_command_on_a_stack_that_does_not_exist_says_so(command: list[str], moto_endpoint: str) -> None:
+    result = run(*command, "--stack", "no-such-stack", "--region", "us-east-1")
+    assert one_line_error(result) == (
+        "error: no stack no-such-stack in this account and region (check --stack and --region)"
+    )
+
+
 # ------------------------------------------------------------------ lakes: read commands never make one
 
 READ_COMMANDS = [["compact"], ["digest"], ["verify"], ["findings"], ["hunt"], ["query", "pod_exec"], ["summary"],
