@@ -219,3 +219,17 @@ def test_cli_errors_are_one_line(lake: LocalLake, tmp_path: Path, args: list[str
     assert result.exit_code == code
     assert message.format(**fill) in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "typo").exists()
+
+
+def test_cli_on_an_empty_window_names_what_the_lake_holds(lake: LocalLake, tmp_path: Path) -> None:
+    out = tmp_path / "old.html"
+    result = CliRunner(mix_stderr=False).invoke(
+        report, ["--lake", str(lake.root), "--since", "30d", "--until", "29d", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.stderr
+    day = sorted(p.name.removeprefix("dt=") for p in (lake.archive_dir / "audit").glob("dt=*"))
+    assert day, "the test lake is compacted"
+    assert f"; this lake holds audit {day[0]}..{day[-1]} (use --since {day[0]} --until {day[-1]}T23:59:59)" in (
+        " ".join(result.stderr.split())
+    )
+    assert "No audit records in this window." in out.read_text(encoding="utf-8")

@@ -124,17 +124,24 @@ def report(
         fail(f"cannot write {out}: {exc.strerror or exc} (choose another --out)")
     requests = sum(int(row["requests"]) for row in data.activity)
     if not requests:
-        err.print(
-            f"[yellow]no audit records between {format_seconds(start)} and {format_seconds(end)}[/yellow] "
-            "(widen the window with --since/--until)",
-            highlight=False,
-        )
+        err.print(f"[yellow]{_empty_window(engine, start, end)}[/yellow]", highlight=False)
     err.print(
         f"{requests:,} requests, {len(data.bursts)} bursts, "
         f"{'-' if data.findings is None else len(data.findings)} findings",
         highlight=False,
     )
     click.echo(f"report written to {out} (open file://{out.resolve()})")
+
+
+def _empty_window(engine: Any, start: datetime, end: datetime) -> str:
+    """The line for a window without audit records: which window, what the archive holds (its partition
+    days, never its data: ``held``), and how to reach it."""
+    said = f"no audit records between {format_seconds(start)} and {format_seconds(end)}"
+    held = engine.held()
+    span = held.get("audit") if held else None
+    if span is None:
+        return said + " (widen the window with --since/--until)"
+    return f"{said}; this lake holds audit {span[0]}..{span[1]} (use --since {span[0]} --until {span[1]}T23:59:59)"
 
 
 def _local(lake: Path, now: datetime) -> tuple[Any, Any, Any, str]:
@@ -176,13 +183,15 @@ def _deployed(stack: str, region: str | None, now: datetime) -> tuple[Any, Any, 
 
     session = boto3.session.Session(region_name=region)
     outputs = stack_outputs(session, stack)
-    engine = AthenaEngine(session.client("athena"), outputs[ATHENA_WORKGROUP], outputs[GLUE_DATABASE])
+    s3, dynamodb = session.client("s3"), session.client("dynamodb")
+    # glue and s3: what the archive holds (engine.held), named when the window is empty
+    engine = AthenaEngine(session.client("athena"), outputs[ATHENA_WORKGROUP], outputs[GLUE_DATABASE],
+                          glue=session.client("glue"), s3=s3)  # fmt: skip
 
     def findings(since: str, until: str) -> list[dict[str, Any]]:
         where = found.FindingsFilter(since, until)
         return list(found.rows(engine.run(found.findings_sql("findings_live"), where.values())))
 
-    s3, dynamodb = session.client("s3"), session.client("dynamodb")
     archives = {name: S3Store(s3, outputs[output]) for name, output in ARCHIVE_BUCKETS.items()}
     verified = verify_chain(
         archives,
