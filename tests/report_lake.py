@@ -5,6 +5,7 @@ test adds (hostile names)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def build(
     now: datetime,
     minutes: float = 20,
     rate: float = 5,
-    extra: list[dict[str, Any]] = (),
+    extra: Sequence[dict[str, Any]] = (),
     compact: bool = True,
     seal: bool = True,
 ) -> LocalLake:
