@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import sys
 import traceback
@@ -40,15 +41,23 @@ def main(argv: list[str] | None = None) -> int:
     from tests.chaos import model
 
     failed = False
-    # Everything the functions and Hypothesis print goes to stderr: stdout holds only the JSON line.
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
+    # Everything the functions and Hypothesis print goes to stderr: stdout holds only the JSON line. The
+    # file descriptor too: a metrics flush once reached the real stdout past redirect_stdout (seed 5).
+    sys.stdout.flush()
+    stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
             stats = model.run(seed, minutes=None if args.examples else args.minutes, examples=args.examples,
                               steps=args.steps)  # fmt: skip
-        except Exception:
-            traceback.print_exc()
-            failed = True
-            stats = model._Run.stats
+    except Exception:
+        traceback.print_exc()
+        failed = True
+        stats = model._Run.stats
+    finally:
+        sys.stdout.flush()
+        os.dup2(stdout, 1)
+        os.close(stdout)
     line = stats.line()
     print(json.dumps(line), flush=True)
     bad = line["lost"] or line["duplicates"] or line["acknowledged_without_store"] or not line["verify_ok"]

@@ -2,7 +2,7 @@
 
 Contract:
 - ``World(endpoint, ca)`` makes the resources template.yaml makes (raw bucket, audit/events/findings
-  archives, the state table, a KMS RSA_3072 signing key, an SNS alert topic read through a subscribed
+  archives, versioned, the state table, a KMS RSA_3072 signing key, an SNS alert topic read through a subscribed
   SQS queue), registers one webhook cluster (``HOOK``, its token stored hashed), reads one EKS log
   group cluster (``EKS``) and polls one Kubernetes cluster (``KUBE``: a FakeKube over HTTPS, its token
   in Secrets Manager), and loads the five functions from functions/<name>/app.py with their template
@@ -67,6 +67,8 @@ class World:
         self.archives = {kind: f"{kind}-{suffix}" for kind in ("audit", "events", "findings")}
         for bucket in (self.raw, *self.archives.values()):
             self.s3.create_bucket(Bucket=bucket)
+        for bucket in self.archives.values():  # versioned, as template.yaml makes them
+            self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         self.dynamodb.create_table(
             TableName=self.table,
             BillingMode="PAY_PER_REQUEST",
