@@ -143,7 +143,8 @@ class FakeKube:
         obj = self.current(uid)
         if obj.get("series"):
             obj["series"]["count"] = obj["series"].get("count", 1) + 1
-            obj["series"]["lastObservedTime"] = at.replace("Z", ".000000Z")
+            # series.lastObservedTime is a MicroTime; `at` may be a Time (seconds) or already one
+            obj["series"]["lastObservedTime"] = at if "." in at else at.replace("Z", ".000000Z")
         else:
             obj["count"] = (obj.get("count") or 1) + 1
             obj["lastTimestamp"] = at

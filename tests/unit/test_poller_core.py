@@ -182,3 +182,17 @@ def test_the_scheduled_events_time_picks_the_minute_else_the_clock() -> None:
 def test_a_fan_out_bound_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         fleet(3, 0)
+
+
+def test_a_source_that_fails_to_load_releases_the_lease(tmp_path: Path) -> None:
+    """Asking the source whether it verifies TLS loads its kubeconfig or token; a failure there used to
+    leave the lease held, so the next poll was skipped ("held by another run") until it ended."""
+
+    class Broken(Recording):
+        @property
+        def verifies_tls(self) -> bool:
+            raise KubeError("kubeconfig did not load")
+
+    with pytest.raises(KubeError):
+        poller(tmp_path, Broken(watches=[])).poll(30, keep_watching=False)
+    assert LocalLeases(tmp_path / "leases").acquire("bench", "next run", 30) is not None  # not LeaseHeld

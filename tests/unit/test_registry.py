@@ -56,3 +56,25 @@ def test_new_tokens_are_long_random_and_recognisable() -> None:
     tokens = {new_token() for _ in range(100)}
     assert len(tokens) == 100 and all(t.startswith("alk_") and len(t) >= 40 for t in tokens)
     assert len(token_hash("x")) == 64
+
+
+@pytest.mark.parametrize("error", ["reset", "timeout", "unreachable"])
+def test_a_table_unreachable_after_botocores_retries_is_a_registry_error(error: str) -> None:
+    """A transport error (not a ClientError) used to escape, so the webhook Lambda raised instead of
+    answering its own 503 "registry unavailable, retry" (found by make chaos, seed 2)."""
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+
+    from auditlake.clusters.registry import RegistryError
+
+    raised = {
+        "reset": ConnectionClosedError(endpoint_url="https://dynamodb"),
+        "timeout": ReadTimeoutError(endpoint_url="https://dynamodb"),
+        "unreachable": EndpointConnectionError(endpoint_url="https://dynamodb"),
+    }[error]
+
+    class Unreachable:
+        def get_item(self, **_: Any) -> dict[str, Any]:
+            raise raised
+
+    with pytest.raises(RegistryError, match=f"token lookup failed: {type(raised).__name__}"):
+        DynamoRegistry(Unreachable(), "state").cluster_for(token_hash("good"))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, Literal, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from auditlake.jsonio import JSONError, dumps_str, loads
 from auditlake.landing import valid_cluster_name
@@ -32,6 +32,11 @@ from auditlake.state_table import (
 )
 
 TOKEN_PREFIX = "alk_"  # noqa: S105 - a prefix that makes leaked tokens greppable, not a secret
+
+
+def _code(exc: BotoCoreError | ClientError) -> str:
+    """What failed, in a word: AWS's error code, or the transport error (reset, timeout, unreachable)."""
+    return str(exc.response["Error"]["Code"]) if isinstance(exc, ClientError) else type(exc).__name__
 
 
 class RegistryError(RuntimeError):
@@ -151,8 +156,8 @@ class DynamoRegistry:
                 ProjectionExpression="#c",
                 ExpressionAttributeNames={"#c": "cluster"},
             ).get("Item")
-        except ClientError as exc:
-            raise RegistryError(f"token lookup failed: {exc.response['Error']['Code']}") from exc
+        except (BotoCoreError, ClientError) as exc:  # a transport error too, once botocore's retries are spent
+            raise RegistryError(f"token lookup failed: {_code(exc)}") from exc
         cluster = item["cluster"]["S"] if item else None
         # Unknown tokens are cached briefly too, so guessing does not turn into one read per request.
         ttl = self.cache_seconds if cluster else min(self.cache_seconds, 10.0)
@@ -255,8 +260,8 @@ class DynamoRegistry:
             self.client.transact_write_items(
                 TransactItems=[{"Update": cluster}, {"Put": self._polling_put(name, poll)}]
             )
-        except ClientError as exc:
-            raise RegistryError(f"cannot register {name!r}: {exc.response['Error']['Code']}") from exc
+        except (BotoCoreError, ClientError) as exc:  # a transport error too, once botocore's retries are spent
+            raise RegistryError(f"cannot register {name!r}: {_code(exc)}") from exc
 
     def _polling_put(self, name: str, poll: PollConfig) -> dict[str, Any]:
         item = {**polling_key(name), "poll": {"S": poll.to_json()}}
@@ -273,15 +278,15 @@ class DynamoRegistry:
             ):
                 for item in page.get("Items", ()):
                     out[item["sk"]["S"]] = PollConfig.from_json(item["poll"]["S"])
-        except ClientError as exc:
-            raise RegistryError(f"cannot list polled clusters: {exc.response['Error']['Code']}") from exc
+        except (BotoCoreError, ClientError) as exc:  # a transport error too, once botocore's retries are spent
+            raise RegistryError(f"cannot list polled clusters: {_code(exc)}") from exc
         return dict(sorted(out.items()))
 
     def poll_config(self, name: str) -> PollConfig | None:
         try:
             item = self.client.get_item(TableName=self.table, Key=polling_key(name)).get("Item")
-        except ClientError as exc:
-            raise RegistryError(f"cluster lookup failed: {exc.response['Error']['Code']}") from exc
+        except (BotoCoreError, ClientError) as exc:  # a transport error too, once botocore's retries are spent
+            raise RegistryError(f"cluster lookup failed: {_code(exc)}") from exc
         return PollConfig.from_json(item["poll"]["S"]) if item else None
 
     def clusters(self) -> list[dict[str, str]]:

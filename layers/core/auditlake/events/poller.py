@@ -199,13 +199,14 @@ class EventsPoller:
             logger.info("poll skipped", extra={"cluster": self.cluster, "reason": stats.skipped})
             return stats
         stats.state_writes += 1
-        if not self.source.verifies_tls:
-            logger.warning(
-                "TLS verification is OFF for this cluster (its insecure flag)", extra={"cluster": self.cluster}
-            )
-        run = _Poll(self, lease, stats, deadline)
         try:
-            run.run(keep_watching)
+            # Inside the try: asking loads the kubeconfig or token, which may fail, and the lease
+            # must not stay held by a poll that died (the next one would be skipped until it ends).
+            if not self.source.verifies_tls:
+                logger.warning(
+                    "TLS verification is OFF for this cluster (its insecure flag)", extra={"cluster": self.cluster}
+                )
+            _Poll(self, lease, stats, deadline).run(keep_watching)
         finally:
             self.leases.release(lease)
             stats.state_writes += 1
