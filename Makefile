@@ -13,7 +13,8 @@ LAKE   ?= demo-lake
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv demo test lint typecheck security unit future integration infra bench chaos build clean template
+.PHONY: venv demo test lint typecheck security unit future integration infra bench chaos build clean template \
+  system grafana
 
 venv: $(STAMP)
 
@@ -38,11 +39,23 @@ demo: $(CLI_STAMP)
 
 # The faketime pass runs beside the main pass, one on each of CI's 2 cores (within its 20 minutes);
 # its output is printed after the main pass's, and either failing fails the target.
-test: lint typecheck security
+test: system lint typecheck security
 	@$(MAKE) --no-print-directory future > .future.log 2>&1 & late=$$!; \
 	CHECKOV=$(TOOLS)/bin/checkov $(BIN)/python -m pytest -q tests; main=$$?; \
 	wait $$late; future=$$?; echo "---- make future (the suite 400 days ahead)"; cat .future.log; rm -f .future.log; \
 	test $$main -eq 0 -a $$future -eq 0
+
+# What the suite needs beyond Python: libfaketime (the faketime pass) and headless Chromium (the report
+# is tested in a real browser). Installed with apt-get when missing and we are root; else the command to run.
+SYSTEM_PACKAGES := faketime chromium
+system:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "make test needs: sudo apt-get install $$missing"; exit 1; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -107,6 +120,10 @@ build: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .aws-sam $(LAKE) .bench .pytest_cache .pytest-future .mypy_cache .ruff_cache
+
+# The Grafana dashboard (infra/grafana) is generated from the named queries and the report's queries.
+grafana: $(CLI_STAMP)
+	$(BIN)/python -m auditlake.report.grafana --out infra/grafana/auditlake.json
 
 # template.yaml's Glue tables and named queries are generated from model.py and infra/athena.
 template: $(STAMP)

@@ -216,8 +216,12 @@ def test_verify_never_makes_a_key_and_needs_a_lake(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     result = run("verify", "--lake", str(empty))
+    assert result.exit_code == 1 and "no lake at" in result.stderr  # an empty directory is not a lake
+    fresh = tmp_path / "fresh"
+    LocalLake(fresh).create()  # a lake nothing was archived in yet
+    result = run("verify", "--lake", str(fresh))
     assert result.exit_code == 1 and "NO-DIGEST" in result.stdout
-    assert not (empty / "state" / "digest-key.pem").exists()
+    assert not (fresh / "state" / "digest-key.pem").exists()
 
 
 def test_an_exported_public_key_verifies_and_refuses_a_swapped_key(lake: Path, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
         if not local.demo_marker_file.exists() and any(lake.iterdir()):
             raise SystemExit(f"{lake} exists and is not a demo lake; choose another --lake")
         shutil.rmtree(lake)
-    lake.mkdir(parents=True)
+    local.create()  # marked a lake before serve starts, whatever happens to it
     local.demo_marker_file.write_text("created by auditlake demo; deleted by the next run\n")
     inputs = local.inputs_dir
     inputs.mkdir()
@@ -144,17 +144,21 @@ def run_demo(lake: Path, *, minutes: float, rate: float, seed: int) -> None:
     ):
         _run(console, ["query", name, "--lake", str(lake), *window, *params])
     _show_findings(console, lake, since)
+    report_file = (lake / "report.html").resolve()
+    _run(console, ["report", "--lake", str(lake), "--since", since, "--out", str(report_file)])
 
     leaks, checked = _scan_for(local, PLANTED_SECRET_VALUE.encode(), PLANTED_AWS_KEY.encode())
     verdict = "[green]none[/green]" if not leaks else f"[red]FOUND in {leaks}[/red]"
     console.print(
-        f"planted secret values in the lake: {verdict} ({checked} objects scanned: raw, quarantine, findings, archive)"
+        f"planted secret values in the lake: {verdict} "
+        f"({checked} objects scanned: raw, quarantine, findings, archive, report)"
     )
     console.print(
         f"lake: {lake}/  (try: auditlake query --list; auditlake query identity_timeline "
         f"--lake {lake} --param identity=mallory@example.com)",
         highlight=False,
     )
+    console.print(f"report: {report_file}  (open it in a browser: file://{report_file})", highlight=False)
     if leaks:
         raise SystemExit(1)
 
