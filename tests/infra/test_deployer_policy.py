@@ -304,7 +304,7 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     ),
     # HTTP API ids are random: API Gateway's ARNs cannot carry the stack's name.
     "AWS::ApiGatewayV2::Api": (
-        Need(("apigateway:POST",), "arn:aws:apigateway:{REGION}::/apis", scoped=False),
+        Need(("apigateway:POST", "apigateway:PUT"), "arn:aws:apigateway:{REGION}::/apis", scoped=False),  # PUT: import
         Need(("apigateway:GET", "apigateway:PATCH", "apigateway:PUT"), API, scoped=False),
         Need(("apigateway:DELETE",), API, on_delete=True, scoped=False),
     ),
