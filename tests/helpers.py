@@ -424,3 +424,28 @@ def sqs_event(bucket: str, keys: list[str]) -> dict[str, Any]:
         message["messageId"], message["body"] = f"m{number}", json.dumps(notification)
         records.append(message)
     return {"Records": records}
+
+
+def parse_sam_yaml(text: str) -> dict[str, Any]:
+    """samcli.yamlhelper.yaml_parse (CloudFormation's short tags), without its side effect: it registers
+    an OrderedDict mapping constructor, a ``!`` multi-constructor and timestamps-as-strings on PyYAML's
+    global SafeLoader, after which every ``yaml.safe_load`` in the process returns OrderedDicts that
+    ``yaml.safe_dump`` cannot write: product code that loads and dumps YAML then fails in the test run
+    only. The loader's tables are put back."""
+    import yaml
+    from samcli.yamlhelper import yaml_parse
+
+    saved = {
+        (cls, name): dict(cls.__dict__[name]) if name in cls.__dict__ else None
+        for cls in (yaml.SafeLoader, yaml.constructor.SafeConstructor)
+        for name in ("yaml_constructors", "yaml_multi_constructors")
+    }
+    try:
+        parsed: dict[str, Any] = yaml_parse(text)
+        return parsed
+    finally:
+        for (cls, name), table in saved.items():
+            if table is not None:
+                setattr(cls, name, table)
+            elif name in cls.__dict__:
+                delattr(cls, name)

@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from samcli.yamlhelper import yaml_parse
-
-from tests.helpers import ROOT
+from tests.helpers import ROOT, parse_sam_yaml
 
 ACCOUNT = "123456789012"  # moto's default account
 
@@ -47,7 +45,7 @@ class Unsimulated(ValueError):
 
 def template_lifecycle(resource: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The lifecycle rules of ``resource`` in template.yaml, as PutBucketLifecycleConfiguration takes them."""
-    template = yaml_parse((ROOT / "template.yaml").read_text())
+    template = parse_sam_yaml((ROOT / "template.yaml").read_text())
     values = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
     values.update(parameters or {})
     conditions = template.get("Conditions", {})

@@ -32,10 +32,9 @@ class NoManagedPolicies:
 
 
 def parse(text: str) -> dict[str, Any]:
-    from samcli.yamlhelper import yaml_parse
+    from tests.helpers import parse_sam_yaml
 
-    parsed: dict[str, Any] = yaml_parse(text)
-    return parsed
+    return parse_sam_yaml(text)
 
 
 def expand(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from samcli.yamlhelper import yaml_parse
+from tests.helpers import parse_sam_yaml
 
 LIMIT = 250 * 1024 * 1024
 AARCH64 = 183  # ELF e_machine
@@ -15,7 +15,7 @@ def size(path: Path) -> int:
 
 
 def test_each_function_with_its_layers_fits_the_limit(built: Path) -> None:
-    template = yaml_parse((built / "template.yaml").read_text())
+    template = parse_sam_yaml((built / "template.yaml").read_text())
     functions = {  # the Fn::ForEach block stays as written: CloudFormation expands it at deploy
         n: r
         for n, r in template["Resources"].items()

@@ -293,3 +293,18 @@ def test_the_group_makes_every_failure_one_line() -> None:
     }
     debug = CliRunner(mix_stderr=False, env={"AUDITLAKE_DEBUG": "1"}).invoke(group, ["fails", "other"])
     assert isinstance(debug.exception, ValueError)
+
+
+def test_a_yaml_error_that_is_not_a_files_never_echoes_the_value() -> None:
+    """PyYAML's RepresenterError carries the object it could not write (a kubeconfig: its token and CA);
+    the one-line error says only its kind. It once printed a cluster's bearer token."""
+    import yaml
+
+    from auditlake.cli.render import explain
+
+    exc = yaml.representer.RepresenterError("cannot represent an object", {"token": "alk_secret-token"})
+    message = explain(exc)
+    assert message is not None and "RepresenterError" in message and "alk_secret" not in message
+    with pytest.raises(yaml.YAMLError) as parse:
+        yaml.safe_load("a: [1, 2\nb: 3\n")
+    assert "line" in (explain(parse.value) or "")

@@ -67,9 +67,13 @@ def _yaml(exc: BaseException) -> str | None:
 
     if not isinstance(exc, yaml.YAMLError):
         return None
-    mark = getattr(exc, "problem_mark", None)
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        # Not a file that does not parse (a value that could not be written, ...): its text may
+        # carry the value itself, a token or a key, so only its kind is said.
+        return f"YAML: {type(exc).__name__} (run with AUDITLAKE_DEBUG=1 for the traceback, and please report it)"
+    mark = exc.problem_mark
     where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "a YAML file"
-    problem = getattr(exc, "problem", None) or str(exc)
+    problem = exc.problem or type(exc).__name__
     return f"{where}: not valid YAML: {' '.join(str(problem).split())} (fix the file, or pass another)"
 
 

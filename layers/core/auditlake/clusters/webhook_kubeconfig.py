@@ -9,6 +9,7 @@ server then verifies serve's certificate against that CA alone, never with verif
 from __future__ import annotations
 
 import base64
+import json
 import string
 from importlib import resources
 
@@ -32,7 +33,9 @@ def render_kubeconfig(url: str, token: str, ca_pem: bytes | None = None) -> str:
         return text
     # The template has no CA field (the stack's API Gateway has a public certificate): add it to the
     # parsed document rather than splicing text, and say so in place of the template's TLS comment.
-    config = yaml.safe_load(text)
+    # A plain dict, whatever constructors other code in the process registered on PyYAML's SafeLoader
+    # (samcli.yamlhelper.yaml_parse makes its mappings OrderedDicts, which safe_dump cannot write).
+    config = json.loads(json.dumps(yaml.safe_load(text)))
     config["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(ca_pem).decode("ascii")
     header = (
         "# kube-apiserver --audit-webhook-config-file for auditlake serve, as `auditlake cluster add` wrote it.\n"
