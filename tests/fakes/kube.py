@@ -104,6 +104,8 @@ def as_events_v1(obj: dict[str, Any]) -> dict[str, Any]:
 
 class FakeKube:
     faults: KubeFaults | None = None  # consulted by every request while set
+    # True: only TLS clients with a certificate of its CA get in (kind's admin kubeconfig), no token needed.
+    client_certificates = False
 
     def __init__(self, ca: trustme.CA, *, tokens: tuple[str, ...] = ("reader-token",), events_v1: bool = True) -> None:
         self.ca = ca
@@ -190,6 +192,9 @@ class FakeKube:
         server.daemon_threads = True
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        if self.client_certificates:
+            context.verify_mode = ssl.CERT_REQUIRED
+            self.ca.configure_trust(context)
         server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         # A short poll interval: stop() (every test's teardown) waits at most this long.
@@ -218,6 +223,8 @@ class FakeKube:
     # ---------------------------------------------------------------- requests
 
     def _authorised(self, header: str | None) -> bool:
+        if self.client_certificates and header is None:
+            return True  # the TLS handshake checked the client's certificate
         token = (header or "").removeprefix("Bearer ").strip()
         if token in self.tokens:
             return True

@@ -14,12 +14,9 @@ import base64
 import json
 import shlex
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -143,31 +140,7 @@ class ClientCertKube(FakeKube):
     """The fake API server, accepting only TLS clients with a certificate of its CA (as kind's admin
     kubeconfig authenticates), and then no bearer token needed."""
 
-    def start(self) -> str:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: Any) -> None:
-                return None
-
-            def do_GET(self) -> None:
-                fake.handle(self)
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        context.verify_mode = ssl.CERT_REQUIRED
-        self.ca.configure_trust(context)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self.url
-
-    def _authorised(self, header: str | None) -> bool:
-        return header is None or super()._authorised(header)  # the handshake checked the certificate
+    client_certificates = True
 
 
 def test_poll_context_kind_kind_uses_the_client_certificate_kind_writes(tmp_path: Path) -> None:
