@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +18,11 @@ from auditlake.landing import raw_prefix
 from auditlake.local_lake import LocalLake
 from auditlake.stores import StoreError
 from auditlake.timestamps import format_utc, instant
+
+if TYPE_CHECKING:  # the CLI starts without them; each command imports what it runs
+    from auditlake.stores import Store
+    from auditlake.trust.digest import ChainHead, Signer
+    from auditlake.trust.ledger import Ledger
 
 
 @click.command()
@@ -136,9 +143,8 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
       auditlake verify --lake /tmp/lake --public-key ~/auditlake-digest.pub --expect-head 12:3f1a...
       auditlake verify --stack my-auditlake --region eu-west-1 --from 7d
     """
-    from auditlake.trust.digest import ChainHead, DigestError, DynamoChainHead, KmsSigner, parse_head
+    from auditlake.trust.digest import DigestError, parse_head
     from auditlake.trust.digest import verify as verify_chain
-    from auditlake.trust.ledger import DynamoLedger, Ledger
     from auditlake.trust.retention import bucket_rules
 
     if (lake is None) == (stack is None):
@@ -151,31 +157,22 @@ def verify(lake: Path | None, stack: str | None, region: str | None, start: str 
         expected = parse_head(expect_head) if expect_head else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    head: ChainHead
-    ledger: Ledger
     try:
         if lake is not None:
-            local = LocalLake(lake)
-            archives, signer = local.archives(), verifying_signer(local, public_key)
-            head, ledger = local.chain_head(), local.ledger()
+            chain = lake_chain(LocalLake(lake), public_key)
         else:
             import boto3
 
-            from auditlake.stores.s3 import S3Store
-
             session = boto3.session.Session(region_name=region)
             outputs = stack_outputs(session, str(stack))
+            chain = stack_chain(session, outputs)
             s3 = session.client("s3")
-            archives = {name: S3Store(s3, outputs[output]) for name, output in ARCHIVE_BUCKETS.items()}
             # Compared with the retention the digests record (a rule expiring sooner is a finding);
             # never what decides expiry: whoever may change the rules could excuse any removal.
             lifecycle = {name: bucket_rules(s3, outputs[output]) for name, output in ARCHIVE_BUCKETS.items()}
-            signer = KmsSigner(session.client("kms"), outputs[DIGEST_KEY])
-            dynamodb = session.client("dynamodb")
-            head = DynamoChainHead(dynamodb, outputs[STATE_TABLE])
-            ledger = DynamoLedger(dynamodb, outputs[STATE_TABLE])
-        report = verify_chain(archives, signer, start=since, end=until, head=head, expected=expected,
-                              ledger=ledger, now=now, max_age=age, lifecycle=lifecycle)  # fmt: skip
+        ledger = chain.ledger
+        report = verify_chain(chain.archives, chain.signer, start=since, end=until, head=chain.head,
+                              expected=expected, ledger=ledger, now=now, max_age=age, lifecycle=lifecycle)  # fmt: skip
     except (DigestError, StoreError) as exc:
         fail(str(exc))
     for finding in report.findings:
@@ -240,6 +237,37 @@ def _sequences(numbers: list[int]) -> str:
             runs.append([number])
     return ("digest " if len(numbers) == 1 else "digests ") + ", ".join(
         f"{r[0]}..{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs
+    )
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What verify reads, for a lake or a stack: the archives, what checks the digests' signatures,
+    the chain head and the ledger (``verify``, and ``report``'s sealed state)."""
+
+    archives: dict[str, Store]
+    signer: Signer
+    head: ChainHead
+    ledger: Ledger
+
+
+def lake_chain(local: LocalLake, public_key: Path | None) -> Chain:
+    """A local lake's; verifying never makes a signing key (``verifying_signer``)."""
+    return Chain(local.archives(), verifying_signer(local, public_key), local.chain_head(), local.ledger())
+
+
+def stack_chain(session: Any, outputs: Mapping[str, str]) -> Chain:
+    """A deployed stack's, from its Outputs: the archive buckets, the KMS digest key, the state table."""
+    from auditlake.stores.s3 import S3Store
+    from auditlake.trust.digest import DynamoChainHead, KmsSigner
+    from auditlake.trust.ledger import DynamoLedger
+
+    s3, dynamodb = session.client("s3"), session.client("dynamodb")
+    return Chain(
+        {name: S3Store(s3, outputs[output]) for name, output in ARCHIVE_BUCKETS.items()},
+        KmsSigner(session.client("kms"), outputs[DIGEST_KEY]),
+        DynamoChainHead(dynamodb, outputs[STATE_TABLE]),
+        DynamoLedger(dynamodb, outputs[STATE_TABLE]),
     )
 
 

@@ -16,11 +16,8 @@ import click
 from auditlake.cli.options import lake_option
 from auditlake.cli.render import err, fail
 from auditlake.cli.stack import (
-    ARCHIVE_BUCKETS,
     ATHENA_WORKGROUP,
-    DIGEST_KEY,
     GLUE_DATABASE,
-    STATE_TABLE,
     stack_outputs,
 )
 from auditlake.local_lake import LocalLake
@@ -145,7 +142,7 @@ def _empty_window(engine: Any, start: datetime, end: datetime) -> str:
 
 
 def _local(lake: Path, now: datetime) -> tuple[Any, Any, Any, str]:
-    from auditlake.cli.archive import verifying_signer
+    from auditlake.cli.archive import lake_chain
     from auditlake.query import findings as found
     from auditlake.query.named import LocalEngine
     from auditlake.report.data import ArchiveState
@@ -160,9 +157,8 @@ def _local(lake: Path, now: datetime) -> tuple[Any, Any, Any, str]:
         return list(found.rows(result))
 
     try:
-        verified = verify_chain(
-            local.archives(), verifying_signer(local, None), head=local.chain_head(), ledger=local.ledger(), now=now
-        )
+        chain = lake_chain(local, None)
+        verified = verify_chain(chain.archives, chain.signer, head=chain.head, ledger=chain.ledger, now=now)
         archive = ArchiveState.from_verify(verified)
     except DigestError as exc:
         err.print(f"[yellow]archive state not read:[/yellow] {exc}", highlight=False)
@@ -173,31 +169,22 @@ def _local(lake: Path, now: datetime) -> tuple[Any, Any, Any, str]:
 def _deployed(stack: str, region: str | None, now: datetime) -> tuple[Any, Any, Any, str]:
     import boto3
 
+    from auditlake.cli.archive import stack_chain
     from auditlake.query import findings as found
     from auditlake.query.named import AthenaEngine
     from auditlake.report.data import ArchiveState
-    from auditlake.stores.s3 import S3Store
-    from auditlake.trust.digest import DynamoChainHead, KmsSigner
     from auditlake.trust.digest import verify as verify_chain
-    from auditlake.trust.ledger import DynamoLedger
 
     session = boto3.session.Session(region_name=region)
     outputs = stack_outputs(session, stack)
-    s3, dynamodb = session.client("s3"), session.client("dynamodb")
     # glue and s3: what the archive holds (engine.held), named when the window is empty
     engine = AthenaEngine(session.client("athena"), outputs[ATHENA_WORKGROUP], outputs[GLUE_DATABASE],
-                          glue=session.client("glue"), s3=s3)  # fmt: skip
+                          glue=session.client("glue"), s3=session.client("s3"))  # fmt: skip
 
     def findings(since: str, until: str) -> list[dict[str, Any]]:
         where = found.FindingsFilter(since, until)
         return list(found.rows(engine.run(found.findings_sql("findings_live"), where.values())))
 
-    archives = {name: S3Store(s3, outputs[output]) for name, output in ARCHIVE_BUCKETS.items()}
-    verified = verify_chain(
-        archives,
-        KmsSigner(session.client("kms"), outputs[DIGEST_KEY]),
-        head=DynamoChainHead(dynamodb, outputs[STATE_TABLE]),
-        ledger=DynamoLedger(dynamodb, outputs[STATE_TABLE]),
-        now=now,
-    )
+    chain = stack_chain(session, outputs)
+    verified = verify_chain(chain.archives, chain.signer, head=chain.head, ledger=chain.ledger, now=now)
     return engine, findings, ArchiveState.from_verify(verified), f"stack {stack}"
